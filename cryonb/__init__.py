@@ -1,0 +1,7 @@
+"""cryonb: notebook-first analysis of structural heterogeneity in cryo-EM data."""
+
+__version__ = "0.1.0"
+
+from .core.errors import CryonbError, InputError  # noqa: E402
+
+__all__ = ["CryonbError", "InputError", "__version__"]

@@ -1,0 +1,1 @@
+"""Notebook views over cryonb.core objects (ipywidgets, HoloViews, nglview)."""
