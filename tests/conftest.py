@@ -1,0 +1,39 @@
+"""Shared fixtures: the real cryo-EM files in ../shared/data/real and a deterministic hypothesis profile."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+REAL_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
+
+settings.register_profile(
+    "cryonb",
+    derandomize=True,
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("cryonb")
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The folder of real third-party cryo-EM files (see its README.md); skips if absent."""
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"../shared/data/real not found: expected the real test files at {REAL_DATA.resolve()}")
+    return REAL_DATA.resolve()
+
+
+@pytest.fixture
+def real_copy(real_data, tmp_path):
+    """Copy real files (relative to ``real_data``) into ``tmp_path``; returns the copy of the first."""
+
+    def copy(*names: str) -> Path:
+        copies = [Path(shutil.copy(real_data / name, tmp_path / Path(name).name)) for name in names]
+        return copies[0]
+
+    return copy
