@@ -10,7 +10,7 @@ from cryonb.core.rotations import random_rotations
 @pytest.fixture(scope="module")
 def real_map(real_data):
     vol, _ = read_map(real_data / "sfftk" / "emd_5625.map")
-    return torch.as_tensor(vol, dtype=torch.float64)
+    return torch.tensor(vol, dtype=torch.float64)
 
 
 def shell_correlation(a, b, shells, lo, hi):
@@ -50,7 +50,7 @@ def test_quarter_turn_about_z_rotates_the_image(real_map):
     c = D // 2
     y, x = torch.meshgrid(torch.arange(1, D), torch.arange(1, D), indexing="ij")
     ox, oy = x - c, y - c
-    sx, sy = ox * 0 + oy, -ox  # R^T (x, y) = (y, -x)
+    sx, sy = -oy, ox  # R^T (x, y, z) = (-y, x, z)
     torch.testing.assert_close(p[y, x], p0[sy + c, sx + c])
 
 
