@@ -1,0 +1,79 @@
+"""Training throughput (images/s) and peak GPU memory of cryonb's Trainer.
+
+    python benchmarks/bench_train.py --box 128 --width 256 --depth 3 --batch 128 --device cuda --compile
+
+Images are random (throughput does not depend on content); poses and CTF are random too. Times
+whole epochs after a warm-up epoch, so compilation and caching are excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import torch
+
+from cryonb.core.particles import ParticleSet
+from cryonb.core.rotations import random_rotations
+from cryonb.core.training import Trainer, TrainConfig
+
+
+def synthetic_particles(n: int, box: int, seed: int = 0) -> ParticleSet:
+    rng = np.random.default_rng(seed)
+    ctf = np.tile(np.array([15000, 15000, 0, 300, 2.7, 0.1, 0, 0], np.float32), (n, 1))
+    ctf[:, :2] = rng.uniform(10000, 25000, (n, 1))
+    return ParticleSet(
+        images=rng.standard_normal((n, box, box), dtype=np.float32),
+        rotations=random_rotations(n, torch.Generator().manual_seed(seed)).numpy(),
+        shifts=rng.normal(0, 2, (n, 2)).astype(np.float32),
+        ctf=ctf,
+        apix=1.0 * 256 / box,
+    )
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--box", type=int, default=128)
+    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--depth", type=int, default=3)
+    ap.add_argument("--zdim", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=2, help="timed epochs after one warm-up epoch")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--no-amp", action="store_true")
+    args = ap.parse_args(argv)
+
+    particles = synthetic_particles(args.n, args.box)
+    config = TrainConfig(zdim=args.zdim, enc_width=args.width, enc_depth=args.depth, dec_width=args.width,
+                         dec_depth=args.depth, batch_size=args.batch, device=args.device,
+                         compile=args.compile, amp=not args.no_amp)
+    trainer = Trainer(particles, config)
+    cuda = trainer.device.type == "cuda"
+    trainer.fit(1, progress=False)
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    trainer.fit(args.epochs, progress=False)
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    result = {
+        "box": args.box, "decoder": f"{args.width}x{args.depth}", "zdim": args.zdim, "batch": args.batch,
+        "n": args.n, "compile": args.compile, "amp": not args.no_amp and cuda,
+        "images_per_s": round(args.n * args.epochs / seconds, 1),
+        "peak_gpu_GiB": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+        "device": torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})",
+        "final_loss": round(trainer.history[-1]["loss"], 5),
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

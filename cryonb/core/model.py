@@ -1,0 +1,198 @@
+"""The heterogeneous model: an image encoder and a coordinate-based Fourier decoder (cryoDRGN-style).
+
+The decoder is an MLP over positionally encoded 3D Fourier coordinates concatenated with a latent
+``z``; it returns the complex value of the map's transform at those coordinates. Hermitian symmetry
+(``F(-k) = conj F(k)``) is built in: points with ``kz < 0`` are evaluated at ``-k`` and conjugated,
+so the network only ever learns one half-space.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .fourier import ifft3_center
+from .projection import plane_coordinates
+
+ENCODINGS = ("geometric", "geometric_lowf", "gaussian", "none")
+
+
+@dataclass(frozen=True)
+class HalfPlane:
+    """The pixels of a centred ``D``×``D`` transform that a model evaluates.
+
+    One half of the Nyquist disc (``ky > 0``, or ``ky == 0`` and ``kx >= 0``): the other half is
+    its complex conjugate for a real image.
+    """
+
+    D: int
+    index: torch.Tensor  # (P,) flat positions in the D*D centred grid
+    coords: torch.Tensor  # (P, 3) (kx, ky, 0) in pixels of frequency
+
+    @classmethod
+    def build(cls, D: int, radius: float | None = None, device=None) -> HalfPlane:
+        plane = plane_coordinates(D, device=device).reshape(-1, 3)
+        kx, ky = plane[:, 0], plane[:, 1]
+        radius = D // 2 if radius is None else radius
+        keep = (kx**2 + ky**2 <= radius**2) & ((ky > 0) | ((ky == 0) & (kx >= 0)))
+        index = torch.nonzero(keep).squeeze(1)
+        return cls(D, index, plane[index])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def to(self, device) -> HalfPlane:
+        return HalfPlane(self.D, self.index.to(device), self.coords.to(device))
+
+
+class PositionalEncoding(nn.Module):
+    """sin/cos features of 3D coordinates in [-0.5, 0.5] (the box is one unit wide).
+
+    ``geometric``: angular frequencies from 2π (one period over the box) to πD (the lattice's
+    Nyquist), geometrically spaced; ``geometric_lowf``: from 1 to D/2, the low-frequency variant;
+    ``gaussian``: random Fourier features with frequencies drawn from N(0, σ²), σ = D/8 cycles;
+    ``none``: raw coordinates.
+    """
+
+    def __init__(self, D: int, kind: str = "geometric", n_freqs: int | None = None, seed: int = 0):
+        super().__init__()
+        if kind not in ENCODINGS:
+            raise ValueError(f"positional encoding must be one of {ENCODINGS}, not {kind!r}")
+        self.kind = kind
+        n = D // 2 if n_freqs is None else n_freqs
+        if kind == "geometric":
+            freqs = 2 * math.pi * (D / 2) ** (torch.arange(n) / max(n - 1, 1))
+            B = torch.eye(3)[:, :, None] * freqs  # (3, 3, n): each axis on its own
+            B = B.permute(0, 2, 1).reshape(3, 3 * n)
+        elif kind == "geometric_lowf":
+            freqs = (D / 2) ** (torch.arange(n) / max(n - 1, 1))
+            B = (torch.eye(3)[:, :, None] * freqs).permute(0, 2, 1).reshape(3, 3 * n)
+        elif kind == "gaussian":
+            g = torch.Generator().manual_seed(seed)
+            B = 2 * math.pi * torch.randn(3, 3 * n, generator=g) * (D / 8)
+        else:
+            B = torch.zeros(3, 0)
+        self.register_buffer("B", B, persistent=True)
+        self.out_dim = 3 if kind == "none" else 2 * B.shape[1]
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        if self.kind == "none":
+            return coords
+        phase = coords @ self.B
+        return torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)
+
+
+def mlp(n_in: int, width: int, depth: int, n_out: int) -> nn.Sequential:
+    """``depth`` hidden layers of ``width`` units with ReLU, then a linear output layer."""
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers += [nn.Linear(n_in if i == 0 else width, width), nn.ReLU(inplace=True)]
+    layers.append(nn.Linear(width if depth else n_in, n_out))
+    return nn.Sequential(*layers)
+
+
+class FourierDecoder(nn.Module):
+    """``F(k, z)``: the complex transform of the map for latent ``z`` at frequency ``k`` (pixels)."""
+
+    def __init__(self, D: int, zdim: int, width: int = 256, depth: int = 3, encoding: str = "geometric",
+                 n_freqs: int | None = None, seed: int = 0):
+        super().__init__()
+        self.D, self.zdim = D, zdim
+        self.encoding = PositionalEncoding(D, encoding, n_freqs, seed)
+        # The first layer acts on [encoding(k), z]; it is split in two so that z's part is
+        # computed once per image instead of once per pixel.
+        self.coords_in = nn.Linear(self.encoding.out_dim, width)
+        self.latent_in = nn.Linear(zdim, width, bias=False) if zdim else None
+        self.net = nn.Sequential(nn.ReLU(inplace=True), mlp(width, width, depth - 1, 2))
+
+    def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Complex values at ``coords`` (B, P, 3); ``z`` is (B, zdim) or None for a homogeneous model."""
+        flip = coords[..., 2:3] < 0
+        with torch.autocast(coords.device.type, enabled=False):  # phases need float32
+            features = self.encoding(torch.where(flip, -coords, coords).float() / self.D)
+        h = self.coords_in(features)
+        if self.latent_in is not None:
+            h = h + self.latent_in(z)[:, None, :]
+        out = self.net(h).float()
+        imag = torch.where(flip[..., 0], -out[..., 1], out[..., 1])
+        return torch.complex(out[..., 0], imag)
+
+    def slices(self, half: HalfPlane, rotations: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """The half-plane of each central slice (B, P) at the given rotations."""
+        return self(half.coords.to(rotations.dtype) @ rotations, z)
+
+    @torch.no_grad()
+    def volume(self, z: torch.Tensor | None = None, chunk: int = 2**20) -> torch.Tensor:
+        """Real-space map (D, D, D) for one latent (zdim,), zero outside the Nyquist sphere."""
+        D = self.D
+        device = next(self.parameters()).device
+        k = torch.arange(D, device=device, dtype=torch.float32) - D // 2
+        grid = torch.stack(torch.meshgrid(k, k, k, indexing="ij")[::-1], dim=-1).reshape(-1, 3)
+        inside = torch.nonzero(grid.norm(dim=-1) <= D // 2).squeeze(1)
+        F = torch.zeros(D**3, dtype=torch.complex64, device=device)
+        zb = None if z is None else z.reshape(1, -1).to(device)
+        for start in range(0, len(inside), chunk):
+            idx = inside[start : start + chunk]
+            F[idx] = self(grid[idx][None], zb)[0]
+        return ifft3_center(F.reshape(D, D, D)).real
+
+
+class ImageEncoder(nn.Module):
+    """Maps the centred half-plane transform of an image to a diagonal Gaussian over z."""
+
+    def __init__(self, n_pixels: int, zdim: int, width: int = 256, depth: int = 3):
+        super().__init__()
+        self.zdim = zdim
+        self.net = mlp(2 * n_pixels, width, depth, 2 * zdim)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.view_as_real(images).flatten(1)
+        out = self.net(x).float()
+        return out[:, : self.zdim], out[:, self.zdim :].clamp(-20, 10)
+
+
+@dataclass
+class ModelOutput:
+    prediction: torch.Tensor  # (B, P) complex, CTF applied
+    mu: torch.Tensor | None
+    logvar: torch.Tensor | None
+
+
+class HeterogeneousModel(nn.Module):
+    """Encoder + decoder; ``zdim = 0`` gives a homogeneous (single-structure) model."""
+
+    def __init__(self, D: int, n_pixels: int, zdim: int = 8, enc_width: int = 256, enc_depth: int = 3,
+                 dec_width: int = 256, dec_depth: int = 3, encoding: str = "geometric",
+                 n_freqs: int | None = None, seed: int = 0):
+        super().__init__()
+        self.zdim = zdim
+        self.encoder = ImageEncoder(n_pixels, zdim, enc_width, enc_depth) if zdim else None
+        self.decoder = FourierDecoder(D, zdim, dec_width, dec_depth, encoding, n_freqs, seed)
+
+    def encode(self, images: torch.Tensor):
+        return self.encoder(images) if self.encoder is not None else (None, None)
+
+    def forward(self, images, rotations, ctf, half: HalfPlane, noise: torch.Tensor | None = None) -> ModelOutput:
+        mu, logvar = self.encode(images)
+        z = None
+        if mu is not None:
+            z = mu if noise is None else mu + noise * torch.exp(0.5 * logvar)
+        pred = self.decoder.slices(half, rotations, z) * ctf
+        return ModelOutput(pred, mu, logvar)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per image."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return int(sum(p.numel() for p in module.parameters()))
+
+
+def as_numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().float().cpu().numpy()

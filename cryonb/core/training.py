@@ -1,0 +1,469 @@
+"""Training the heterogeneous model, cell by cell: a :class:`Trainer` a notebook can drive.
+
+``fit(epochs)`` continues where the last call stopped; ``fit(..., background=True)`` trains in a
+thread with ``pause()``/``resume()``/``stop()``. Checkpoints are written atomically and hold only
+tensors and plain numbers (loaded with ``weights_only=True``); ``Trainer.resume(run_dir)``
+continues exactly, because batch order and sampling noise derive from the seed and step count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .ctf import compute_ctf
+from .errors import CryonbError, InputError
+from .fourier import fft2_center, fourier_crop, soft_circular_mask
+from .model import ENCODINGS, HalfPlane, HeterogeneousModel, gaussian_kl
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as ``config.json`` in the run folder."""
+
+    zdim: int = 8
+    enc_width: int = 256
+    enc_depth: int = 3
+    dec_width: int = 256
+    dec_depth: int = 3
+    encoding: str = "geometric"
+    n_freqs: int | None = None
+    box: int | None = None  # Fourier-crop the images to this box first
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    beta: float | None = None  # weight of the KL term; None means 1 / zdim
+    amp: bool = True  # bfloat16 autocast on CUDA
+    compile: bool = False  # torch.compile the model (CUDA; worth it for long runs)
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 1  # epochs
+    particles: str | None = None  # where the particle set came from, for resuming
+
+    def validate(self) -> TrainConfig:
+        problems = []
+        for name in ("enc_width", "enc_depth", "dec_width", "batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if self.zdim < 0:
+            problems.append(f"zdim must be 0 (homogeneous) or more (got {self.zdim})")
+        if self.dec_depth < 1:
+            problems.append(f"dec_depth must be at least 1 (got {self.dec_depth})")
+        if self.encoding not in ENCODINGS:
+            problems.append(f"encoding must be one of {', '.join(ENCODINGS)} (got {self.encoding!r})")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            problems.append(f"lr must be a positive number (got {self.lr})")
+        if self.box is not None and (self.box < 8 or self.box % 2):
+            problems.append(f"box must be an even size of at least 8 (got {self.box})")
+        if self.beta is not None and self.beta < 0:
+            problems.append(f"beta must be non-negative (got {self.beta})")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            problems.append(f"device must be 'auto', 'cpu' or 'cuda[:N]' (got {self.device!r})")
+        if problems:
+            raise InputError(None, "invalid training configuration: " + "; ".join(problems),
+                             "correct these values in TrainConfig (or the command-line options)")
+        return self
+
+    @property
+    def kl_weight(self) -> float:
+        return (1.0 / self.zdim if self.zdim else 0.0) if self.beta is None else self.beta
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InputError(None, f"unknown configuration keys {sorted(unknown)}", f"use only {sorted(known)}")
+        return cls(**d)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(None, f"device {name!r} was requested but no CUDA GPU is available", "use device='cpu'")
+    return torch.device(name)
+
+
+class ImageData:
+    """Particle images prepared once for training: windowed, transformed, re-centred, on the device.
+
+    Holds the half-plane of each image's centred transform (N, P) scaled to unit variance, with the
+    rotations and CTF parameters, so that a training step does no CPU work.
+    """
+
+    def __init__(self, particles, box: int | None = None, device="cpu", chunk: int = 1024):
+
+        if particles.rotations is None:
+            raise InputError(getattr(particles.source, "path", None), "the particles have no poses",
+                             "give a .star/.cs with refined angles, or poses=<cryoDRGN poses .pkl>")
+        D0 = particles.box_size
+        self.D = box or D0
+        if self.D > D0:
+            raise InputError(None, f"box {self.D} is larger than the images ({D0})", f"use box <= {D0}")
+        self.apix = (particles.apix or 1.0) * D0 / self.D
+        self.device = torch.device(device)
+        self.half = HalfPlane.build(self.D).to(self.device)
+        window = soft_circular_mask(D0, radius=0.85 * D0 / 2, width=0.1 * D0 / 2)
+        shifts = torch.zeros(len(particles), 2) if particles.shifts is None else torch.as_tensor(np.asarray(particles.shifts, dtype=np.float32))
+        shifts = shifts * (self.D / D0)
+        kx, ky = (self.half.coords[:, 0].cpu() / self.D), (self.half.coords[:, 1].cpu() / self.D)
+        out = torch.empty(len(particles), len(self.half), dtype=torch.complex64)
+        for start in range(0, len(particles), chunk):
+            imgs = torch.as_tensor(np.asarray(particles.images[start : start + chunk], dtype=np.float32))
+            imgs = fourier_crop(imgs * window, self.D)
+            F = fft2_center(imgs).flatten(1)[:, self.half.index.cpu()]
+            s = shifts[start : start + chunk]
+            # Translate each image by +shift so the particle sits at the centre.
+            ramp = torch.polar(torch.ones(()), -2 * math.pi * (s[:, :1] * kx + s[:, 1:] * ky))
+            out[start : start + chunk] = F * ramp
+        self.scale = float(torch.view_as_real(out[: min(len(out), 5000)]).std())
+        if not math.isfinite(self.scale) or self.scale == 0:
+            raise InputError(getattr(particles.source, "path", None), "the images are empty or not finite",
+                             "check the stack (cryonb info) for NaNs or blank images")
+        self.images = (out / self.scale).to(self.device)
+        self.rotations = torch.as_tensor(np.asarray(particles.rotations, dtype=np.float32)).to(self.device)
+        if particles.ctf is None:
+            self.ctf = None
+        else:
+            self.ctf = torch.as_tensor(np.asarray(particles.ctf, dtype=np.float32)).to(self.device)
+        self.freqs = (self.half.coords[:, :2] / (self.D * self.apix)).to(self.device)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, idx: torch.Tensor):
+        """Images, rotations and CTF (B, P) of the particles at ``idx`` (a device tensor)."""
+        if self.ctf is None:
+            ctf = torch.ones((), device=self.device)
+        else:
+            p = self.ctf[idx][:, :, None]
+            ctf = compute_ctf(self.freqs, *p.unbind(1))
+        return self.images[idx], self.rotations[idx], ctf
+
+
+class Trainer:
+    """Train a :class:`HeterogeneousModel` on a particle set, a few epochs at a time.
+
+    >>> trainer = Trainer(particles, TrainConfig(zdim=8), run_dir="runs/hinge")
+    >>> trainer.fit(5)          # look at trainer.history, then
+    >>> trainer.fit(5)          # five more
+    >>> z = trainer.embed()     # (N, zdim) latent means
+    """
+
+    def __init__(self, particles, config: TrainConfig | None = None, run_dir: str | os.PathLike | None = None, **overrides):
+        config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides}).validate()
+        self.config = config
+        self.particles = particles
+        self.device = resolve_device(config.device)
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        torch.manual_seed(config.seed)
+        self.data = ImageData(particles, config.box, self.device)
+        self.model = HeterogeneousModel(
+            self.data.D, len(self.data.half), config.zdim, config.enc_width, config.enc_depth,
+            config.dec_width, config.dec_depth, config.encoding, config.n_freqs, config.seed,
+        ).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self._forward = torch.compile(self.model) if config.compile else self.model
+        self.epoch = 0  # completed epochs
+        self.position = 0  # batches done in the current epoch
+        self.step_count = 0
+        self.history: list[dict] = []  # one row per completed epoch
+        self.steps: list[tuple[int, float, float]] = []  # (step, loss, kl) for live curves
+        self.listeners: list = []
+        self._epoch_sums = np.zeros(3)
+        self._epoch_time = 0.0
+        self._target_epochs = 0
+        self._run = threading.Event()
+        self._run.set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._noise = torch.Generator(device=self.device)
+        if self.run_dir is not None:
+            self._write_config()
+
+    # ------------------------------------------------------------------ training
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(len(self.data) / self.config.batch_size)
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.data), generator=g).to(self.device)
+
+    def _autocast(self):
+        if self.config.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def loss(self, idx: torch.Tensor, sample: bool = True):
+        """Loss, reconstruction error and mean KL for the particles at ``idx``."""
+        images, rotations, ctf = self.data.batch(idx)
+        noise = None
+        if sample and self.config.zdim:
+            self._noise.manual_seed(self.config.seed * 7_919 + self.step_count)
+            noise = torch.randn(len(idx), self.config.zdim, generator=self._noise, device=self.device)
+        with self._autocast():
+            out = self._forward(images, rotations, ctf, self.data.half, noise)
+        error = torch.view_as_real(out.prediction - images).pow(2).sum(-1).mean()
+        kl = gaussian_kl(out.mu, out.logvar).mean() if out.mu is not None else torch.zeros((), device=self.device)
+        return error + self.config.kl_weight * kl / len(self.data.half), error, kl
+
+    def step(self) -> float:
+        """One optimisation step on the next batch; returns the loss."""
+        order = self._order(self.epoch)
+        bs = self.config.batch_size
+        idx = order[self.position * bs : (self.position + 1) * bs]
+        t0 = time.perf_counter()
+        self.model.train()
+        try:
+            loss, error, kl = self.loss(idx)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        except torch.OutOfMemoryError as err:
+            raise CryonbError(
+                f"the GPU ran out of memory at batch size {bs}. Fix: try batch_size={max(bs // 2, 1)} "
+                f"(or a smaller box / decoder width)"
+            ) from err
+        values = torch.stack([loss.detach(), error.detach(), kl.detach()]).float().cpu().numpy()
+        self._epoch_time += time.perf_counter() - t0
+        self._epoch_sums += values * len(idx)
+        self.step_count += 1
+        self.position += 1
+        self.steps.append((self.step_count, float(values[0]), float(values[2])))
+        self._notify("step")
+        if self.position >= self.batches_per_epoch:
+            self._finish_epoch()
+        return float(values[0])
+
+    def _finish_epoch(self):
+        n = len(self.data)
+        loss, error, kl = self._epoch_sums / n
+        self.epoch += 1
+        self.history.append({
+            "epoch": self.epoch, "loss": float(loss), "error": float(error), "kl": float(kl),
+            "seconds": self._epoch_time, "images_per_s": n / max(self._epoch_time, 1e-9),
+        })
+        self.position = 0
+        self._epoch_sums[:] = 0
+        self._epoch_time = 0.0
+        self._notify("epoch")
+        if self.run_dir is not None and self.epoch % self.config.checkpoint_every == 0:
+            self.save_checkpoint()
+
+    def fit(self, epochs: int = 1, background: bool = False, progress: bool = True):
+        """Train ``epochs`` more epochs (continuing a part-done epoch first).
+
+        With ``background=True`` training runs in a thread and this returns at once; use
+        ``pause()``, ``resume()``, ``stop()`` and ``wait()``.
+        """
+        if self.running:
+            raise CryonbError("this trainer is already training in the background; call stop() or wait() first")
+        self._target_epochs = self.epoch + int(epochs)
+        self._stop.clear()
+        self._run.set()
+        if background:
+            self._thread = threading.Thread(target=self._loop, args=(False,), daemon=True, name="cryonb-train")
+            self._thread.start()
+            return self
+        with _stop_on_sigint(self):
+            self._loop(progress)
+        return self
+
+    def _loop(self, progress: bool):
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            total = (self._target_epochs - self.epoch) * self.batches_per_epoch - self.position
+            bar = tqdm(total=total, unit="batch", desc=f"epoch {self.epoch + 1}")
+        try:
+            while self.epoch < self._target_epochs and not self._stop.is_set():
+                self._run.wait()
+                if self._stop.is_set():
+                    break
+                loss = self.step()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_description(f"epoch {self.epoch + (self.position > 0)}")
+                    bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+        finally:
+            if bar is not None:
+                bar.close()
+            if self._stop.is_set() and self.run_dir is not None:
+                self.save_checkpoint()
+            self._notify("stopped")
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def paused(self) -> bool:
+        return not self._run.is_set()
+
+    def pause(self):
+        self._run.clear()
+        self._notify("paused")
+
+    def resume(self):
+        self._run.set()
+        self._notify("resumed")
+
+    def stop(self, wait: bool = True):
+        """Stop after the current step (writing a checkpoint if there is a run folder)."""
+        self._stop.set()
+        self._run.set()
+        if wait:
+            self.wait()
+
+    def wait(self):
+        if self._thread is not None:
+            self._thread.join()
+
+    def _notify(self, event: str):
+        for listener in list(self.listeners):
+            listener(event, self)
+
+    # ------------------------------------------------------------------ results
+    @torch.no_grad()
+    def embed(self, batch_size: int = 1024) -> np.ndarray:
+        """Latent means (N, zdim) for every particle, in the particle set's order."""
+        if not self.config.zdim:
+            raise CryonbError("a homogeneous model (zdim=0) has no latent space to embed")
+        self.model.eval()
+        out = []
+        for start in range(0, len(self.data), batch_size):
+            with self._autocast():
+                mu, _ = self.model.encode(self.data.images[start : start + batch_size])
+            out.append(mu.float().cpu())
+        return torch.cat(out).numpy()
+
+    @torch.no_grad()
+    def volume(self, z=None) -> np.ndarray:
+        """The map (D, D, D) for one latent ``z`` (or the homogeneous map)."""
+        self.model.eval()
+        zt = None if z is None else torch.as_tensor(np.asarray(z, dtype=np.float32))
+        return (self.model.decoder.volume(zt) * self.data.scale).cpu().numpy()
+
+    # ------------------------------------------------------------------ checkpoints
+    def _write_config(self):
+        from .io.atomic import atomic_write
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        meta = {"cryonb_checkpoint_version": CHECKPOINT_VERSION, "config": asdict(self.config),
+                "box": self.data.D, "apix": self.data.apix, "n_particles": len(self.data)}
+        with atomic_write(self.run_dir / "config.json", "w") as f:
+            json.dump(meta, f, indent=2)
+
+    def state_dict(self) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch, "position": self.position, "step": self.step_count,
+            "epoch_sums": torch.as_tensor(self._epoch_sums), "epoch_time": self._epoch_time,
+            "history": self.history, "steps": self.steps, "scale": self.data.scale,
+        }
+
+    def load_state_dict(self, state: dict):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.position, self.step_count = state["epoch"], state["position"], state["step"]
+        self._epoch_sums = state["epoch_sums"].numpy().copy()
+        self._epoch_time = state["epoch_time"]
+        self.history = list(state["history"])
+        self.steps = [tuple(s) for s in state["steps"]]
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/step_XXXXXXXX.pt`` and point ``checkpoints/latest`` at it, atomically."""
+        from .io.atomic import atomic_write
+
+        if self.run_dir is None:
+            raise CryonbError("this trainer has no run_dir; create it with Trainer(..., run_dir=...) to save checkpoints")
+        folder = self.run_dir / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"step_{self.step_count:08d}.pt"
+        with atomic_write(path, "wb") as f:
+            torch.save(self.state_dict(), f)
+        with atomic_write(folder / "latest", "w") as f:
+            f.write(path.name)
+        return path
+
+    @classmethod
+    def resume(cls, run_dir, particles=None, **overrides) -> Trainer:
+        """Continue a run from its latest checkpoint (``particles`` default: the file in its config)."""
+        run_dir = Path(run_dir)
+        meta = read_run_config(run_dir)
+        config = TrainConfig.from_dict({**meta["config"], **overrides})
+        if particles is None:
+            if not config.particles:
+                raise InputError(run_dir, "the run does not record where its particles came from",
+                                 "pass particles=... to Trainer.resume")
+            from .particles import load_particles
+
+            particles = load_particles(config.particles)
+        if len(particles) != meta["n_particles"]:
+            raise InputError(run_dir, f"the run was trained on {meta['n_particles']} particles but {len(particles)} were given",
+                             "pass the same particle set the run was started with")
+        trainer = cls(particles, config, run_dir=None)
+        trainer.run_dir = run_dir
+        latest = run_dir / "checkpoints" / "latest"
+        if latest.exists():
+            trainer.load_state_dict(load_checkpoint(run_dir / "checkpoints" / latest.read_text().strip()))
+        return trainer
+
+
+def read_run_config(run_dir: Path) -> dict:
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise InputError(run_dir, "not a cryonb run folder (config.json is missing)", "point to the folder given as run_dir/--outdir")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"config.json is not valid JSON ({err})", "restore it from a backup or start a new run") from None
+    version = meta.get("cryonb_checkpoint_version")
+    if version is None or version > CHECKPOINT_VERSION:
+        raise InputError(path, f"run written by a newer cryonb (format {version}, this cryonb reads {CHECKPOINT_VERSION})",
+                         "upgrade cryonb")
+    return meta
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(path, "checkpoint file is missing", "check the run folder's checkpoints/latest") from None
+    except Exception as err:  # a truncated or foreign file
+        raise InputError(path, f"not a readable cryonb checkpoint ({type(err).__name__})",
+                         "delete it and resume from an earlier checkpoint") from None
+
+
+@contextlib.contextmanager
+def _stop_on_sigint(trainer: Trainer):
+    """Turn Ctrl-C / the notebook's interrupt into a clean stop at the next step boundary."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        trainer._stop.set()
+        print(f"\ncryonb: interrupted; stopping after step {trainer.step_count + 1} (call fit() to continue)")
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
