@@ -126,8 +126,7 @@ def _float32(x) -> torch.Tensor:
 def _maps(model, D: int | None) -> tuple[torch.Tensor, tuple[str, ...], np.ndarray]:
     """(volumes (K, D, D, D), names, reaction coordinate of each state) for a model or maps."""
     if isinstance(model, str):
-        if D is None:
-            raise InputError(None, f"model {model!r} needs a box size", "pass D=64 (or another box size)")
+        D = D or 64
         if model == "hinge":
             volumes, angles = hinge_states(D)
             return volumes, tuple(f"state_{k:02d}" for k in range(len(volumes))), angles.numpy()
@@ -167,7 +166,7 @@ def simulate(
     model="hinge",
     n: int = 1000,
     *,
-    D: int | None = 64,
+    D: int | None = None,
     apix: float = 3.0,
     snr: float | None = 0.1,
     occupancy: str = "uniform",
@@ -186,6 +185,8 @@ def simulate(
     progress: bool | None = None,
 ) -> Simulation:
     """Simulate ``n`` particle images of ``model``: "hinge", "mixture", or maps (K, D, D, D).
+
+    ``D`` is the box of the phantoms (default 64); for maps it is their box (checked if given).
 
     ``"hinge"`` is the 50-state hinge motion over 1.5 rad, ``"mixture"`` the small subunit,
     large subunit and complex of :func:`cryonb.core.phantoms.assemblies`; maps may also be a

@@ -38,7 +38,7 @@ def test_insertion_is_the_adjoint_of_trilinear_slice_extraction():
 @pytest.mark.parametrize("shift_sigma", [0.0, 2.0])
 def test_noiseless_projections_of_a_real_map_reproduce_it(real_data, shift_sigma):
     volume, apix = read_map(real_data / "sfftk" / "emd_5625.map")  # 56³, 4.23 Å
-    sim = simulate(volume, 200, D=None, apix=apix, snr=None, ctf=False, shift_sigma=shift_sigma, seed=1, progress=False)
+    sim = simulate(volume, 200, apix=apix, snr=None, ctf=False, shift_sigma=shift_sigma, seed=1, progress=False)
     rec = backproject(sim.particles, ctf=False, wiener=1e-3, half_maps=False, progress=False)
     assert rec.half1 is None and rec.apix == pytest.approx(4.23)
     assert min_fsc_to(fsc(rec.volume, volume, apix=apix), 0.8) > 0.9

@@ -96,7 +96,7 @@ def test_ctf_parameters_follow_the_requested_ranges():
 
 def test_maps_of_the_wrong_shape_are_refused():
     with pytest.raises(InputError, match="cubic"):
-        simulate(np.zeros((8, 8, 9)), 5, D=None, progress=False)
+        simulate(np.zeros((8, 8, 9)), 5, progress=False)
     with pytest.raises(InputError, match="unknown model"):
         simulate("ribosome", 5, progress=False)
 
