@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .ctf import ctf_images
+from .errors import InputError
 from .fourier import fft2_center, ifft3_center
 from .fsc import FSCCurve, fsc
 from .projection import plane_coordinates, shift_images_ft
@@ -64,14 +65,15 @@ class Reconstruction:
 class FourierAccumulator:
     """Running sums Σ w·CTF·F (real, imaginary) and Σ w·CTF² on ``n_maps`` Fourier grids.
 
-    The grids are centred, of size ``2 * D`` (see the module docstring), with a margin of
-    voxels around them so that every trilinear corner of a frequency up to Nyquist is in range.
+    The grids are centred, of size ``2 * D`` (see the module docstring), plus two voxels per
+    axis so that the trilinear corners of every frequency up to Nyquist (index ``0`` to
+    ``2 * D + 1``) are in range without bounds checks.
     """
 
     def __init__(self, D: int, n_maps: int = 1, device=None):
         self.D, self.n_maps = D, n_maps
         self.size = OVERSAMPLING * D
-        self.G = self.size + 3  # margin: floor(-size/2) - 0 >= -size/2 - 1 and floor(+size/2) + 1
+        self.G = self.size + 2
         self.sums = torch.zeros(n_maps * self.G**3, 3, device=device)
         plane = plane_coordinates(D, device=device)
         self.pixels = torch.nonzero(plane[..., :2].norm(dim=-1).flatten() <= D / 2)[:, 0]  # inside Nyquist
@@ -93,7 +95,7 @@ class FourierAccumulator:
         coords = self.plane @ rotations.to(self.plane.dtype)  # (B, P, 3) (x, y, z) from the centre
         low = coords.floor()
         frac = coords - low
-        index = low.long() + (self.size // 2 + 1)
+        index = low.long() + self.size // 2
         base = ((maps[:, None] * G + index[..., 2]) * G + index[..., 1]) * G + index[..., 0]
         wx, wy, wz = (torch.stack([1 - frac[..., i], frac[..., i]], dim=-1) for i in range(3))
         trilinear = (wz[..., :, None, None] * wy[..., None, :, None] * wx[..., None, None, :]).flatten(-3)  # (B, P, 8)
@@ -103,7 +105,7 @@ class FourierAccumulator:
     def volume(self, maps: list[int], wiener: float) -> torch.Tensor:
         """Real-space map (D, D, D) of the summed grids ``maps``: Wiener ratio, cropped, gridding-corrected."""
         D, G, size = self.D, self.G, self.size
-        sums = self.sums.reshape(self.n_maps, G, G, G, 3)[maps].sum(0)[1 : 1 + size, 1 : 1 + size, 1 : 1 + size].double()
+        sums = self.sums.reshape(self.n_maps, G, G, G, 3)[maps].sum(0)[:size, :size, :size].double()
         volume_ft = torch.complex(sums[..., 0], sums[..., 1]) / (sums[..., 2] + wiener).clamp(min=1e-12)
         start = size // 2 - D // 2
         crop = slice(start, start + D)
@@ -134,8 +136,8 @@ def backproject(
     (gold standard); the full map uses all of them. ``progress`` None shows a bar on terminals.
     """
     D, n = particles.images.box_size, len(particles.images)
-    if ctf and particles.ctf is None:
-        raise ValueError("the particles have no CTF parameters; back-project with ctf=False")
+    if ctf and (particles.ctf is None or particles.apix is None):
+        raise InputError(particles.source.path, "the particles have no CTF parameters or pixel size", "back-project with ctf=False, or load CTF parameters")
     rotations = torch.as_tensor(np.asarray(particles.rotations), dtype=torch.float32)
     shifts = None if particles.shifts is None else torch.as_tensor(np.asarray(particles.shifts), dtype=torch.float32)
     params = torch.as_tensor(np.asarray(particles.ctf), dtype=torch.float32) if ctf else None

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from cryonb.core.errors import InputError
 from cryonb.core.fsc import fsc
 from cryonb.core.io.mrc import read_map
 from cryonb.core.particles import ParticleSet
@@ -27,7 +28,7 @@ def test_insertion_is_the_adjoint_of_trilinear_slice_extraction():
     G = grid.G
     volume = torch.complex(torch.randn(G, G, G, generator=g), torch.randn(G, G, G, generator=g))
     plane = plane_coordinates(D).reshape(-1, 3)[grid.pixels] * OVERSAMPLING
-    slices = sample_volume(volume, plane @ rotations)
+    slices = sample_volume(volume, plane @ rotations - 1)  # the grid's centre is at index 2D, not G // 2
     inserted = torch.complex(grid.sums[:, 0], grid.sums[:, 1]).reshape(G, G, G)
     lhs = (images.flatten(1)[:, grid.pixels].conj() * slices).sum()
     rhs = (inserted.conj() * volume).sum()
@@ -89,7 +90,7 @@ def test_halves_are_a_seeded_random_split(tmp_path):
 
 def test_missing_ctf_or_half_maps_are_reported():
     particles = ParticleSet(np.zeros((4, 8, 8)), random_rotations(4).numpy(), apix=1.0)
-    with pytest.raises(ValueError, match="no CTF"):
+    with pytest.raises(InputError, match="no CTF"):
         backproject(particles, progress=False)
     with pytest.raises(ValueError, match="no half maps"):
         backproject(particles, ctf=False, half_maps=False, progress=False).fsc()
