@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The CPU build of torch; a plain `pip install torch` would pull several GB of CUDA packages.
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup demo test bench clean
+.PHONY: setup browser-deps demo test bench clean
 
 setup: $(VENV)/.installed
 
@@ -13,13 +13,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,browser]"
 	touch $@
 
 demo: setup
 	$(BIN)/cryonb demo --outdir demo-output
 
-test: setup
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+browser-deps:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: setup browser-deps
 	$(BIN)/python -m pytest -q
 
 clean:
