@@ -28,7 +28,7 @@ def add_args(parser):
 
 def main(args):
     from ..core.errors import InputError
-    from ..core.fsc import fsc, plot_fsc
+    from ..core.fsc import plot_fsc
     from ..core.particles import load_particles
     from ..core.reconstruct import backproject
 

@@ -10,8 +10,8 @@ The grid is twice as fine as the images' frequency spacing (a box of 2D for imag
 each pixel lands at its exact frequency, and the averaging that trilinear insertion implies
 spans half as much of the transform. In real space that averaging multiplies the map by the
 transform of the trilinear kernel, sinc² per axis, which is divided out at the end (gridding
-correction); on a grid of 2D it stays above 0.53 inside the box. A noiseless test map comes
-back with FSC ≈ 0.99 against the truth, where a grid of D gives 0.94.
+correction); on a grid of 2D it stays above 0.53 inside the box. From 500 noiseless projections of
+EMD-5625 (56³) the lowest FSC against the map up to 80% of Nyquist is 0.97; a grid of D gives 0.94.
 """
 
 from __future__ import annotations

@@ -11,9 +11,8 @@ costs O(D³). Trilinear interpolation multiplies the map by the kernel's transfo
 axis on the padded grid, so the map is divided by it first; projections of Gaussian blobs then
 match their analytic projections to about 1% of the peak.
 
-Occupancy of ordered states (the hinge's 50 conformations, or any list of maps), named after
-the simulated distributions of heterogeneity benchmarks; ``t = k / (K - 1)`` is the position of
-state ``k`` of ``K`` along the motion:
+Occupancies of ordered states (the hinge's 50 conformations, or any list of maps), as cryonb
+defines them; ``t = k / (K - 1)`` is the position of state ``k`` of ``K`` along the motion:
 
 - ``"uniform"``: every state equally populated.
 - ``"cooperative"``: a bimodal distribution with the mass at both ends, as when the motion is

@@ -1,10 +1,10 @@
 import argparse
 import re
 
-import numpy as np
 import pytest
 
 from cryonb.cli import backproject as command
+from cryonb.core.errors import InputError
 from cryonb.core.io.mrc import read_map
 from cryonb.core.simulate import simulate
 
@@ -42,7 +42,5 @@ def test_backproject_without_ctf_or_half_maps(simulation, tmp_path, capsys):
 
 
 def test_backproject_needs_poses(real_data, tmp_path):
-    from cryonb.core.errors import InputError
-
     with pytest.raises(InputError, match="poses"):
         run(real_data / "cryodrgn" / "empiar_10076_7.mrc", "-o", tmp_path / "map.mrc", "--apix", 1.31)

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from cryonb.core.errors import InputError
 from cryonb.core.io.mrc import read_map
