@@ -5,3 +5,8 @@ __version__ = "0.1.0"
 from .core.errors import CryonbError, InputError  # noqa: E402
 
 __all__ = ["CryonbError", "InputError", "__version__"]
+
+import sys  # noqa: E402
+
+if "IPython" in sys.modules:  # in a notebook, display a Trainer as its live monitor
+    from . import widgets  # noqa: E402,F401

@@ -12,7 +12,7 @@ import sys
 
 from ..core.errors import CryonbError
 
-COMMANDS = ("demo", "info", "simulate", "backproject", "fsc")
+COMMANDS = ("demo", "info", "simulate", "backproject", "fsc", "train")
 
 
 def _module(name: str):

@@ -2,7 +2,7 @@
 
 ``fit(epochs)`` continues where the last call stopped; ``fit(..., background=True)`` trains in a
 thread with ``pause()``/``resume()``/``stop()``. Checkpoints are written atomically and hold only
-tensors and plain numbers (loaded with ``weights_only=True``); ``Trainer.resume(run_dir)``
+tensors and plain numbers (loaded with ``weights_only=True``); ``Trainer.from_run(run_dir)``
 continues exactly, because batch order and sampling noise derive from the seed and step count.
 """
 
@@ -89,7 +89,40 @@ class TrainConfig:
         return cls(**d)
 
 
-def resolve_device(name: str) -> torch.device:
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_environment(cls) -> Distributed:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(values)
+        return values
+
+
+def resolve_device(name: str, dist: Distributed = Distributed()) -> torch.device:
+    if dist.world > 1 and torch.cuda.is_available():
+        return torch.device("cuda", dist.local_rank)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -167,7 +200,8 @@ class Trainer:
         config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides}).validate()
         self.config = config
         self.particles = particles
-        self.device = resolve_device(config.device)
+        self.dist = Distributed.from_environment()
+        self.device = resolve_device(config.device, self.dist)
         self.run_dir = None if run_dir is None else Path(run_dir)
         torch.manual_seed(config.seed)
         self.data = ImageData(particles, config.box, self.device)
@@ -176,7 +210,12 @@ class Trainer:
             config.dec_width, config.dec_depth, config.encoding, config.n_freqs, config.seed,
         ).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self._forward = torch.compile(self.model) if config.compile else self.model
+        forward = self.model
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            forward = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self._forward = torch.compile(forward) if config.compile else forward
         self.epoch = 0  # completed epochs
         self.position = 0  # batches done in the current epoch
         self.step_count = 0
@@ -191,7 +230,7 @@ class Trainer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._noise = torch.Generator(device=self.device)
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.dist.main:
             self._write_config()
 
     # ------------------------------------------------------------------ training
@@ -225,7 +264,8 @@ class Trainer:
         """One optimisation step on the next batch; returns the loss."""
         order = self._order(self.epoch)
         bs = self.config.batch_size
-        idx = order[self.position * bs : (self.position + 1) * bs]
+        batch = order[self.position * bs : (self.position + 1) * bs]
+        idx = batch[self.dist.rank :: self.dist.world]  # each process takes its share of the batch
         t0 = time.perf_counter()
         self.model.train()
         try:
@@ -238,9 +278,10 @@ class Trainer:
                 f"the GPU ran out of memory at batch size {bs}. Fix: try batch_size={max(bs // 2, 1)} "
                 f"(or a smaller box / decoder width)"
             ) from err
-        values = torch.stack([loss.detach(), error.detach(), kl.detach()]).float().cpu().numpy()
+        values = self.dist.sum(torch.stack([loss.detach(), error.detach(), kl.detach()]).float() * len(idx))
+        values = values.cpu().numpy() / len(batch)
         self._epoch_time += time.perf_counter() - t0
-        self._epoch_sums += values * len(idx)
+        self._epoch_sums += values * len(batch)
         self.step_count += 1
         self.position += 1
         self.steps.append((self.step_count, float(values[0]), float(values[2])))
@@ -285,11 +326,11 @@ class Trainer:
 
     def _loop(self, progress: bool):
         bar = None
-        if progress:
+        if progress and self.dist.main:
             from tqdm.auto import tqdm
 
             total = (self._target_epochs - self.epoch) * self.batches_per_epoch - self.position
-            bar = tqdm(total=total, unit="batch", desc=f"epoch {self.epoch + 1}")
+            bar = tqdm(total=total, unit="batch", desc=f"epoch {self.epoch + 1}", mininterval=0.5)
         try:
             while self.epoch < self._target_epochs and not self._stop.is_set():
                 self._run.wait()
@@ -306,6 +347,11 @@ class Trainer:
             if self._stop.is_set() and self.run_dir is not None:
                 self.save_checkpoint()
             self._notify("stopped")
+
+    @property
+    def target_epoch(self) -> int:
+        """The epoch at which the current (or last) ``fit`` ends."""
+        return max(self._target_epochs, self.epoch)
 
     @property
     def running(self) -> bool:
@@ -392,6 +438,8 @@ class Trainer:
 
         if self.run_dir is None:
             raise CryonbError("this trainer has no run_dir; create it with Trainer(..., run_dir=...) to save checkpoints")
+        if not self.dist.main:  # one writer; the others hold the same weights
+            return self.run_dir / "checkpoints" / f"step_{self.step_count:08d}.pt"
         folder = self.run_dir / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"step_{self.step_count:08d}.pt"
@@ -402,7 +450,7 @@ class Trainer:
         return path
 
     @classmethod
-    def resume(cls, run_dir, particles=None, **overrides) -> Trainer:
+    def from_run(cls, run_dir, particles=None, **overrides) -> Trainer:
         """Continue a run from its latest checkpoint (``particles`` default: the file in its config)."""
         run_dir = Path(run_dir)
         meta = read_run_config(run_dir)
@@ -410,7 +458,7 @@ class Trainer:
         if particles is None:
             if not config.particles:
                 raise InputError(run_dir, "the run does not record where its particles came from",
-                                 "pass particles=... to Trainer.resume")
+                                 "pass particles=... to Trainer.from_run")
             from .particles import load_particles
 
             particles = load_particles(config.particles)

@@ -1,0 +1,83 @@
+"""Train the heterogeneous model on a particle set, headless (the same Trainer a notebook drives).
+
+Writes RUN/config.json, RUN/checkpoints/ and, at the end, RUN/z.npy (latent means in the
+particle set's order). Running again with the same --outdir continues from the last checkpoint.
+--gpus K > 1 relaunches itself under torchrun (one process per GPU, DistributedDataParallel).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def add_args(parser):
+    parser.add_argument("particles", help=".star, .cs or .mrcs (with --poses/--ctf) particle file")
+    parser.add_argument("--outdir", "-o", type=Path, required=True, help="run folder (created, or continued)")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs to train in total (default: 20)")
+    parser.add_argument("--zdim", type=int, default=8, help="latent dimension; 0 for a homogeneous model (default: 8)")
+    parser.add_argument("--datadir", help="folder of the image stacks (default: next to the particle file)")
+    parser.add_argument("--apix", type=float, help="pixel size in Å, overriding the files'")
+    parser.add_argument("--poses", help="cryoDRGN poses .pkl (for a bare stack)")
+    parser.add_argument("--ctf", help="cryoDRGN CTF .pkl (for a bare stack)")
+    parser.add_argument("--box", type=int, help="Fourier-crop the images to this box first")
+    parser.add_argument("--width", type=int, default=256, help="encoder and decoder width (default: 256; 1024 for high resolution)")
+    parser.add_argument("--depth", type=int, default=3, help="encoder and decoder hidden layers (default: 3)")
+    parser.add_argument("--encoding", default="geometric", help="positional encoding: geometric, geometric_lowf, gaussian (default: geometric)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per step, over all GPUs (default: 64)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate (default: 1e-4)")
+    parser.add_argument("--beta", type=float, help="KL weight (default: 1/zdim)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    parser.add_argument("--gpus", type=int, default=1, help="GPUs to train on with DistributedDataParallel (default: 1)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (faster for long GPU runs)")
+    parser.add_argument("--no-amp", action="store_true", help="train in float32 instead of bfloat16 autocast")
+    parser.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints (default: 1)")
+
+
+def _relaunch_under_torchrun(args) -> int:
+    argv = [a for a in sys.argv[1:]]
+    for i, a in enumerate(argv):  # drop --gpus K / --gpus=K; the children are one GPU each
+        if a == "--gpus":
+            del argv[i : i + 2]
+            break
+        if a.startswith("--gpus="):
+            del argv[i]
+            break
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.gpus}", "-m", "cryonb", *argv]
+    return subprocess.call(cmd)
+
+
+def main(args):
+    if args.gpus > 1 and "WORLD_SIZE" not in os.environ:
+        return _relaunch_under_torchrun(args)
+
+    import numpy as np
+
+    from ..core.io.atomic import atomic_write
+    from ..core.particles import load_particles
+    from ..core.training import Trainer, TrainConfig
+
+    particles = load_particles(args.particles, datadir=args.datadir, apix=args.apix, poses=args.poses, ctf=args.ctf)
+    config = TrainConfig(
+        zdim=args.zdim, enc_width=args.width, enc_depth=args.depth, dec_width=args.width, dec_depth=args.depth,
+        encoding=args.encoding, box=args.box, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
+        amp=not args.no_amp, compile=args.compile, seed=args.seed, device=args.device,
+        checkpoint_every=args.checkpoint_every, particles=str(Path(args.particles).resolve()),
+    ).validate()
+    if (args.outdir / "checkpoints" / "latest").exists():
+        trainer = Trainer.from_run(args.outdir, particles)
+        print(f"continuing {args.outdir} from epoch {trainer.epoch}")
+    else:
+        trainer = Trainer(particles, config, run_dir=args.outdir)
+    trainer.fit(max(args.epochs - trainer.epoch, 0))
+    if trainer.dist.main:
+        for h in trainer.history[-3:]:
+            print(f"epoch {h['epoch']}: loss {h['loss']:.5f}  kl {h['kl']:.4f}  {h['images_per_s']:.0f} images/s")
+        if args.zdim:
+            with atomic_write(args.outdir / "z.npy") as f:
+                np.save(f, trainer.embed())
+            print(f"latents: {args.outdir / 'z.npy'}")
+    return 0
