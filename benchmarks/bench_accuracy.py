@@ -41,6 +41,7 @@ def main(argv=None):
     ap.add_argument("--zdim", type=int, default=1)
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--enc-width", type=int, help="encoder width (default: --width)")
+    ap.add_argument("--enc-radius", type=float, default=1.0, help="encoder low-pass, fraction of Nyquist")
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -57,12 +58,12 @@ def main(argv=None):
     t_sim = time.perf_counter() - t0
     trainer = Trainer(sim.particles, TrainConfig(zdim=args.zdim, enc_width=args.enc_width or args.width, enc_depth=args.depth,
                                                  dec_width=args.width, dec_depth=args.depth, batch_size=args.batch,
-                                                 lr=args.lr, device=args.device, compile=args.compile, seed=args.seed))
+                                                 lr=args.lr, enc_radius=args.enc_radius, device=args.device, compile=args.compile, seed=args.seed))
     for epoch in range(args.every, args.epochs + 1, args.every):
         trainer.fit(args.every, progress=False)
         h = trainer.history[-1]
         print(json.dumps({"model": args.model, "n": args.n, "box": args.box, "snr": args.snr, "zdim": args.zdim,
-                          "decoder": f"{args.width}x{args.depth}", "encoder": f"{args.enc_width or args.width}x{args.depth}", "batch": args.batch, "lr": args.lr, "epoch": epoch,
+                          "decoder": f"{args.width}x{args.depth}", "encoder": f"{args.enc_width or args.width}x{args.depth}", "enc_radius": args.enc_radius, "batch": args.batch, "lr": args.lr, "epoch": epoch,
                           "loss": round(h["loss"], 5), "images_per_s": round(h["images_per_s"]),
                           "score": round(score(args.model, trainer.embed(), sim), 4),
                           "simulate_s": round(t_sim, 1)}), flush=True)

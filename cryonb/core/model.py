@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -44,9 +43,6 @@ class HalfPlane:
 
     def __len__(self) -> int:
         return len(self.index)
-
-    def to(self, device) -> HalfPlane:
-        return HalfPlane(self.D, self.index.to(device), self.coords.to(device))
 
 
 class PositionalEncoding(nn.Module):
@@ -121,10 +117,6 @@ class FourierDecoder(nn.Module):
         imag = torch.where(flip[..., 0], -out[..., 1], out[..., 1])
         return torch.complex(out[..., 0], imag)
 
-    def slices(self, half: HalfPlane, rotations: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        """The half-plane of each central slice (B, P) at the given rotations."""
-        return self(half.coords.to(rotations.dtype) @ rotations, z)
-
     @torch.no_grad()
     def volume(self, z: torch.Tensor | None = None, chunk: int = 2**20) -> torch.Tensor:
         """Real-space map (D, D, D) for one latent (zdim,), zero outside the Nyquist sphere."""
@@ -142,15 +134,20 @@ class FourierDecoder(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """Maps the centred half-plane transform of an image to a diagonal Gaussian over z."""
+    """Maps the centred half-plane transform of an image to a diagonal Gaussian over z.
 
-    def __init__(self, n_pixels: int, zdim: int, width: int = 256, depth: int = 3):
+    ``pixels`` selects the half-plane pixels it reads (a low-pass disc: high frequencies of
+    cryo-EM images are mostly noise).
+    """
+
+    def __init__(self, pixels: torch.Tensor, zdim: int, width: int = 256, depth: int = 3):
         super().__init__()
         self.zdim = zdim
-        self.net = mlp(2 * n_pixels, width, depth, 2 * zdim)
+        self.register_buffer("pixels", pixels, persistent=False)
+        self.net = mlp(2 * len(pixels), width, depth, 2 * zdim)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.view_as_real(images).flatten(1)
+        x = torch.view_as_real(images[:, self.pixels]).flatten(1)
         out = self.net(x).float()
         return out[:, : self.zdim], out[:, self.zdim :].clamp(-20, 10)
 
@@ -163,25 +160,33 @@ class ModelOutput:
 
 
 class HeterogeneousModel(nn.Module):
-    """Encoder + decoder; ``zdim = 0`` gives a homogeneous (single-structure) model."""
+    """Encoder + decoder on the half-plane of a ``D`` box; ``zdim = 0`` gives a homogeneous model.
 
-    def __init__(self, D: int, n_pixels: int, zdim: int = 8, enc_width: int = 256, enc_depth: int = 3,
+    ``enc_radius`` is the encoder's low-pass radius as a fraction of Nyquist.
+    """
+
+    def __init__(self, D: int, zdim: int = 8, enc_width: int = 256, enc_depth: int = 3,
                  dec_width: int = 256, dec_depth: int = 3, encoding: str = "geometric",
-                 n_freqs: int | None = None, seed: int = 0):
+                 n_freqs: int | None = None, enc_radius: float = 1.0, seed: int = 0):
         super().__init__()
         self.zdim = zdim
-        self.encoder = ImageEncoder(n_pixels, zdim, enc_width, enc_depth) if zdim else None
+        self.half = HalfPlane.build(D)
+        self.register_buffer("coords", self.half.coords, persistent=False)
+        radius = self.half.coords[:, :2].norm(dim=-1)
+        pixels = torch.nonzero(radius <= enc_radius * (D // 2)).squeeze(1)
+        self.encoder = ImageEncoder(pixels, zdim, enc_width, enc_depth) if zdim else None
         self.decoder = FourierDecoder(D, zdim, dec_width, dec_depth, encoding, n_freqs, seed)
 
     def encode(self, images: torch.Tensor):
         return self.encoder(images) if self.encoder is not None else (None, None)
 
-    def forward(self, images, rotations, ctf, half: HalfPlane, noise: torch.Tensor | None = None) -> ModelOutput:
+    def forward(self, images, rotations, ctf, noise: torch.Tensor | None = None) -> ModelOutput:
+        """Prediction for images (B, P) at their rotations, times their CTF (B, P)."""
         mu, logvar = self.encode(images)
         z = None
         if mu is not None:
             z = mu if noise is None else mu + noise * torch.exp(0.5 * logvar)
-        pred = self.decoder.slices(half, rotations, z) * ctf
+        pred = self.decoder(self.coords.to(rotations.dtype) @ rotations, z) * ctf
         return ModelOutput(pred, mu, logvar)
 
 
@@ -189,10 +194,3 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) per image."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
 
-
-def count_parameters(module: nn.Module) -> int:
-    return int(sum(p.numel() for p in module.parameters()))
-
-
-def as_numpy(x: torch.Tensor) -> np.ndarray:
-    return x.detach().float().cpu().numpy()

@@ -40,6 +40,7 @@ class TrainConfig:
     dec_depth: int = 3
     encoding: str = "geometric"
     n_freqs: int | None = None
+    enc_radius: float = 1.0  # encoder low-pass, as a fraction of Nyquist
     box: int | None = None  # Fourier-crop the images to this box first
     batch_size: int = 64
     lr: float = 1e-4
@@ -67,6 +68,8 @@ class TrainConfig:
             problems.append(f"lr must be a positive number (got {self.lr})")
         if self.box is not None and (self.box < 8 or self.box % 2):
             problems.append(f"box must be an even size of at least 8 (got {self.box})")
+        if not 0 < self.enc_radius <= 1:
+            problems.append(f"enc_radius must be in (0, 1] (got {self.enc_radius})")
         if self.beta is not None and self.beta < 0:
             problems.append(f"beta must be non-negative (got {self.beta})")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
@@ -148,16 +151,16 @@ class ImageData:
             raise InputError(None, f"box {self.D} is larger than the images ({D0})", f"use box <= {D0}")
         self.apix = (particles.apix or 1.0) * D0 / self.D
         self.device = torch.device(device)
-        self.half = HalfPlane.build(self.D).to(self.device)
+        self.half = HalfPlane.build(self.D)
         window = soft_circular_mask(D0, radius=0.85 * D0 / 2, width=0.1 * D0 / 2)
         shifts = torch.zeros(len(particles), 2) if particles.shifts is None else torch.as_tensor(np.asarray(particles.shifts, dtype=np.float32))
         shifts = shifts * (self.D / D0)
-        kx, ky = (self.half.coords[:, 0].cpu() / self.D), (self.half.coords[:, 1].cpu() / self.D)
+        kx, ky = self.half.coords[:, 0] / self.D, self.half.coords[:, 1] / self.D
         out = torch.empty(len(particles), len(self.half), dtype=torch.complex64)
         for start in range(0, len(particles), chunk):
             imgs = torch.as_tensor(np.asarray(particles.images[start : start + chunk], dtype=np.float32))
             imgs = fourier_crop(imgs * window, self.D)
-            F = fft2_center(imgs).flatten(1)[:, self.half.index.cpu()]
+            F = fft2_center(imgs).flatten(1)[:, self.half.index]
             s = shifts[start : start + chunk]
             # Translate each image by +shift so the particle sits at the centre.
             ramp = torch.polar(torch.ones(()), -2 * math.pi * (s[:, :1] * kx + s[:, 1:] * ky))
@@ -206,8 +209,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.data = ImageData(particles, config.box, self.device)
         self.model = HeterogeneousModel(
-            self.data.D, len(self.data.half), config.zdim, config.enc_width, config.enc_depth,
-            config.dec_width, config.dec_depth, config.encoding, config.n_freqs, config.seed,
+            self.data.D, config.zdim, config.enc_width, config.enc_depth, config.dec_width, config.dec_depth,
+            config.encoding, config.n_freqs, config.enc_radius, config.seed,
         ).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         forward = self.model
@@ -255,7 +258,7 @@ class Trainer:
             self._noise.manual_seed(self.config.seed * 7_919 + self.step_count)
             noise = torch.randn(len(idx), self.config.zdim, generator=self._noise, device=self.device)
         with self._autocast():
-            out = self._forward(images, rotations, ctf, self.data.half, noise)
+            out = self._forward(images, rotations, ctf, noise)
         error = torch.view_as_real(out.prediction - images).pow(2).sum(-1).mean()
         kl = gaussian_kl(out.mu, out.logvar).mean() if out.mu is not None else torch.zeros((), device=self.device)
         return error + self.config.kl_weight * kl / len(self.data.half), error, kl
