@@ -1,0 +1,28 @@
+"""Analysis of a latent space z (N, zdim): embeddings, clusters, graph paths, trajectories, selections.
+
+scikit-learn (k-means, Gaussian mixtures) and umap-learn are imported only by the
+functions that need them.
+"""
+
+from .clustering import KMeansResult, gaussian_mixture, kmeans
+from .embedding import PCAResult, latent_norm, pca, umap_embedding
+from .graph import GraphPath, graph_path, knn_graph
+from .selection import box_select, lasso_select
+from .trajectories import interpolate, pc_traversal
+
+__all__ = [
+    "GraphPath",
+    "KMeansResult",
+    "PCAResult",
+    "box_select",
+    "gaussian_mixture",
+    "graph_path",
+    "interpolate",
+    "kmeans",
+    "knn_graph",
+    "lasso_select",
+    "latent_norm",
+    "pc_traversal",
+    "pca",
+    "umap_embedding",
+]

@@ -1,0 +1,82 @@
+"""Low-dimensional views of the latent space: PCA, UMAP and the latent norm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._inputs import as_count, as_latents
+
+
+@dataclass(frozen=True)
+class PCAResult:
+    """Principal axes of z: ``coords = (z - mean) @ components.T``."""
+
+    components: np.ndarray  # (n_components, zdim), unit rows, by decreasing variance
+    explained_variance: np.ndarray  # (n_components,), unbiased variance along each axis
+    explained_variance_ratio: np.ndarray  # (n_components,), fraction of the total variance
+    coords: np.ndarray  # (N, n_components)
+    mean: np.ndarray  # (zdim,)
+
+
+def pca(z, n_components: int | None = None) -> PCAResult:
+    """Principal component analysis of z (N, zdim), all components by default.
+
+    Each axis's sign is fixed so that its largest-magnitude entry is positive, so the
+    same latents give the same axes on every run and machine.
+    """
+    z = as_latents(z, min_rows=2)
+    k = z.shape[1] if n_components is None else as_count(n_components, "n_components", 1, min(z.shape))
+    mean = z.mean(0)
+    _, s, vt = np.linalg.svd(z - mean, full_matrices=False)
+    vt = vt[:k] * np.sign(vt[np.arange(k), np.abs(vt[:k]).argmax(1)])[:, None]
+    variance = s**2 / (len(z) - 1)
+    return PCAResult(
+        components=vt,
+        explained_variance=variance[:k],
+        explained_variance_ratio=variance[:k] / variance.sum(),
+        coords=(z - mean) @ vt.T,
+        mean=mean,
+    )
+
+
+def latent_norm(z) -> np.ndarray:
+    """Euclidean norm of each latent (N,): a quick colour for a 2D embedding."""
+    return np.linalg.norm(as_latents(z), axis=1)
+
+
+def umap_embedding(
+    z,
+    *,
+    max_fit: int = 200_000,
+    seed: int | None = 0,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    chunk: int = 100_000,
+) -> np.ndarray:
+    """UMAP of z (N, zdim) to (N, 2) float32.
+
+    Beyond ``max_fit`` points, UMAP is fitted on a random sample of ``max_fit`` and the rest
+    is placed with ``transform`` in chunks of ``chunk``: minutes instead of hours at 1M.
+    ``seed=None`` lets UMAP use every core, at the price of run-to-run differences.
+    """
+    import umap  # first import compiles with numba (~25 s), so only on demand
+
+    z = as_latents(z, min_rows=3)
+    n_neighbors = as_count(n_neighbors, "n_neighbors", 2, len(z) - 1)
+    max_fit = as_count(max_fit, "max_fit", n_neighbors + 1)
+    reducer = umap.UMAP(
+        n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, n_jobs=-1 if seed is None else 1
+    )
+    if len(z) <= max_fit:
+        return reducer.fit_transform(z).astype(np.float32)
+    fit = np.zeros(len(z), bool)
+    fit[np.random.default_rng(seed).choice(len(z), max_fit, replace=False)] = True
+    out = np.empty((len(z), 2), np.float32)
+    out[fit] = reducer.fit_transform(z[fit])
+    rest = np.flatnonzero(~fit)
+    for start in range(0, len(rest), chunk):
+        rows = rest[start : start + chunk]
+        out[rows] = reducer.transform(z[rows])
+    return out

@@ -1,0 +1,31 @@
+"""Selections of particles on a 2D embedding: lasso (polygon) and box."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.path import Path
+
+from ..errors import InputError
+from ._inputs import as_array
+
+
+def lasso_select(points2d, polygon) -> np.ndarray:
+    """Indices of the points (N, 2) inside a polygon (M, 2), even-odd rule.
+
+    The polygon closes itself (last vertex back to the first). Points outside its
+    bounding box are discarded first, so a small lasso on 1M points is cheap.
+    """
+    points = as_array(points2d, "points2d", columns=2, min_rows=0)
+    polygon = as_array(polygon, "polygon", columns=2, min_rows=3, row="vertex")
+    (x0, y0), (x1, y1) = polygon.min(0), polygon.max(0)
+    candidates = box_select(points, x0, x1, y0, y1)
+    inside = Path(polygon, closed=False).contains_points(points[candidates])
+    return candidates[inside]
+
+
+def box_select(points2d, x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
+    """Indices of the points (N, 2) with x between x0 and x1 and y between y0 and y1 (inclusive)."""
+    points = as_array(points2d, "points2d", columns=2, min_rows=0)
+    (x0, x1), (y0, y1) = sorted((x0, x1)), sorted((y0, y1))
+    x, y = points[:, 0], points[:, 1]
+    return np.flatnonzero((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))
