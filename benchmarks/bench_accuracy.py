@@ -62,6 +62,8 @@ def main(argv=None):
     for epoch in range(args.every, args.epochs + 1, args.every):
         trainer.fit(args.every, progress=False)
         h = trainer.history[-1]
+        if not trainer.dist.main:
+            continue
         print(json.dumps({"model": args.model, "n": args.n, "box": args.box, "snr": args.snr, "zdim": args.zdim,
                           "decoder": f"{args.width}x{args.depth}", "encoder": f"{args.enc_width or args.width}x{args.depth}", "enc_radius": args.enc_radius, "batch": args.batch, "lr": args.lr, "epoch": epoch,
                           "loss": round(h["loss"], 5), "images_per_s": round(h["images_per_s"]),

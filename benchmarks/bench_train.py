@@ -68,10 +68,12 @@ def main(argv=None):
         "n": args.n, "compile": args.compile, "amp": not args.no_amp and cuda,
         "images_per_s": round(args.n * args.epochs / seconds, 1),
         "peak_gpu_GiB": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+        "processes": trainer.dist.world,
         "device": torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})",
         "final_loss": round(trainer.history[-1]["loss"], 5),
     }
-    print(json.dumps(result))
+    if trainer.dist.main:
+        print(json.dumps(result), flush=True)
     return result
 
 
