@@ -1,7 +1,7 @@
 """Accuracy of the heterogeneous model on simulated data with known ground truth.
 
-    python benchmarks/bench_accuracy.py hinge --n 50000 --box 128 --snr 0.1 --zdim 1 --epochs 20
-    python benchmarks/bench_accuracy.py mixture --n 50000 --box 128 --snr 0.1 --zdim 8 --epochs 20
+    python benchmarks/bench_accuracy.py hinge --particles 50000 --box 128 --snr 0.1 --zdim 1 --epochs 20
+    python benchmarks/bench_accuracy.py mixture --particles 50000 --box 128 --snr 0.1 --zdim 8 --epochs 20
 
 hinge: |Spearman| between the 1D latent (or the first PC of z) and the hinge angle.
 mixture: adjusted Rand index between k-means(z, 3) and the true assembly.
@@ -34,7 +34,7 @@ def score(model: str, z: np.ndarray, truth) -> float:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", choices=("hinge", "mixture"))
-    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--particles", type=int, default=2000)
     ap.add_argument("--box", type=int, default=32)
     ap.add_argument("--apix", type=float, default=None, help="default: 192 Å box")
     ap.add_argument("--snr", type=float, default=0.1)
@@ -53,7 +53,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
-    sim = simulate(args.model, args.n, D=args.box, apix=args.apix or 192.0 / args.box, snr=args.snr,
+    sim = simulate(args.model, args.particles, D=args.box, apix=args.apix or 192.0 / args.box, snr=args.snr,
                    seed=args.seed, device=args.device if args.device != "auto" else "cpu", progress=False)
     t_sim = time.perf_counter() - t0
     trainer = Trainer(sim.particles, TrainConfig(zdim=args.zdim, enc_width=args.enc_width or args.width, enc_depth=args.depth,
@@ -64,7 +64,7 @@ def main(argv=None):
         h = trainer.history[-1]
         if not trainer.dist.main:
             continue
-        print(json.dumps({"model": args.model, "n": args.n, "box": args.box, "snr": args.snr, "zdim": args.zdim,
+        print(json.dumps({"model": args.model, "n": args.particles, "box": args.box, "snr": args.snr, "zdim": args.zdim,
                           "decoder": f"{args.width}x{args.depth}", "encoder": f"{args.enc_width or args.width}x{args.depth}", "enc_radius": args.enc_radius, "batch": args.batch, "lr": args.lr, "epoch": epoch,
                           "loss": round(h["loss"], 5), "images_per_s": round(h["images_per_s"]),
                           "score": round(score(args.model, trainer.embed(), sim), 4),

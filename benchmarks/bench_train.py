@@ -36,7 +36,7 @@ def synthetic_particles(n: int, box: int, seed: int = 0) -> ParticleSet:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--particles", type=int, default=20000)
     ap.add_argument("--box", type=int, default=128)
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--depth", type=int, default=3)
@@ -48,7 +48,7 @@ def main(argv=None):
     ap.add_argument("--no-amp", action="store_true")
     args = ap.parse_args(argv)
 
-    particles = synthetic_particles(args.n, args.box)
+    particles = synthetic_particles(args.particles, args.box)
     config = TrainConfig(zdim=args.zdim, enc_width=args.width, enc_depth=args.depth, dec_width=args.width,
                          dec_depth=args.depth, batch_size=args.batch, device=args.device,
                          compile=args.compile, amp=not args.no_amp)
@@ -65,8 +65,8 @@ def main(argv=None):
     seconds = time.perf_counter() - t0
     result = {
         "box": args.box, "decoder": f"{args.width}x{args.depth}", "zdim": args.zdim, "batch": args.batch,
-        "n": args.n, "compile": args.compile, "amp": not args.no_amp and cuda,
-        "images_per_s": round(args.n * args.epochs / seconds, 1),
+        "n": args.particles, "compile": args.compile, "amp": not args.no_amp and cuda,
+        "images_per_s": round(args.particles * args.epochs / seconds, 1),
         "peak_gpu_GiB": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
         "processes": trainer.dist.world,
         "device": torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})",
