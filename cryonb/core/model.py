@@ -8,6 +8,7 @@ so the network only ever learns one half-space.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -118,19 +119,33 @@ class FourierDecoder(nn.Module):
         return torch.complex(out[..., 0], imag)
 
     @torch.no_grad()
-    def volume(self, z: torch.Tensor | None = None, chunk: int = 2**20) -> torch.Tensor:
-        """Real-space map (D, D, D) for one latent (zdim,), zero outside the Nyquist sphere."""
+    def volumes(self, z: torch.Tensor | None = None, points_per_chunk: int = 2**22) -> torch.Tensor:
+        """Real-space maps (B, D, D, D) for latents (B, zdim) (one map if ``z`` is None).
+
+        The decoder is evaluated inside the Nyquist sphere only, for all latents of a chunk at
+        once (a chunk holds about ``points_per_chunk`` evaluations), under bfloat16 autocast on
+        a GPU.
+        """
         D = self.D
         device = next(self.parameters()).device
         k = torch.arange(D, device=device, dtype=torch.float32) - D // 2
         grid = torch.stack(torch.meshgrid(k, k, k, indexing="ij")[::-1], dim=-1).reshape(-1, 3)
         inside = torch.nonzero(grid.norm(dim=-1) <= D // 2).squeeze(1)
-        F = torch.zeros(D**3, dtype=torch.complex64, device=device)
-        zb = None if z is None else z.reshape(1, -1).to(device)
-        for start in range(0, len(inside), chunk):
-            idx = inside[start : start + chunk]
-            F[idx] = self(grid[idx][None], zb)[0]
-        return ifft3_center(F.reshape(D, D, D)).real
+        zb = None if z is None else z.reshape(-1, self.zdim).to(device, torch.float32)
+        n_maps = 1 if zb is None else len(zb)
+        per_map = max(1, min(len(inside), points_per_chunk))
+        maps_per_chunk = max(1, points_per_chunk // len(inside))
+        autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+        out = torch.empty(n_maps, D, D, D, device=device)
+        for m0 in range(0, n_maps, maps_per_chunk):
+            zc = None if zb is None else zb[m0 : m0 + maps_per_chunk]
+            F = torch.zeros(1 if zc is None else len(zc), D**3, dtype=torch.complex64, device=device)
+            for start in range(0, len(inside), per_map):
+                idx = inside[start : start + per_map]
+                with autocast:
+                    F[:, idx] = self(grid[idx][None].expand(len(F), -1, -1), zc)
+            out[m0 : m0 + len(F)] = ifft3_center(F.reshape(-1, D, D, D)).real
+        return out
 
 
 class ImageEncoder(nn.Module):

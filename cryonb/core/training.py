@@ -402,11 +402,15 @@ class Trainer:
         return torch.cat(out).numpy()
 
     @torch.no_grad()
-    def volume(self, z=None) -> np.ndarray:
-        """The map (D, D, D) for one latent ``z`` (or the homogeneous map)."""
+    def volumes(self, z=None) -> np.ndarray:
+        """Maps (B, D, D, D) for latents ``z`` (B, zdim), or (1, D, D, D) for a homogeneous model."""
         self.model.eval()
         zt = None if z is None else torch.as_tensor(np.asarray(z, dtype=np.float32))
-        return (self.model.decoder.volume(zt) * self.data.scale).cpu().numpy()
+        return (self.model.decoder.volumes(zt) * self.data.scale).cpu().numpy()
+
+    def volume(self, z=None) -> np.ndarray:
+        """The map (D, D, D) for one latent ``z`` (or the homogeneous map)."""
+        return self.volumes(None if z is None else np.reshape(z, (1, -1)))[0]
 
     # ------------------------------------------------------------------ checkpoints
     def _write_config(self):

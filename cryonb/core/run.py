@@ -1,0 +1,104 @@
+"""A trained model with its latents and particles: what analysis and the explorer work on.
+
+A :class:`Run` comes from a run folder written by ``cryonb train`` or ``Trainer(run_dir=...)``
+(``Run.open``), or from a trainer in memory (``Run.from_trainer``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .model import HeterogeneousModel
+from .training import TrainConfig, Trainer, load_checkpoint, read_run_config, resolve_device
+
+
+@dataclass
+class Run:
+    """Latents ``z`` (N, zdim) of ``particles`` and the model that generates a map for any z."""
+
+    model: HeterogeneousModel
+    scale: float
+    apix: float
+    z: np.ndarray | None
+    particles: object | None = None
+    config: TrainConfig | None = None
+    run_dir: Path | None = None
+
+    @classmethod
+    def from_trainer(cls, trainer: Trainer) -> Run:
+        z = trainer.embed() if trainer.config.zdim else None
+        return cls(trainer.model, trainer.data.scale, trainer.data.apix, z, trainer.particles, trainer.config, trainer.run_dir)
+
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike, particles=None, device: str = "auto") -> Run:
+        """Load a run folder: config, the latest checkpoint's weights, and ``z.npy`` if present.
+
+        Without ``z.npy`` the latents are computed from the particles (``particles``, or the file
+        recorded in the run's config).
+        """
+        run_dir = Path(run_dir)
+        meta = read_run_config(run_dir)
+        config = TrainConfig.from_dict(meta["config"])
+        latest = run_dir / "checkpoints" / "latest"
+        if not latest.exists():
+            raise InputError(run_dir, "the run has no checkpoint yet", "train it for at least one epoch first")
+        state = load_checkpoint(run_dir / "checkpoints" / latest.read_text().strip())
+        model = HeterogeneousModel(meta["box"], config.zdim, config.enc_width, config.enc_depth, config.dec_width,
+                                   config.dec_depth, config.encoding, config.n_freqs, config.enc_radius, config.seed)
+        model.load_state_dict(state["model"])
+        model.to(resolve_device(device)).eval()
+        z = None
+        if config.zdim:
+            z_path = run_dir / "z.npy"
+            if z_path.exists():
+                z = np.load(z_path, allow_pickle=False)
+            else:
+                z = Trainer.from_run(run_dir, particles).embed()
+            if z.shape != (meta["n_particles"], config.zdim):
+                raise InputError(z_path, f"latents have shape {z.shape}, expected ({meta['n_particles']}, {config.zdim})",
+                                 "delete z.npy so that it is computed again from the checkpoint")
+        return cls(model, float(state["scale"]), float(meta["apix"]), z, particles, config, run_dir)
+
+    @property
+    def box_size(self) -> int:
+        return self.model.decoder.D
+
+    @property
+    def zdim(self) -> int:
+        return self.model.zdim
+
+    def check_latents(self, z) -> np.ndarray:
+        """``z`` as a float32 array (B, zdim), or a clear error naming the expected shape."""
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim == 1:
+            z = z[None]
+        if z.ndim != 2 or z.shape[1] != self.zdim:
+            raise InputError(None, f"latents must have shape (B, {self.zdim}) for this run, got {z.shape}",
+                             f"pass points of the run's {self.zdim}-dimensional latent space")
+        if not np.isfinite(z).all():
+            raise InputError(None, "latents contain NaN or infinite values", "pass finite latent coordinates")
+        return z
+
+    @torch.no_grad()
+    def volumes(self, z=None) -> np.ndarray:
+        """Maps (B, D, D, D) for latents (B, zdim); one map for a homogeneous run."""
+        zt = None if not self.zdim else torch.from_numpy(self.check_latents(z))
+        return (self.model.decoder.volumes(zt) * self.scale).cpu().numpy()
+
+    def write_volumes(self, z, outdir: str | os.PathLike, prefix: str = "vol") -> list[Path]:
+        """Write one MRC per latent, ``<outdir>/<prefix>_000.mrc`` …, with the run's pixel size."""
+        from .io.mrc import write_map
+
+        outdir = Path(outdir)
+        outdir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i, volume in enumerate(self.volumes(z)):
+            paths.append(outdir / f"{prefix}_{i:03d}.mrc")
+            write_map(paths[-1], volume, self.apix)
+        return paths
