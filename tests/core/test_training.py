@@ -175,3 +175,15 @@ def test_checkpoints_load_without_unpickling_objects(particles, tmp_path):
     state = torch.load(path, weights_only=True)
     assert state["epoch"] == 1 and "model" in state
     assert t.epoch == 1
+
+
+def test_gpu_out_of_memory_names_a_batch_size_to_try(particles, monkeypatch):
+    t = Trainer(particles, TrainConfig(**TINY))
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(t, "loss", exhausted)
+    with pytest.raises(CryonbError, match="out of memory at batch size 16. Fix: try batch_size=8"):
+        t.step()
+    assert t.step_count == 0 and t.position == 0  # nothing half-done
