@@ -213,12 +213,12 @@ class Trainer:
             config.encoding, config.n_freqs, config.enc_radius, config.seed,
         ).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        forward = self.model
-        if self.dist.world > 1:
+        forward = torch.compile(self.model) if config.compile else self.model
+        if self.dist.world > 1:  # compiled inside, synchronised outside
             from torch.nn.parallel import DistributedDataParallel
 
-            forward = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self._forward = torch.compile(forward) if config.compile else forward
+            forward = DistributedDataParallel(forward, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self._forward = forward
         self.epoch = 0  # completed epochs
         self.position = 0  # batches done in the current epoch
         self.step_count = 0
