@@ -24,6 +24,14 @@ class FSCCurve:
     n_voxels: np.ndarray  # Fourier voxels in each shell (for noise levels: ~1/sqrt(n))
     apix: float
 
+    def auc(self) -> float:
+        """Area under |FSC| against frequency in cycles per pixel, DC to Nyquist (at most 0.5).
+
+        The per-image metric of CryoBench (Jeon et al., 2024) when each curve compares the map
+        generated at an image's latent with its ground-truth map.
+        """
+        return float(np.trapezoid(np.abs(self.values), self.frequencies * self.apix))
+
     def resolution(self, threshold: float = 0.143) -> float:
         """Resolution (Å) where the FSC first falls below ``threshold``, linearly interpolated.
 

@@ -351,6 +351,14 @@ class Trainer:
                 self.save_checkpoint()
             self._notify("stopped")
 
+    def set_learning_rate(self, lr: float):
+        """Change the learning rate from the next step on (e.g. to anneal between ``fit`` calls)."""
+        if not (lr > 0 and math.isfinite(lr)):
+            raise InputError(None, f"learning rate must be a positive number (got {lr})", "pass e.g. 1e-4")
+        self.config.lr = lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     @property
     def target_epoch(self) -> int:
         """The epoch at which the current (or last) ``fit`` ends."""

@@ -70,3 +70,12 @@ def test_plot_fsc_writes_a_png(tmp_path):
     ax = fig.axes[0]
     assert {round(line.get_ydata()[0], 3) for line in ax.lines[2:]} == {0.143, 0.5}
     assert "low noise" in ax.get_legend().get_texts()[0].get_text()
+
+
+def test_auc_is_half_for_identical_maps_and_small_for_noise():
+    from cryonb.core.fsc import fsc
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(24, 24, 24))
+    assert fsc(a, a, apix=3.0).auc() == pytest.approx(0.5)
+    assert abs(fsc(a, rng.normal(size=a.shape), apix=3.0).auc()) < 0.05

@@ -187,3 +187,11 @@ def test_gpu_out_of_memory_names_a_batch_size_to_try(particles, monkeypatch):
     with pytest.raises(CryonbError, match="out of memory at batch size 16. Fix: try batch_size=8"):
         t.step()
     assert t.step_count == 0 and t.position == 0  # nothing half-done
+
+
+def test_learning_rate_can_be_annealed_between_fits(particles):
+    t = Trainer(particles, TrainConfig(**TINY)).fit(1, progress=False)
+    t.set_learning_rate(1e-5)
+    assert t.config.lr == 1e-5 and all(g["lr"] == 1e-5 for g in t.optimizer.param_groups)
+    with pytest.raises(InputError, match="positive"):
+        t.set_learning_rate(0)
