@@ -9,7 +9,15 @@ from __future__ import annotations
 import importlib
 import sys
 
-_VIEWS = {"TrainingMonitor": "training_monitor", "monitor": "training_monitor"}
+_VIEWS = {
+    "TrainingMonitor": "training_monitor",
+    "monitor": "training_monitor",
+    "LatentExplorer": "latent_explorer",
+    "ParticleGallery": "gallery",
+    "Exploration": "explore",  # the function explore is cryonb.explore: cryonb.widgets.explore is its module
+    "VolumeViewer": "volume_viewer",
+    "TrajectoryPlayer": "trajectory_player",
+}
 
 __all__ = [*_VIEWS, "register_display"]
 

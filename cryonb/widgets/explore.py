@@ -1,0 +1,82 @@
+"""One linked view of a run: latent explorer, gallery of the selection, and the selection's mean-z map."""
+
+from __future__ import annotations
+
+import os
+
+import ipywidgets as w
+import numpy as np
+
+from cryonb.core.errors import InputError
+from cryonb.core.particles import load_particles
+from cryonb.core.run import Run
+from cryonb.core.training import Trainer
+
+from .gallery import ParticleGallery
+from .latent_explorer import LatentExplorer
+
+
+class Exploration(w.VBox):
+    """The explorer above the gallery of its selection and, where available, a volume viewer.
+
+    The gallery follows the selection; "Mean-z volume" shows the map decoded at the mean latent
+    of the selection.
+    """
+
+    def __init__(self, run: Run, explorer: LatentExplorer, **kwargs):
+        self.run, self.explorer = run, explorer
+        self.gallery = ParticleGallery(run, explorer.positions)
+        self.viewer, why_not = _volume_viewer(run)
+        self.volume_button = w.Button(description="Mean-z volume", icon="cube", disabled=True)
+        self.volume_button.on_click(lambda _: self.show_mean_volume())
+        if self.viewer is None:
+            volume = [w.Label(f"No 3D view: {why_not}")]
+        else:
+            volume = [self.volume_button, self.viewer.widget]
+        explorer.on_selection(self._selection_changed)
+        super().__init__([explorer.widget, w.HTML("<b>Selected particles</b>"), self.gallery, *volume], **kwargs)
+        self.add_class("cryonb-explore")
+
+    def mean_latent(self) -> np.ndarray:
+        """The mean latent (1, zdim) of the selection."""
+        return self.run.z[self.explorer.positions].mean(0, keepdims=True)
+
+    def show_mean_volume(self) -> None:
+        self.viewer.show(self.mean_latent())
+
+    def _selection_changed(self, positions):
+        self.gallery.show(positions)
+        self.volume_button.disabled = not len(positions)
+
+
+def explore(source, coords="umap", color="cluster", k: int | None = 8, particles=None) -> Exploration:
+    """Explore a run: a :class:`Run`, a :class:`Trainer`, or a run folder (``cryonb train`` output).
+
+    ``coords``, ``color`` and ``k`` are those of :class:`LatentExplorer`. For a run folder,
+    ``particles`` defaults to the particle file recorded in its configuration.
+    """
+    run = _as_run(source, particles)
+    return Exploration(run, LatentExplorer(run, coords=coords, color=color, k=k))
+
+
+def _as_run(source, particles) -> Run:
+    if isinstance(source, Run):
+        return source
+    if isinstance(source, Trainer):
+        return Run.from_trainer(source)
+    if isinstance(source, (str, os.PathLike)):
+        run = Run.open(source, particles)
+        if run.particles is None and run.config.particles:
+            run.particles = load_particles(run.config.particles)
+        return run
+    raise InputError(None, f"cannot explore a {type(source).__name__}", "pass a Run, a Trainer or a run folder")
+
+
+def _volume_viewer(run):
+    """(VolumeViewer(run), None), or (None, why) when the 3D view cannot be built here."""
+    from cryonb import widgets
+
+    try:
+        return widgets.VolumeViewer(run), None
+    except ImportError as error:
+        return None, str(error)

@@ -1,0 +1,294 @@
+"""Select particles on a 2D view of the latent space, by lasso or box, at up to millions of points.
+
+The scatter is rasterised by datashader, so the browser receives an image, not the points. A
+selection therefore comes back as geometry (the lasso's polygon or the box's bounds, in data
+coordinates, through HoloViews' ``Lasso`` and ``BoundsXY`` streams) and is resolved in the kernel
+by :func:`~cryonb.core.analysis.lasso_select`, vectorised.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+import pandas as pd
+
+from cryonb.core.analysis import box_select, kmeans, lasso_select, latent_norm, pca, umap_embedding
+from cryonb.core.ctf import CTF_COLUMNS
+from cryonb.core.errors import InputError
+from cryonb.core.particles import save_selection
+
+COLORS = ("cluster", "norm", *CTF_COLUMNS)
+SELECTED_COLOR = "#e6007e"
+
+
+def embedding(z, coords) -> np.ndarray:
+    """2D coordinates (N, 2) of the latents: ``"umap"``, ``"pca"`` (first two PCs) or an array."""
+    if isinstance(coords, str):
+        if coords == "umap":
+            return umap_embedding(z)
+        if coords == "pca":
+            if z.shape[1] < 2:
+                return np.column_stack([z[:, 0], np.zeros(len(z))]).astype(np.float32)
+            return pca(z, 2).coords.astype(np.float32)
+        raise InputError(None, f"unknown coords {coords!r}", "use 'umap', 'pca' or an (N, 2) array")
+    coords = np.asarray(coords, dtype=np.float32)
+    if coords.shape != (len(z), 2) or not np.isfinite(coords).all():
+        raise InputError(None, f"coords have shape {coords.shape}, expected finite values of shape ({len(z)}, 2)",
+                         "pass one (x, y) row per particle of the run")
+    return coords
+
+
+def color_values(run, color, labels: np.ndarray | None) -> tuple[np.ndarray, bool]:
+    """Per-particle values for ``color`` and whether they are categories (cluster labels, integers)."""
+    n = len(run.z)
+    if isinstance(color, str):
+        if color == "cluster":
+            if labels is None:
+                raise InputError(None, "colour 'cluster' needs k-means clusters", "pass k=<number of clusters>")
+            return labels, True
+        if color == "norm":
+            return latent_norm(run.z), False
+        if color in CTF_COLUMNS:
+            if run.particles is None or run.particles.ctf is None:
+                raise InputError(None, f"colour {color!r} needs the particles' CTF, which this run lacks",
+                                 "open the run with its particles: Run.open(run_dir, particles)")
+            return run.particles.ctf[:, CTF_COLUMNS.index(color)], False
+        options = ", ".join(repr(c) for c in COLORS)
+        raise InputError(None, f"unknown colour {color!r}", f"choose one of {options}, or pass an array of {n} values")
+    values = np.asarray(color)
+    if values.shape != (n,):
+        raise InputError(None, f"colour array has shape {values.shape}, expected ({n},)", "pass one value per particle")
+    categorical = not np.issubdtype(values.dtype, np.floating)
+    return values, categorical
+
+
+class LatentExplorer:
+    """A rasterised scatter of the run's latents with lasso/box selection, Keep/Remove/Invert and Save.
+
+    ``coords``: ``"umap"``, ``"pca"`` or an (N, 2) array. ``color``: ``"cluster"`` (k-means into
+    ``k``), ``"norm"`` (‖z‖), a CTF column (``"defocus_u"`` …) or an array of N values (integers
+    are drawn as categories). ``k=None`` skips k-means (no cluster colours, no centre markers).
+
+    ``positions`` are the selected rows of ``run.z``; ``selection`` the same particles' row numbers
+    in the original particle file, which is what :meth:`save` writes.
+
+    >>> explorer = LatentExplorer(run, coords="pca", color="defocus_u")
+    >>> explorer            # lasso some particles, then
+    >>> explorer.save("selected/open_state")
+    """
+
+    def __init__(self, run, coords="umap", color="cluster", k: int | None = 8, width: int = 600, height: int = 450):
+        if run.z is None:
+            raise InputError(run.run_dir, "the run has no latents (zdim=0)", "train a heterogeneous model (zdim > 0)")
+        self.run = run
+        self.coords = embedding(run.z, coords)
+        self.clusters = None if k is None else kmeans(run.z, k)
+        self.color = color
+        self.values, self.categorical = color_values(run, color, None if self.clusters is None else self.clusters.labels)
+        self._table = pd.DataFrame({"x": self.coords[:, 0], "y": self.coords[:, 1], "color": _column(self.values, self.categorical)})
+        self._size = (width, height)
+        self.working = np.arange(len(self.coords))
+        self.positions = np.zeros(0, np.int64)
+        self.path = np.zeros(0, np.int64)
+        self._listeners = []
+        self._plot = self._widget = None
+        self._build_streams()
+
+    # --- state -------------------------------------------------------------------------------
+
+    @property
+    def selection(self) -> np.ndarray:
+        """Original row numbers (``run.particles.indices``) of the selected particles."""
+        particles = self.run.particles
+        return self.positions.copy() if particles is None else particles.indices[self.positions]
+
+    def select(self, positions) -> None:
+        """Select the particles at ``positions`` (rows of ``run.z``) within the working set."""
+        self.positions = np.flatnonzero(self._mask(np.asarray(positions, dtype=np.int64)) & self._mask(self.working))
+        self._changed()
+
+    def select_polygon(self, polygon) -> None:
+        """Select the shown particles inside ``polygon`` (M, 2), in the scatter's data coordinates."""
+        self.positions = self.working[lasso_select(self.coords[self.working], polygon)]
+        self._changed()
+
+    def select_box(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        """Select the shown particles inside a box, in the scatter's data coordinates."""
+        self.positions = self.working[box_select(self.coords[self.working], x0, x1, y0, y1)]
+        self._changed()
+
+    def keep(self) -> None:
+        """Restrict the working set to the selection (which stays selected)."""
+        self.working = self.positions.copy()
+        self._changed(shown=True)
+
+    def remove(self) -> None:
+        """Drop the selection from the working set; nothing stays selected."""
+        self.working = np.flatnonzero(self._mask(self.working) & ~self._mask(self.positions))
+        self.positions = np.zeros(0, np.int64)
+        self._changed(shown=True)
+
+    def invert(self) -> None:
+        """Select the rest of the working set instead."""
+        self.positions = np.flatnonzero(self._mask(self.working) & ~self._mask(self.positions))
+        self._changed()
+
+    def reset(self) -> None:
+        """Show every particle again, with nothing selected."""
+        self.working = np.arange(len(self.coords))
+        self.positions = np.zeros(0, np.int64)
+        self._changed(shown=True)
+
+    def show_path(self, indices) -> None:
+        """Draw a traversal through the particles at ``indices`` (rows of ``run.z``, e.g. ``GraphPath.indices``)."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self.coords)):
+            raise InputError(None, f"path indices out of range for {len(self.coords)} particles", "pass rows of run.z")
+        self.path = indices
+        self._path_pipe.send([self.coords[indices]])
+
+    def on_selection(self, callback) -> None:
+        """Call ``callback(positions)`` after every change of the selection or the working set."""
+        self._listeners.append(callback)
+
+    def save(self, prefix: str | os.PathLike) -> dict:
+        """Write the selection next to ``prefix`` (.star or .cs, .ind.npy, .ind.pkl); see ``save_selection``."""
+        if self.run.particles is None:
+            raise InputError(prefix, "the run has no particles to save", "open the run with them: Run.open(run_dir, particles)")
+        if not self.positions.size:
+            raise InputError(prefix, "no particles are selected", "select some with the lasso or box tool first")
+        return save_selection(self.run.particles.subset(self.positions), prefix)
+
+    def gallery(self, **kwargs):
+        """A :class:`~cryonb.widgets.gallery.ParticleGallery` of the current selection."""
+        from .gallery import ParticleGallery
+
+        return ParticleGallery(self.run, self.positions, **kwargs)
+
+    @property
+    def summary(self) -> str:
+        return f"{len(self.positions):,} selected of {len(self.working):,}"
+
+    def _mask(self, positions: np.ndarray) -> np.ndarray:
+        """Boolean mask (N,) of ``positions``: set operations in O(N), without sorting."""
+        mask = np.zeros(len(self.coords), bool)
+        mask[positions] = True
+        return mask
+
+    def _changed(self, shown: bool = False) -> None:
+        if shown:
+            self._shown_pipe.send(self._table.iloc[self.working])
+        self._selected_pipe.send(self._table.iloc[self.positions])
+        if self._widget is not None:
+            self._label.value = self.summary
+        for callback in self._listeners:
+            callback(self.positions)
+
+    # --- HoloViews ---------------------------------------------------------------------------
+
+    def _build_streams(self):
+        import holoviews as hv
+
+        self._shown_pipe = hv.streams.Pipe(data=self._table)
+        self._selected_pipe = hv.streams.Pipe(data=self._table.iloc[:0])
+        self._path_pipe = hv.streams.Pipe(data=[])
+        self.lasso = hv.streams.Lasso()
+        self.box = hv.streams.BoundsXY()
+        self.lasso.add_subscriber(lambda geometry: None if geometry is None else self.select_polygon(geometry))
+        self.box.add_subscriber(lambda bounds: None if bounds is None else self.select_box(*bounds))
+
+    @property
+    def plot(self):
+        """The HoloViews overlay: shaded particles, selection, k-means centres and path."""
+        if self._plot is None:
+            self._plot = self._build_plot()
+        return self._plot
+
+    def _build_plot(self):
+        import colorcet
+        import datashader as ds
+        import holoviews as hv
+        import holoviews.plotting.bokeh  # noqa: F401  (registers the Bokeh backend, displays nothing)
+        from holoviews.operation.datashader import datashade, dynspread, rasterize
+
+        points = lambda data: hv.Points(data, ["x", "y"], ["color"])  # noqa: E731
+        shown = hv.DynamicMap(points, streams=[self._shown_pipe])
+        label = self.color if isinstance(self.color, str) else "value"
+        if self.categorical:
+            n = len(self._table["color"].cat.categories)
+            palette = dict(zip(self._table["color"].cat.categories, colorcet.palette["glasbey_category10"][:n]))
+            base = datashade(shown, aggregator=ds.count_cat("color"), color_key=palette)
+        else:
+            base = rasterize(shown, aggregator=ds.mean("color")).opts(cmap="viridis", colorbar=True, clabel=label)
+        base = dynspread(base, threshold=0.8).opts(tools=["lasso_select", "box_select"])
+        self.lasso.source = self.box.source = base
+        selected = dynspread(datashade(hv.DynamicMap(points, streams=[self._selected_pipe]), cmap=[SELECTED_COLOR]), threshold=0.8)
+        path = hv.DynamicMap(hv.Path, streams=[self._path_pipe]).opts(color="black", line_width=2)
+        overlay = base * selected * path
+        if self.clusters is not None:
+            centres = self.coords[self.clusters.on_data]
+            overlay = overlay * hv.Points(centres, ["x", "y"], label="k-means centres").opts(
+                marker="x", size=14, color="black", line_width=3)
+        return overlay.opts(width=self._size[0], height=self._size[1], xlabel="", ylabel="",
+                                       title=f"coloured by {label}", legend_position="right")
+
+    # --- ipywidgets --------------------------------------------------------------------------
+
+    @property
+    def widget(self):
+        """The view: status line, the plot (a Bokeh model synced both ways by jupyter_bokeh) and buttons."""
+        if self._widget is None:
+            self._widget = self._build_widget()
+        return self._widget
+
+    def _build_widget(self):
+        import ipywidgets as w
+        import panel as pn
+
+        load_bokehjs()
+        self._label = w.Label(self.summary)
+        self._label.add_class("cryonb-explorer-count")
+        buttons = []
+        for name, action in [("Keep", self.keep), ("Remove", self.remove), ("Invert", self.invert), ("Reset", self.reset)]:
+            button = w.Button(description=name)
+            button.on_click(lambda _, action=action: action())
+            buttons.append(button)
+        self._prefix = w.Text(value="selection", description="prefix", layout=w.Layout(width="320px"))
+        self._prefix.add_class("cryonb-explorer-prefix")
+        save_button = w.Button(description="Save selection", icon="save", button_style="primary")
+        save_button.on_click(lambda _: self._save_clicked())
+        self._saved = w.Label()
+        self._saved.add_class("cryonb-explorer-saved")
+        plot = pn.ipywidget(pn.pane.HoloViews(self.plot))
+        widget = w.VBox([self._label, plot, w.HBox(buttons), w.HBox([self._prefix, save_button, self._saved])])
+        widget.add_class("cryonb-explorer")
+        return widget
+
+    def _save_clicked(self):
+        try:
+            written = self.save(self._prefix.value)
+        except (InputError, OSError) as error:
+            self._saved.value = str(error)
+        else:
+            self._saved.value = f"wrote {len(self.positions):,} particles to " + ", ".join(str(p) for p in written.values())
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+@functools.cache
+def load_bokehjs() -> None:
+    """Load BokehJS into the notebook, once per kernel, from the Python package: no internet needed."""
+    import holoviews as hv
+
+    hv.extension("bokeh", inline=True)
+
+
+def _column(values: np.ndarray, categorical: bool):
+    """Values as a pandas column; categories named by their values, in sorted order."""
+    if not categorical:
+        return values.astype(np.float32)
+    categories, codes = np.unique(values, return_inverse=True)
+    return pd.Categorical.from_codes(codes.reshape(-1), [str(c) for c in categories])

@@ -1,0 +1,96 @@
+"""The latent explorer in JupyterLab: a real lasso drag selects, in the kernel, the particles inside it."""
+
+import json
+
+import numpy as np
+import pytest
+from harness import element_pixels, lasso, write_notebook
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("holoviews")
+
+NOTEBOOK = [
+    # 64 simulated particles of 16² pixels, one epoch of a 32-wide model, on one thread.
+    """\
+import torch
+from cryonb.core.run import Run
+from cryonb.core.simulate import simulate
+from cryonb.core.training import TrainConfig, Trainer
+from cryonb.widgets import LatentExplorer
+
+torch.set_num_threads(1)
+particles = simulate("hinge", 64, D=16, apix=8.0, snr=1.0, seed=3, progress=False).particles
+config = TrainConfig(zdim=2, enc_width=32, enc_depth=2, dec_width=32, dec_depth=2, batch_size=16, device="cpu")
+run = Run.from_trainer(Trainer(particles, config).fit(1, progress=False))
+explorer = LatentExplorer(run, coords="pca", k=3)""",
+    "explorer",
+    "print('EXPLORER SHOWN')",
+]
+
+# The plot's frame (inner plot area) relative to its canvas, and its axis ranges, as Bokeh has them.
+_FRAME_JS = """() => {
+  for (const view of window.Bokeh.index.all_views()) {
+    if (!view.frame || !view.model.x_range) continue;
+    const b = view.frame.bbox, x = view.model.x_range, y = view.model.y_range;
+    return {left: b.left, top: b.top, width: b.width, height: b.height,
+            x: [x.start, x.end], y: [y.start, y.end]};
+  }
+  return null;
+}"""
+
+
+def kernel_json(lab_page, expression: str):
+    return json.loads(lab_page.execute(f"import json; print(json.dumps({expression}))"))
+
+
+def test_lasso_selects_in_the_kernel_and_save_writes_the_selection(lab, lab_page):
+    write_notebook(lab.root / "explorer.ipynb", *NOTEBOOK)
+    lab_page.open("explorer.ipynb")
+    lab_page.run_all()
+    lab_page.wait_for_output("EXPLORER SHOWN", timeout=120)
+    page = lab_page.page
+    canvas = lab_page.widget(".bk-Canvas")
+    lab_page.wait_until(lambda: element_pixels(canvas) > 500, message="the shaded particles drawn")
+
+    page.locator(".jp-OutputArea-output .bk-tool-icon-lasso-select").click()
+    frame = page.evaluate(_FRAME_JS)
+    box = canvas.bounding_box()
+    # A pentagon over the middle of the frame, in fractions of the frame, y downwards.
+    shape = [(0.15, 0.2), (0.7, 0.1), (0.85, 0.6), (0.5, 0.9), (0.2, 0.7)]
+    fractions = [((frame["left"] + fx * frame["width"]) / box["width"], (frame["top"] + fy * frame["height"]) / box["height"])
+                 for fx, fy in shape]
+    pixels = np.array(lasso(page, canvas, fractions))
+    lab_page.wait_until(lambda: kernel_json(lab_page, "explorer.positions.size") > 0, message="a selection in the kernel")
+
+    # The page's pixels in data coordinates, from the frame geometry and axis ranges read above.
+    (x0, x1), (y0, y1) = frame["x"], frame["y"]
+    u = (pixels[:, 0] - box["x"] - frame["left"]) / frame["width"]
+    v = (pixels[:, 1] - box["y"] - frame["top"]) / frame["height"]
+    polygon = np.column_stack([x0 + u * (x1 - x0), y1 - v * (y1 - y0)])
+    received = np.array(kernel_json(lab_page, "explorer.lasso.geometry.tolist()"))
+    pixel_size = np.array([(x1 - x0) / frame["width"], (y1 - y0) / frame["height"]])
+    nearest = np.abs(received[:, None, :] - polygon[None, :-1, :]).max(2).min(1)
+    assert nearest[0] < pixel_size.max()  # the drag starts where the test pressed the mouse
+    np.testing.assert_allclose(received.min(0), polygon.min(0), atol=pixel_size.max())
+    np.testing.assert_allclose(received.max(0), polygon.max(0), atol=pixel_size.max())
+
+    from cryonb.core.analysis import lasso_select
+
+    coords = np.array(kernel_json(lab_page, "explorer.coords.tolist()"))
+    selected = kernel_json(lab_page, "explorer.positions.tolist()")
+    assert set(selected) == set(lasso_select(coords, received).tolist()) == set(lasso_select(coords, polygon).tolist())
+    assert 0 < len(selected) < 64
+    assert lab_page.text(".cryonb-explorer-count") == f"{len(selected)} selected of 64"
+
+    prefix = lab.root / "picked"
+    page.locator(".jp-OutputArea-output .cryonb-explorer-prefix input").fill(str(prefix))
+    lab_page.click_button("Save selection")
+    lab_page.wait_until(lambda: lab_page.text(".cryonb-explorer-saved").startswith("wrote"), message="saved")
+
+    from cryonb.core.io.pickles import read_index
+    from cryonb.core.io.star import read_star
+
+    star = read_star(prefix.with_suffix(".star"))
+    defocus = kernel_json(lab_page, "explorer.run.particles.ctf[explorer.positions, 0].tolist()")
+    np.testing.assert_array_equal(star.ctf[:, 0], np.float32(defocus))
+    np.testing.assert_array_equal(read_index(prefix.with_name("picked.ind.npy")), selected)

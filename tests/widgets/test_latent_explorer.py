@@ -1,0 +1,166 @@
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("holoviews")
+pytest.importorskip("datashader")
+pytest.importorskip("panel")
+
+from cryonb.core.analysis import box_select, lasso_select, latent_norm  # noqa: E402
+from cryonb.core.errors import InputError  # noqa: E402
+from cryonb.core.io.pickles import read_index  # noqa: E402
+from cryonb.core.io.star import read_star  # noqa: E402
+from cryonb.core.particles import ParticleSet, load_particles, write_star  # noqa: E402
+from cryonb.core.rotations import random_rotations  # noqa: E402
+from cryonb.core.run import Run  # noqa: E402
+from cryonb.widgets.latent_explorer import LatentExplorer  # noqa: E402
+
+N = 120
+SQUARE = np.array([[-3.0, -1.5], [3.0, -1.5], [2.0, 2.5], [-2.0, 3.0]])  # crosses all three clusters
+
+
+def tiny_particles(n: int = 200, seed: int = 0) -> ParticleSet:
+    """Random images, poses and CTFs (defocus all different); ``indices`` are 0..n-1."""
+    rng = np.random.default_rng(seed)
+    ctf = np.tile(np.array([15000, 15000, 0, 300, 2.7, 0.1, 0, 0], np.float32), (n, 1))
+    ctf[:, 0] += np.arange(n, dtype=np.float32) * 10
+    ctf[:, 1] = ctf[:, 0] - 100
+    return ParticleSet(images=rng.standard_normal((n, 8, 8), dtype=np.float32),
+                       rotations=random_rotations(n, torch.Generator().manual_seed(seed)).numpy(),
+                       ctf=ctf, apix=4.0)
+
+
+def latent_run(particles: ParticleSet, seed: int = 1) -> Run:
+    """A run without a model: three clusters of 3D latents, one per particle."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[-3.0, 0, 0], [3.0, 0, 0], [0, 3.0, 1.0]])
+    z = (centres[np.arange(len(particles)) % 3] + rng.normal(0, 0.7, (len(particles), 3))).astype(np.float32)
+    return Run(model=None, scale=1.0, apix=particles.apix, z=z, particles=particles)
+
+
+@pytest.fixture
+def run():
+    """N particles whose original rows are a shuffled subset of 200, so positions != rows."""
+    particles = tiny_particles().subset(np.random.default_rng(2).permutation(200)[:N])
+    return latent_run(particles)
+
+
+def test_lasso_event_selects_the_points_inside_the_polygon(run):
+    explorer = LatentExplorer(run, coords="pca", k=3)
+    explorer.lasso.event(geometry=SQUARE)
+    expected = lasso_select(explorer.coords, SQUARE)
+    assert 0 < len(expected) < N
+    np.testing.assert_array_equal(explorer.positions, expected)
+    np.testing.assert_array_equal(explorer.selection, run.particles.indices[expected])
+    assert explorer.summary == f"{len(expected)} selected of {N}"
+
+
+def test_box_event_and_rendered_widget(run):
+    explorer = LatentExplorer(run, coords="pca", color="norm", k=None)
+    view = explorer.widget  # the HoloViews plot is rendered and the streams attached to it
+    explorer.box.event(bounds=(-4.0, -1.0, 0.5, 2.0))
+    np.testing.assert_array_equal(explorer.positions, box_select(explorer.coords, -4.0, 0.5, -1.0, 2.0))
+    assert explorer.summary in [child.value for child in view.children if hasattr(child, "value")]
+    assert "application/vnd.jupyter.widget-view+json" in explorer._repr_mimebundle_()
+
+
+def test_keep_remove_invert_reset(run):
+    explorer = LatentExplorer(run, coords="pca", k=None, color="norm")
+    explorer.select_polygon(SQUARE)
+    inside = explorer.positions.copy()
+    explorer.invert()
+    np.testing.assert_array_equal(explorer.positions, np.setdiff1d(np.arange(N), inside))
+    explorer.invert()
+    explorer.remove()
+    np.testing.assert_array_equal(explorer.working, np.setdiff1d(np.arange(N), inside))
+    assert explorer.positions.size == 0
+    explorer.lasso.event(geometry=SQUARE * 100)  # everything shown, but the removed stay out
+    np.testing.assert_array_equal(explorer.positions, explorer.working)
+    explorer.reset()
+    explorer.select_polygon(SQUARE)
+    explorer.keep()
+    np.testing.assert_array_equal(explorer.working, inside)
+    np.testing.assert_array_equal(explorer.positions, inside)
+    explorer.select(np.arange(N))  # only the working set can be selected
+    np.testing.assert_array_equal(explorer.positions, inside)
+    assert explorer.summary == f"{len(inside)} selected of {len(inside)}"
+
+
+def test_listeners_hear_every_change(run):
+    explorer = LatentExplorer(run, coords="pca", k=None, color="norm")
+    heard = []
+    explorer.on_selection(lambda positions: heard.append(len(positions)))
+    explorer.select(np.arange(10))
+    explorer.invert()
+    explorer.remove()
+    assert heard == [10, N - 10, 0]
+
+
+def test_save_writes_exactly_the_selected_particles(run, tmp_path):
+    explorer = LatentExplorer(run, coords="pca", k=3)
+    explorer.select_polygon(SQUARE)
+    written = explorer.save(tmp_path / "picked")
+    star = read_star(written["star"])
+    chosen = run.particles.subset(explorer.positions)
+    assert len(star) == len(explorer.positions) > 0
+    np.testing.assert_array_equal(star.ctf[:, 0], chosen.ctf[:, 0])  # defocus differs for every particle
+    np.testing.assert_allclose(star.rotations, chosen.rotations, atol=1e-5)
+    np.testing.assert_array_equal(read_index(written["ind_npy"]), explorer.selection)
+
+
+def test_save_from_a_star_file_keeps_its_rows(tmp_path):
+    write_star(tiny_particles(), tmp_path / "all.star")
+    particles = load_particles(tmp_path / "all.star", images=False)
+    explorer = LatentExplorer(latent_run(particles), coords="pca", k=None, color="defocus_u")
+    explorer.select_polygon(SQUARE)
+    written = explorer.save(tmp_path / "picked")
+    original = read_star(tmp_path / "all.star").table
+    saved = read_star(written["star"]).table
+    assert len(saved) == len(explorer.positions) > 0
+    np.testing.assert_array_equal(saved["rlnDefocusU"].to_numpy(), original["rlnDefocusU"].to_numpy()[explorer.selection])
+
+
+def test_colours(run):
+    explorer = LatentExplorer(run, coords="pca", k=3)
+    assert explorer.categorical and set(explorer.values) == {0, 1, 2}
+    np.testing.assert_array_equal(explorer.values, explorer.clusters.labels)
+    explorer = LatentExplorer(run, coords="pca", k=None, color="norm")
+    np.testing.assert_allclose(explorer.values, latent_norm(run.z))
+    assert not explorer.categorical
+    explorer = LatentExplorer(run, coords="pca", k=None, color="defocus_v")
+    np.testing.assert_array_equal(explorer.values, run.particles.ctf[:, 1])
+    groups = np.arange(N) % 4
+    assert LatentExplorer(run, coords="pca", k=None, color=groups).categorical
+    assert not LatentExplorer(run, coords="pca", k=None, color=groups * 0.5).categorical
+    for color in ("cluster", "norm", "defocus_u", groups):  # both kinds of plot build and render
+        import holoviews as hv
+
+        figure = hv.render(LatentExplorer(run, coords="pca", k=2, color=color).plot)
+        assert "LassoSelectTool" in {type(tool).__name__ for tool in figure.tools}
+
+
+def test_coordinates_overlays_and_paths(run):
+    coords = np.column_stack([np.arange(N), np.arange(N) ** 0.5]).astype(np.float32)
+    explorer = LatentExplorer(run, coords=coords, k=3)
+    np.testing.assert_array_equal(explorer.coords, coords)
+    explorer.show_path([5, 7, 9])
+    np.testing.assert_array_equal(explorer._path_pipe.data[0], coords[[5, 7, 9]])
+    centres = [layer for layer in explorer.plot[()] if layer.label == "k-means centres"][0]
+    np.testing.assert_array_equal(centres.array(), coords[explorer.clusters.on_data])
+
+
+def test_bad_input_is_explained(run, tmp_path):
+    explorer = LatentExplorer(run, coords="pca", k=None, color="norm")
+    with pytest.raises(InputError, match="no particles are selected"):
+        explorer.save(tmp_path / "none")
+    with pytest.raises(InputError, match=r"unknown colour 'defocus'.*'cluster', 'norm', 'defocus_u'"):
+        LatentExplorer(run, coords="pca", color="defocus")
+    with pytest.raises(InputError, match=r"colour 'cluster' needs k-means"):
+        LatentExplorer(run, coords="pca", k=None)
+    with pytest.raises(InputError, match=r"coords have shape \(3, 2\)"):
+        LatentExplorer(run, coords=np.zeros((3, 2)), k=None, color="norm")
+    with pytest.raises(InputError, match=r"colour array has shape \(5,\)"):
+        LatentExplorer(run, coords="pca", color=np.zeros(5))
+    with pytest.raises(InputError, match="out of range"):
+        explorer.show_path([0, N])
+    assert not list((tmp_path).iterdir())
