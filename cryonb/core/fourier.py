@@ -7,6 +7,8 @@ torch device.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 
@@ -26,22 +28,6 @@ def ifft_center(X: torch.Tensor, ndim: int) -> torch.Tensor:
     return torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(X, dim=d), dim=d), dim=d)
 
 
-def fft2_center(x: torch.Tensor) -> torch.Tensor:
-    return fft_center(x, 2)
-
-
-def ifft2_center(X: torch.Tensor) -> torch.Tensor:
-    return ifft_center(X, 2)
-
-
-def fft3_center(x: torch.Tensor) -> torch.Tensor:
-    return fft_center(x, 3)
-
-
-def ifft3_center(X: torch.Tensor) -> torch.Tensor:
-    return ifft_center(X, 3)
-
-
 def ht_center(x: torch.Tensor, ndim: int) -> torch.Tensor:
     """Centred discrete Hartley transform, ``Re(F) - Im(F)``: real in, real out."""
     F = fft_center(x, ndim)
@@ -56,20 +42,11 @@ def iht_center(H: torch.Tensor, ndim: int) -> torch.Tensor:
     return ht_center(H, ndim) / n
 
 
-def ht2_center(x: torch.Tensor) -> torch.Tensor:
-    return ht_center(x, 2)
-
-
-def iht2_center(H: torch.Tensor) -> torch.Tensor:
-    return iht_center(H, 2)
-
-
-def ht3_center(x: torch.Tensor) -> torch.Tensor:
-    return ht_center(x, 3)
-
-
-def iht3_center(H: torch.Tensor) -> torch.Tensor:
-    return iht_center(H, 3)
+# The 2D (images) and 3D (maps) forms of the transforms above.
+fft2_center, ifft2_center = partial(fft_center, ndim=2), partial(ifft_center, ndim=2)
+fft3_center, ifft3_center = partial(fft_center, ndim=3), partial(ifft_center, ndim=3)
+ht2_center, iht2_center = partial(ht_center, ndim=2), partial(iht_center, ndim=2)
+ht3_center, iht3_center = partial(ht_center, ndim=3), partial(iht_center, ndim=3)
 
 
 def hartley_to_fourier(H: torch.Tensor, ndim: int) -> torch.Tensor:
