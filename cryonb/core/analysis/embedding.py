@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial import cKDTree
 
+from ..errors import InputError
 from ._inputs import as_count, as_latents
 
 
@@ -49,16 +51,19 @@ def latent_norm(z) -> np.ndarray:
 def umap_embedding(
     z,
     *,
-    max_fit: int = 200_000,
+    max_fit: int = 50_000,
     seed: int | None = 0,
     n_neighbors: int = 15,
     min_dist: float = 0.1,
+    placement: str = "neighbors",
     chunk: int = 100_000,
 ) -> np.ndarray:
     """UMAP of z (N, zdim) to (N, 2) float32.
 
-    Beyond ``max_fit`` points, UMAP is fitted on a random sample of ``max_fit`` and the rest
-    is placed with ``transform`` in chunks of ``chunk``: minutes instead of hours at 1M.
+    Beyond ``max_fit`` points, UMAP is fitted on a random sample of ``max_fit`` and the rest is
+    placed from it: with ``placement="neighbors"`` (default) at the inverse-distance weighted mean
+    of the embeddings of its 5 nearest fitted latents (a k-d tree query: seconds at 1M points);
+    with ``"transform"`` by UMAP's own ``transform``, in chunks of ``chunk`` (minutes at 1M).
     ``seed=None`` lets UMAP use every core, at the price of run-to-run differences.
     """
     import umap  # first import compiles with numba (~25 s), so only on demand
@@ -66,6 +71,8 @@ def umap_embedding(
     z = as_latents(z, min_rows=3)
     n_neighbors = as_count(n_neighbors, "n_neighbors", 2, len(z) - 1)
     max_fit = as_count(max_fit, "max_fit", n_neighbors + 1)
+    if placement not in ("neighbors", "transform"):
+        raise InputError(None, f"placement={placement!r} is not a placement", 'use "neighbors" or "transform"')
     reducer = umap.UMAP(
         n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, n_jobs=-1 if seed is None else 1
     )
@@ -76,6 +83,11 @@ def umap_embedding(
     out = np.empty((len(z), 2), np.float32)
     out[fit] = reducer.fit_transform(z[fit])
     rest = np.flatnonzero(~fit)
+    if placement == "neighbors":
+        distance, neighbour = cKDTree(z[fit]).query(z[rest], k=5, workers=-1)
+        weight = 1.0 / np.maximum(distance, 1e-12)
+        out[rest] = np.einsum("nk,nkd->nd", weight / weight.sum(1, keepdims=True), out[fit][neighbour])
+        return out
     for start in range(0, len(rest), chunk):
         rows = rest[start : start + chunk]
         out[rows] = reducer.transform(z[rows])

@@ -56,7 +56,14 @@ def test_umap_keeps_blobs_apart(umap_ready, blobs):
 
 def test_umap_fits_a_sample_and_places_the_rest(umap_ready, blobs):
     z, truth = blobs
-    xy = umap_embedding(z, max_fit=300, chunk=250, seed=1)  # 600 of 900 placed by transform, in 3 chunks
+    xy = umap_embedding(z, max_fit=300, chunk=250, seed=1, placement="transform")  # 600 of 900 by transform, in 3 chunks
     assert_separated(xy, truth)
+    placed = umap_embedding(z, max_fit=300, seed=1)  # the other 600 placed from their nearest fitted latents
+    assert_separated(placed, truth)
+    fitted = np.zeros(len(z), bool)
+    fitted[np.random.default_rng(1).choice(len(z), 300, replace=False)] = True
+    np.testing.assert_array_equal(placed[fitted], xy[fitted])  # the sample's own embedding is untouched
+    with pytest.raises(InputError, match="placement"):
+        umap_embedding(z, max_fit=300, placement="nearest")
     with pytest.raises(InputError, match=r"max_fit=10 is out of range"):
         umap_embedding(z, max_fit=10)

@@ -114,3 +114,15 @@ def test_bad_graph_arguments():
         knn_graph(z, k=20)
     with pytest.raises(InputError, match="mean_degree=12"):
         knn_graph(z, mode="threshold", mean_degree=12)
+
+
+def test_large_inputs_search_approximately_by_default(curve, monkeypatch):
+    from cryonb.core.analysis import graph as graph_module
+
+    t, z = curve
+    exact = knn_graph(z)
+    monkeypatch.setattr(graph_module, "APPROXIMATE_ABOVE", 1000)  # 10k latents now count as large
+    approximate = knn_graph(z)
+    assert (approximate != exact).nnz > 0  # a different, approximate neighbour search ran
+    path = graph_path(z, [0, len(z) - 1])
+    assert spearmanr(np.arange(len(path.indices)), t[path.indices])[0] > 0.99
