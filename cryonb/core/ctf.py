@@ -77,21 +77,26 @@ def ctf_images(params, D: int, apix: float, device=None) -> torch.Tensor:
 
 
 def first_zero(defocus: float, voltage: float, cs: float, amplitude_contrast: float, phase_shift: float = 0.0) -> float:
-    """Spatial frequency (1/Å) of the first CTF zero, for an isotropic defocus (closed form).
+    """Spatial frequency (1/Å) of the first CTF zero beyond s = 0, for an isotropic defocus (closed form).
 
-    Solves ``γ(s) = -atan(w / sqrt(1 - w²)) + nπ`` for the smallest positive s; the quartic in s is
-    a quadratic in s².
+    The CTF vanishes where ``γ(s) = atan(w / sqrt(1 - w²)) + mπ`` for an integer m; with u = s²,
+    γ is a quadratic in u, so each m gives at most two roots. The smallest positive one wins
+    (near focus, where the Cs term turns γ upwards first, it can come from m ≥ 0).
     """
     lam = float(electron_wavelength(voltage))
-    cs_a = cs * 1e7
+    a, b = 0.25 * cs * 1e7 * lam**3, -0.5 * defocus * lam  # γ / 2π + φ / 2π = a u² + b u
     w = amplitude_contrast
     offset = math.atan2(w, math.sqrt(1 - w * w)) + math.radians(phase_shift)
-    # γ(s) = 2π(-½ Δf λ s² + ¼ Cs λ³ s⁴) - φ; CTF = 0  <=>  γ = offset - nπ, n = 1, 2, ...
-    for n in range(1, 10):
-        target = (offset - n * math.pi) / (2 * math.pi)  # = a u² + b u with u = s²
-        a, b, c = 0.25 * cs_a * lam**3, -0.5 * defocus * lam, -target
-        disc = b * b - 4 * a * c
-        u = (-b - math.sqrt(disc)) / (2 * a) if a > 0 else -c / b
-        if u > 0:
-            return math.sqrt(u)
-    raise ValueError("no CTF zero found")
+    roots = []
+    for m in range(-64, 65):
+        target = (offset + m * math.pi) / (2 * math.pi)
+        if a == 0:
+            roots.append(target / b if b else -1.0)
+            continue
+        disc = b * b + 4 * a * target
+        if disc >= 0:
+            roots += [(-b - math.sqrt(disc)) / (2 * a), (-b + math.sqrt(disc)) / (2 * a)]
+    positive = [u for u in roots if u > 1e-12]
+    if not positive:
+        raise ValueError("no CTF zero found")
+    return math.sqrt(min(positive))

@@ -34,7 +34,7 @@ def test_first_zero_matches_pure_defocus_closed_form():
     assert first_crossing(s[1:], c[1:]) == pytest.approx(expected, rel=1e-4)
 
 
-@pytest.mark.parametrize("df,w", [(10000.0, 0.1), (25000.0, 0.07), (5000.0, 0.0)])
+@pytest.mark.parametrize("df,w", [(10000.0, 0.1), (25000.0, 0.07), (5000.0, 0.0), (1000.0, 0.1), (300.0, 0.07)])
 def test_first_zero_with_cs_and_amplitude_contrast(df, w):
     s, c = radial_ctf(df, amplitude_contrast=w)
     start = 1 if w == 0 else 0
