@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The CPU build of torch; a plain `pip install torch` would pull several GB of CUDA packages.
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup browser-deps demo test bench clean
+.PHONY: setup browser-deps demo test docs bench clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,14 @@ browser-deps:
 
 test: setup browser-deps
 	$(BIN)/python -m pytest -q
+
+# The site in docs/_build/html; every notebook runs during the build (cached by cell source).
+docs: $(VENV)/.docs-installed
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[docs]"
+	touch $@
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -1,0 +1,164 @@
+"""Take the widget pictures of the documentation: each view rendered in JupyterLab, in headless Chromium.
+
+    python docs/screenshots.py
+
+Writes PNGs to docs/_static/ (each under 200 KB): one per view, and a strip of maps rendered by
+cryonb.core.movies. Uses the browser-test harness (tests/browser/harness.py), so it needs Chromium
+and the ``browser`` and ``widgets`` extras.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image, ImageChops
+
+REPO = Path(__file__).resolve().parents[1]
+STATIC = REPO / "docs" / "_static"
+MAX_BYTES = 200_000
+sys.path.insert(0, str(REPO / "tests" / "browser"))
+
+from harness import JupyterLab, LabPage, element_pixels, launch_chromium, missing_requirements, write_notebook  # noqa: E402
+
+# The quickstart's data and model (three assemblies, 4-D latents), trained in the background so
+# that the monitor is caught mid-run; then one cell per view.
+CELLS = [
+    """\
+import numpy as np, torch
+import cryonb  # displays a Trainer as its monitor
+from cryonb.core.analysis import pc_traversal
+from cryonb.core.run import Run
+from cryonb.core.simulate import simulate
+from cryonb.core.training import TrainConfig, Trainer
+from cryonb.widgets import LatentExplorer, TrajectoryPlayer, VolumeViewer
+
+torch.set_num_threads(1)  # a core left for the browser
+sim = simulate("mixture", 1500, D=24, apix=8.0, snr=1.0, seed=0, progress=False)
+trainer = Trainer(sim.particles, TrainConfig(zdim=4, enc_width=128, dec_width=128, batch_size=32, lr=1e-3, device="cpu"))
+trainer""",
+    "trainer.fit(12, background=True)\nprint('TRAINING STARTED')",
+    """\
+trainer.wait()
+run = Run.from_trainer(trainer)
+explorer = LatentExplorer(run, coords="umap", color="cluster", k=3)
+explorer.select(np.flatnonzero(explorer.clusters.labels == explorer.clusters.labels[0]))
+explorer""",
+    "explorer.gallery()",
+    "VolumeViewer(run).show(run.z[explorer.positions].mean(0))",
+    "player = TrajectoryPlayer(run, pc_traversal(run.z, pc=0, n=8))\nplayer.frame = 4\nplayer",
+    "print('ALL SHOWN')",
+]
+
+
+def trim(image: Image.Image, margin: int = 8) -> Image.Image:
+    """``image`` without the empty background right of and below its content (a view narrower than the page)."""
+    background = Image.new("RGB", image.size, image.getpixel((image.width - 1, image.height - 1)))
+    left, top, right, bottom = ImageChops.difference(image, background).getbbox() or (0, 0, *image.size)
+    return image.crop((0, 0, min(right + margin, image.width), min(bottom + margin, image.height)))
+
+
+def save_png(png: bytes, name: str, crop: bool = True) -> Path:
+    """Write ``png`` as docs/_static/``name`` (``crop``: trimmed), reduced to fewer colours if it is too large."""
+    path = STATIC / name
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    image = trim(image) if crop else image
+    for colours in (None, 256, 128, 64):
+        out = io.BytesIO()
+        (image if colours is None else image.quantize(colours, dither=Image.Dither.NONE)).save(out, "png", optimize=True)
+        if out.tell() < MAX_BYTES:
+            path.write_bytes(out.getvalue())
+            print(f"{path.relative_to(REPO)}: {image.width}×{image.height}, {out.tell() / 1e3:.0f} kB")
+            return path
+    raise ValueError(f"{name} stays over {MAX_BYTES} bytes even with 64 colours")
+
+
+def settled(locator, timeout: float = 60) -> bytes:
+    """A screenshot of ``locator`` once two taken half a second apart are the same (a view finished drawing)."""
+    end = time.monotonic() + timeout
+    last = locator.screenshot()
+    while time.monotonic() < end:
+        time.sleep(0.5)
+        shot = locator.screenshot()
+        if shot == last:
+            return shot
+        last = shot
+    raise TimeoutError(f"{locator} kept changing for {timeout} s")
+
+
+def wait_drawn(lab_page: LabPage, css: str, pixels: int, message: str):
+    """Wait until the element matching ``css`` has more than ``pixels`` non-background pixels."""
+    lab_page.wait_until(lambda: element_pixels(lab_page.widget(css)) > pixels, timeout=120, message=message)
+
+
+def take(lab_page: LabPage):
+    page = lab_page.page
+    run = lambda command: page.evaluate(f"() => window.jupyterapp.commands.execute('notebook:{command}')")  # noqa: E731
+    lab_page.open("widgets.ipynb")
+    run("run-cell-and-select-next")  # the monitor
+    run("run-cell-and-select-next")  # training in the background: the kernel is free, the monitor live
+    lab_page.wait_for_output("TRAINING STARTED", timeout=300)
+    epoch = lambda: int(re.match(r"epoch (\d+)", lab_page.text(".cryonb-monitor-epoch")).group(1))  # noqa: E731
+    lab_page.wait_until(lambda: epoch() >= 3, timeout=300, message="three epochs on the monitor")
+    save_png(lab_page.widget(".cryonb-monitor").screenshot(), "training_monitor.png")
+
+    lab_page.wait_until(lambda: lab_page.text(".cryonb-monitor-state") == "idle", timeout=600, message="training done")
+    run("run-all-below")
+    lab_page.wait_for_output("ALL SHOWN", timeout=900)
+    wait_drawn(lab_page, ".cryonb-explorer .bk-Canvas", 5000, "the latent scatter drawn")
+    save_png(settled(lab_page.widget(".cryonb-explorer")), "latent_explorer.png")
+    save_png(lab_page.widget(".cryonb-gallery").screenshot(), "particle_gallery.png")
+
+    volume = page.locator(".jp-OutputArea-output .cryonb-volume-viewer").first
+    volume.scroll_into_view_if_needed()
+    lab_page.wait_until(lambda: element_pixels(volume.locator("canvas")) > 3000, timeout=120, message="the map drawn")
+    save_png(settled(volume), "volume_viewer.png")
+
+    player = lab_page.widget(".cryonb-trajectory-player")
+    player.scroll_into_view_if_needed()
+    lab_page.wait_until(lambda: element_pixels(player.locator("canvas")) > 3000, timeout=120, message="the frame drawn")
+    save_png(settled(player), "trajectory_player.png")
+
+
+def hinge_strip():
+    """The hinge phantom's motion in six frames, rendered by cryonb.core.movies (no browser needed)."""
+    from cryonb.core.movies import write_strip
+    from cryonb.core.phantoms import hinge_states
+
+    maps, _ = hinge_states(48, n_states=6)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_png(write_strip(maps.numpy(), Path(tmp) / "strip.png", size=160).read_bytes(), "hinge_strip.png", crop=False)
+
+
+def main():
+    reason = missing_requirements()
+    if reason:
+        sys.exit(f"cannot take the pictures: {reason}")
+    from playwright.sync_api import sync_playwright
+
+    hinge_strip()
+
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
+        tmp = Path(tmp)
+        no_news = tmp / "state" / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+        (tmp / "root").mkdir()
+        write_notebook(tmp / "root" / "widgets.ipynb", *CELLS)
+        no_news.parent.mkdir(parents=True)  # no "notified about Jupyter news?" toast over the views
+        no_news.write_text('{"fetchNews": "false"}')
+        with JupyterLab(tmp / "root", tmp / "state") as lab:
+            context = launch_chromium(playwright, tmp / "profile")
+            context.set_default_timeout(60_000)
+            lab_page = LabPage(context.new_page(), lab)
+            try:
+                take(lab_page)
+            finally:
+                lab_page.shutdown_kernel()
+                context.close()
+
+
+if __name__ == "__main__":
+    main()

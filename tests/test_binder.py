@@ -1,0 +1,107 @@
+"""Binder: its configuration installs what the notebooks need, and the quickstart fits in its memory.
+
+mybinder.org gives a session at most 2 GB of memory, counted over the whole container: the
+Jupyter server and the kernel. The quickstart runs here in a kernel started by nbclient from a
+driver process (standing in for the server); the memory of both is measured two ways:
+
+- each process's own peak resident set (``ru_maxrss``, kept by the kernel of the OS, so no spike is
+  missed), summed: an upper bound of the two processes' peak together;
+- the resident memory of the driver's whole process tree, sampled every 20 ms, which also counts any
+  process the kernel starts.
+
+A cap such as ``RLIMIT_AS`` would not do: torch and the BLAS libraries reserve far more address
+space than they ever touch, so the cap would fail on memory that is never used.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BINDER = REPO / "binder"
+QUICKSTART = REPO / "notebooks" / "01_quickstart.ipynb"
+BINDER_MEMORY = 2_000_000_000  # bytes: mybinder.org's limit per session
+
+# Runs the quickstart, then asks its kernel for its own peak memory; prints both peaks in bytes.
+DRIVER = """\
+import resource, sys
+import nbformat
+from nbclient import NotebookClient
+
+notebook, workdir = sys.argv[1:]
+nb = nbformat.read(notebook, as_version=4)
+nb.cells.append(nbformat.v4.new_code_cell(
+    "import resource; print('KERNEL PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"))
+NotebookClient(nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": workdir}}).execute()
+print(nb.cells[-1].outputs[0]["text"].strip())
+print("DRIVER PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def test_binder_installs_the_cpu_build_of_torch_and_the_widgets():
+    lines = [line.split("#")[0].strip() for line in (BINDER / "requirements.txt").read_text().splitlines()]
+    lines = [line for line in lines if line]
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines  # not several GB of CUDA
+    assert "-e .[widgets]" in lines  # cryonb from the checkout, with its views
+    assert any(re.fullmatch(r"jupyterlab(>=4.*)?", line) for line in lines)
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "widgets" in extras
+
+
+def test_binder_python_is_one_cryonb_supports():
+    runtime = (BINDER / "runtime.txt").read_text().strip()
+    version = re.fullmatch(r"python-3\.(\d+)", runtime)
+    assert version, f"binder/runtime.txt holds {runtime!r}, not python-3.X"
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert int(version.group(1)) >= int(re.fullmatch(r">=3\.(\d+)", requires).group(1))
+
+
+def tree_rss(process) -> int:
+    """Resident bytes of ``process`` and all its descendants (those that exit meanwhile count 0)."""
+    import psutil
+
+    total = 0
+    try:
+        members = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    for member in members:
+        try:
+            total += member.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+@pytest.mark.slow
+def test_quickstart_runs_within_binders_memory(tmp_path):
+    pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    psutil = pytest.importorskip("psutil")
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "agg"}
+    driver = psutil.Popen([sys.executable, "-c", DRIVER, str(QUICKSTART), str(tmp_path)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampled = 0
+    while driver.poll() is None:
+        sampled = max(sampled, tree_rss(driver))
+        time.sleep(0.02)
+    out, err = driver.communicate()
+    assert driver.returncode == 0, f"the quickstart failed:\n{err[-4000:]}"
+
+    peaks = {name: int(value) for name, value in re.findall(r"^(KERNEL|DRIVER) PEAK (\d+)$", out, re.M)}
+    assert peaks.keys() == {"KERNEL", "DRIVER"}, out[-2000:]
+    assert peaks["KERNEL"] > 200e6  # torch and a trained model really were in the kernel
+    assert sampled >= peaks["KERNEL"] * 0.5  # the sampling saw the kernel, not just the driver
+    peak = max(sampled, peaks["KERNEL"] + peaks["DRIVER"])
+    assert peak < BINDER_MEMORY, (
+        f"the quickstart peaks at {peak / 1e9:.2f} GB (kernel {peaks['KERNEL'] / 1e9:.2f} GB, driver "
+        f"{peaks['DRIVER'] / 1e9:.2f} GB, sampled tree {sampled / 1e9:.2f} GB): over Binder's 2 GB")

@@ -1,0 +1,97 @@
+"""The documentation site's sources: every notebook, widget and picture has its place.
+
+The build itself (`make docs`: every notebook executed, warnings as errors, every cross-reference
+resolved) is a CI step of its own; these checks need no Sphinx.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+PICTURE_BYTES = 200_000
+
+# The page of each view, and the module that defines it.
+WIDGET_PAGES = {
+    "training_monitor": ("TrainingMonitor", "cryonb/widgets/training_monitor.py"),
+    "latent_explorer": ("LatentExplorer", "cryonb/widgets/latent_explorer.py"),
+    "particle_gallery": ("ParticleGallery", "cryonb/widgets/gallery.py"),
+    "volume_viewer": ("VolumeViewer", "cryonb/widgets/volume_viewer.py"),
+    "trajectory_player": ("TrajectoryPlayer", "cryonb/widgets/trajectory_player.py"),
+}
+
+
+def toctree_entries(page: Path) -> list[str]:
+    """The entries of the MyST toctrees of ``page`` (options and blank lines dropped)."""
+    blocks = re.findall(r"```\{toctree\}\n(.*?)```", page.read_text(), re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip() and not line.startswith(":")]
+
+
+def test_every_notebook_is_in_the_docs():
+    assert (DOCS / "notebooks").resolve() == (REPO / "notebooks").resolve()  # the docs read the notebooks in place
+    patterns = toctree_entries(DOCS / "notebooks.md")
+    notebooks = sorted(p.relative_to(REPO).with_suffix("").as_posix() for p in (REPO / "notebooks").rglob("*.ipynb")
+                       if ".ipynb_checkpoints" not in p.parts)
+    assert {"notebooks/01_quickstart", "notebooks/teaching/01_projection_slice"} <= set(notebooks)
+    missing = [nb for nb in notebooks if not any(fnmatch.fnmatch(nb, pattern) for pattern in patterns)]
+    assert not missing, f"notebooks in no toctree of docs/notebooks.md: {missing}"
+
+
+def test_the_front_page_reaches_every_page():
+    reached = set(toctree_entries(DOCS / "index.md"))
+    assert {"getting_started", "widgets/index", "notebooks", "cli", "api", "benchmarks"} <= reached
+    pages = {p.relative_to(DOCS).with_suffix("").as_posix() for p in DOCS.glob("*.md")}
+    assert pages - {"index"} <= reached
+    assert {f"{name}" for name in WIDGET_PAGES} == set(toctree_entries(DOCS / "widgets" / "index.md"))
+
+
+@pytest.mark.parametrize("page", WIDGET_PAGES)
+def test_every_widget_page_links_its_class_and_shows_its_picture(page):
+    cls, module = WIDGET_PAGES[page]
+    text = (DOCS / "widgets" / f"{page}.md").read_text()
+    defined = {node.name for node in ast.parse((REPO / module).read_text()).body if isinstance(node, ast.ClassDef)}
+    assert cls in defined
+    dotted = module.removesuffix(".py").replace("/", ".")
+    assert f"{{class}}`{dotted}.{cls}`" in text  # the link to its API page
+
+    images = re.findall(r"```\{image\} \.\./(_static/[\w.-]+\.png)", text)
+    assert images, f"docs/widgets/{page}.md shows no picture"
+    for image in images:
+        assert_small_png(DOCS / image)
+
+
+def assert_small_png(path: Path):
+    from PIL import Image
+
+    assert path.stat().st_size < PICTURE_BYTES, f"{path.name} is {path.stat().st_size:,} bytes"
+    with Image.open(path) as picture:
+        assert picture.format == "PNG"
+        assert picture.width >= 400 and picture.height >= 150
+        colours = picture.convert("L").getextrema()
+        assert colours[1] - colours[0] > 100, f"{path.name} is blank"
+
+
+def test_every_picture_is_used_and_small():
+    used = set()
+    for page in DOCS.rglob("*.md"):
+        if "_build" not in page.parts:
+            used |= {Path(name).name for name in re.findall(r"_static/([\w.-]+\.png)", page.read_text())}
+    pictures = {p.name for p in (DOCS / "_static").glob("*.png")}
+    assert used == pictures, f"unused: {pictures - used}; missing: {used - pictures}"
+    for name in pictures:
+        assert_small_png(DOCS / "_static" / name)
+
+
+def test_getting_started_gives_the_readmes_two_commands():
+    readme = (REPO / "README.md").read_text()
+    page = (DOCS / "getting_started.md").read_text()
+    commands = re.findall(r"```bash\n(make \w+)\n```", readme)
+    assert commands == ["make demo", "make test"]
+    for command in commands:
+        assert f"```bash\n{command}\n```" in page
