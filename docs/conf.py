@@ -34,9 +34,7 @@ html_theme_options = {
 }
 html_sidebars = {"benchmarks": [], "getting_started": [], "cli": []}  # single pages: no section navigation
 
-# MyST: $...$ maths and ::: fences in the Markdown pages.
-myst_enable_extensions = ["colon_fence", "dollarmath"]
-myst_heading_anchors = 3
+myst_enable_extensions = ["dollarmath"]  # $...$ maths in the Markdown pages
 
 # Notebooks run when the site is built, each in a temporary folder (they write their outputs
 # next to themselves); results are cached by cell source, so unchanged notebooks are not run again.
