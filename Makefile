@@ -35,4 +35,4 @@ $(VENV)/.docs-installed: $(VENV)/.installed
 	touch $@
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) demo-output .pytest_cache docs/_build docs/api/generated

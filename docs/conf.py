@@ -59,16 +59,10 @@ autodoc_class_signature = "separated"
 add_module_names = False
 python_maximum_signature_line_length = 88
 
-# "|FSC|" in docstrings is the absolute value of the FSC, not a reST substitution.
-rst_prolog = r".. |FSC| replace:: \|FSC\|"
-
 # Every cross-reference must resolve (-n with -W); types of other libraries are not documented here.
 nitpicky = True
 nitpick_ignore_regex = [("py:.*", r"(torch|numpy|scipy|pandas|os|pathlib|collections)\..*")]
-nitpick_ignore = [
-    ("py:data", "CTF_COLUMNS"),  # a constant without a doc comment: autodoc cannot document it
-    ("py:func", "_padded_transform"),  # private, so not on the API pages
-]
+
 
 
 def _python_object(dotted: str):

@@ -15,6 +15,7 @@ import torch
 
 from .fourier import frequency_grid
 
+#: Column order of per-particle CTF parameter arrays (N, 8).
 CTF_COLUMNS = (
     "defocus_u",
     "defocus_v",

@@ -25,7 +25,7 @@ class FSCCurve:
     apix: float
 
     def auc(self) -> float:
-        """Area under |FSC| against frequency in cycles per pixel, DC to Nyquist (at most 0.5).
+        """Area under ``|FSC|`` against frequency in cycles per pixel, DC to Nyquist (at most 0.5).
 
         The per-image metric of CryoBench (Jeon et al., 2024) when each curve compares the map
         generated at an image's latent with its ground-truth map.

@@ -155,7 +155,7 @@ def _padded_transform(volume: torch.Tensor) -> torch.Tensor:
 
 
 def project_fourier(volume_ft_padded: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
-    """Centred transforms (B, D, D) of projections, sliced from :func:`_padded_transform`'s output."""
+    """Centred transforms (B, D, D) of projections, sliced from ``_padded_transform``'s output."""
     D = volume_ft_padded.shape[-1] // _PAD
     plane = plane_coordinates(D, device=rotations.device).reshape(-1, 3) * _PAD
     return sample_volume(volume_ft_padded, plane @ rotations).reshape(-1, D, D)

@@ -20,7 +20,7 @@ from .volume_viewer import VolumeViewer, check_maps
 class TrajectoryPlayer:
     """The maps of a run for a list of latents, with Play, a frame slider, threshold and opacity.
 
-    >>> player = TrajectoryPlayer(run, pc_traversal(run.z, 0, n=10).z)   # displays in a notebook cell
+    >>> player = TrajectoryPlayer(run, pc_traversal(run.z, 0, n=10))   # displays in a notebook cell
     >>> player.frame = 3
     >>> player.save_gif("pc1.gif")
 

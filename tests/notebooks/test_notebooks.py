@@ -57,7 +57,8 @@ def test_solution_code_is_taken_only_from_details_blocks():
     assert solution_code(markdown) == ["x = 1\n", "y = 2\n"]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
+# The quickstart runs end to end (failing on any error) in tests/test_binder.py, under a memory watch.
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name != "01_quickstart.ipynb"], ids=notebook_id)
 def test_notebook_runs_top_to_bottom(path, tmp_path):
     nbformat = pytest.importorskip("nbformat", reason="nbformat is needed to read notebooks: pip install nbformat")
     nbclient = pytest.importorskip("nbclient", reason="nbclient is needed to execute notebooks: pip install nbclient")
