@@ -20,7 +20,7 @@ class Exploration(w.VBox):
     """The explorer above the gallery of its selection and, where available, a volume viewer.
 
     The gallery follows the selection; "Mean-z volume" shows the map decoded at the mean latent
-    of the selection.
+    of the selection, and clicking a particle in the scatter shows the map at its latent.
     """
 
     def __init__(self, run: Run, explorer: LatentExplorer, **kwargs):
@@ -34,6 +34,8 @@ class Exploration(w.VBox):
         else:
             volume = [self.volume_button, self.viewer.widget]
         explorer.on_selection(self._selection_changed)
+        if self.viewer is not None:
+            explorer.on_pick(lambda position: self.viewer.show(self.run.z[position]))
         super().__init__([explorer.widget, w.HTML("<b>Selected particles</b>"), self.gallery, *volume], **kwargs)
         self.add_class("cryonb-explore")
 

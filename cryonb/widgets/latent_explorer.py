@@ -92,7 +92,8 @@ class LatentExplorer:
         self.working = np.arange(len(self.coords))
         self.positions = np.zeros(0, np.int64)
         self.path = np.zeros(0, np.int64)
-        self._listeners = []
+        self.picked: int | None = None  # row of run.z of the particle last clicked
+        self._listeners, self._pick_listeners = [], []
         self._plot = self._widget = None
         self._build_streams()
 
@@ -149,6 +150,18 @@ class LatentExplorer:
         self.path = indices
         self._path_pipe.send([self.coords[indices]])
 
+    def pick(self, x: float, y: float) -> int:
+        """Pick the shown particle nearest to (x, y), in the scatter's data coordinates."""
+        shown = self.coords[self.working]
+        self.picked = int(self.working[np.argmin(((shown - (x, y)) ** 2).sum(1))])
+        for callback in self._pick_listeners:
+            callback(self.picked)
+        return self.picked
+
+    def on_pick(self, callback) -> None:
+        """Call ``callback(position)`` when a particle is clicked (see :meth:`pick`)."""
+        self._pick_listeners.append(callback)
+
     def on_selection(self, callback) -> None:
         """Call ``callback(positions)`` after every change of the selection or the working set."""
         self._listeners.append(callback)
@@ -196,6 +209,8 @@ class LatentExplorer:
         self._path_pipe = hv.streams.Pipe(data=[])
         self.lasso = hv.streams.Lasso()
         self.box = hv.streams.BoundsXY()
+        self.tap = hv.streams.Tap()
+        self.tap.add_subscriber(lambda x, y: None if x is None or not len(self.working) else self.pick(x, y))
         self.lasso.add_subscriber(lambda geometry: None if geometry is None else self.select_polygon(geometry))
         self.box.add_subscriber(lambda bounds: None if bounds is None else self.select_box(*bounds))
 
@@ -222,8 +237,8 @@ class LatentExplorer:
             base = datashade(shown, aggregator=ds.count_cat("color"), color_key=palette)
         else:
             base = rasterize(shown, aggregator=ds.mean("color")).opts(cmap="viridis", colorbar=True, clabel=label)
-        base = dynspread(base, threshold=0.8).opts(tools=["lasso_select", "box_select"])
-        self.lasso.source = self.box.source = base
+        base = dynspread(base, threshold=0.8).opts(tools=["lasso_select", "box_select", "tap"])
+        self.lasso.source = self.box.source = self.tap.source = base
         selected = dynspread(datashade(hv.DynamicMap(points, streams=[self._selected_pipe]), cmap=[SELECTED_COLOR]), threshold=0.8)
         path = hv.DynamicMap(hv.Path, streams=[self._path_pipe]).opts(color="black", line_width=2)
         overlay = base * selected * path

@@ -73,3 +73,18 @@ def test_lazy_names_and_bad_input():
     assert cryonb.widgets.Exploration is Exploration and cryonb.widgets.LatentExplorer is LatentExplorer
     with pytest.raises(InputError, match="cannot explore a int"):
         explore(42)
+
+
+def test_clicking_a_particle_shows_its_map(trained, monkeypatch):
+    monkeypatch.setattr(cryonb.widgets, "VolumeViewer", RecordingViewer)
+    view = explore(Run.from_trainer(trained[0]), coords="pca", k=3)
+    coords = view.explorer.coords
+    target = 17
+    view.explorer.tap.event(x=float(coords[target, 0]) + 1e-6, y=float(coords[target, 1]))
+    assert view.explorer.picked == target
+    np.testing.assert_array_equal(view.viewer.shown[-1], view.run.z[target])
+    view.explorer.select(np.arange(0, 64, 2))
+    view.explorer.keep()  # only even rows are shown now: a click picks the nearest shown particle
+    picked = view.explorer.pick(*coords[target])
+    shown = np.arange(0, 64, 2)
+    assert picked == shown[np.argmin(((coords[shown] - coords[target]) ** 2).sum(1))]
