@@ -4,8 +4,8 @@ mybinder.org gives a session at most 2 GB of memory, counted over the whole cont
 Jupyter server and the kernel. The quickstart runs here in a kernel started by nbclient from a
 driver process (standing in for the server); the memory of both is measured two ways:
 
-- each process's own peak resident set (``ru_maxrss``, kept by the kernel of the OS, so no spike is
-  missed), summed: an upper bound of the two processes' peak together;
+- the kernel's own peak resident set (``ru_maxrss``, kept by the OS, so no spike is missed) plus the
+  driver's sampled peak: an upper bound of the two processes' peak together;
 - the resident memory of the driver's whole process tree, sampled every 20 ms, which also counts any
   process the kernel starts.
 
@@ -42,7 +42,6 @@ nb.cells.append(nbformat.v4.new_code_cell(
     "import resource; print('KERNEL PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"))
 NotebookClient(nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": workdir}}).execute()
 print(nb.cells[-1].outputs[0]["text"].strip())
-print("DRIVER PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
 
 
@@ -90,18 +89,23 @@ def test_quickstart_runs_within_binders_memory(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "agg"}
     driver = psutil.Popen([sys.executable, "-c", DRIVER, str(QUICKSTART), str(tmp_path)], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampled = 0
+    sampled = sampled_driver = 0
     while driver.poll() is None:
         sampled = max(sampled, tree_rss(driver))
+        try:
+            sampled_driver = max(sampled_driver, driver.memory_info().rss)
+        except psutil.NoSuchProcess:
+            pass
         time.sleep(0.02)
     out, err = driver.communicate()
     assert driver.returncode == 0, f"the quickstart failed:\n{err[-4000:]}"
 
-    peaks = {name: int(value) for name, value in re.findall(r"^(KERNEL|DRIVER) PEAK (\d+)$", out, re.M)}
-    assert peaks.keys() == {"KERNEL", "DRIVER"}, out[-2000:]
-    assert peaks["KERNEL"] > 200e6  # torch and a trained model really were in the kernel
-    assert sampled >= peaks["KERNEL"] * 0.5  # the sampling saw the kernel, not just the driver
-    peak = max(sampled, peaks["KERNEL"] + peaks["DRIVER"])
+    # The driver's own ru_maxrss is not used: Linux carries a parent's peak across fork and exec,
+    # so it would report the test runner's memory. The driver is sampled instead.
+    kernel = int(re.search(r"^KERNEL PEAK (\d+)$", out, re.M).group(1))
+    assert kernel > 200e6  # torch and a trained model really were in the kernel
+    assert sampled >= kernel * 0.5  # the sampling saw the kernel, not just the driver
+    peak = max(sampled, kernel + sampled_driver)
     assert peak < BINDER_MEMORY, (
-        f"the quickstart peaks at {peak / 1e9:.2f} GB (kernel {peaks['KERNEL'] / 1e9:.2f} GB, driver "
-        f"{peaks['DRIVER'] / 1e9:.2f} GB, sampled tree {sampled / 1e9:.2f} GB): over Binder's 2 GB")
+        f"the quickstart peaks at {peak / 1e9:.2f} GB (kernel {kernel / 1e9:.2f} GB, driver "
+        f"{sampled_driver / 1e9:.2f} GB, sampled tree {sampled / 1e9:.2f} GB): over Binder's 2 GB")

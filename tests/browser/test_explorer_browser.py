@@ -80,7 +80,8 @@ def test_lasso_selects_in_the_kernel_and_save_writes_the_selection(lab, lab_page
     selected = kernel_json(lab_page, "explorer.positions.tolist()")
     assert set(selected) == set(lasso_select(coords, received).tolist()) == set(lasso_select(coords, polygon).tolist())
     assert 0 < len(selected) < 64
-    assert lab_page.text(".cryonb-explorer-count") == f"{len(selected)} selected of 64"
+    expected = f"{len(selected)} selected of 64"  # the label's update may still be on its way to the page
+    lab_page.wait_until(lambda: lab_page.text(".cryonb-explorer-count") == expected, message=f"the label to read {expected!r}")
 
     prefix = lab.root / "picked"
     page.locator(".jp-OutputArea-output .cryonb-explorer-prefix input").fill(str(prefix))
