@@ -39,6 +39,19 @@ def _surface(maps: np.ndarray, threshold: float) -> np.ndarray:
     return np.where(hit, (0.2 + 0.8 * facing) * (0.6 + 0.4 * z / D), 0)
 
 
+def as_maps(maps) -> np.ndarray:
+    """One map (D, D, D) or a stack (B, D, D, D) as a float32 stack, or an InputError saying why not."""
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim == 3:
+        maps = maps[None]
+    if maps.ndim != 4 or 0 in maps.shape:
+        raise InputError(None, f"maps must have shape (D, D, D) or (B, D, D, D) with B ≥ 1, got {maps.shape}",
+                         "pass one map or a stack of maps")
+    if not np.isfinite(maps).all():
+        raise InputError(None, "the maps contain NaN or infinite values", "pass finite maps")
+    return maps
+
+
 def render_frames(maps, view: str = "surface", size: int = 256, threshold: float = 2.0) -> np.ndarray:
     """Grey images (B, size, size) uint8 of maps (B, D, D, D) indexed [z, y, x].
 
@@ -46,14 +59,7 @@ def render_frames(maps, view: str = "surface", size: int = 256, threshold: float
     ``"projection"`` (the sum along z, as the microscope sees the map) or ``"slice"`` (the
     central z section).
     """
-    maps = np.asarray(maps, dtype=np.float32)
-    if maps.ndim == 3:
-        maps = maps[None]
-    if maps.ndim != 4 or 0 in maps.shape:
-        raise InputError(None, f"maps must have shape (B, D, D, D) with B ≥ 1, got {maps.shape}",
-                         "pass a stack of maps")
-    if not np.isfinite(maps).all():
-        raise InputError(None, "the maps contain NaN or infinite values", "pass finite maps")
+    maps = as_maps(maps)
     if view not in VIEWS:
         raise InputError(None, f"unknown view {view!r}", f"use one of {', '.join(VIEWS)}")
     if view == "surface":

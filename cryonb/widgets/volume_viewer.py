@@ -16,6 +16,7 @@ import numpy as np
 from mrcfile.mrcinterpreter import MrcInterpreter
 
 from ..core.errors import InputError
+from ..core.movies import as_maps
 
 # nglview 4.0.1 asks JupyterLab for its frontend "4.0" but ships the 3.1.5 one (nglview issue
 # #1181): its views stay blank unless they ask for the version that is really there.
@@ -57,14 +58,7 @@ def mrc_bytes(volume: np.ndarray, apix: float) -> bytes:
 
 def check_maps(maps, apix) -> tuple[np.ndarray, float]:
     """``maps`` as float32 (B, D, D, D) and a usable pixel size (1 Å when unknown)."""
-    maps = np.asarray(maps, dtype=np.float32)
-    if maps.ndim == 3:
-        maps = maps[None]
-    if maps.ndim != 4 or 0 in maps.shape:
-        raise InputError(None, f"maps must have shape (D, D, D) or (B, D, D, D) with B ≥ 1, got {maps.shape}",
-                         "pass one map or a stack of maps")
-    if not np.isfinite(maps).all():
-        raise InputError(None, "the maps contain NaN or infinite values", "pass finite maps")
+    maps = as_maps(maps)
     if apix is not None and not (np.isfinite(apix) and apix >= 0):
         raise InputError(None, f"the pixel size must be a positive number of Å, got {apix}",
                          "pass apix in Å per pixel")

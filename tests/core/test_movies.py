@@ -72,7 +72,7 @@ def test_gif_and_strip(tmp_path):
 
 
 def test_bad_input(tmp_path):
-    with pytest.raises(InputError, match=r"shape \(B, D, D, D\).*got \(4, 4\)"):
+    with pytest.raises(InputError, match=r"or \(B, D, D, D\) with B ≥ 1, got \(4, 4\)"):
         render_frames(np.zeros((4, 4)))
     with pytest.raises(InputError, match="NaN"):
         render_frames(np.full((1, 4, 4, 4), np.nan))
