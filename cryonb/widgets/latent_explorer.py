@@ -94,7 +94,6 @@ class LatentExplorer:
         self.path = np.zeros(0, np.int64)
         self.picked: int | None = None  # row of run.z of the particle last clicked
         self._listeners, self._pick_listeners = [], []
-        self._plot = self._widget = None
         self._build_streams()
 
     # --- state -------------------------------------------------------------------------------
@@ -194,7 +193,7 @@ class LatentExplorer:
         if shown:
             self._shown_pipe.send(self._table.iloc[self.working])
         self._selected_pipe.send(self._table.iloc[self.positions])
-        if self._widget is not None:
+        if "widget" in self.__dict__:  # only once the view has been built
             self._label.value = self.summary
         for callback in self._listeners:
             callback(self.positions)
@@ -214,14 +213,9 @@ class LatentExplorer:
         self.lasso.add_subscriber(lambda geometry: None if geometry is None else self.select_polygon(geometry))
         self.box.add_subscriber(lambda bounds: None if bounds is None else self.select_box(*bounds))
 
-    @property
+    @functools.cached_property
     def plot(self):
         """The HoloViews overlay: shaded particles, selection, k-means centres and path."""
-        if self._plot is None:
-            self._plot = self._build_plot()
-        return self._plot
-
-    def _build_plot(self):
         import colorcet
         import datashader as ds
         import holoviews as hv
@@ -251,14 +245,9 @@ class LatentExplorer:
 
     # --- ipywidgets --------------------------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def widget(self):
         """The view: status line, the plot (a Bokeh model synced both ways by jupyter_bokeh) and buttons."""
-        if self._widget is None:
-            self._widget = self._build_widget()
-        return self._widget
-
-    def _build_widget(self):
         import ipywidgets as w
         import panel as pn
 
