@@ -23,7 +23,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from cryonb.core.simulate import simulate
-from cryonb.core.training import Trainer, TrainConfig
+from cryonb.core.training import Distributed, Trainer, TrainConfig, resolve_device
 
 
 def score(model: str, z: np.ndarray, truth) -> float:
@@ -58,8 +58,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
+    device = resolve_device(args.device, Distributed.from_environment())  # each process on its own GPU
     sim = simulate(args.model, args.particles, D=args.box, apix=args.apix or 192.0 / args.box, snr=args.snr,
-                   seed=args.seed, device=args.device if args.device != "auto" else "cpu", progress=False)
+                   seed=args.seed, device=device, progress=False)
     t_sim = time.perf_counter() - t0
     trainer = Trainer(sim.particles, TrainConfig(zdim=args.zdim, enc_width=args.enc_width or args.width, enc_depth=args.depth,
                                                  dec_width=args.width, dec_depth=args.depth, batch_size=args.batch,
@@ -76,6 +77,8 @@ def main(argv=None):
                           "loss": round(h["loss"], 5), "images_per_s": round(h["images_per_s"]),
                           "score": round(score(args.model, trainer.embed(), sim), 4),
                           "simulate_s": round(t_sim, 1)}), flush=True)
+    if trainer.dist.main:
+        print(json.dumps({"processes": trainer.dist.world, "epoch_loss": [round(h["loss"], 6) for h in trainer.history]}), flush=True)
     if args.fsc_auc and trainer.dist.main:
         print(json.dumps(per_image_fsc_auc(trainer, sim, args.fsc_auc, args.seed)), flush=True)
 

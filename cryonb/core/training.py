@@ -123,6 +123,17 @@ class Distributed:
         return values
 
 
+def _distributed(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` in DistributedDataParallel; its buffers are constants, so they are not re-sent each step."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    newer = "forward_sync_buffers" in inspect.signature(DDP).parameters  # torch >= 2.13 renamed the option
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True,
+               **{"forward_sync_buffers" if newer else "broadcast_buffers": False})
+
+
 def resolve_device(name: str, dist: Distributed = Distributed()) -> torch.device:
     if dist.world > 1 and torch.cuda.is_available():
         return torch.device("cuda", dist.local_rank)
@@ -213,11 +224,11 @@ class Trainer:
             config.encoding, config.n_freqs, config.enc_radius, config.seed,
         ).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        forward = torch.compile(self.model) if config.compile else self.model
-        if self.dist.world > 1:  # compiled inside, synchronised outside
-            from torch.nn.parallel import DistributedDataParallel
-
-            forward = DistributedDataParallel(forward, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        forward = self.model
+        if self.dist.world > 1:
+            forward = _distributed(forward, self.device)
+        if config.compile:  # after DDP, so that compiled graphs break at its gradient buckets
+            forward = torch.compile(forward)
         self._forward = forward
         self.epoch = 0  # completed epochs
         self.position = 0  # batches done in the current epoch
@@ -233,30 +244,41 @@ class Trainer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._noise = torch.Generator(device=self.device)
+        self._epoch_order = (-1, None)
+        self._pending: list[torch.Tensor] = []  # per-step losses not yet brought to the host
+        self._pending_since = 0.0
+        self._sync_every = 16 if self.device.type == "cuda" else 1  # steps between host syncs
         if self.run_dir is not None and self.dist.main:
             self._write_config()
 
     # ------------------------------------------------------------------ training
     @property
     def batches_per_epoch(self) -> int:
-        return math.ceil(len(self.data) / self.config.batch_size)
+        full, tail = divmod(len(self.data), self.config.batch_size)
+        return full + (tail >= self.dist.world)  # a last batch too small to share between processes is skipped
+
+    @property
+    def particles_per_epoch(self) -> int:
+        return min(len(self.data), self.batches_per_epoch * self.config.batch_size)
 
     def _order(self, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-        return torch.randperm(len(self.data), generator=g).to(self.device)
+        """This epoch's particle order (same on every process), drawn once per epoch."""
+        if self._epoch_order[0] != epoch:
+            g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+            self._epoch_order = (epoch, torch.randperm(len(self.data), generator=g).to(self.device))
+        return self._epoch_order[1]
 
     def _autocast(self):
         if self.config.amp and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def loss(self, idx: torch.Tensor, sample: bool = True):
-        """Loss, reconstruction error and mean KL for the particles at ``idx``."""
+    def loss(self, idx: torch.Tensor, noise: torch.Tensor | None = None):
+        """Loss, reconstruction error and mean KL for the particles at ``idx``.
+
+        ``noise`` (len(idx), zdim) draws z from the encoder's Gaussian; without it z is its mean.
+        """
         images, rotations, ctf = self.data.batch(idx)
-        noise = None
-        if sample and self.config.zdim:
-            self._noise.manual_seed(self.config.seed * 7_919 + self.step_count)
-            noise = torch.randn(len(idx), self.config.zdim, generator=self._noise, device=self.device)
         with self._autocast():
             out = self._forward(images, rotations, ctf, noise)
         error = torch.view_as_real(out.prediction - images).pow(2).sum(-1).mean()
@@ -265,41 +287,67 @@ class Trainer:
 
     def step(self) -> float:
         """One optimisation step on the next batch; returns the loss."""
-        order = self._order(self.epoch)
+        self._advance()
+        self._record()
+        return self.steps[-1][1]
+
+    def _advance(self):
+        """One optimisation step, leaving its loss on the device until :meth:`_record`.
+
+        Each process takes every ``world``-th particle of the global batch and the matching rows
+        of the batch's noise, so any number of GPUs computes the same step as one.
+        """
         bs = self.config.batch_size
-        batch = order[self.position * bs : (self.position + 1) * bs]
-        idx = batch[self.dist.rank :: self.dist.world]  # each process takes its share of the batch
-        t0 = time.perf_counter()
+        batch = self._order(self.epoch)[self.position * bs : (self.position + 1) * bs]
+        share = slice(self.dist.rank, None, self.dist.world)
+        noise = None
+        if self.config.zdim:
+            self._noise.manual_seed(self.config.seed * 7_919 + self.step_count)
+            noise = torch.randn(len(batch), self.config.zdim, generator=self._noise, device=self.device)[share]
+        if not self._pending:
+            self._pending_since = time.perf_counter()
+        idx = batch[share]
+        weight = len(idx) / len(batch)  # this process's share of the batch mean
         self.model.train()
         try:
-            loss, error, kl = self.loss(idx)
+            loss, error, kl = self.loss(idx, noise)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * (weight * self.dist.world)).backward()  # DDP averages over processes: the batch mean
             self.optimizer.step()
         except torch.OutOfMemoryError as err:
             raise CryonbError(
                 f"the GPU ran out of memory at batch size {bs}. Fix: try batch_size={max(bs // 2, 1)} "
                 f"(or a smaller box / decoder width)"
             ) from err
-        values = self.dist.sum(torch.stack([loss.detach(), error.detach(), kl.detach()]).float() * len(idx))
-        values = values.cpu().numpy() / len(batch)
-        self._epoch_time += time.perf_counter() - t0
-        self._epoch_sums += values * len(batch)
+        self._pending.append(torch.stack([loss.detach(), error.detach(), kl.detach()]).float() * weight)
         self.step_count += 1
         self.position += 1
-        self.steps.append((self.step_count, float(values[0]), float(values[2])))
+        if self.position >= self.batches_per_epoch or len(self._pending) >= self._sync_every:
+            self._record()
+
+    def _record(self):
+        """Bring the pending steps' losses to the host (one wait, one all-reduce) and log them."""
+        if not self._pending:
+            return
+        values = self.dist.sum(torch.stack(self._pending)).cpu().numpy()
+        self._epoch_time += time.perf_counter() - self._pending_since
+        first = self.step_count - len(values)
+        starts = np.arange(self.position - len(values), self.position) * self.config.batch_size
+        sizes = np.minimum(self.config.batch_size, len(self.data) - starts)  # pending steps share one epoch
+        self._epoch_sums += (values * sizes[:, None]).sum(0)
+        self.steps.extend((first + i + 1, float(loss), float(kl)) for i, (loss, _, kl) in enumerate(values))
+        self._pending.clear()
         self._notify("step")
         if self.position >= self.batches_per_epoch:
             self._finish_epoch()
-        return float(values[0])
 
     def _finish_epoch(self):
-        n = len(self.data)
+        n = self.particles_per_epoch
         loss, error, kl = self._epoch_sums / n
         self.epoch += 1
         self.history.append({
             "epoch": self.epoch, "loss": float(loss), "error": float(error), "kl": float(kl),
-            "seconds": self._epoch_time, "images_per_s": n / max(self._epoch_time, 1e-9),
+            "seconds": self._epoch_time, "images_per_s": n / max(self._epoch_time, 1e-9), "processes": self.dist.world,
         })
         self.position = 0
         self._epoch_sums[:] = 0
@@ -336,15 +384,19 @@ class Trainer:
             bar = tqdm(total=total, unit="batch", desc=f"epoch {self.epoch + 1}", mininterval=0.5)
         try:
             while self.epoch < self._target_epochs and not self._stop.is_set():
-                self._run.wait()
+                if self.paused:
+                    self._record()  # the pause must not count as training time
+                    self._run.wait()
                 if self._stop.is_set():
                     break
-                loss = self.step()
+                self._advance()
                 if bar is not None:
                     bar.update(1)
                     bar.set_description(f"epoch {self.epoch + (self.position > 0)}")
-                    bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                    if self.steps:
+                        bar.set_postfix(loss=f"{self.steps[-1][1]:.4g}", refresh=False)
         finally:
+            self._record()
             if bar is not None:
                 bar.close()
             if self._stop.is_set() and self.run_dir is not None:

@@ -59,6 +59,24 @@ def test_step_by_step_and_outputs(particles):
     assert vol.shape == (16, 16, 16) and np.isfinite(vol).all() and vol.std() > 0
 
 
+def test_losses_brought_to_the_host_in_bulk_are_the_same(particles):
+    every_step = Trainer(particles, TrainConfig(**{**TINY, "batch_size": 20})).fit(2, progress=False)
+    bulk = Trainer(particles, TrainConfig(**{**TINY, "batch_size": 20}))
+    bulk._sync_every = 3  # as on a GPU: 5 steps per epoch, so one epoch ends with 2 pending steps
+    bulk.fit(2, progress=False)
+    assert bulk.steps == every_step.steps and len(bulk.steps) == 10
+    assert losses(bulk) == losses(every_step)
+
+
+def test_a_last_batch_too_small_to_share_between_processes_is_skipped(particles):
+    from cryonb.core.training import Distributed
+
+    t = Trainer(particles, TrainConfig(**{**TINY, "batch_size": 19}))  # 96 = 5 × 19 + 1
+    assert (t.batches_per_epoch, t.particles_per_epoch) == (6, 96)
+    t.dist = Distributed(rank=0, world=2)
+    assert (t.batches_per_epoch, t.particles_per_epoch) == (5, 95)
+
+
 def test_homogeneous_model_trains(particles):
     t = Trainer(particles, TrainConfig(**{**TINY, "zdim": 0})).fit(2, progress=False)
     assert t.history[1]["loss"] < t.history[0]["loss"]

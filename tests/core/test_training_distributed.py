@@ -1,0 +1,41 @@
+"""Two processes under torchrun (gloo on CPU) train exactly as one: DDP changes speed, not results."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from cryonb.core.training import load_checkpoint, read_run_config
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ddp")
+    # 89 particles in batches of 32: the last batch (25) splits unevenly, 13 + 12
+    subprocess.run([sys.executable, "-m", "cryonb", "simulate", "--model", "hinge", "--n", "89", "--box", "16",
+                    "--seed", "1", "--outdir", str(folder / "sim")], check=True, capture_output=True)
+    return folder
+
+
+def train(stack, name, *extra):
+    out = stack / name
+    subprocess.run([sys.executable, "-m", "cryonb", "train", str(stack / "sim" / "particles.star"), "--epochs", "3",
+                    "--batch-size", "32", "--zdim", "2", "--device", "cpu", "--outdir", str(out), *extra],
+                   check=True, capture_output=True, text=True)
+    latest = (out / "checkpoints" / "latest").read_text().strip()
+    return load_checkpoint(out / "checkpoints" / latest), np.load(out / "z.npy")
+
+
+def test_two_processes_match_one(stack):
+    one, z_one = train(stack, "one")
+    two, z_two = train(stack, "two", "--gpus", "2")
+    assert [(h["epoch"], h["processes"]) for h in two["history"]] == [(1, 2), (2, 2), (3, 2)]
+    assert [h["processes"] for h in one["history"]] == [1, 1, 1] and two["step"] == one["step"] == 9
+    np.testing.assert_allclose([h["loss"] for h in two["history"]], [h["loss"] for h in one["history"]], rtol=1e-5)
+    np.testing.assert_allclose([s[1] for s in two["steps"]], [s[1] for s in one["steps"]], rtol=1e-5)
+    for name, weight in one["model"].items():
+        torch.testing.assert_close(two["model"][name], weight, rtol=1e-4, atol=1e-5, msg=name)
+    np.testing.assert_allclose(z_two, z_one, rtol=1e-4, atol=1e-5)
+    assert read_run_config(stack / "two")["n_particles"] == 89
