@@ -264,6 +264,18 @@ def lasso(page, locator, polygon, steps: int = 10) -> list[tuple[float, float]]:
     return points
 
 
+def drag(page, locator, start, end, steps: int = 10) -> list[tuple[float, float]]:
+    """Press at ``start``, move to ``end`` and release (fractions of ``locator``'s box, y downwards);
+    returns the two points in page pixels."""
+    box = locator.bounding_box()
+    points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in (start, end)]
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    page.mouse.move(*points[1], steps=steps)
+    page.mouse.up()
+    return points
+
+
 def launch_chromium(playwright, profile: Path):
     """Headless Debian Chromium using the profile folder ``profile`` (WebGL through SwiftShader)."""
     return playwright.chromium.launch_persistent_context(

@@ -1,10 +1,11 @@
-"""The latent explorer in JupyterLab: a real lasso drag selects, in the kernel, the particles inside it."""
+"""The latent explorer in JupyterLab: real lasso and box drags select, in the kernel, the particles inside
+them, and a click picks the particle under the mouse."""
 
 import json
 
 import numpy as np
 import pytest
-from harness import element_pixels, lasso, write_notebook
+from harness import drag, element_pixels, lasso, write_notebook
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("holoviews")
@@ -43,17 +44,32 @@ def kernel_json(lab_page, expression: str):
     return json.loads(lab_page.execute(f"import json; print(json.dumps({expression}))"))
 
 
-def test_lasso_selects_in_the_kernel_and_save_writes_the_selection(lab, lab_page):
-    write_notebook(lab.root / "explorer.ipynb", *NOTEBOOK)
-    lab_page.open("explorer.ipynb")
+def show_explorer(lab, lab_page, name: str):
+    """Run the notebook; return the page, the plot's canvas and its frame (see ``_FRAME_JS``)."""
+    write_notebook(lab.root / name, *NOTEBOOK)
+    lab_page.open(name)
     lab_page.run_all()
     lab_page.wait_for_output("EXPLORER SHOWN", timeout=120)
-    page = lab_page.page
     canvas = lab_page.widget(".bk-Canvas")
     lab_page.wait_until(lambda: element_pixels(canvas) > 500, message="the shaded particles drawn")
+    return lab_page.page, canvas, lab_page.page.evaluate(_FRAME_JS)
 
+
+def to_data(frame, box, pixels) -> np.ndarray:
+    """Page pixels (M, 2) in the plot's data coordinates."""
+    (x0, x1), (y0, y1) = frame["x"], frame["y"]
+    u = (pixels[:, 0] - box["x"] - frame["left"]) / frame["width"]
+    v = (pixels[:, 1] - box["y"] - frame["top"]) / frame["height"]
+    return np.column_stack([x0 + u * (x1 - x0), y1 - v * (y1 - y0)])
+
+
+def pixel_size(frame) -> float:
+    return max((frame["x"][1] - frame["x"][0]) / frame["width"], (frame["y"][1] - frame["y"][0]) / frame["height"])
+
+
+def test_lasso_selects_in_the_kernel_and_save_writes_the_selection(lab, lab_page):
+    page, canvas, frame = show_explorer(lab, lab_page, "explorer.ipynb")
     page.locator(".jp-OutputArea-output .bk-tool-icon-lasso-select").click()
-    frame = page.evaluate(_FRAME_JS)
     box = canvas.bounding_box()
     # A pentagon over the middle of the frame, in fractions of the frame, y downwards.
     shape = [(0.15, 0.2), (0.7, 0.1), (0.85, 0.6), (0.5, 0.9), (0.2, 0.7)]
@@ -62,17 +78,12 @@ def test_lasso_selects_in_the_kernel_and_save_writes_the_selection(lab, lab_page
     pixels = np.array(lasso(page, canvas, fractions))
     lab_page.wait_until(lambda: kernel_json(lab_page, "explorer.positions.size") > 0, message="a selection in the kernel")
 
-    # The page's pixels in data coordinates, from the frame geometry and axis ranges read above.
-    (x0, x1), (y0, y1) = frame["x"], frame["y"]
-    u = (pixels[:, 0] - box["x"] - frame["left"]) / frame["width"]
-    v = (pixels[:, 1] - box["y"] - frame["top"]) / frame["height"]
-    polygon = np.column_stack([x0 + u * (x1 - x0), y1 - v * (y1 - y0)])
+    polygon = to_data(frame, box, pixels)
     received = np.array(kernel_json(lab_page, "explorer.lasso.geometry.tolist()"))
-    pixel_size = np.array([(x1 - x0) / frame["width"], (y1 - y0) / frame["height"]])
     nearest = np.abs(received[:, None, :] - polygon[None, :-1, :]).max(2).min(1)
-    assert nearest[0] < pixel_size.max()  # the drag starts where the test pressed the mouse
-    np.testing.assert_allclose(received.min(0), polygon.min(0), atol=pixel_size.max())
-    np.testing.assert_allclose(received.max(0), polygon.max(0), atol=pixel_size.max())
+    assert nearest[0] < pixel_size(frame)  # the drag starts where the test pressed the mouse
+    np.testing.assert_allclose(received.min(0), polygon.min(0), atol=pixel_size(frame))
+    np.testing.assert_allclose(received.max(0), polygon.max(0), atol=pixel_size(frame))
 
     from cryonb.core.analysis import lasso_select
 
@@ -95,3 +106,33 @@ def test_lasso_selects_in_the_kernel_and_save_writes_the_selection(lab, lab_page
     defocus = kernel_json(lab_page, "explorer.run.particles.ctf[explorer.positions, 0].tolist()")
     np.testing.assert_array_equal(star.ctf[:, 0], np.float32(defocus))
     np.testing.assert_array_equal(read_index(prefix.with_name("picked.ind.npy")), selected)
+
+
+def test_a_click_picks_a_particle_and_a_box_drag_selects(lab, lab_page):
+    page, canvas, frame = show_explorer(lab, lab_page, "explorer_box.ipynb")
+    box = canvas.bounding_box()
+    coords = np.array(kernel_json(lab_page, "explorer.coords.tolist()"))
+
+    # Click the particle farthest from its neighbours, so that the nearest one is unambiguous.
+    gaps = np.linalg.norm(coords[:, None] - coords[None], axis=-1) + np.eye(len(coords)) * 1e9
+    target = int(gaps.min(1).argmax())
+    (x0, x1), (y0, y1) = frame["x"], frame["y"]
+    u, v = (coords[target, 0] - x0) / (x1 - x0), (y1 - coords[target, 1]) / (y1 - y0)
+    page.locator(".jp-OutputArea-output .bk-tool-icon-tap-select").click()
+    page.mouse.click(box["x"] + frame["left"] + u * frame["width"], box["y"] + frame["top"] + v * frame["height"])
+    lab_page.wait_until(lambda: kernel_json(lab_page, "explorer.picked") == target, message=f"particle {target} picked")
+
+    page.locator(".jp-OutputArea-output .bk-tool-icon-box-select").click()
+    corners = [((frame["left"] + fx * frame["width"]) / box["width"], (frame["top"] + fy * frame["height"]) / box["height"])
+               for fx, fy in [(0.1, 0.2), (0.6, 0.9)]]
+    dragged = to_data(frame, box, np.array(drag(page, canvas, *corners)))
+    lab_page.wait_until(lambda: kernel_json(lab_page, "explorer.positions.size") > 0, message="a box selection in the kernel")
+    bounds = np.array(kernel_json(lab_page, "explorer.box.bounds"))  # left, bottom, right, top
+    np.testing.assert_allclose(bounds[[0, 2]], np.sort(dragged[:, 0]), atol=pixel_size(frame))
+    np.testing.assert_allclose(bounds[[1, 3]], np.sort(dragged[:, 1]), atol=pixel_size(frame))
+
+    from cryonb.core.analysis import box_select
+
+    selected = kernel_json(lab_page, "explorer.positions.tolist()")
+    assert set(selected) == set(box_select(coords, bounds[0], bounds[2], bounds[1], bounds[3]).tolist())
+    assert 0 < len(selected) < 64
