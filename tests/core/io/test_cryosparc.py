@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 from cryonb.core.errors import InputError
 from cryonb.core.io.cryosparc import read_cs, write_cs_subset
 
+from metadata_checks import assert_well_formed
+
 
 def _oracle(path):
     with open(path, "rb") as f:
@@ -84,8 +86,5 @@ def test_fuzz_mangled_cs(small_cs, tmp_path_factory, data):
         cs = read_cs(path)
     except InputError:
         return
-    n = len(cs)
-    for name, tail in (("rotations", (3, 3)), ("shifts", (2,)), ("ctf", (8,))):
-        value = getattr(cs, name)
-        assert value is None or (value.shape == (n, *tail) and np.isfinite(value).all())
+    assert_well_formed(cs)
     assert cs.apix is None or np.isfinite(cs.apix)
