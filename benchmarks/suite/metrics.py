@@ -1,0 +1,214 @@
+"""Accuracy of latent embeddings against a data set's ground truth (the benchmark suite's metrics).
+
+Continuous truth (a coordinate per particle): |Spearman| of z's first principal component,
+cross-validated kNN regression R², neighbourhood similarity. Discrete truth (a class per particle):
+ARI of a Gaussian mixture and of k-means with the true number of classes, recall of the rare class,
+neighbourhood similarity. Both: per-image FSC AUC (CryoBench) given a map generator.
+Junk particles (flagged in the truth) are left out of every metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy.stats import spearmanr
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, r2_score
+from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import KFold, cross_val_predict
+from sklearn.neighbors import KNeighborsRegressor, NearestNeighbors
+
+KNN_REGRESSION_K = 10
+NEIGHBOURS_K = 20
+FSC_PARTICLES = 100
+
+
+@dataclass
+class Truth:
+    """Ground truth per particle: ``coordinate`` (continuous) or ``labels`` (classes), never both.
+
+    ``rare_class`` is the label of the rare state (None if none); ``junk`` (N,) bool marks particles
+    without a true state (None: no junk).
+    """
+
+    coordinate: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    rare_class: int | None = None
+    junk: np.ndarray | None = None
+
+    @property
+    def kind(self) -> str:
+        return "continuous" if self.coordinate is not None else "discrete"
+
+    @property
+    def n(self) -> int:
+        return len(self.coordinate if self.coordinate is not None else self.labels)
+
+    def keep(self) -> np.ndarray:
+        """Indices of the particles that count (not junk)."""
+        return np.flatnonzero(~self.junk) if self.junk is not None else np.arange(self.n)
+
+
+def load_truth(path, kind: str | None = None) -> Truth:
+    """Read ``truth.npz``: the suite's (``coordinate`` or ``labels``, ``rare``, ``junk``) or cryonb's simulator's.
+
+    cryonb's simulator writes ``state`` and ``reaction_coordinate``; it counts as continuous when it
+    has more than 10 states (the hinge) and discrete otherwise (the mixture), unless ``kind`` says.
+    ``rare`` may be the rare class (a scalar) or a per-particle flag (the class is then the most
+    common label among the flagged particles); negative labels count as junk.
+    """
+    with np.load(path, allow_pickle=False) as f:
+        d = {k: f[k] for k in f.files}
+    coordinate = d.get("coordinate")
+    labels = d.get("labels")
+    if coordinate is None and labels is None:  # cryonb's simulator
+        coordinate, labels = d["reaction_coordinate"], d["state"]
+        kind = kind or ("continuous" if len(np.unique(labels)) > 10 else "discrete")
+    kind = kind or ("discrete" if labels is not None else "continuous")
+    if (coordinate if kind == "continuous" else labels) is None:
+        raise ValueError(f"{path} has no {kind} ground truth")
+    coordinate, labels = (np.asarray(coordinate, float), None) if kind == "continuous" else (None, labels)
+    junk = np.asarray(d["junk"], bool) if "junk" in d else None
+    if coordinate is not None and np.isnan(coordinate).any():
+        junk = np.isnan(coordinate) | (junk if junk is not None else False)
+    if labels is not None:
+        labels = np.asarray(labels).astype(np.int64)
+        if (labels < 0).any():
+            junk = (labels < 0) | (junk if junk is not None else False)
+    rare_class = None
+    rare = d.get("rare", d.get("rare_class"))
+    if rare is not None and labels is not None:
+        rare = np.asarray(rare)
+        if rare.ndim == 0:
+            rare_class = int(rare)
+        elif rare.any():
+            flagged = labels[rare.astype(bool) & (labels >= 0)]
+            rare_class = int(np.bincount(flagged).argmax()) if flagged.size else None
+    return Truth(coordinate, labels, rare_class, junk)
+
+
+def first_pc(z: np.ndarray) -> np.ndarray:
+    """Projection of z on its first principal component (z itself when zdim is 1)."""
+    z = np.asarray(z, float)
+    if z.shape[1] == 1:
+        return z[:, 0]
+    zc = z - z.mean(0)
+    return zc @ np.linalg.svd(zc, full_matrices=False)[2][0]
+
+
+def spearman_pc1(z: np.ndarray, coordinate: np.ndarray) -> float:
+    """|Spearman ρ| between z's first principal component and the true coordinate."""
+    rho = spearmanr(first_pc(z), coordinate)[0]
+    return 0.0 if np.isnan(rho) else abs(float(rho))
+
+
+def knn_r2(z: np.ndarray, coordinate: np.ndarray, k: int = KNN_REGRESSION_K, folds: int = 5, seed: int = 0) -> float:
+    """R² of the coordinate predicted from z by k-nearest-neighbour regression (mean of k, default 10).
+
+    Out-of-fold predictions of a shuffled ``folds``-fold split, pooled; 1 is perfect, random latents
+    give about -1/k (the variance of a mean of k unrelated coordinates).
+    """
+    model = KNeighborsRegressor(n_neighbors=k)
+    pred = cross_val_predict(model, np.asarray(z, float), coordinate, cv=KFold(folds, shuffle=True, random_state=seed))
+    return float(r2_score(coordinate, pred))
+
+
+def gmm_clusters(z: np.ndarray, n_classes: int, seed: int = 0, n_init: int = 5) -> np.ndarray:
+    """Cluster labels of a full-covariance Gaussian mixture with ``n_classes`` components (best of ``n_init``)."""
+    gmm = GaussianMixture(n_classes, covariance_type="full", n_init=n_init, random_state=seed, reg_covar=1e-5)
+    return gmm.fit_predict(_standardise(z))
+
+
+def kmeans_clusters(z: np.ndarray, n_classes: int, seed: int = 0) -> np.ndarray:
+    """Cluster labels of k-means with ``n_classes`` clusters (n_init 10)."""
+    return KMeans(n_classes, n_init=10, random_state=seed).fit_predict(np.asarray(z, float))
+
+
+def rare_recall(clusters: np.ndarray, labels: np.ndarray, rare_class: int) -> float:
+    """Fraction of the rare class's particles that fall in a cluster whose majority is the rare class.
+
+    Each predicted cluster is named after its most common true class; the rare state is found when
+    at least one cluster is named after it, and its recall counts the rare particles in those clusters
+    (0 when no cluster has a rare majority).
+    """
+    rare = labels == rare_class
+    if not rare.any():
+        return float("nan")
+    found = [c for c in np.unique(clusters) if np.bincount(labels[clusters == c]).argmax() == rare_class]
+    return float(np.isin(clusters[rare], found).mean())
+
+
+def neighbourhood_similarity(z: np.ndarray, truth: np.ndarray, k: int = NEIGHBOURS_K, discrete: bool = False) -> float:
+    """CryoBench's neighbourhood similarity: mean fraction of each particle's k nearest z-neighbours that are true neighbours.
+
+    Continuous: a z-neighbour is a true neighbour when it is no farther in the true coordinate than the
+    particle's k-th nearest true neighbour (ties count). Discrete: when it has the same class.
+    The particle itself is excluded. Chance level: about k/N (continuous), Σ p_c² (discrete).
+    """
+    z = np.asarray(z, float)
+    k = min(k, len(z) - 1)
+    zn = NearestNeighbors(n_neighbors=k).fit(z).kneighbors(return_distance=False)  # without the query itself
+    if discrete:
+        return float((truth[zn] == truth[:, None]).mean())
+    t = np.asarray(truth, float).reshape(len(truth), -1)
+    dk = NearestNeighbors(n_neighbors=k).fit(t).kneighbors()[0][:, -1]
+    d = np.linalg.norm(t[zn] - t[:, None], axis=-1)
+    return float((d <= dk[:, None] * (1 + 1e-9) + 1e-12).mean())
+
+
+def per_image_fsc_auc(
+    z: np.ndarray,
+    maps_at: Callable[[np.ndarray], np.ndarray],
+    true_map: Callable[[int], np.ndarray],
+    k: int = FSC_PARTICLES,
+    seed: int = 0,
+    batch: int = 16,
+    candidates: np.ndarray | None = None,
+) -> dict:
+    """CryoBench's per-image FSC AUC over ``k`` random particles (of ``candidates``, default all).
+
+    For each, the area under |FSC| (cycles per pixel, DC to Nyquist: at most 0.5) between
+    ``maps_at(z[picks])`` (B, D, D, D) and ``true_map(i)`` (D, D, D). Returns mean, median, count.
+    """
+    from cryonb.core.fsc import fsc
+
+    candidates = np.arange(len(z)) if candidates is None else np.asarray(candidates)
+    picks = np.sort(np.random.default_rng(seed).choice(candidates, size=min(k, len(candidates)), replace=False))
+    aucs = []
+    for start in range(0, len(picks), batch):
+        idx = picks[start : start + batch]
+        for m, i in zip(maps_at(np.asarray(z)[idx]), idx):
+            aucs.append(fsc(m, true_map(int(i))).auc())
+    return {"fsc_auc_mean": float(np.mean(aucs)), "fsc_auc_median": float(np.median(aucs)), "fsc_particles": len(aucs)}
+
+
+def latent_metrics(z: np.ndarray, truth: Truth, seed: int = 0) -> dict:
+    """Every latent-only metric that applies to ``truth`` (junk excluded), as a flat dict of floats."""
+    keep = truth.keep()
+    z = np.asarray(z, float)[keep]
+    if truth.kind == "continuous":
+        c = truth.coordinate[keep]
+        return {
+            "spearman_pc1": spearman_pc1(z, c),
+            "knn_r2": knn_r2(z, c, seed=seed),
+            "neighbourhood": neighbourhood_similarity(z, c),
+        }
+    labels = truth.labels[keep]
+    n_classes = len(np.unique(labels))
+    gmm = gmm_clusters(z, n_classes, seed)
+    out = {
+        "gmm_ari": float(adjusted_rand_score(labels, gmm)),
+        "kmeans_ari": float(adjusted_rand_score(labels, kmeans_clusters(z, n_classes, seed))),
+        "neighbourhood": neighbourhood_similarity(z, labels, discrete=True),
+    }
+    if truth.rare_class is not None:
+        out["rare_recall"] = rare_recall(gmm, labels, truth.rare_class)
+    return out
+
+
+def _standardise(z) -> np.ndarray:
+    z = np.asarray(z, float)
+    return (z - z.mean(0)) / np.maximum(z.std(0), 1e-12)
+

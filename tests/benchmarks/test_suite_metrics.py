@@ -1,0 +1,117 @@
+"""The benchmark suite's metrics on synthetic latents whose answer is known: perfect → 1, random → about 0."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.suite import metrics  # noqa: E402
+
+N = 600
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def continuous(rng):
+    c = rng.uniform(0, 1, N)
+    perfect = np.stack([np.tanh(3 * c - 1.5), 0.01 * rng.normal(size=N)], 1)  # monotonic in c along PC1
+    return c, perfect, rng.normal(size=(N, 8))
+
+
+def discrete(rng, sizes=(270, 270, 60)):
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    centres = 10 * rng.normal(size=(len(sizes), 8))
+    return labels, centres[labels] + 0.3 * rng.normal(size=(N, 8)), rng.normal(size=(N, 8))
+
+
+def test_continuous_perfect_and_random(rng):
+    c, good, bad = continuous(rng)
+    assert metrics.spearman_pc1(good, c) > 0.999
+    assert metrics.spearman_pc1(-good, c) > 0.999  # sign of the PC does not matter
+    assert metrics.spearman_pc1(bad, c) < 0.15
+    assert metrics.knn_r2(good, c) > 0.98
+    assert abs(metrics.knn_r2(bad, c)) < 0.2
+    assert metrics.neighbourhood_similarity(good, c) > 0.9
+    assert metrics.neighbourhood_similarity(bad, c) < 0.1
+    assert metrics.spearman_pc1(c[:, None], c) == pytest.approx(1.0)  # zdim 1: z itself
+
+
+def test_neighbourhood_with_tied_coordinates(rng):
+    """A coordinate with few distinct values (the simulator's hinge states): ties count as neighbours."""
+    c = rng.integers(0, 50, N).astype(float)
+    assert metrics.neighbourhood_similarity(c[:, None] + 1e-6 * rng.normal(size=(N, 1)), c, k=10) == 1.0
+
+
+def test_discrete_perfect_and_random(rng):
+    labels, good, bad = discrete(rng)
+    for cluster in (metrics.gmm_clusters, metrics.kmeans_clusters):
+        from sklearn.metrics import adjusted_rand_score
+
+        assert adjusted_rand_score(labels, cluster(good, 3)) == pytest.approx(1.0)
+        assert abs(adjusted_rand_score(labels, cluster(bad, 3))) < 0.05
+    assert metrics.neighbourhood_similarity(good, labels, discrete=True) == 1.0
+    chance = np.sum((np.bincount(labels) / N) ** 2)
+    assert metrics.neighbourhood_similarity(bad, labels, discrete=True) == pytest.approx(chance, abs=0.05)
+
+
+def test_rare_recall_definition():
+    labels = np.array([0] * 10 + [1] * 4)
+    assert metrics.rare_recall(labels.copy(), labels, 1) == 1.0
+    # 3 of the 4 rare particles in a cluster that is mostly rare, one lost in the big cluster
+    clusters = np.array([0] * 10 + [1, 1, 1, 0])
+    assert metrics.rare_recall(clusters, labels, 1) == 0.75
+    # the rare particles are a minority in every cluster: not found
+    assert metrics.rare_recall(np.zeros(14, int), labels, 1) == 0.0
+
+
+def test_latent_metrics_and_junk(rng, tmp_path):
+    labels, good, bad = discrete(rng)
+    junk = np.zeros(N, bool)
+    junk[::50] = True
+    labelled = np.where(junk, -1, labels)
+    np.savez(tmp_path / "truth.npz", labels=labelled, rare=np.int64(2))
+    truth = metrics.load_truth(tmp_path / "truth.npz")
+    assert truth.kind == "discrete" and truth.rare_class == 2 and truth.junk.sum() == junk.sum()
+    z = good.copy()
+    z[junk] = 100 * rng.normal(size=(junk.sum(), 8))  # junk far away must not matter
+    m = metrics.latent_metrics(z, truth)
+    assert m["gmm_ari"] == pytest.approx(1.0) and m["kmeans_ari"] == pytest.approx(1.0)
+    assert m["rare_recall"] == 1.0 and m["neighbourhood"] == 1.0
+    m = metrics.latent_metrics(bad, truth)
+    assert m["gmm_ari"] < 0.05 and m["rare_recall"] < 0.5
+
+    c, good, _ = continuous(rng)
+    np.savez(tmp_path / "truth.npz", coordinate=c, junk=junk)
+    truth = metrics.load_truth(tmp_path / "truth.npz")
+    assert truth.kind == "continuous" and len(truth.keep()) == N - junk.sum()
+    assert set(metrics.latent_metrics(good, truth)) == {"spearman_pc1", "knn_r2", "neighbourhood"}
+
+
+def test_load_truth_of_cryonb_simulator(tmp_path):
+    """cryonb's simulator: state + reaction_coordinate; many states mean continuous, few discrete."""
+    state = np.arange(100) % 50
+    np.savez(tmp_path / "hinge.npz", state=state, reaction_coordinate=state * 0.03)
+    assert metrics.load_truth(tmp_path / "hinge.npz").kind == "continuous"
+    np.savez(tmp_path / "mix.npz", state=state % 3, reaction_coordinate=(state % 3).astype(float))
+    assert metrics.load_truth(tmp_path / "mix.npz").kind == "discrete"
+    assert metrics.load_truth(tmp_path / "mix.npz", kind="continuous").kind == "continuous"
+
+
+def test_per_image_fsc_auc(rng):
+    """Maps equal to the truth give the full area 0.5; unrelated noise maps about 0."""
+    D = 16
+    states = rng.normal(size=(4, D, D, D))
+    z = np.repeat(np.arange(4), 10)[:, None].astype(float)
+    exact = metrics.per_image_fsc_auc(z, lambda zb: states[zb[:, 0].astype(int)], lambda i: states[int(z[i, 0])], k=12, batch=5)
+    assert exact["fsc_particles"] == 12 and exact["fsc_auc_mean"] == pytest.approx(0.5)
+    noise = metrics.per_image_fsc_auc(z, lambda zb: rng.normal(size=(len(zb), D, D, D)), lambda i: states[int(z[i, 0])], k=12)
+    assert noise["fsc_auc_mean"] < 0.1
+    only = metrics.per_image_fsc_auc(z, lambda zb: states[zb[:, 0].astype(int)], lambda i: states[int(z[i, 0])], k=50, candidates=[3, 7])
+    assert only["fsc_particles"] == 2
