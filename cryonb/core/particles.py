@@ -18,6 +18,7 @@ import pandas as pd
 from .errors import InputError
 from .io._common import to_numpy
 from .io.cryosparc import read_cs, write_cs_subset
+from .io.mrc import write_stack
 from .io.pickles import read_cryodrgn_ctf, read_cryodrgn_poses, write_index_npy, write_index_pickle
 from .io.sources import ArraySource, ImageSource, MrcStackSource, MultiStackSource
 from .io.star import read_star, write_blocks, write_star_subset
@@ -103,7 +104,7 @@ def _images(meta, origin: Path, load: bool) -> ImageSource | None:
     if not load or meta.image_paths is None:
         return None
     fix = f"pass datadir= (the folder holding the stacks named in {origin.name})"
-    return MultiStackSource(meta.image_paths, meta.image_rows, referenced_by=origin, fix=fix)
+    return MultiStackSource(meta.image_paths, meta.image_rows, referenced_by=origin, fix=fix, indexed=getattr(meta, "image_indexed", None))
 
 
 def load_particles(
@@ -176,9 +177,11 @@ def _optics_groups(ctf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def write_star(particles: ParticleSet, path: str | os.PathLike, *, stack: str | os.PathLike | None = None) -> Path:
     """Write a fresh RELION 3.1 .star (optics + particles), atomically.
 
-    Image names come from ``stack`` (an .mrcs holding exactly these images, in order) or
-    from the set's own stack files; in-memory images without ``stack`` get no names.
-    Poses are written as Euler angles, shifts in Å, the CTF per particle and per optics
+    Image names (``000001@file.mrcs``, RELION's 1-based rows, paths relative to the .star)
+    come from ``stack`` (an .mrcs holding exactly these images, in order) or from the set's
+    own stack files. In-memory images without ``stack`` are first written, atomically, to
+    an .mrcs beside the .star (``particles.star`` -> ``particles.mrcs``), so that RELION and
+    :func:`load_particles` find them. Poses are written as Euler angles, shifts in Å, the CTF per particle and per optics
     group (one group per distinct voltage, Cs and amplitude contrast).
     """
     path = Path(path)
@@ -198,6 +201,9 @@ def write_star(particles: ParticleSet, path: str | os.PathLike, *, stack: str | 
     )
     if ctf is not None:
         optics["rlnVoltage"], optics["rlnSphericalAberration"], optics["rlnAmplitudeContrast"] = optics_values.T
+    if stack is None and _in_memory(particles):
+        stack = stack_beside(path)
+        write_stack(stack, particles.images, particles.apix)
     table = {}
     names = _image_names(particles, path, stack)
     if names is not None:
@@ -211,6 +217,16 @@ def write_star(particles: ParticleSet, path: str | os.PathLike, *, stack: str | 
             table[column] = ctf[:, i]
     table["rlnOpticsGroup"] = group
     return write_blocks({"optics": optics, "particles": pd.DataFrame(table)}, path, single_precision=True)
+
+
+def _in_memory(particles: ParticleSet) -> bool:
+    """True when the set has images but no stack files to name (simulated, or built from arrays)."""
+    return particles.images is not None and particles.images.locations() is None
+
+
+def stack_beside(star_path: str | os.PathLike) -> Path:
+    """Where :func:`write_star` puts in-memory images: the .star's name with the suffix .mrcs."""
+    return Path(star_path).with_suffix(".mrcs")
 
 
 def _image_names(particles: ParticleSet, star_path: Path, stack) -> list[str] | None:
@@ -229,7 +245,8 @@ def save_selection(particles: ParticleSet, prefix: str | os.PathLike) -> dict[st
     """Write a selection as the source's format plus cryoDRGN index files.
 
     Writes ``<prefix>.star`` (a subset of the source .star, or a fresh RELION 3.1 file for
-    stacks/arrays), ``<prefix>.cs`` (for a .cs source), and ``<prefix>.ind.npy`` /
+    stacks/arrays), ``<prefix>.mrcs`` (the images, for particles held in memory: simulated
+    or built from arrays), ``<prefix>.cs`` (for a .cs source), and ``<prefix>.ind.npy`` /
     ``<prefix>.ind.pkl`` holding the particles' original row numbers.
     """
     prefix = Path(prefix)
@@ -240,7 +257,10 @@ def save_selection(particles: ParticleSet, prefix: str | os.PathLike) -> dict[st
     elif fmt == "cs":
         out["cs"] = write_cs_subset(src, particles.indices, prefix.with_name(prefix.name + ".cs"))
     else:
-        out["star"] = write_star(particles, prefix.with_name(prefix.name + ".star"))
+        star = prefix.with_name(prefix.name + ".star")
+        if _in_memory(particles):
+            out["mrcs"] = stack_beside(star)
+        out["star"] = write_star(particles, star)
     out["ind_npy"] = prefix.with_name(prefix.name + ".ind.npy")
     out["ind_pkl"] = prefix.with_name(prefix.name + ".ind.pkl")
     write_index_npy(particles.indices, out["ind_npy"])

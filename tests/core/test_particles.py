@@ -154,3 +154,32 @@ def test_write_star_round_trips_a_fresh_set(tmp_path):
     assert len(read_star(path).blocks["optics"]) == 2  # one optics group per voltage
     plain = save_selection(dataclasses.replace(back, source=particles.source).subset([1]), tmp_path / "one")
     assert read_star(plain["star"]).image_rows.tolist() == [1]
+
+
+def test_in_memory_particles_are_saved_with_their_images(tmp_path):
+    """Simulated particles have no stack files: the selection's images go to an .mrcs beside the .star."""
+    from cryonb.core.simulate import simulate
+
+    sim = simulate("hinge", 12, D=16, shift_sigma=1.0, progress=False)
+    chosen = sim.particles.subset([7, 2, 5])
+    out = save_selection(chosen, tmp_path / "picked")
+    assert out["mrcs"] == tmp_path / "picked.mrcs" and out["star"] == tmp_path / "picked.star"
+    assert read_star(out["star"]).table["rlnImageName"].tolist() == ["000001@picked.mrcs", "000002@picked.mrcs", "000003@picked.mrcs"]
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, no temporary left
+    back = load_particles(out["star"])
+    assert len(back) == 3 and back.apix == chosen.apix and back.box_size == 16
+    np.testing.assert_array_equal(back.images[:], chosen.images[:])
+    np.testing.assert_allclose(back.rotations, chosen.rotations, atol=1e-5)
+    np.testing.assert_allclose(back.shifts, chosen.shifts, atol=1e-5)
+    np.testing.assert_allclose(back.ctf, chosen.ctf, rtol=1e-6)
+    assert read_index(out["ind_npy"]).tolist() == [7, 2, 5]
+
+
+def test_write_star_of_in_memory_images_writes_the_stack_and_metadata_only_sets_none(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(4, 8, 8)).astype(np.float32)
+    path = write_star(ParticleSet(images, apix=2.0), tmp_path / "all.star")
+    np.testing.assert_array_equal(load_particles(path).images[:], images)
+    assert (tmp_path / "all.mrcs").exists()
+    meta_only = save_selection(ParticleSet(shifts=np.zeros((3, 2)), apix=2.0), tmp_path / "meta")
+    assert "mrcs" not in meta_only and not (tmp_path / "meta.mrcs").exists()

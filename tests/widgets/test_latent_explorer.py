@@ -106,6 +106,7 @@ def test_save_writes_exactly_the_selected_particles(run, tmp_path):
     np.testing.assert_array_equal(star.ctf[:, 0], chosen.ctf[:, 0])  # defocus differs for every particle
     np.testing.assert_allclose(star.rotations, chosen.rotations, atol=1e-5)
     np.testing.assert_array_equal(read_index(written["ind_npy"]), explorer.selection)
+    np.testing.assert_array_equal(load_particles(written["star"]).images[:], chosen.images[:])  # in-memory images saved too
 
 
 def test_save_from_a_star_file_keeps_its_rows(tmp_path):
