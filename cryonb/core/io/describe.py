@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from ..errors import InputError
 from .cryosparc import read_cs
 from .mrc import read_header
 from .pickles import load_pickle, read_index
-from .star import read_star
+from .star import identify, read_star
 
 _MRC_SUFFIXES = (".mrc", ".mrcs", ".map", ".ccp4", ".st")
 
@@ -35,18 +36,28 @@ def _describe_mrc(path: Path) -> list[str]:
 
 def _describe_star(path: Path) -> list[str]:
     try:
-        star = read_star(path)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*tilt-series file")  # said below
+            star = read_star(path)
     except InputError as error:
-        if "no particle table" not in error.problem:
-            raise
         import starfile
 
-        blocks = starfile.read(path, always_dict=True)
+        try:
+            blocks = starfile.read(path, always_dict=True)
+        except Exception:
+            raise error from None
+        kind = identify(blocks)
+        if kind is None and "no particle table" not in error.problem:
+            raise
         shapes = {name: f"{len(b)} rows x {b.shape[1]} columns" if isinstance(b, pd.DataFrame) else f"{len(b)} key/value pairs" for name, b in blocks.items()}
-        return ["STAR file without a particle table"] + [f"  data_{name}: {shape}" for name, shape in shapes.items()]
+        first = f"STAR file that cryonb does not read as particles: {kind[0]}" if kind else "STAR file without a particle table"
+        return [first] + [f"  data_{name}: {shape}" for name, shape in shapes.items()]
     groups = star.blocks[star.optics_block] if star.optics_block else None
+    what = f"{len(star)} particles"
+    if star.tilt_series_particles is not None:
+        what = f"{len(star)} tilt images of {star.tilt_series_particles} tomography particles (one row per tilt, each read as a particle)"
     lines = [
-        f"RELION {star.version} particle STAR: {len(star)} particles in data_{star.particle_block}"
+        f"RELION {star.version} particle STAR: {what} in data_{star.particle_block}"
         + (f", {len(groups)} optics group(s)" if groups is not None else ""),
         f"  pixel size {_apix(star.apix)}; box {star.box_size or 'not stated'}",
         f"  poses: {'yes' if star.rotations is not None else 'no'}; shifts: {'yes' if star.shifts is not None else 'no'}; "

@@ -139,7 +139,15 @@ class MultiStackSource(ImageSource):
     with one vectorised read per stack it touches, so memory is bounded by the batch.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike], rows: np.ndarray, *, referenced_by=None, fix: str | None = None):
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike],
+        rows: np.ndarray,
+        *,
+        referenced_by=None,
+        fix: str | None = None,
+        indexed: np.ndarray | None = None,
+    ):
         if len(paths) != len(rows):
             raise InputError(referenced_by, f"{len(paths)} stack paths for {len(rows)} rows", fix)
         names, file_of = np.unique(np.array([os.fspath(p) for p in paths], dtype=str), return_inverse=True)
@@ -147,17 +155,20 @@ class MultiStackSource(ImageSource):
         self._file_of = file_of.astype(np.int64).reshape(-1)
         self._rows = np.asarray(rows, dtype=np.int64)
         self._stacks: dict[int, MrcStack] = {}
-        box = self._check_headers(self._files, self._file_of, self._rows, referenced_by, fix)
+        indexed = np.ones(len(self._rows), bool) if indexed is None else np.asarray(indexed, bool)
+        box = self._check_headers(self._files, self._file_of, self._rows, referenced_by, fix, indexed)
         super().__init__(len(self._rows), box)
 
     @staticmethod
-    def _check_headers(files, file_of, rows, referenced_by, fix) -> int:
+    def _check_headers(files, file_of, rows, referenced_by, fix, indexed) -> int:
         boxes = set()
         for i, path in enumerate(files):
             if not path.exists():
                 raise InputError(path, f"image stack not found (named in {referenced_by})", fix)
             header = read_header(path)
             n = 1 if len(header.data_shape) == 2 else header.data_shape[0]
+            if n > 1 and not indexed[file_of == i].all():
+                _refuse_whole_file(referenced_by, path, header.data_shape)
             used = rows[file_of == i]
             if used.min() < 0 or used.max() >= n:
                 raise InputError(
@@ -191,6 +202,24 @@ class MultiStackSource(ImageSource):
 
     def locations(self):
         return [self._files[i] for i in self._file_of], self._rows.copy()
+
+
+def _refuse_whole_file(referenced_by, path: Path, shape: tuple[int, ...]) -> None:
+    """An image name without ``index@`` names a whole file; it must hold one image, not several."""
+    n, d = shape[0], shape[-1]
+    if shape[0] == shape[1] == shape[2]:
+        raise InputError(
+            referenced_by,
+            f"names {path.name} as one image (no index@), but it is a {n}x{d}x{d} volume: a 3D subtomogram? cryonb reads "
+            "single-particle 2D images (it would read z-slice 0 of each volume)",
+            "for subtomograms use tomoDRGN or cryoDRGN-ET, or pass 2D particle images (one row per image, index@stack)",
+        )
+    raise InputError(
+        referenced_by,
+        f"names {path.name} as one image (no index@), but it holds {n} images of {d}x{d} (a stack of tilt images, or a "
+        "particle stack) and only the first would be read",
+        f"name each image index@stack (1@{path.name}, 2@{path.name}, ...); for tilt-series particle stacks use tomoDRGN or cryoDRGN-ET",
+    )
 
 
 def resolve_stack_paths(names: Sequence[str], datadir: str | os.PathLike) -> list[Path]:

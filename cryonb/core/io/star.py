@@ -55,6 +55,8 @@ class StarFile:
     pixel_sizes: np.ndarray | None  # (N,) Å per particle (optics groups may differ)
     image_paths: list[Path] | None  # per particle, resolved against datadir
     image_rows: np.ndarray | None  # per particle, 0-based row in its stack
+    tilt_series_particles: int | None = None  # per-tilt file (see read_star): the particles its rows belong to
+    image_indexed: np.ndarray | None = None  # per particle, whether its image name has an index@ (else: the whole file)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -86,6 +88,87 @@ def _version(path: Path, blocks) -> str:
     return "3.1" if "optics" in blocks else "3.0"
 
 
+_TOMO_FIX = (
+    "cryonb reads single-particle images (one 2D image per row); for subtomogram heterogeneity use "
+    "tomoDRGN or cryoDRGN-ET, or pass a .star with one row per tilt image (index@stack, with that tilt's "
+    "pose and CTF, as cryoDRGN-ET's and Warp's 2D particle-series exports)"
+)
+_TILT_SERIES_COLUMNS = {"rlnTomoNominalStageTiltAngle", "rlnTomoNominalTiltAxisAngle", "rlnTomoXTilt", "rlnTomoYTilt", "rlnMicrographPreExposure"}
+_TOMOGRAM_COLUMNS = {"rlnTomoTiltSeriesStarFile", "rlnTomoTiltSeriesName", "rlnTomoSizeX", "rlnTomoName"}
+
+
+def _columns(blocks) -> set[str]:
+    names: set[str] = set()
+    for block in blocks.values():
+        names.update(block.columns if isinstance(block, pd.DataFrame) else block.keys())
+    return names
+
+
+def _values(blocks, column: str) -> list:
+    found = []
+    for block in blocks.values():
+        if isinstance(block, pd.DataFrame) and column in block:
+            found += block[column].tolist()
+        elif isinstance(block, dict) and column in block:
+            found.append(block[column])
+    return [pd.to_numeric(v, errors="coerce") for v in found]
+
+
+def identify(blocks) -> tuple[str, str] | None:
+    """What a STAR file that is *not* single-particle images is, and what to do: (what, fix), else None.
+
+    Tomography files are recognised by their RELION 4/5 and WarpTools columns: 3D subtomograms
+    (``rlnImageDimensionality 3``, or ``rlnTomoSubTomosAre2DStacks 0``) and 2D tilt-series particles
+    (``rlnTomoSubTomosAre2DStacks 1``, ``rlnTomoParticleName``, ``rlnTomoVisibleFrames``) hold, per row,
+    a volume or a stack of tilt images: reading them as particles would take z-slice 0 or the first
+    tilt only, so they are refused. Tilt-series and tomogram tables, angular sampling files, model
+    files and micrograph tables are named for what they are.
+    """
+    columns = _columns(blocks)
+    stacks_2d = _values(blocks, "rlnTomoSubTomosAre2DStacks")
+    if 3 in _values(blocks, "rlnImageDimensionality") or 0 in stacks_2d:
+        return (
+            "this is a tomography file of 3D subtomograms (rlnImageDimensionality 3): each image is a volume, "
+            "and cryonb reads single-particle 2D images (it would read z-slice 0 of each volume)",
+            _TOMO_FIX,
+        )
+    if 1 in stacks_2d or {"rlnTomoParticleName", "rlnTomoVisibleFrames"} & columns:
+        return (
+            "this is a RELION 5 / WarpTools tomography tilt-series particle file: each row is one particle whose "
+            "image is a stack of its tilt images, and cryonb reads single-particle stacks (it would read the "
+            "first tilt of each particle only)",
+            _TOMO_FIX,
+        )
+    if _TILT_SERIES_COLUMNS & columns and "rlnImageName" not in columns:
+        return ("this is a tomography tilt-series table (one row per tilt image of a tilt series), not particles", _FIX)
+    if _TOMOGRAM_COLUMNS & columns and "rlnImageName" not in columns:
+        if {"rlnCoordinateX", "rlnCenteredCoordinateXAngst"} & columns:
+            return ("this is a table of particle coordinates in tomograms (picks), without particle images", _FIX)
+        return ("this is a tomogram table (one row per tomogram, as tomograms.star), not particles", _FIX)
+    if any(name.startswith("sampling") for name in blocks) or "rlnHealpixOrder" in columns:
+        return ("this is a RELION angular sampling file (_sampling.star), not particles", _FIX)
+    if "rlnReferenceImage" in columns or any(name.startswith("model_general") for name in blocks):
+        return ("this is a RELION model file (_model.star: classes and their statistics), not particles", _FIX)
+    if "rlnMicrographName" in columns and not {"rlnImageName", "rlnCoordinateX"} & columns:
+        return ("this is a micrograph table (one row per micrograph, e.g. motion correction or CTF estimation output), not particles", _FIX)
+    return None
+
+
+def _tilt_groups(table: pd.DataFrame) -> int | None:
+    """Particles in a RELION 3.0-style per-tilt file (cryoDRGN-ET, Warp): one row per tilt image.
+
+    Such a file groups the tilt images of a particle by ``_rlnGroupName``, each from a different
+    micrograph (tilt). Returns the number of particles, or None for a single-particle file.
+    """
+    if not {"rlnGroupName", "rlnMicrographName", "rlnImageName"} <= set(table) or len(table) < 2:
+        return None
+    groups = table.groupby("rlnGroupName", sort=False)["rlnMicrographName"]
+    sizes, distinct = groups.size(), groups.nunique()
+    if sizes.max() < 2 or (distinct != sizes).any() or table["rlnMicrographName"].nunique() == len(table):
+        return None
+    return len(sizes)
+
+
 def _particle_block(path: Path, blocks) -> str:
     if isinstance(blocks.get("particles"), pd.DataFrame):
         return "particles"
@@ -94,6 +177,13 @@ def _particle_block(path: Path, blocks) -> str:
             return name
     found = ", ".join(f"data_{name}" for name in blocks) or "none"
     raise InputError(path, f"no particle table found (blocks: {found})", _FIX)
+
+
+def _refuse_other_kinds(path: Path, blocks) -> None:
+    kind = identify(blocks)
+    if kind is not None:
+        what, fix = kind
+        raise InputError(path, what, fix)
 
 
 def _numeric(path, table: pd.DataFrame, column: str) -> np.ndarray:
@@ -152,7 +242,7 @@ def _rotations(path, table: pd.DataFrame) -> np.ndarray | None:
 
 def _image_locations(path, table: pd.DataFrame, datadir: Path):
     if "rlnImageName" not in table:
-        return None, None
+        return None, None, None
     names = table["rlnImageName"].astype(str)
     parts = names.str.partition("@")
     has_index = parts[1] == "@"
@@ -162,7 +252,7 @@ def _image_locations(path, table: pd.DataFrame, datadir: Path):
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise InputError(path, f"_rlnImageName {names.iloc[first]!r} (row {first + 1}) is not of the form index@stack", _FIX)
-    return resolve_stack_paths(files.tolist(), datadir), rows.astype(np.int64) - 1
+    return resolve_stack_paths(files.tolist(), datadir), rows.astype(np.int64) - 1, has_index.to_numpy(dtype=bool)
 
 
 def read_star(
@@ -178,10 +268,19 @@ def read_star(
     ``apix`` (Å) overrides the file's pixel size. ``ctf_defaults`` fills CTF parameters
     missing from the file, keyed by :data:`CTF_COLUMNS` names (e.g. ``{"amplitude_contrast":
     0.1}``, as cryoDRGN's ``-w``). Missing poses or CTF give None, not an error.
+
+    Tomography files are refused (:func:`identify`): a RELION 5 / WarpTools tilt-series particle
+    file holds a stack of tilts per row and a 3D subtomogram file a volume per row; cryonb would
+    read the first tilt or z-slice 0. A RELION 3.0-style per-tilt file (cryoDRGN-ET's and Warp's
+    2D exports, one row per tilt image, ``_rlnGroupName`` naming the particle) is loaded, with a
+    warning: each row is a genuine 2D image with its own pose and CTF (dose in
+    ``_rlnCtfBfactor``), so back-projection is right, but each tilt image is a separate particle
+    (a latent space has one point per tilt image, not per particle).
     """
     path = Path(path)
     with reading(path, "a RELION STAR file", _FIX):
         blocks = starfile.read(path, always_dict=True)
+        _refuse_other_kinds(path, blocks)
         name = _particle_block(path, blocks)
         optics = blocks.get("optics") if name != "optics" else None
         optics = optics if isinstance(optics, pd.DataFrame) else None
@@ -191,7 +290,15 @@ def read_star(
         pixel_sizes = _pixel_sizes(path, table, apix)
         defaults = dict(ctf_defaults or {})
         ctf_values = {k: _numeric(path, table, c) if c in table else defaults.get(k) for k, c in _CTF_COLUMNS.items()}
-        image_paths, image_rows = _image_locations(path, table, Path(datadir) if datadir else path.parent)
+        image_paths, image_rows, image_indexed = _image_locations(path, table, Path(datadir) if datadir else path.parent)
+        tilt_particles = _tilt_groups(table)
+        if tilt_particles is not None:
+            warnings.warn(
+                f"{path}: a tomography tilt-series file (RELION 3.0 style): each of its {len(table)} rows is one tilt "
+                f"image of {tilt_particles} particles (grouped by _rlnGroupName) and is read as its own particle, with "
+                "its own pose and CTF. Back-projection is right; a latent space has one point per tilt image, not per particle",
+                stacklevel=2,
+            )
         return StarFile(
             path=path,
             blocks=blocks,
@@ -205,6 +312,8 @@ def read_star(
             pixel_sizes=pixel_sizes,
             image_paths=image_paths,
             image_rows=image_rows,
+            tilt_series_particles=tilt_particles,
+            image_indexed=image_indexed,
         )
 
 
