@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .ctf import ctf_images
 from .errors import InputError
+from .finite import check_finite_images
 from .fourier import fft2_center, ifft3_center
 from .fsc import FSCCurve, fsc
 from .projection import plane_coordinates, shift_images_ft
@@ -147,6 +148,7 @@ def backproject(
     grid = FourierAccumulator(D, n_maps=2 if half_maps else 1, device=device)
     with tqdm(total=n, unit="img", desc="back-projecting", disable=None if progress is None else not progress) as bar:
         for start, images in zip(range(0, n, batch_size), particles.images.chunks(batch_size)):
+            check_finite_images(images, particles, start)
             batch = slice(start, start + len(images))
             images_ft = fft2_center(torch.as_tensor(images, device=device))
             if shifts is not None:
@@ -154,6 +156,8 @@ def backproject(
             ctf_batch = None if params is None else ctf_images(params[batch], D, particles.apix, device=device)
             grid.insert(images_ft, ctf_batch, rotations[batch].to(device), halves[batch].to(device))
             bar.update(len(images))
-    if not half_maps:
-        return Reconstruction(grid.volume([0], wiener), None, None, particles.apix)
-    return Reconstruction(grid.volume([0, 1], wiener), grid.volume([0], wiener), grid.volume([1], wiener), particles.apix)
+    maps = [grid.volume([0], wiener), None, None] if not half_maps else [grid.volume([0, 1], wiener), grid.volume([0], wiener), grid.volume([1], wiener)]
+    if not all(volume is None or bool(torch.isfinite(volume).all()) for volume in maps):
+        raise InputError(getattr(particles.source, "path", None), "the reconstruction has NaN or infinite voxels",
+                         "check the poses, shifts and CTF parameters for extreme values, and use wiener > 0")
+    return Reconstruction(*maps, particles.apix)

@@ -23,6 +23,7 @@ import torch
 
 from .ctf import compute_ctf
 from .errors import CryonbError, InputError
+from .finite import check_finite_images
 from .fourier import fft2_center, fourier_crop, soft_circular_mask
 from .model import ENCODINGS, HalfPlane, HeterogeneousModel, gaussian_kl
 
@@ -170,6 +171,7 @@ class ImageData:
         out = torch.empty(len(particles), len(self.half), dtype=torch.complex64)
         for start in range(0, len(particles), chunk):
             imgs = torch.as_tensor(np.asarray(particles.images[start : start + chunk], dtype=np.float32))
+            check_finite_images(imgs, particles, start)
             imgs = fourier_crop(imgs * window, self.D)
             F = fft2_center(imgs).flatten(1)[:, self.half.index]
             s = shifts[start : start + chunk]
