@@ -7,6 +7,7 @@ Maps come back as float32 arrays indexed [z, y, x] whatever the file's axis orde
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,33 @@ def _open(path, mmap: bool):
         mrc.close()
         problems = "; ".join(dict.fromkeys(str(w.message) for w in caught)) or "no data block"
         raise InputError(path, f"the header is readable but the data are not ({problems})", _FIX)
+    for w in caught:
+        extra = re.fullmatch(r"MRC file is (\d+) bytes larger than expected", str(w.message))
+        if extra:
+            _more_data_than_header(path, mrc, int(extra.group(1)))
     return mrc
+
+
+def _more_data_than_header(path, mrc, extra: int) -> None:
+    """The file holds more bytes than its header describes: refuse if they are whole sections.
+
+    Whole sections mean that NZ in the header is too small (an interrupted or hand-made
+    stack): reading it would silently drop images, and only the user can tell which count is
+    right. Other trailing bytes are ignored, with a warning.
+    """
+    data = mrc.data
+    nz = 1 if data.ndim == 2 else data.shape[0]
+    section = data.shape[-1] * data.shape[-2] * data.dtype.itemsize
+    if section and extra % section == 0:
+        mrc.close()
+        more = extra // section
+        raise InputError(
+            path,
+            f"the header says {nz} sections (images) but the file holds data for {nz + more}: NZ in the header is too "
+            f"small, and {more} sections would be ignored",
+            "correct NZ in the header (or re-export the file), or cut the file to the sections the header describes",
+        )
+    warnings.warn(f"{path}: {extra} bytes after the data block that the header describes are ignored (a truncated or wrongly sized header?)", stacklevel=3)
 
 
 def _voxel_size(mrc) -> tuple[float, float, float]:
