@@ -52,41 +52,34 @@ class Truth:
 
 
 def load_truth(path, kind: str | None = None) -> Truth:
-    """Read ``truth.npz``: the suite's (``coordinate`` or ``labels``, ``rare``, ``junk``) or cryonb's simulator's.
+    """Read ``truth.npz`` of the suite's sets (:mod:`benchmarks.suite.sets`) or of cryonb's simulator.
 
-    cryonb's simulator writes ``state`` and ``reaction_coordinate``; it counts as continuous when it
-    has more than 10 states (the hinge) and discrete otherwise (the mixture), unless ``kind`` says.
-    ``rare`` may be the rare class (a scalar) or a per-particle flag (the class is then the most
-    common label among the flagged particles); negative labels count as junk.
+    The suite's: ``coordinate`` (continuous), or ``class`` (also read as ``labels``) with
+    ``rare_class`` and ``junk_class``; a ``junk`` flag per particle and negative labels also mark junk.
+    cryonb's simulator writes ``state`` and ``reaction_coordinate``: continuous when there are more
+    than 10 states (the hinge), discrete otherwise (the mixture), unless ``kind`` says.
     """
     with np.load(path, allow_pickle=False) as f:
-        d = {k: f[k] for k in f.files}
+        d = {k: f[k] for k in ("coordinate", "class", "labels", "state", "reaction_coordinate", "rare_class", "junk_class", "junk") if k in f.files}
     coordinate = d.get("coordinate")
-    labels = d.get("labels")
+    labels = d.get("class", d.get("labels"))
     if coordinate is None and labels is None:  # cryonb's simulator
         coordinate, labels = d["reaction_coordinate"], d["state"]
         kind = kind or ("continuous" if len(np.unique(labels)) > 10 else "discrete")
     kind = kind or ("discrete" if labels is not None else "continuous")
     if (coordinate if kind == "continuous" else labels) is None:
         raise ValueError(f"{path} has no {kind} ground truth")
-    coordinate, labels = (np.asarray(coordinate, float), None) if kind == "continuous" else (None, labels)
-    junk = np.asarray(d["junk"], bool) if "junk" in d else None
-    if coordinate is not None and np.isnan(coordinate).any():
-        junk = np.isnan(coordinate) | (junk if junk is not None else False)
-    if labels is not None:
-        labels = np.asarray(labels).astype(np.int64)
-        if (labels < 0).any():
-            junk = (labels < 0) | (junk if junk is not None else False)
-    rare_class = None
-    rare = d.get("rare", d.get("rare_class"))
-    if rare is not None and labels is not None:
-        rare = np.asarray(rare)
-        if rare.ndim == 0:
-            rare_class = int(rare)
-        elif rare.any():
-            flagged = labels[rare.astype(bool) & (labels >= 0)]
-            rare_class = int(np.bincount(flagged).argmax()) if flagged.size else None
-    return Truth(coordinate, labels, rare_class, junk)
+    junk = np.asarray(d["junk"], bool) if "junk" in d else np.zeros(len(coordinate if labels is None else labels), bool)
+    if kind == "continuous":
+        coordinate, labels = np.asarray(coordinate, float), None
+        junk |= np.isnan(coordinate)
+    else:
+        coordinate, labels = None, np.asarray(labels).astype(np.int64)
+        junk |= labels < 0
+        if "junk_class" in d:
+            junk |= labels == int(d["junk_class"])
+    rare = int(d["rare_class"]) if "rare_class" in d and labels is not None else None
+    return Truth(coordinate, labels, rare, junk if junk.any() else None)
 
 
 def first_pc(z: np.ndarray) -> np.ndarray:

@@ -75,8 +75,10 @@ def test_latent_metrics_and_junk(rng, tmp_path):
     labels, good, bad = discrete(rng)
     junk = np.zeros(N, bool)
     junk[::50] = True
-    labelled = np.where(junk, -1, labels)
-    np.savez(tmp_path / "truth.npz", labels=labelled, rare=np.int64(2))
+    np.savez(tmp_path / "neg.npz", labels=np.where(junk, -1, labels))  # junk as negative labels
+    assert metrics.load_truth(tmp_path / "neg.npz").junk.sum() == junk.sum()
+    # the suite's sets: "class" with a junk class and a rare class
+    np.savez(tmp_path / "truth.npz", **{"class": np.where(junk, 3, labels)}, rare_class=2, junk_class=3, class_names=np.array(list("abcj")))
     truth = metrics.load_truth(tmp_path / "truth.npz")
     assert truth.kind == "discrete" and truth.rare_class == 2 and truth.junk.sum() == junk.sum()
     z = good.copy()
