@@ -21,6 +21,20 @@ from cryonb.core.particles import save_selection
 
 COLORS = ("cluster", "norm", *CTF_COLUMNS)
 SELECTED_COLOR = "#e6007e"
+PADDING = 0.05  # of the data's own range, on each side of the plot
+
+
+def padded_range(values, padding: float = PADDING) -> tuple[float, float]:
+    """(low, high) of ``values`` widened by ``padding`` of their range on each side.
+
+    The plot's axes run over this range, so that particles at the edge are drawn whole and a
+    lasso can be drawn around them. A single value gets a range of ±``padding`` of its size (±0.5 at 0).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    span = high - low
+    pad = padding * span if span > 0 else (padding * abs(low) or 0.5)
+    return low - pad, high + pad
 
 
 def embedding(z, coords) -> np.ndarray:
@@ -180,6 +194,11 @@ class LatentExplorer:
         return ParticleGallery(self.run, self.positions, **kwargs)
 
     @property
+    def ranges(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The plot's axis ranges ((x0, x1), (y0, y1)): every particle's coordinates, padded by 5 %."""
+        return padded_range(self.coords[:, 0]), padded_range(self.coords[:, 1])
+
+    @property
     def summary(self) -> str:
         return f"{len(self.positions):,} selected of {len(self.working):,}"
 
@@ -240,7 +259,8 @@ class LatentExplorer:
             centres = self.coords[self.clusters.on_data]
             overlay = overlay * hv.Points(centres, ["x", "y"], label="k-means centres").opts(
                 marker="x", size=14, color="black", line_width=3)
-        return overlay.opts(width=self._size[0], height=self._size[1], xlabel="", ylabel="",
+        xlim, ylim = self.ranges
+        return overlay.opts(width=self._size[0], height=self._size[1], xlabel="", ylabel="", xlim=xlim, ylim=ylim,
                                        title=f"coloured by {label}", legend_position="right")
 
     # --- ipywidgets --------------------------------------------------------------------------

@@ -112,6 +112,9 @@ def test_a_click_picks_a_particle_and_a_box_drag_selects(lab, lab_page):
     page, canvas, frame = show_explorer(lab, lab_page, "explorer_box.ipynb")
     box = canvas.bounding_box()
     coords = np.array(kernel_json(lab_page, "explorer.coords.tolist()"))
+    # The axes fit the particles with 5 % to spare on each side (issue 14, item 2), as Bokeh has them.
+    low, high = coords.min(0) - 0.05 * np.ptp(coords, 0), coords.max(0) + 0.05 * np.ptp(coords, 0)
+    np.testing.assert_allclose([*frame["x"], *frame["y"]], [low[0], high[0], low[1], high[1]], rtol=1e-5)
 
     # Click the particle farthest from its neighbours, so that the nearest one is unambiguous.
     gaps = np.linalg.norm(coords[:, None] - coords[None], axis=-1) + np.eye(len(coords)) * 1e9

@@ -165,3 +165,22 @@ def test_bad_input_is_explained(run, tmp_path):
     with pytest.raises(InputError, match="out of range"):
         explorer.show_path([0, N])
     assert not list((tmp_path).iterdir())
+
+
+def test_axis_ranges_fit_the_data_with_five_percent_padding(run):
+    """The axes run over the data's own range plus 5 % each side: not from 0, not clipped at the edge."""
+    import holoviews as hv
+
+    from cryonb.widgets.latent_explorer import padded_range
+
+    coords = np.random.default_rng(0).normal(size=(N, 2)) * [2.0, 0.5] + [10.0, 20.0]  # far from 0
+    explorer = LatentExplorer(run, coords=coords, k=3)
+    (x0, x1), (y0, y1) = explorer.ranges
+    low, high = coords.min(0), coords.max(0)
+    np.testing.assert_allclose([x0, x1], [low[0] - 0.05 * (high[0] - low[0]), high[0] + 0.05 * (high[0] - low[0])])
+    np.testing.assert_allclose([y0, y1], [low[1] - 0.05 * (high[1] - low[1]), high[1] + 0.05 * (high[1] - low[1])])
+    hv.extension("bokeh")
+    figure = hv.renderer("bokeh").get_plot(explorer.plot).state  # what the browser is sent
+    np.testing.assert_allclose([figure.x_range.start, figure.x_range.end, figure.y_range.start, figure.y_range.end],
+                               [x0, x1, y0, y1], rtol=1e-6)
+    assert padded_range([3.0, 3.0]) == pytest.approx((2.85, 3.15)) and padded_range([0.0]) == (-0.5, 0.5)
