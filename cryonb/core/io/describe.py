@@ -13,7 +13,7 @@ from ..errors import InputError
 from .cryosparc import read_cs
 from .mrc import read_header
 from .pickles import load_pickle, read_index
-from .star import identify, read_star
+from .star import identify, read_blocks, read_star
 
 _MRC_SUFFIXES = (".mrc", ".mrcs", ".map", ".ccp4", ".st")
 
@@ -40,17 +40,15 @@ def _describe_star(path: Path) -> list[str]:
             warnings.filterwarnings("ignore", message=".*tilt-series file")  # said below
             star = read_star(path)
     except InputError as error:
-        import starfile
-
         try:
-            blocks = starfile.read(path, always_dict=True)
-        except Exception:
+            blocks = read_blocks(path)
+        except InputError:
             raise error from None
         kind = identify(blocks)
         if kind is None and "no particle table" not in error.problem:
             raise
         shapes = {name: f"{len(b)} rows x {b.shape[1]} columns" if isinstance(b, pd.DataFrame) else f"{len(b)} key/value pairs" for name, b in blocks.items()}
-        first = f"STAR file that cryonb does not read as particles: {kind[0]}" if kind else "STAR file without a particle table"
+        first = "STAR file without a particle table" + (f": {kind[0]}" if kind else "")
         return [first] + [f"  data_{name}: {shape}" for name, shape in shapes.items()]
     groups = star.blocks[star.optics_block] if star.optics_block else None
     what = f"{len(star)} particles"
@@ -67,7 +65,11 @@ def _describe_star(path: Path) -> list[str]:
     if star.image_paths is not None:
         stacks = sorted(set(map(str, star.image_paths)))
         missing = sum(not Path(p).exists() for p in stacks)
-        lines.append(f"  images in {len(stacks)} stack file(s)" + (f", {missing} not found next to the .star" if missing else ""))
+        if missing:  # read_star looked in the .star's folder, the one recorded in it and the folders above
+            where = f", {missing} not found next to the .star, in a data folder it records or in a folder above it"
+        else:
+            where = f", found in {star.datadir} ({star.datadir_found})"
+        lines.append(f"  images in {len(stacks)} stack file(s){where}")
     return lines
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import starfile
+from starfile.writer import StarWriter
 
 from ..errors import InputError
 from ..rotations import relion_to_matrix
@@ -57,6 +58,8 @@ class StarFile:
     image_rows: np.ndarray | None  # per particle, 0-based row in its stack
     tilt_series_particles: int | None = None  # per-tilt file (see read_star): the particles its rows belong to
     image_indexed: np.ndarray | None = None  # per particle, whether its image name has an index@ (else: the whole file)
+    datadir: Path | None = None  # the folder the image names were resolved against
+    datadir_found: str | None = None  # how it was found (see read_star), or "not found"
 
     def __len__(self) -> int:
         return len(self.table)
@@ -79,13 +82,117 @@ class StarFile:
         return int(self.table["rlnImageSize"].iloc[0])
 
 
-def _version(path: Path, blocks) -> str:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        head = f.read(65536)
-    match = re.search(r"#\s*version\s+(\d+)", head)
-    if match and int(match.group(1)) >= 50000:
+_TEXT_FIX = "pass the RELION .star text file itself"
+# Leading bytes of files that are sometimes passed where a .star is expected.
+_MAGIC = (
+    (b"\x93NUMPY", "a numpy .npy array (a cryoSPARC .cs file?)", "pass a .cs file with the .cs suffix"),
+    (b"\x1f\x8b", "gzip-compressed data", "decompress it first (gunzip)"),
+    (b"PK\x03\x04", "a zip archive", "unzip it first"),
+    (b"\x89HDF", "an HDF5 file", _TEXT_FIX),
+    (b"\x89PNG", "a PNG image", _TEXT_FIX),
+    (b"%PDF", "a PDF document", _TEXT_FIX),
+)
+
+
+def _version_line(text: str) -> str | None:
+    """The ``# version NNNNN`` line RELION writes at the top of its files, if any."""
+    match = re.search(r"^[ \t]*#[ \t]*version[ \t]+\d+[ \t]*$", text[:65536], flags=re.MULTILINE)
+    return match.group(0).strip() if match else None
+
+
+def _version(text: str, blocks) -> str:
+    line = _version_line(text)
+    if line and int(line.split()[-1]) >= 50000:
         return "5.0"
     return "3.1" if "optics" in blocks else "3.0"
+
+
+def _binary_kind(path, data: bytes) -> None:
+    """Refuse files that are not text: empty, git-LFS / git-annex pointers, known binary formats."""
+    if not data:
+        raise InputError(path, "the file is empty (0 bytes)", "copy or export it again")
+    if data.startswith(b"version https://git-lfs"):
+        raise InputError(path, "this is a git-LFS pointer, not the file itself (its content was never downloaded)", "run `git lfs pull` in the repository it came from")
+    if b"/annex/objects/" in data[:1024] and len(data) < 1024:
+        raise InputError(path, "this is a git-annex pointer, not the file itself (its content was never downloaded)", "run `git annex get` on it")
+    for magic, what, fix in _MAGIC:
+        if data.startswith(magic):
+            raise InputError(path, f"this is {what}, not a STAR text file", fix)
+    if data[0] == 0x80 and len(data) > 1 and 2 <= data[1] <= 5:
+        raise InputError(path, "this is a Python pickle, not a STAR text file", "pass pickles as --poses / --ctf, or the .star itself")
+    if len(data) >= 212 and data[208:212] == b"MAP ":
+        raise InputError(path, "this is an MRC file, not a STAR text file", "pass the .star that names the images, or the stack itself as .mrcs")
+    head = data[:65536]
+    controls = sum(head.count(bytes([c])) for c in range(32) if c not in (9, 10, 12, 13))
+    if b"\0" in head or controls > 0.01 * len(head):
+        raise InputError(path, "the file holds binary data, not STAR text (NUL or control bytes near the start)", _TEXT_FIX)
+
+
+def _decode(path, data: bytes) -> str:
+    """UTF-8 text; comment lines in another encoding are read as Latin-1, anything else is refused."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    lines = []
+    offset = 0
+    for number, raw in enumerate(data.splitlines(keepends=True), start=1):
+        try:
+            lines.append(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
+        except UnicodeDecodeError as e:
+            if raw.lstrip().startswith(b"#"):
+                lines.append(raw.decode("latin-1"))  # a comment: its bytes do not matter
+            else:
+                at = offset + e.start
+                raise InputError(
+                    path,
+                    f"byte {at} (line {number}) is 0x{data[at]:02x}, which is not UTF-8 text: {raw.decode('utf-8', 'replace').strip()[:80]!r}",
+                    "save the file as UTF-8 (or plain ASCII), or fix that line",
+                ) from None
+        offset += len(raw)
+    return "".join(lines)
+
+
+def _read_text(path: Path) -> str:
+    with open(path, "rb") as f:
+        data = f.read()
+    _binary_kind(path, data)
+    return _decode(path, data)
+
+
+def _parse(path: Path, text: str) -> dict:
+    """STAR blocks of ``text`` (starfile reads files only: it gets a private UTF-8 copy).
+
+    starfile reads lines through Python's ``linecache``, keyed by file name and kept after a
+    failed parse: re-reading a fixed file would return the old lines (and the old error),
+    and a non-UTF-8 byte makes the whole file read as empty. Parsing a copy under a new name,
+    then clearing the cache, avoids both.
+    """
+    import linecache
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="cryonb-star-") as folder:
+        copy = Path(folder) / "copy.star"
+        copy.write_text(text, encoding="utf-8")
+        try:
+            blocks = starfile.read(copy, always_dict=True)
+        finally:
+            linecache.clearcache()
+    if not blocks:
+        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        raise InputError(path, f"no data_ block, so not a STAR file (it begins {first[:60]!r})", _FIX)
+    return blocks
+
+
+def read_blocks(path: str | os.PathLike) -> dict:
+    """All blocks of a STAR file: loops as DataFrames, key/value blocks as dicts.
+
+    Empty files, git-LFS pointers, binary files and text that is not UTF-8 (outside comments,
+    which may be Latin-1) raise an :class:`InputError` saying what the file is.
+    """
+    path = Path(path)
+    with reading(path, "a STAR file", _FIX):
+        return _parse(path, _read_text(path))
 
 
 _TOMO_FIX = (
@@ -149,6 +256,8 @@ def identify(blocks) -> tuple[str, str] | None:
         return ("this is a RELION angular sampling file (_sampling.star), not particles", _FIX)
     if "rlnReferenceImage" in columns or any(name.startswith("model_general") for name in blocks):
         return ("this is a RELION model file (_model.star: classes and their statistics), not particles", _FIX)
+    if "fsc" in blocks or "rlnFinalResolution" in columns:
+        return ("this is a RELION post-processing result (resolution and FSC curves), not particles", _FIX)
     if "rlnMicrographName" in columns and not {"rlnImageName", "rlnCoordinateX"} & columns:
         return ("this is a micrograph table (one row per micrograph, e.g. motion correction or CTF estimation output), not particles", _FIX)
     return None
@@ -183,7 +292,8 @@ def _refuse_other_kinds(path: Path, blocks) -> None:
     kind = identify(blocks)
     if kind is not None:
         what, fix = kind
-        raise InputError(path, what, fix)
+        found = ", ".join(f"data_{name}" for name in blocks)
+        raise InputError(path, f"{what} (blocks: {found})", fix)
 
 
 def _numeric(path, table: pd.DataFrame, column: str) -> np.ndarray:
@@ -240,9 +350,50 @@ def _rotations(path, table: pd.DataFrame) -> np.ndarray | None:
     return relion_to_matrix(*angles).astype(np.float32)
 
 
-def _image_locations(path, table: pd.DataFrame, datadir: Path):
+_RECORDED = re.compile(r"^#[ \t]*cryonb datadir:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
+
+
+def _recorded_datadir(path: Path) -> Path | None:
+    """The data folder :func:`write_star_subset` recorded in a comment line, if any."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        match = _RECORDED.search(f.read(4096))
+    return Path(match.group(1)) if match else None
+
+
+def _locate_stacks(path: Path, files: list[str], datadir: Path | None) -> tuple[list[Path], Path, str]:
+    """Per particle, its stack file; the folder the names were resolved against; how it was found.
+
+    RELION writes image names relative to its project folder, where it runs, and keeps each
+    job's files two folders down (``Select/job020/particles.star``). Without ``datadir``, the
+    folders tried are the .star's own, the one recorded in it by :func:`write_star_subset`,
+    then each folder above the .star; the first that holds every stack is used.
+    """
+    if datadir is not None:
+        return resolve_stack_paths(files, datadir), datadir, "datadir="
+    unique = list(dict.fromkeys(files))
+    here = path.parent
+    candidates = [(here, "the .star's folder", True)]
+    recorded = _recorded_datadir(path)
+    if recorded is not None:
+        candidates.append((recorded, "the data folder recorded in the .star", True))
+    for up, folder in enumerate(here.resolve().parents, 1):
+        candidates.append((folder, f"{up} folder{'s' if up > 1 else ''} above the .star, as in a RELION project", False))
+    for folder, how, by_base_name in candidates:
+        if by_base_name:  # a name as given, or its base name there (as cryoDRGN)
+            found = resolve_stack_paths(unique, folder)
+        elif (folder / unique[0]).exists():
+            found = [folder / name for name in unique]
+        else:
+            continue
+        if all(p.exists() for p in found):
+            of_name = dict(zip(unique, found))
+            return [of_name[f] for f in files], folder, how
+    return resolve_stack_paths(files, here), here, "not found"
+
+
+def _image_locations(path, table: pd.DataFrame, datadir: Path | None):
     if "rlnImageName" not in table:
-        return None, None, None
+        return None, None, None, None, None
     names = table["rlnImageName"].astype(str)
     parts = names.str.partition("@")
     has_index = parts[1] == "@"
@@ -252,7 +403,8 @@ def _image_locations(path, table: pd.DataFrame, datadir: Path):
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise InputError(path, f"_rlnImageName {names.iloc[first]!r} (row {first + 1}) is not of the form index@stack", _FIX)
-    return resolve_stack_paths(files.tolist(), datadir), rows.astype(np.int64) - 1, has_index.to_numpy(dtype=bool)
+    paths, folder, how = _locate_stacks(path, files.tolist(), datadir)
+    return paths, rows.astype(np.int64) - 1, has_index.to_numpy(dtype=bool), folder, how
 
 
 def read_star(
@@ -264,7 +416,10 @@ def read_star(
 ) -> StarFile:
     """Read a RELION particle .star file.
 
-    ``datadir`` is where image stacks are looked for (default: the .star's folder).
+    ``datadir`` is where image stacks are looked for. Without it, image names are resolved
+    against the .star's folder, the data folder recorded in the file by
+    :func:`write_star_subset`, or the nearest folder above the .star that holds the stacks
+    (RELION's names are relative to its project folder); ``datadir_found`` says which.
     ``apix`` (Å) overrides the file's pixel size. ``ctf_defaults`` fills CTF parameters
     missing from the file, keyed by :data:`CTF_COLUMNS` names (e.g. ``{"amplitude_contrast":
     0.1}``, as cryoDRGN's ``-w``). Missing poses or CTF give None, not an error.
@@ -279,7 +434,8 @@ def read_star(
     """
     path = Path(path)
     with reading(path, "a RELION STAR file", _FIX):
-        blocks = starfile.read(path, always_dict=True)
+        text = _read_text(path)
+        blocks = _parse(path, text)
         _refuse_other_kinds(path, blocks)
         name = _particle_block(path, blocks)
         optics = blocks.get("optics") if name != "optics" else None
@@ -290,7 +446,7 @@ def read_star(
         pixel_sizes = _pixel_sizes(path, table, apix)
         defaults = dict(ctf_defaults or {})
         ctf_values = {k: _numeric(path, table, c) if c in table else defaults.get(k) for k, c in _CTF_COLUMNS.items()}
-        image_paths, image_rows, image_indexed = _image_locations(path, table, Path(datadir) if datadir else path.parent)
+        image_paths, image_rows, image_indexed, found_in, found = _image_locations(path, table, Path(datadir) if datadir else None)
         tilt_particles = _tilt_groups(table)
         if tilt_particles is not None:
             warnings.warn(
@@ -304,7 +460,7 @@ def read_star(
             blocks=blocks,
             particle_block=name,
             optics_block="optics" if optics is not None else None,
-            version=_version(path, blocks),
+            version=_version(text, blocks),
             table=table,
             rotations=_rotations(path, table),
             shifts=_shifts(path, table, pixel_sizes),
@@ -314,6 +470,8 @@ def read_star(
             image_rows=image_rows,
             tilt_series_particles=tilt_particles,
             image_indexed=image_indexed,
+            datadir=found_in,
+            datadir_found=found,
         )
 
 
@@ -321,7 +479,10 @@ def write_star_subset(src: StarFile | str | os.PathLike, indices, out: str | os.
     """Write the rows ``indices`` (in that order) of a .star file to ``out``, atomically.
 
     Every other block (optics included), every column and the block names and order are
-    kept; image names are copied verbatim, so read the result with the same ``datadir``.
+    kept. Image names are copied verbatim, so RELION run from its project folder finds the
+    images; the folder they resolved against is recorded in a comment line (``# cryonb
+    datadir: …``, which RELION skips), so that :func:`read_star` finds them from wherever
+    the subset is saved.
     """
     star = src if isinstance(src, StarFile) else read_star(src)
     indices = np.asarray(indices, dtype=np.int64)
@@ -329,19 +490,25 @@ def write_star_subset(src: StarFile | str | os.PathLike, indices, out: str | os.
         raise InputError(star.path, f"indices out of range for {len(star)} particles", "pass 0-based row numbers of this file")
     blocks = dict(star.blocks)
     blocks[star.particle_block] = blocks[star.particle_block].iloc[indices].reset_index(drop=True)
-    return write_blocks(blocks, out)
+    found = star.image_paths is not None and star.datadir_found not in (None, "not found")
+    header = f"# cryonb datadir: {star.datadir.resolve()}\n" if found else ""
+    return write_blocks(blocks, out, header=header)
 
 
-def write_blocks(blocks: Mapping[str, pd.DataFrame | dict], out: str | os.PathLike, *, single_precision: bool = False) -> Path:
+def write_blocks(
+    blocks: Mapping[str, pd.DataFrame | dict], out: str | os.PathLike, *, single_precision: bool = False, header: str = ""
+) -> Path:
     """Write STAR blocks atomically, each float in its shortest exact decimal form.
 
     ``single_precision`` writes float32 data as such (0.1, not 0.100000001490116).
+    ``header``: comment lines (each starting with ``#``) written first.
     """
     if single_precision:
         float_text = lambda x: str(np.float32(x))  # noqa: E731
     else:
         float_text = lambda x: repr(float(x))  # noqa: E731
     out = Path(out)
+    text = StarWriter(dict(blocks), float_format=float_text).to_string()
     with atomic_path(out) as tmp:
-        starfile.write(dict(blocks), tmp, float_format=float_text)
+        tmp.write_text(header + text, encoding="utf-8")
     return out

@@ -92,7 +92,7 @@ def test_user_apix_overrides_the_file(real_data):
 
 
 def test_not_a_particle_file(real_data):
-    with pytest.raises(InputError, match="no particle table found .*data_general, data_fsc, data_guinier"):
+    with pytest.raises(InputError, match=r"post-processing result .*not particles \(blocks: data_general, data_fsc, data_guinier\)"):
         read_star(real_data / "starfile/postprocess.star")
 
 
