@@ -33,6 +33,7 @@ class Origin:
 
     path: Path
     format: str  # "star", "cs", "mrcs" or "arrays"
+    datadir: Path | None = None  # for a .star: the folder its image names resolved against
 
 
 @dataclass
@@ -127,7 +128,8 @@ def load_particles(
     suffix = path.suffix.lower()
     if suffix == ".star":
         meta = read_star(path, datadir=datadir, apix=apix)
-        particles = ParticleSet(_images(meta, path, images), meta.rotations, meta.shifts, meta.ctf, meta.apix, source=Origin(path, "star"))
+        found = meta.datadir if meta.datadir_found not in (None, "not found") else None
+        particles = ParticleSet(_images(meta, path, images), meta.rotations, meta.shifts, meta.ctf, meta.apix, source=Origin(path, "star", found))
     elif suffix == ".cs":
         meta = read_cs(path, datadir=datadir, apix=apix)
         particles = ParticleSet(_images(meta, path, images), meta.rotations, meta.shifts, meta.ctf, meta.apix, indices=np.arange(len(meta)), source=Origin(path, "cs"))
@@ -244,7 +246,8 @@ def _image_names(particles: ParticleSet, star_path: Path, stack) -> list[str] | 
 def save_selection(particles: ParticleSet, prefix: str | os.PathLike) -> dict[str, Path]:
     """Write a selection as the source's format plus cryoDRGN index files.
 
-    Writes ``<prefix>.star`` (a subset of the source .star, or a fresh RELION 3.1 file for
+    Writes ``<prefix>.star`` (a subset of the source .star, image names as RELION wrote them
+    and the folder they resolve against recorded; or a fresh RELION 3.1 file for
     stacks/arrays), ``<prefix>.mrcs`` (the images, for particles held in memory: simulated
     or built from arrays), ``<prefix>.cs`` (for a .cs source), and ``<prefix>.ind.npy`` /
     ``<prefix>.ind.pkl`` holding the particles' original row numbers.
@@ -253,7 +256,8 @@ def save_selection(particles: ParticleSet, prefix: str | os.PathLike) -> dict[st
     out = {}
     fmt, src = particles.source.format, particles.source.path
     if fmt == "star":
-        out["star"] = write_star_subset(src, particles.indices, prefix.with_name(prefix.name + ".star"))
+        star = read_star(src, datadir=particles.source.datadir)  # image names resolve as when loaded
+        out["star"] = write_star_subset(star, particles.indices, prefix.with_name(prefix.name + ".star"))
     elif fmt == "cs":
         out["cs"] = write_cs_subset(src, particles.indices, prefix.with_name(prefix.name + ".cs"))
     else:
