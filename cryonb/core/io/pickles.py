@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 
 import numpy as np
 
@@ -26,28 +27,133 @@ _ALLOWED = {
     ("builtins", "list"),
 }
 _FIX_PKL = "pass a pickle written by cryoDRGN (parse_pose_*, parse_ctf_*, or an index file)"
+# What one pickle may build: containers nested this deep, this many container elements counted
+# as a tree (a list shared n times counts n times: what np.asarray would expand), and arrays
+# allocated by the unpickler no larger than the file plus this many bytes (their data is read
+# from the file, so a real array never needs more).
+MAX_DEPTH = 16
+MAX_ELEMENTS = 1_000_000
+ARRAY_SLACK_BYTES = 1 << 20
+# Leading bytes of files passed where a pickle is expected.
+_MAGIC = (
+    (b"\x93NUMPY", "a numpy .npy file, not a pickle", "pass index files as .npy by that suffix; poses and CTF as cryoDRGN .pkl"),
+    (b"PK\x03\x04", "a zip archive (a PyTorch checkpoint such as cryoDRGN's weights.pkl?), not a pickle of arrays", _FIX_PKL),
+    (b"\x1f\x8b", "gzip-compressed data, not a pickle", "decompress it first (gunzip)"),
+    (b"version https://git-lfs", "a git-LFS pointer, not the file itself (its content was never downloaded)", "run `git lfs pull` in the repository it came from"),
+)
+# What the C unpickler raises on corrupt, truncated or foreign bytes, beyond reading()'s list.
+_PICKLE_ERRORS = (pickle.UnpicklingError, struct.error, AttributeError, ImportError, RecursionError)
+
+
+class _Limits:
+    def __init__(self, path, file_size: int):
+        self.path = path
+        self.max_array_bytes = file_size + ARRAY_SLACK_BYTES
+
+    def array(self, shape, dtype) -> None:
+        try:
+            n = int(np.prod([int(k) for k in np.atleast_1d(shape)], dtype=object))
+            nbytes = n * np.dtype(dtype).itemsize
+        except (TypeError, ValueError, OverflowError):
+            return  # numpy's own call will refuse the arguments
+        if nbytes > self.max_array_bytes:
+            raise InputError(self.path, f"the pickle asks for a {nbytes:,}-byte array, more than the whole file holds", _FIX_PKL)
+
+
+class _NdarrayToken:
+    """Stands for numpy.ndarray in a pickle: _reconstruct takes it, calling it fails."""
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray"
+
+
+_NDARRAY = _NdarrayToken()
+
+
+def _checked(function, before):
+    def call(*args):
+        before(*args)
+        return function(*args)
+
+    return call
 
 
 class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickler that can build numpy arrays, tuples and lists, and nothing else."""
+    """Unpickler that can build numpy arrays, tuples and lists, and nothing else.
 
-    def __init__(self, file, path):
+    Arrays that numpy allocates before their data is read (``_reconstruct``) are bounded by the
+    file's size, and ``numpy.ndarray`` itself cannot be called (only passed to ``_reconstruct``).
+    """
+
+    def __init__(self, file, path, file_size: int):
         super().__init__(file)
         self._path = path
+        self._limits = _Limits(path, file_size)
 
     def find_class(self, module: str, name: str):
         if module == "numpy.core" or module.startswith("numpy.core."):
             module = "numpy._core" + module[len("numpy.core") :]  # pickles written by numpy < 2
         if (module, name) not in _ALLOWED:
             raise InputError(self._path, f"refusing to unpickle {module}.{name}", "only pickles of numpy arrays are loaded")
-        return super().find_class(module, name)
+        found = super().find_class(module, name)
+        limits = self._limits
+        if name == "ndarray":
+            return _NDARRAY  # only to be passed to _reconstruct, never called
+        if name == "_reconstruct":
+            def reconstruct(subtype, shape, dtype, *rest):
+                limits.array(shape, dtype)
+                return found(np.ndarray if subtype is _NDARRAY else subtype, shape, dtype, *rest)
+
+            return reconstruct
+        if name == "_frombuffer":
+            return _checked(found, lambda buf, dtype, shape, *rest: limits.array(shape, dtype))
+        if name in ("list", "tuple"):
+            return _checked(found, lambda *args: _bounded(self._path, args, 0, [0]))
+        return found
+
+
+def _bounded(path, obj, depth: int, count: list[int]) -> None:
+    """Walk what a pickle built; raise if it is deeper or larger (as a tree) than the limits."""
+    if depth > MAX_DEPTH:
+        raise InputError(path, f"the pickle nests containers more than {MAX_DEPTH} deep", _FIX_PKL)
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise InputError(path, "the pickle holds an array of Python objects, not numbers", _FIX_PKL)
+        return
+    if isinstance(obj, dict):
+        items = [*obj.keys(), *obj.values()]
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        items = obj
+    else:
+        return
+    count[0] += len(items)
+    if count[0] > MAX_ELEMENTS:
+        raise InputError(path, f"the pickle's containers expand to more than {MAX_ELEMENTS:,} elements (nested shared lists?)", _FIX_PKL)
+    for item in items:
+        _bounded(path, item, depth + 1, count)
 
 
 def load_pickle(path: str | os.PathLike):
-    """Load a pickle of numpy arrays (possibly in tuples or lists), refusing anything else."""
+    """Load a pickle of numpy arrays (possibly in tuples or lists), refusing anything else.
+
+    Corrupt, truncated or foreign files (a .npy, a PyTorch checkpoint, junk) and pickles that
+    would expand beyond :data:`MAX_DEPTH` / :data:`MAX_ELEMENTS` raise an :class:`InputError`.
+    """
     with reading(path, "a pickle of numpy arrays", _FIX_PKL):
         with open(path, "rb") as f:
-            return _ArrayUnpickler(f, path).load()
+            head = f.read(64)
+            for magic, what, fix in _MAGIC:
+                if head.startswith(magic):
+                    raise InputError(path, f"this is {what}", fix)
+            if not head:
+                raise InputError(path, "the file is empty (0 bytes)", _FIX_PKL)
+            f.seek(0)
+            try:
+                obj = _ArrayUnpickler(f, path, os.fstat(f.fileno()).st_size).load()
+            except _PICKLE_ERRORS as e:
+                raise InputError(path, f"is not a readable pickle: corrupt, truncated or another format ({type(e).__name__}: {e})", _FIX_PKL) from e
+        _bounded(path, obj, 0, [0])
+        return obj
 
 
 def read_cryodrgn_poses(path: str | os.PathLike, D: int) -> tuple[np.ndarray, np.ndarray | None]:
