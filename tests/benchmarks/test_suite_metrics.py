@@ -117,3 +117,19 @@ def test_per_image_fsc_auc(rng):
     assert noise["fsc_auc_mean"] < 0.1
     only = metrics.per_image_fsc_auc(z, lambda zb: states[zb[:, 0].astype(int)], lambda i: states[int(z[i, 0])], k=50, candidates=[3, 7])
     assert only["fsc_particles"] == 2
+
+
+def test_drgn_log_and_z_pickle(tmp_path):
+    """The cryoDRGN runner's readers: per-epoch times from its log, z_mu from its two-object z pickle."""
+    import pickle
+
+    from benchmarks.suite import drgn
+
+    log = "(INFO) # =====> Epoch: 1 Average gen loss = 0.6, KLD = 2.2, total loss = 0.6; Finished in 0:01:34.883893\n" \
+          "(INFO) # =====> Epoch: 12 Average gen loss = 0.5, KLD = 3.9, total loss = 0.5; Finished in 1:00:02.5\n"
+    assert drgn.epoch_train_seconds(log) == {1: pytest.approx(94.883893), 12: pytest.approx(3602.5)}
+    z_mu, z_logvar = np.arange(12, dtype=np.float32).reshape(6, 2), np.zeros((6, 2), np.float32)
+    with open(tmp_path / "z.1.pkl", "wb") as f:
+        pickle.dump(z_mu, f)
+        pickle.dump(z_logvar, f)
+    np.testing.assert_array_equal(drgn.read_z(tmp_path / "z.1.pkl"), z_mu)
