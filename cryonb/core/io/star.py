@@ -60,6 +60,7 @@ class StarFile:
     image_indexed: np.ndarray | None = None  # per particle, whether its image name has an index@ (else: the whole file)
     datadir: Path | None = None  # the folder the image names were resolved against
     datadir_found: str | None = None  # how it was found (see read_star), or "not found"
+    version_line: str | None = None  # the file's "# version NNNNN" line, written back with subsets
 
     def __len__(self) -> int:
         return len(self.table)
@@ -472,14 +473,15 @@ def read_star(
             image_indexed=image_indexed,
             datadir=found_in,
             datadir_found=found,
+            version_line=_version_line(text),
         )
 
 
 def write_star_subset(src: StarFile | str | os.PathLike, indices, out: str | os.PathLike) -> Path:
     """Write the rows ``indices`` (in that order) of a .star file to ``out``, atomically.
 
-    Every other block (optics included), every column and the block names and order are
-    kept. Image names are copied verbatim, so RELION run from its project folder finds the
+    Every other block (optics included), every column, the block names and order and the
+    ``# version`` line (RELION 5's ``50001``) are kept. Image names are copied verbatim, so RELION run from its project folder finds the
     images; the folder they resolved against is recorded in a comment line (``# cryonb
     datadir: …``, which RELION skips), so that :func:`read_star` finds them from wherever
     the subset is saved.
@@ -492,6 +494,8 @@ def write_star_subset(src: StarFile | str | os.PathLike, indices, out: str | os.
     blocks[star.particle_block] = blocks[star.particle_block].iloc[indices].reset_index(drop=True)
     found = star.image_paths is not None and star.datadir_found not in (None, "not found")
     header = f"# cryonb datadir: {star.datadir.resolve()}\n" if found else ""
+    if star.version_line:
+        header = f"{star.version_line}\n{header}"
     return write_blocks(blocks, out, header=header)
 
 
