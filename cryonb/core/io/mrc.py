@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import InputError
 from ._common import reading, to_numpy
 from .atomic import atomic_path
+from .images import ArraySource, ImageSource
 
 _FIX = "check that the file is a complete MRC/CCP4 file (re-export or re-download it)"
 _MACHINE_STAMPS = {b"DD\x00\x00", b"DA\x00\x00", b"\x11\x11\x00\x00"}
@@ -227,8 +228,6 @@ def write_stack(path: str | os.PathLike, images, apix: float | None, batch_size:
     Images are written through a memory map in batches, so an ImageSource larger than
     memory can be written.
     """
-    from .sources import ArraySource, ImageSource
-
     source = images if isinstance(images, ImageSource) else ArraySource(to_numpy(images))
     n, d, _ = source.shape
     with atomic_path(path) as tmp:
