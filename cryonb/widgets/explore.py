@@ -51,14 +51,26 @@ class Exploration(w.VBox):
         self.volume_button.disabled = not len(positions)
 
 
-def explore(source, coords="umap", color="cluster", k: int | None = 8, particles=None) -> Exploration:
+def explore(
+    source,
+    coords="umap",
+    color="cluster",
+    k: int | str | None = "auto",
+    particles=None,
+    *,
+    n_neighbors: int | None = None,
+    min_dist: float = 0.1,
+) -> Exploration:
     """Explore a run: a :class:`Run`, a :class:`Trainer`, or a run folder (``cryonb train`` output).
 
-    ``coords``, ``color`` and ``k`` are those of :class:`LatentExplorer`. For a run folder,
-    ``particles`` defaults to the particle file recorded in its configuration.
+    ``coords``, ``color``, ``k`` (k-means clusters: ``"auto"`` is one per 10 particles, from 2
+    to 8; ``None`` for none) and UMAP's ``n_neighbors`` (``None``: 15, fewer for small sets)
+    and ``min_dist`` are those of :class:`LatentExplorer`. For a run folder, ``particles``
+    defaults to the particle file recorded in its configuration.
     """
     run = _as_run(source, particles)
-    return Exploration(run, LatentExplorer(run, coords=coords, color=color, k=k))
+    explorer = LatentExplorer(run, coords=coords, color=color, k=k, n_neighbors=n_neighbors, min_dist=min_dist)
+    return Exploration(run, explorer)
 
 
 def _as_run(source, particles) -> Run:

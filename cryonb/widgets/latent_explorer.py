@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from cryonb.core.analysis import box_select, kmeans, lasso_select, latent_norm, pca, umap_embedding
+from cryonb.core.analysis import auto_clusters, box_select, kmeans, lasso_select, latent_norm, pca, umap_embedding
 from cryonb.core.ctf import CTF_COLUMNS
 from cryonb.core.errors import InputError
 from cryonb.core.particles import save_selection
@@ -37,11 +37,15 @@ def padded_range(values, padding: float = PADDING) -> tuple[float, float]:
     return low - pad, high + pad
 
 
-def embedding(z, coords) -> np.ndarray:
-    """2D coordinates (N, 2) of the latents: ``"umap"``, ``"pca"`` (first two PCs) or an array."""
+def embedding(z, coords, n_neighbors: int | None = None, min_dist: float = 0.1) -> np.ndarray:
+    """2D coordinates (N, 2) of the latents: ``"umap"``, ``"pca"`` (first two PCs) or an array.
+
+    ``n_neighbors`` and ``min_dist`` are UMAP's (``None``: 15, fewer for small sets, see
+    :func:`~cryonb.core.analysis.auto_neighbors`).
+    """
     if isinstance(coords, str):
         if coords == "umap":
-            return umap_embedding(z)
+            return umap_embedding(z, n_neighbors=n_neighbors, min_dist=min_dist)
         if coords == "pca":
             if z.shape[1] < 2:
                 return np.column_stack([z[:, 0], np.zeros(len(z))]).astype(np.float32)
@@ -83,7 +87,10 @@ class LatentExplorer:
 
     ``coords``: ``"umap"``, ``"pca"`` or an (N, 2) array. ``color``: ``"cluster"`` (k-means into
     ``k``), ``"norm"`` (‖z‖), a CTF column (``"defocus_u"`` …) or an array of N values (integers
-    are drawn as categories). ``k=None`` skips k-means (no cluster colours, no centre markers).
+    are drawn as categories). ``k``: the number of k-means clusters; ``"auto"`` takes one per 10
+    particles, from 2 to 8 (:func:`~cryonb.core.analysis.auto_clusters`); ``None`` skips k-means
+    (no cluster colours, no centre markers). ``n_neighbors`` and ``min_dist`` are UMAP's
+    (``n_neighbors=None``: 15, fewer for small sets).
 
     ``positions`` are the selected rows of ``run.z``; ``selection`` the same particles' row numbers
     in the original particle file, which is what :meth:`save` writes.
@@ -93,11 +100,16 @@ class LatentExplorer:
     >>> explorer.save("selected/open_state")
     """
 
-    def __init__(self, run, coords="umap", color="cluster", k: int | None = 8, width: int = 600, height: int = 450):
+    def __init__(self, run, coords="umap", color="cluster", k: int | str | None = "auto", width: int = 600, height: int = 450,
+                 *, n_neighbors: int | None = None, min_dist: float = 0.1):
         if run.z is None:
             raise InputError(run.run_dir, "the run has no latents (zdim=0)", "train a heterogeneous model (zdim > 0)")
         self.run = run
-        self.coords = embedding(run.z, coords)
+        self.coords = embedding(run.z, coords, n_neighbors=n_neighbors, min_dist=min_dist)
+        if isinstance(k, str):
+            if k != "auto":
+                raise InputError(None, f"k={k!r} is not a number of clusters", 'pass an integer, "auto" or None (no k-means)')
+            k = auto_clusters(len(run.z))
         self.clusters = None if k is None else kmeans(run.z, k)
         self.color = color
         self.values, self.categorical = color_values(run, color, None if self.clusters is None else self.clusters.labels)

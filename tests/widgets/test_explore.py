@@ -88,3 +88,28 @@ def test_clicking_a_particle_shows_its_map(trained, monkeypatch):
     picked = view.explorer.pick(*coords[target])
     shown = np.arange(0, 64, 2)
     assert picked == shown[np.argmin(((coords[shown] - coords[target]) ** 2).sum(1))]
+
+
+@pytest.mark.parametrize("n", [10, 30])
+def test_small_datasets_get_sane_umap_and_kmeans_defaults(n, monkeypatch):
+    """UMAP's n_neighbors=15 and 8 k-means clusters do not fit 10 or 30 particles: the defaults follow N."""
+    from cryonb.core.analysis import auto_clusters, auto_neighbors
+    from cryonb.core.particles import ParticleSet
+
+    monkeypatch.setattr(cryonb.widgets, "VolumeViewer", RecordingViewer)
+    rng = np.random.default_rng(n)
+    particles = ParticleSet(rng.standard_normal((n, 8, 8), dtype=np.float32), apix=4.0)
+    z = (rng.normal(size=(n, 3)) + np.arange(n)[:, None] % 2 * 4).astype(np.float32)
+    run = Run(model=None, scale=1.0, apix=4.0, z=z, particles=particles)
+    view = explore(run)  # UMAP and k-means, with the defaults
+    assert view.explorer.coords.shape == (n, 2) and np.isfinite(view.explorer.coords).all()
+    assert len(view.explorer.clusters.centers) == auto_clusters(n) == {10: 2, 30: 3}[n]
+    assert auto_neighbors(n) == {10: 3, 30: 10}[n] and auto_neighbors(10**6) == 15 and auto_clusters(10**6) == 8
+    view = explore(run, k=4, n_neighbors=5, min_dist=0.5)  # the parameters, exposed
+    assert len(view.explorer.clusters.centers) == 4
+    with pytest.raises(InputError, match=r"n_neighbors=40 is out of range.*n_neighbors <= " + str(n - 1)):
+        explore(run, n_neighbors=40)
+    with pytest.raises(InputError, match=r"k=40 is out of range.*k <= " + str(n)):
+        explore(run, coords="pca", k=40)
+    with pytest.raises(InputError, match="not a number of clusters"):
+        explore(run, coords="pca", k="many")

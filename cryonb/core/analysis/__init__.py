@@ -4,8 +4,8 @@ scikit-learn (k-means, Gaussian mixtures) and umap-learn are imported only by th
 functions that need them.
 """
 
-from .clustering import KMeansResult, gaussian_mixture, kmeans
-from .embedding import PCAResult, latent_norm, pca, umap_embedding
+from .clustering import KMeansResult, auto_clusters, gaussian_mixture, kmeans
+from .embedding import PCAResult, auto_neighbors, latent_norm, pca, umap_embedding
 from .graph import GraphPath, graph_path, knn_graph
 from .selection import box_select, lasso_select
 from .trajectories import interpolate, pc_traversal
@@ -14,6 +14,8 @@ __all__ = [
     "GraphPath",
     "KMeansResult",
     "PCAResult",
+    "auto_clusters",
+    "auto_neighbors",
     "box_select",
     "gaussian_mixture",
     "graph_path",

@@ -18,6 +18,11 @@ class KMeansResult:
     on_data: np.ndarray  # (k,) int, index of the member of each cluster nearest its centre
 
 
+def auto_clusters(n: int, most: int = 8) -> int:
+    """A number of k-means clusters for ``n`` particles: one per 10 particles, at least 2, at most ``most`` (and n)."""
+    return int(max(1, min(most, n, max(2, n // 10))))
+
+
 def kmeans(z, k: int, seed: int = 0) -> KMeansResult:
     """k-means of z (N, zdim) into k clusters.
 

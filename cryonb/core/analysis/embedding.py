@@ -43,6 +43,11 @@ def pca(z, n_components: int | None = None) -> PCAResult:
     )
 
 
+def auto_neighbors(n: int) -> int:
+    """UMAP's ``n_neighbors`` for ``n`` points: 15 (UMAP's default) from 45 points, n // 3 (at least 2) below."""
+    return int(min(15, max(2, n // 3)))
+
+
 def latent_norm(z) -> np.ndarray:
     """Euclidean norm of each latent (N,): a quick colour for a 2D embedding."""
     return np.linalg.norm(as_latents(z), axis=1)
@@ -53,12 +58,15 @@ def umap_embedding(
     *,
     max_fit: int = 50_000,
     seed: int | None = 0,
-    n_neighbors: int = 15,
+    n_neighbors: int | None = None,
     min_dist: float = 0.1,
     placement: str = "neighbors",
     chunk: int = 100_000,
 ) -> np.ndarray:
     """UMAP of z (N, zdim) to (N, 2) float32.
+
+    ``n_neighbors=None`` takes :func:`auto_neighbors` of N: UMAP's 15, fewer for small sets
+    (UMAP needs ``n_neighbors`` < N).
 
     Beyond ``max_fit`` points, UMAP is fitted on a random sample of ``max_fit`` and the rest is
     placed from it: with ``placement="neighbors"`` (default) at the inverse-distance weighted mean
@@ -69,6 +77,8 @@ def umap_embedding(
     import umap  # first import compiles with numba (~25 s), so only on demand
 
     z = as_latents(z, min_rows=3)
+    if n_neighbors is None:
+        n_neighbors = auto_neighbors(len(z))
     n_neighbors = as_count(n_neighbors, "n_neighbors", 2, len(z) - 1)
     max_fit = as_count(max_fit, "max_fit", n_neighbors + 1)
     if placement not in ("neighbors", "transform"):
