@@ -109,7 +109,7 @@ def knn_r2(z: np.ndarray, coordinate: np.ndarray, k: int = KNN_REGRESSION_K, fol
 
 
 def gmm_clusters(z: np.ndarray, n_classes: int, seed: int = 0, n_init: int = 5) -> np.ndarray:
-    """Cluster labels of a full-covariance Gaussian mixture with ``n_classes`` components (best of ``n_init``)."""
+    """Cluster labels of a full-covariance Gaussian mixture with ``n_classes`` components on standardised z (best of ``n_init``)."""
     gmm = GaussianMixture(n_classes, covariance_type="full", n_init=n_init, random_state=seed, reg_covar=1e-5)
     return gmm.fit_predict(_standardise(z))
 
@@ -178,7 +178,11 @@ def per_image_fsc_auc(
 
 
 def latent_metrics(z: np.ndarray, truth: Truth, seed: int = 0) -> dict:
-    """Every latent-only metric that applies to ``truth`` (junk excluded), as a flat dict of floats."""
+    """Every latent-only metric that applies to ``truth`` (junk excluded), as a flat dict of floats.
+
+    Continuous: spearman_pc1, knn_r2, neighbourhood. Discrete: gmm_ari, kmeans_ari, neighbourhood,
+    and rare_recall (of the Gaussian mixture's clusters) when the truth names a rare class.
+    """
     keep = truth.keep()
     z = np.asarray(z, float)[keep]
     if truth.kind == "continuous":
