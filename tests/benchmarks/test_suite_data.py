@@ -27,6 +27,15 @@ BOX, N = 32, 200
 needs_adk = pytest.mark.skipif(atoms.mdanalysistests_file("adk_dims.dcd") is None, reason="mdanalysistests is not installed")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a small busy machine two threads' hand-offs dominate these small ops."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def images(path) -> np.ndarray:
     with open_stack(path) as stack:
         return np.array(stack.data)
@@ -87,14 +96,19 @@ def test_map_pseudo_atoms_deterministic(real_data):
 # -- image formation ------------------------------------------------------------------------
 
 
+_PADDED: dict = {}  # transforms of the 2× padded true maps, by (truth, particle)
+
+
 def oracle_images(particles, truth, idx, *, ctf: bool, shift_sign: float = -1.0, transpose: bool = False) -> torch.Tensor:
     """cryonb's images of particles ``idx`` from the .star and the true maps (2× padded slices)."""
     D = particles.box_size
     out = []
     for i in idx:
-        padded = F.pad(sets.true_volume(truth, int(i)), [D // 2] * 6)
+        key = (id(truth), int(i))
+        if key not in _PADDED:
+            _PADDED[key] = fft3_center(F.pad(sets.true_volume(truth, int(i)), [D // 2] * 6))
         R = torch.as_tensor(particles.rotations[i : i + 1])
-        slice_ = extract_slices(fft3_center(padded), R.transpose(1, 2) if transpose else R)
+        slice_ = extract_slices(_PADDED[key], R.transpose(1, 2) if transpose else R)
         image_ft = fft2_center(ifft2_center(slice_).real[:, D // 2 : D // 2 + D, D // 2 : D // 2 + D])
         image_ft = shift_images_ft(image_ft, shift_sign * torch.as_tensor(particles.shifts[i : i + 1]))
         if ctf:
