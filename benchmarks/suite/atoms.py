@@ -6,7 +6,7 @@
   (the electron count of the neutral atom, a stand-in for the scattering power).
 - :func:`map_pseudo_atoms`: Gaussian pseudo-atoms from a real density map, thresholded so the
   enclosed volume holds the given mass at 1.21 Å³/Da, then reduced on a coarse grid (one atom
-  per occupied cell at its density-weighted centroid, weight = the cell's density).
+  per occupied cell at its density-weighted centroid, weight = the cell's density); deterministic.
 """
 
 from __future__ import annotations
@@ -131,11 +131,11 @@ def map_pseudo_atoms(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Pseudo-atoms of a map: (coords (M, 3) Å centred on the centroid, weights (M,), σ in Å).
 
-    Voxels above the threshold whose enclosed volume is ``mass_kda`` × 1.21 Å³/Da (the largest
-    connected piece of them) are grouped
-    in cubes of ``cell`` voxels; each occupied cube gives one atom at the density-weighted
-    centroid of its voxels, weighing their density (normalised to a mean of 1 per Å³ of
-    enclosed volume, so maps of different scales are comparable), with σ = 0.4 × cube side.
+    Voxels above the threshold whose enclosed volume is ``mass_kda`` × 1.21 Å³/Da (their largest
+    connected piece) are grouped in cubes of ``cell`` voxels; each occupied cube gives one atom at
+    the density-weighted centroid of its voxels, weighing their density (normalised to a mean of
+    1 per Å³ of enclosed volume, so maps of different scales are comparable), with σ = half the
+    cube's side (neighbours merge smoothly: no lattice texture).
     ``apix`` overrides the header's pixel size (needed for maps whose header has 0).
     """
     from scipy import ndimage
@@ -162,7 +162,7 @@ def map_pseudo_atoms(
     weights = np.bincount(group, density)
     coords = np.stack([np.bincount(group, density * xyz[:, k]) for k in range(3)], 1) / weights[:, None]
     coords -= (weights[:, None] * coords).sum(0) / weights.sum()
-    return coords.astype(np.float32), weights.astype(np.float32), 0.4 * cell * apix
+    return coords.astype(np.float32), weights.astype(np.float32), 0.5 * cell * apix
 
 
 def radius(coords: np.ndarray) -> float:
