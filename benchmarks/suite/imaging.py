@@ -20,7 +20,6 @@ averaged over all images of the dataset.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np

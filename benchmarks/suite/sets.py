@@ -12,8 +12,10 @@ to ``outdir`` and returns a dict of paths, the truth and the noise statistics:
   fragments, empty images). ``truth["class"]`` indexes ``truth["class_names"]``.
 
 ``truth.npz`` also holds the atoms needed to rebuild every particle's map
-(:func:`true_volume`, :func:`true_volumes`, :func:`class_volumes`), the poses, shifts
-(pixels), CTFs, apix, box, snr and seed. The pixel size makes the largest state span 70%
+(:func:`true_volume`, :func:`true_volumes`, :func:`class_volumes`; a junk particle's atoms come
+from the generator seeded (seed, 3, i)), the poses (``euler``: rot, tilt, psi), shifts (pixels),
+CTFs (defocus U, V, angle), apix, box, snr, seed and the measured SNR. Random streams: states
+from (seed, 0), poses/shifts/CTFs from (seed, 1), noise from (seed, 2, block). The pixel size makes the largest state span 70%
 of the box. Shifts are normal with σ = box / 32 pixels per axis.
 """
 
@@ -188,7 +190,7 @@ def _generate(name, truth, groups_of, outdir, n, box, radius, snr, seed, device,
     rotations = imaging.euler_to_matrix(*euler.T)
     stats = imaging.render_stack(paths["stack"], n, box, apix, rotations, shifts, ctf, groups, snr=snr, seed=seed, device=device, progress=progress)
     _write_star(paths["star"], paths["stack"].name, euler, shifts, ctf, apix, box)
-    truth.update(signal_variance=stats["signal_variance"], noise_sigma=stats["noise_sigma"], measured_snr=stats["measured_snr"])
+    truth.update(signal_variance=stats["signal_variance"], noise_sigma=stats["noise_sigma"], measured_snr=stats["measured_snr"], image_signal_variance=stats["image_variance"])
     np.savez(paths["truth"], **truth)
     return {**paths, "truth_arrays": truth, **stats}
 
@@ -227,6 +229,7 @@ def ribosome_motion(outdir, n=20_000, box=64, snr=0.1, seed=0, *, max_angle=8.0,
     axis = np.cross(e, u)  # positive angles swing the far edge away from the body (+u)
     rng = np.random.default_rng([seed, 0])
     truth = {"coords": coords, "weights": weights, "atom_sigma": sigma, "moving": moving, "hinge_point": point, "hinge_axis": axis, "max_angle": float(max_angle), "coordinate": _bimodal(rng, n, 0.6)}
+    truth["angle"] = max_angle * truth["coordinate"]  # degrees, for reference (the model reads the coordinate)
     extremes = _rotate_about(c64, moving, point, axis, [0.0, max_angle])
     radius = max(atomic.radius(x - (weights[:, None] * c64).sum(0) / weights.sum()) for x in extremes)
     return _generate("ribosome_motion", truth, lambda t: [np.arange(n)], outdir, n, box, radius, snr, seed, device, progress)
