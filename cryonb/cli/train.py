@@ -23,11 +23,15 @@ def add_args(parser):
     parser.add_argument("--poses", help="cryoDRGN poses .pkl (for a bare stack)")
     parser.add_argument("--ctf", help="cryoDRGN CTF .pkl (for a bare stack)")
     parser.add_argument("--box", type=int, help="Fourier-crop the images to this box first")
-    parser.add_argument("--width", type=int, default=256, help="encoder and decoder width (default: 256; 1024 for high resolution)")
+    parser.add_argument("--width", type=int, help="encoder and decoder width (default: 1024 on a GPU, 256 on a CPU)")
     parser.add_argument("--depth", type=int, default=3, help="encoder and decoder hidden layers (default: 3)")
-    parser.add_argument("--encoding", default="geometric", help="positional encoding: geometric, geometric_lowf, gaussian (default: geometric)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per step, over all GPUs (default: 64)")
+    parser.add_argument("--encoding", help="positional encoding: gaussian, geometric, geometric_lowf (default: gaussian on a GPU, geometric on a CPU)")
+    parser.add_argument("--plain", action="store_true", help="plain hidden layers (default: residual layers on a GPU, plain on a CPU)")
+    parser.add_argument("--batch-size", type=int, help="images per step, over all GPUs (default: 16 on a GPU, 64 on a CPU)")
     parser.add_argument("--lr", type=float, default=1e-4, help="learning rate (default: 1e-4)")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                        help="constant, or cosine: a short warm-up, then down to a tenth by the last epoch (default: constant)")
+    parser.add_argument("--no-graphs", action="store_true", help="launch each step's GPU kernels from Python instead of replaying a CUDA graph")
     parser.add_argument("--beta", type=float, help="KL weight (default: 1/zdim)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
@@ -64,7 +68,8 @@ def main(args):
     particles = load_particles(args.particles, datadir=args.datadir, apix=args.apix, poses=args.poses, ctf=args.ctf)
     config = TrainConfig(
         zdim=args.zdim, enc_width=args.width, enc_depth=args.depth, dec_width=args.width, dec_depth=args.depth,
-        encoding=args.encoding, box=args.box, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
+        encoding=args.encoding, residual=False if args.plain else None, box=args.box, batch_size=args.batch_size,
+        lr=args.lr, lr_schedule=args.lr_schedule, epochs=args.epochs, cuda_graphs=not args.no_graphs, beta=args.beta,
         amp=not args.no_amp, compile=args.compile, seed=args.seed, device=args.device,
         checkpoint_every=args.checkpoint_every, particles=str(Path(args.particles).resolve()),
     ).validate()

@@ -51,11 +51,11 @@ class PositionalEncoding(nn.Module):
 
     ``geometric``: angular frequencies from 2π (one period over the box) to πD (the lattice's
     Nyquist), geometrically spaced; ``geometric_lowf``: from 1 to D/2, the low-frequency variant;
-    ``gaussian``: random Fourier features with frequencies drawn from N(0, σ²), σ = D/8 cycles;
-    ``none``: raw coordinates.
+    ``gaussian``: random Fourier features with angular frequencies drawn from N(0, σ²),
+    σ = ``sigma``·D/2 radians per box (0.5: cryoDRGN 4's default); ``none``: raw coordinates.
     """
 
-    def __init__(self, D: int, kind: str = "geometric", n_freqs: int | None = None, seed: int = 0):
+    def __init__(self, D: int, kind: str = "geometric", n_freqs: int | None = None, seed: int = 0, sigma: float = 0.5):
         super().__init__()
         if kind not in ENCODINGS:
             raise ValueError(f"positional encoding must be one of {ENCODINGS}, not {kind!r}")
@@ -70,7 +70,7 @@ class PositionalEncoding(nn.Module):
             B = (torch.eye(3)[:, :, None] * freqs).permute(0, 2, 1).reshape(3, 3 * n)
         elif kind == "gaussian":
             g = torch.Generator().manual_seed(seed)
-            B = 2 * math.pi * torch.randn(3, 3 * n, generator=g) * (D / 8)
+            B = torch.randn(3, 3 * n, generator=g) * (sigma * D / 2)
         else:
             B = torch.zeros(3, 0)
         self.register_buffer("B", B, persistent=True)
@@ -92,19 +92,39 @@ def mlp(n_in: int, width: int, depth: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class Residual(nn.Module):
+    """``relu(x + linear(x))``: a hidden layer that can pass its input through unchanged."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.linear = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.linear(x))
+
+
+def residual_mlp(n_in: int, width: int, depth: int, n_out: int) -> nn.Sequential:
+    """A linear layer into ``width`` units, ``depth`` residual layers, a linear output layer."""
+    return nn.Sequential(nn.Linear(n_in, width), nn.ReLU(inplace=True), *(Residual(width) for _ in range(depth)),
+                         nn.Linear(width, n_out))
+
+
 class FourierDecoder(nn.Module):
     """``F(k, z)``: the complex transform of the map for latent ``z`` at frequency ``k`` (pixels)."""
 
     def __init__(self, D: int, zdim: int, width: int = 256, depth: int = 3, encoding: str = "geometric",
-                 n_freqs: int | None = None, seed: int = 0):
+                 n_freqs: int | None = None, seed: int = 0, residual: bool = False, pe_sigma: float = 0.5):
         super().__init__()
         self.D, self.zdim = D, zdim
-        self.encoding = PositionalEncoding(D, encoding, n_freqs, seed)
+        self.encoding = PositionalEncoding(D, encoding, n_freqs, seed, pe_sigma)
         # The first layer acts on [encoding(k), z]; it is split in two so that z's part is
         # computed once per image instead of once per pixel.
         self.coords_in = nn.Linear(self.encoding.out_dim, width)
         self.latent_in = nn.Linear(zdim, width, bias=False) if zdim else None
-        self.net = nn.Sequential(nn.ReLU(inplace=True), mlp(width, width, depth - 1, 2))
+        if residual:  # depth residual layers after the input layer
+            self.net = nn.Sequential(nn.ReLU(inplace=True), *(Residual(width) for _ in range(depth)), nn.Linear(width, 2))
+        else:
+            self.net = nn.Sequential(nn.ReLU(inplace=True), mlp(width, width, depth - 1, 2))
 
     def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """Complex values at ``coords`` (B, P, 3); ``z`` is (B, zdim) or None for a homogeneous model."""
@@ -155,11 +175,11 @@ class ImageEncoder(nn.Module):
     cryo-EM images are mostly noise).
     """
 
-    def __init__(self, pixels: torch.Tensor, zdim: int, width: int = 256, depth: int = 3):
+    def __init__(self, pixels: torch.Tensor, zdim: int, width: int = 256, depth: int = 3, residual: bool = False):
         super().__init__()
         self.zdim = zdim
         self.register_buffer("pixels", pixels, persistent=False)
-        self.net = mlp(2 * len(pixels), width, depth, 2 * zdim)
+        self.net = (residual_mlp if residual else mlp)(2 * len(pixels), width, depth, 2 * zdim)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.view_as_real(images[:, self.pixels]).flatten(1)
@@ -177,20 +197,23 @@ class ModelOutput:
 class HeterogeneousModel(nn.Module):
     """Encoder + decoder on the half-plane of a ``D`` box; ``zdim = 0`` gives a homogeneous model.
 
-    ``enc_radius`` is the encoder's low-pass radius as a fraction of Nyquist.
+    ``enc_radius`` is the encoder's low-pass radius as a fraction of Nyquist. ``residual``: hidden
+    layers with skip connections, ``depth`` of them after the input layer (cryoDRGN's layout);
+    otherwise ``depth`` plain hidden layers in all.
     """
 
     def __init__(self, D: int, zdim: int = 8, enc_width: int = 256, enc_depth: int = 3,
                  dec_width: int = 256, dec_depth: int = 3, encoding: str = "geometric",
-                 n_freqs: int | None = None, enc_radius: float = 1.0, seed: int = 0):
+                 n_freqs: int | None = None, enc_radius: float = 1.0, seed: int = 0,
+                 residual: bool = False, pe_sigma: float = 0.5):
         super().__init__()
         self.zdim = zdim
         self.half = HalfPlane.build(D)
         self.register_buffer("coords", self.half.coords, persistent=False)
         radius = self.half.coords[:, :2].norm(dim=-1)
         pixels = torch.nonzero(radius <= enc_radius * (D // 2)).squeeze(1)
-        self.encoder = ImageEncoder(pixels, zdim, enc_width, enc_depth) if zdim else None
-        self.decoder = FourierDecoder(D, zdim, dec_width, dec_depth, encoding, n_freqs, seed)
+        self.encoder = ImageEncoder(pixels, zdim, enc_width, enc_depth, residual) if zdim else None
+        self.decoder = FourierDecoder(D, zdim, dec_width, dec_depth, encoding, n_freqs, seed, residual, pe_sigma)
 
     def encode(self, images: torch.Tensor):
         return self.encoder(images) if self.encoder is not None else (None, None)

@@ -49,8 +49,7 @@ class Run:
         if not latest.exists():
             raise InputError(run_dir, "the run has no checkpoint yet", "train it for at least one epoch first")
         state = load_checkpoint(run_dir / "checkpoints" / latest.read_text().strip())
-        model = HeterogeneousModel(meta["box"], config.zdim, config.enc_width, config.enc_depth, config.dec_width,
-                                   config.dec_depth, config.encoding, config.n_freqs, config.enc_radius, config.seed)
+        model = config.build_model(meta["box"])
         model.load_state_dict(state["model"])
         model.to(resolve_device(device)).eval()
         z = None

@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,20 +35,26 @@ class TrainConfig:
     """Everything that defines a training run; saved as ``config.json`` in the run folder."""
 
     zdim: int = 8
-    enc_width: int = 256
+    enc_width: int | None = None  # None: 1024 on a GPU, 256 on a CPU
     enc_depth: int = 3
-    dec_width: int = 256
+    dec_width: int | None = None  # None: 1024 on a GPU, 256 on a CPU
     dec_depth: int = 3
-    encoding: str = "geometric"
+    residual: bool | None = None  # skip connections (depth layers after the input layer); None: on a GPU
+    encoding: str | None = None  # positional encoding; None: "gaussian" on a GPU, "geometric" on a CPU
+    pe_sigma: float = 0.5  # spread of the gaussian encoding's frequencies, in units of D/2 radians
     n_freqs: int | None = None
     enc_radius: float = 1.0  # encoder low-pass, as a fraction of Nyquist
     box: int | None = None  # Fourier-crop the images to this box first
-    batch_size: int = 64
+    batch_size: int | None = None  # None: 16 on a GPU, 64 on a CPU
     lr: float = 1e-4
+    lr_schedule: str = "constant"  # or "cosine": warm-up, then down to lr_final × lr at epoch `epochs`
+    lr_final: float = 0.1
+    epochs: int | None = None  # the planned length of the run (for the cosine schedule)
     weight_decay: float = 0.0
     beta: float | None = None  # weight of the KL term; None means 1 / zdim
     amp: bool = True  # bfloat16 autocast on CUDA
     compile: bool = False  # torch.compile the model (CUDA; worth it for long runs)
+    cuda_graphs: bool = True  # replay each step as a CUDA graph (one GPU)
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 1  # epochs
@@ -56,14 +62,14 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         problems = []
-        for name in ("enc_width", "enc_depth", "dec_width", "batch_size", "checkpoint_every"):
-            if getattr(self, name) < 1:
+        for name in ("enc_width", "enc_depth", "dec_width", "batch_size", "checkpoint_every", "epochs"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1 (got {getattr(self, name)})")
         if self.zdim < 0:
             problems.append(f"zdim must be 0 (homogeneous) or more (got {self.zdim})")
         if self.dec_depth < 1:
             problems.append(f"dec_depth must be at least 1 (got {self.dec_depth})")
-        if self.encoding not in ENCODINGS:
+        if self.encoding is not None and self.encoding not in ENCODINGS:
             problems.append(f"encoding must be one of {', '.join(ENCODINGS)} (got {self.encoding!r})")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             problems.append(f"lr must be a positive number (got {self.lr})")
@@ -71,6 +77,12 @@ class TrainConfig:
             problems.append(f"box must be an even size of at least 8 (got {self.box})")
         if not 0 < self.enc_radius <= 1:
             problems.append(f"enc_radius must be in (0, 1] (got {self.enc_radius})")
+        if self.lr_schedule not in SCHEDULES:
+            problems.append(f"lr_schedule must be one of {', '.join(SCHEDULES)} (got {self.lr_schedule!r})")
+        elif self.lr_schedule == "cosine" and self.epochs is None:
+            problems.append("lr_schedule='cosine' needs the planned number of epochs (epochs=...)")
+        if not 0 < self.lr_final <= 1:
+            problems.append(f"lr_final must be in (0, 1] (got {self.lr_final})")
         if self.beta is not None and self.beta < 0:
             problems.append(f"beta must be non-negative (got {self.beta})")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
@@ -86,11 +98,34 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        """The configuration a run folder recorded (runs from before a key existed get its old default)."""
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise InputError(None, f"unknown configuration keys {sorted(unknown)}", f"use only {sorted(known)}")
-        return cls(**d)
+        return cls(**{**LEGACY_DEFAULTS, **d})
+
+    def for_device(self, device: torch.device) -> TrainConfig:
+        """This configuration with the choices left open filled in for ``device``.
+
+        A GPU gets the model that the benchmark suite chose (docs/benchmarks.md); a CPU, a smaller
+        one that trains in minutes (the demo, the notebooks and the tests).
+        """
+        gpu = device.type == "cuda"
+        width = 1024 if gpu else 256
+        return replace(self, enc_width=self.enc_width or width, dec_width=self.dec_width or width,
+                       batch_size=self.batch_size or (16 if gpu else 64),
+                       residual=gpu if self.residual is None else self.residual,
+                       encoding=self.encoding or ("gaussian" if gpu else "geometric"))
+
+    def build_model(self, D: int) -> HeterogeneousModel:
+        return HeterogeneousModel(D, self.zdim, self.enc_width, self.enc_depth, self.dec_width, self.dec_depth,
+                                  self.encoding, self.n_freqs, self.enc_radius, self.seed, self.residual, self.pe_sigma)
+
+
+SCHEDULES = ("constant", "cosine")
+# Keys added after the first release, with the value that runs written before them used.
+LEGACY_DEFAULTS = {"residual": False, "pe_sigma": math.pi / 2}
 
 
 @dataclass(frozen=True)
@@ -214,18 +249,21 @@ class Trainer:
 
     def __init__(self, particles, config: TrainConfig | None = None, run_dir: str | os.PathLike | None = None, **overrides):
         config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides}).validate()
-        self.config = config
-        self.particles = particles
         self.dist = Distributed.from_environment()
         self.device = resolve_device(config.device, self.dist)
+        self.config = config = config.for_device(self.device)
+        self.particles = particles
         self.run_dir = None if run_dir is None else Path(run_dir)
         torch.manual_seed(config.seed)
         self.data = ImageData(particles, config.box, self.device)
-        self.model = HeterogeneousModel(
-            self.data.D, config.zdim, config.enc_width, config.enc_depth, config.dec_width, config.dec_depth,
-            config.encoding, config.n_freqs, config.enc_radius, config.seed,
-        ).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.model = config.build_model(self.data.D).to(self.device)
+        self._graphs = config.cuda_graphs and self.device.type == "cuda" and self.dist.world == 1
+        self._captured = None  # the CUDA graph of a full-batch step, made at the first one
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), weight_decay=config.weight_decay,
+            # a graph reads the learning rate from a tensor, so it can change without a new capture
+            **({"lr": torch.tensor(config.lr, device=self.device), "capturable": True} if self._graphs else {"lr": config.lr}),
+        )
         forward = self.model
         if self.dist.world > 1:
             forward = _distributed(forward, self.device)
@@ -271,8 +309,8 @@ class Trainer:
         return self._epoch_order[1]
 
     def _autocast(self):
-        if self.config.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.config.amp and self.device.type == "cuda":  # no cast cache: CUDA graphs cannot hold one
+            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
         return contextlib.nullcontext()
 
     def loss(self, idx: torch.Tensor, noise: torch.Tensor | None = None):
@@ -311,11 +349,13 @@ class Trainer:
         idx = batch[share]
         weight = len(idx) / len(batch)  # this process's share of the batch mean
         self.model.train()
+        self._apply_schedule()
         try:
-            loss, error, kl = self.loss(idx, noise)
-            self.optimizer.zero_grad(set_to_none=True)
-            (loss * (weight * self.dist.world)).backward()  # DDP averages over processes: the batch mean
-            self.optimizer.step()
+            if self._graphs and len(batch) == bs:
+                loss, error, kl = self._graphed_step(idx, noise)
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss, error, kl = self._update(idx, noise, weight * self.dist.world)  # DDP averages over processes
         except torch.OutOfMemoryError as err:
             raise CryonbError(
                 f"the GPU ran out of memory at batch size {bs}. Fix: try batch_size={max(bs // 2, 1)} "
@@ -326,6 +366,43 @@ class Trainer:
         self.position += 1
         if self.position >= self.batches_per_epoch or len(self._pending) >= self._sync_every:
             self._record()
+
+    def _update(self, idx, noise, scale: float = 1.0):
+        """Forward, backward and optimiser step (gradients must be zero or None before)."""
+        loss, error, kl = self.loss(idx, noise)
+        (loss * scale).backward()
+        self.optimizer.step()
+        return loss.detach(), error.detach(), kl.detach()
+
+    def _graphed_step(self, idx, noise):
+        from .graphs import CapturedStep
+
+        inputs = (idx,) if noise is None else (idx, noise)
+        if self._captured is None:
+            self._captured = CapturedStep(self._update, self.model, self.optimizer, inputs)
+        return self._captured(*inputs)
+
+    def _apply_schedule(self):
+        """Set this step's learning rate (a cosine schedule with a short linear warm-up)."""
+        c = self.config
+        if c.lr_schedule == "constant":
+            return
+        total = c.epochs * self.batches_per_epoch
+        warm = min(1000, max(1, total // 50))
+        t = self.step_count
+        if t < warm:
+            factor = (t + 1) / warm
+        else:
+            progress = min(1.0, (t - warm) / max(1, total - warm))
+            factor = c.lr_final + (1 - c.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
+        self._set_lr(c.lr * factor)
+
+    def _set_lr(self, lr: float):
+        for group in self.optimizer.param_groups:
+            if torch.is_tensor(group["lr"]):
+                group["lr"].fill_(lr)  # in place: a captured step reads it from this tensor
+            else:
+                group["lr"] = lr
 
     def _record(self):
         """Bring the pending steps' losses to the host (one wait, one all-reduce) and log them."""
@@ -410,8 +487,7 @@ class Trainer:
         if not (lr > 0 and math.isfinite(lr)):
             raise InputError(None, f"learning rate must be a positive number (got {lr})", "pass e.g. 1e-4")
         self.config.lr = lr
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        self._set_lr(lr)
 
     @property
     def target_epoch(self) -> int:
@@ -495,6 +571,11 @@ class Trainer:
     def load_state_dict(self, state: dict):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # the checkpoint may come from a GPU run, or a CPU one
+            lr = float(group["lr"])
+            group["lr"] = torch.tensor(lr, device=self.device) if self._graphs else lr
+            group["capturable"] = self._graphs
+        self._captured = None  # the optimiser's state tensors are new: capture again
         self.epoch, self.position, self.step_count = state["epoch"], state["position"], state["step"]
         self._epoch_sums = state["epoch_sums"].numpy().copy()
         self._epoch_time = state["epoch_time"]
