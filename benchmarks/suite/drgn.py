@@ -96,7 +96,8 @@ def eval_maps(drgn: str, train_dir: Path, z: np.ndarray, apix: float, log: Path)
 
 
 def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int = 8, epochs: int = 20, seed: int = 0,
-        fsc_particles: int = metrics.FSC_PARTICLES, timeout: float | None = None, workdir=None, system: str = "cryodrgn-4.3.1") -> dict:
+        fsc_particles: int = metrics.FSC_PARTICLES, timeout: float | None = None, workdir=None, system: str = "cryodrgn-4.3.1",
+        score_every: int = 1) -> dict:
     """Train cryoDRGN on ``folder``, score every epoch and return (and append to ``jsonl``) the record."""
     folder = Path(folder).resolve()
     truth = metrics.load_truth(folder / "truth.npz")
@@ -122,6 +123,8 @@ def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int
         path = train_dir / f"z.{e}.pkl"
         if not path.exists():
             break
+        if e % score_every and e != epochs and (train_dir / f"z.{e + 1}.pkl").exists():
+            continue  # scored every score_every epochs, and the last one written
         z = read_z(path)
         per_epoch.append({"epoch": e, "wall_s": round(path.stat().st_mtime - t0, 2), "train_epoch_s": train_s.get(e),
                           "metrics": _rounded(metrics.latent_metrics(z, truth, seed))})
@@ -181,8 +184,9 @@ def main(argv=None) -> None:
     ap.add_argument("--timeout", type=float, help="stop train_vae after this many seconds and score the epochs written")
     ap.add_argument("--workdir", help="keep cryoDRGN's outputs here (default: a temporary folder, removed)")
     ap.add_argument("--system", default="cryodrgn-4.3.1")
+    ap.add_argument("--score-every", type=int, default=1, help="score the latents of every Nth epoch (and the last)")
     args = ap.parse_args(argv)
-    record = run(args.dataset, jsonl=args.jsonl, results=args.results, drgn=args.drgn, zdim=args.zdim, epochs=args.epochs, seed=args.seed,
+    record = run(args.dataset, jsonl=args.jsonl, results=args.results, drgn=args.drgn, zdim=args.zdim, epochs=args.epochs, seed=args.seed, score_every=args.score_every,
                  fsc_particles=args.fsc_particles, timeout=args.timeout, workdir=args.workdir, system=args.system)
     print(json.dumps({k: record[k] for k in ("system", "set", "wall_s", "complete", "final")}))
 

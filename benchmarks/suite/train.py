@@ -1,0 +1,110 @@
+"""cryonb on a benchmark data set: time to accuracy, one JSON line per run (the counterpart of drgn.py).
+
+    python3 -m benchmarks.suite.train DATASET --epochs 20 --jsonl results.jsonl [--set KEY=VALUE ...]
+
+DATASET holds particles.mrcs, particles.star and truth.npz. Trains ``Trainer(particles)`` with its
+defaults (``--zdim 8``, and any ``--set`` overrides of TrainConfig, e.g. ``--set batch_size=64``),
+keeps the latents every ``--score-every`` epochs, and scores them after training
+(:mod:`benchmarks.suite.metrics`), so the scoring is not timed. An epoch's ``wall_s`` counts from
+the start of reading the particles to the end of that epoch's embedding, as drgn.py counts
+cryoDRGN's. The final model is scored by per-image FSC AUC too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.suite import metrics
+from benchmarks.suite.drgn import _rounded, _set_name, true_map_function
+from cryonb.core.particles import load_particles
+from cryonb.core.training import Trainer, TrainConfig
+
+
+def _sync(trainer):
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run(folder, *, jsonl=None, zdim: int = 8, epochs: int = 20, seed: int = 0, overrides: dict | None = None,
+        fsc_particles: int = metrics.FSC_PARTICLES, system: str = "cryonb", device: str = "auto",
+        score_every: int = 5, refine: bool = False) -> dict:
+    """Train cryonb on ``folder``, score every epoch and return (and append to ``jsonl``) the record."""
+    folder = Path(folder).resolve()
+    truth = metrics.load_truth(folder / "truth.npz")
+    overrides = dict(overrides or {})
+    t0 = time.perf_counter()
+    particles = load_particles(folder / "particles.star")
+    trainer = Trainer(particles, TrainConfig(zdim=zdim, seed=seed, device=device, **overrides))
+    latents = []
+    while trainer.epoch < epochs:
+        trainer.fit(min(score_every, epochs - trainer.epoch), progress=False)
+        z = trainer.embed()
+        _sync(trainer)
+        latents.append((trainer.epoch, time.perf_counter() - t0, z))
+    wall = time.perf_counter() - t0
+    per_epoch = [{"epoch": e, "wall_s": round(w, 2), "metrics": _rounded(metrics.latent_metrics(z, truth, seed))}
+                 for e, w, z in latents]
+    c = trainer.config
+    record = {"system": system, "set": _set_name(folder),
+              "params": {"zdim": zdim, "epochs": epochs, "seed": seed, "n": truth.n, "box": trainer.data.D,
+                         "overrides": overrides, "model": f"{c.dec_width}x{c.dec_depth}{' residual' if c.residual else ''}",
+                         "encoding": c.encoding, "batch_size": c.batch_size, "lr": c.lr, "lr_schedule": c.lr_schedule,
+                         "cuda_graphs": trainer._graphs},
+              "wall_s": round(wall, 2), "device": torch.cuda.get_device_name() if trainer.device.type == "cuda" else "cpu",
+              "images_per_s": round(np.median([h["images_per_s"] for h in trainer.history])),
+              "epochs": per_epoch, "final": dict(per_epoch[-1]["metrics"])}
+    if refine:  # an experiment: latents refined against the frozen decoder, timed separately
+        from cryonb.core.refine import refine_latents
+
+        t1 = time.perf_counter()
+        z = refine_latents(trainer)
+        record["refine_s"] = round(time.perf_counter() - t1, 2)
+        record["refined"] = _rounded(metrics.latent_metrics(z, truth, seed))
+    true_map = true_map_function(folder)
+    if fsc_particles and true_map is not None:
+        fsc = metrics.per_image_fsc_auc(latents[-1][2], trainer.volumes, true_map, k=fsc_particles, seed=seed,
+                                        candidates=truth.keep())
+        record["final"].update(_rounded(fsc))
+    if jsonl is not None:
+        with open(jsonl, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    return record
+
+
+def _override(text: str):
+    key, _, value = text.partition("=")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dataset", type=Path)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--zdim", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a TrainConfig override")
+    ap.add_argument("--fsc-particles", type=int, default=metrics.FSC_PARTICLES)
+    ap.add_argument("--score-every", type=int, default=5, help="epochs between scored latents")
+    ap.add_argument("--refine", action="store_true", help="also score latents refined against the decoder")
+    ap.add_argument("--jsonl", type=Path)
+    ap.add_argument("--system", default="cryonb")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args(argv)
+    record = run(args.dataset, jsonl=args.jsonl, zdim=args.zdim, epochs=args.epochs, seed=args.seed,
+                 overrides=dict(map(_override, args.set)), fsc_particles=args.fsc_particles, system=args.system,
+                 device=args.device, score_every=args.score_every, refine=args.refine)
+    print(json.dumps({k: record.get(k) for k in ("system", "set", "wall_s", "images_per_s", "final", "refined", "params")}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
