@@ -2,7 +2,8 @@
 # The benchmark suite on one GPU, cryonb and cryoDRGN 4.3.1 side by side, in one run:
 #   benchmarks/suite/run_suite.sh OUT [SYSTEMS]        SYSTEMS: "cryonb cryodrgn" (default)
 # Environment: SETS (default "adk ribosome_motion assembly"), N (10000), BOX (64), SNR (0.1),
-# EPOCHS (20), DATA (folder of generated sets, default .suite-runs), CRYONB_VARIANTS: extra cryonb
+# EPOCHS (20), DATA (folder of generated sets, default .suite-runs), REAL (the real maps, default
+# ../shared/data/real), CRYONB_VARIANTS: extra cryonb
 # runs, ';'-separated lists of TrainConfig overrides (e.g. "batch_size=32 lr=2e-4;residual=False").
 # Writes OUT/suite.jsonl (one record per system, set and variant) and OUT/<system>-<set>.log.
 set -euo pipefail
@@ -12,7 +13,7 @@ data=${DATA:-.suite-runs}; device=$(python3 -c 'import torch; print("cuda" if to
 mkdir -p "$out"
 for s in $sets; do
   dir=$data/${s}_n${n}_b${box}_snr${snr}
-  [ -f "$dir/truth.npz" ] || python3 -m benchmarks.suite.generate "$s" --n "$n" --box "$box" --snr "$snr" --outdir "$dir" --device "$device" 2>&1 | grep -v '%|' || true
+  [ -f "$dir/truth.npz" ] || python3 -m benchmarks.suite.generate "$s" --n "$n" --box "$box" --snr "$snr" --outdir "$dir" --device "$device" ${REAL:+--data-dir "$REAL"} 2>&1 | grep -v '%|' || true
   for system in $systems; do
     case $system in
       cryonb)
