@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 from dataclasses import dataclass
 
@@ -83,10 +85,10 @@ def fsc(a, b, *, apix: float = 1.0, mask=None) -> FSCCurve:
 def plot_fsc(*curves: FSCCurve, labels=None, path: str | os.PathLike | None = None, title: str | None = None):
     """Plot FSC curves with the 0.143 and 0.5 thresholds; save a PNG to ``path`` if given.
 
-    Returns the matplotlib Figure (drawn without pyplot, so it works headless).
+    Returns the matplotlib Figure (drawn without pyplot, so it works headless); as the last
+    expression of a notebook cell it shows itself, as a PNG, with or without pyplot.
     """
-    from matplotlib.figure import Figure
-
+    Figure = _notebook_figure()
     labels = labels or (["FSC"] if len(curves) == 1 else [f"map pair {i + 1}" for i in range(len(curves))])
     fig = Figure(figsize=(6, 4), dpi=100)
     ax = fig.add_subplot()
@@ -106,6 +108,20 @@ def plot_fsc(*curves: FSCCurve, labels=None, path: str | os.PathLike | None = No
     if path is not None:
         _save_png(fig, path)
     return fig
+
+
+@functools.cache
+def _notebook_figure():
+    """A matplotlib Figure class that a notebook displays as a PNG (a Figure made without pyplot has no display)."""
+    from matplotlib.figure import Figure
+
+    class NotebookFigure(Figure):
+        def _repr_png_(self) -> bytes:
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png")
+            return buffer.getvalue()
+
+    return NotebookFigure
 
 
 def _save_png(fig, path) -> None:

@@ -79,3 +79,21 @@ def test_auc_is_half_for_identical_maps_and_small_for_noise():
     a = rng.normal(size=(24, 24, 24))
     assert fsc(a, a, apix=3.0).auc() == pytest.approx(0.5)
     assert abs(fsc(a, rng.normal(size=a.shape), apix=3.0).auc()) < 0.05
+
+
+def test_plot_fsc_shows_itself_in_a_notebook_without_pyplot():
+    """03_curation's FSC plot never appeared: a Figure made without pyplot has no display of its own."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from IPython.core.formatters import DisplayFormatter\n"
+        "from cryonb.core.fsc import fsc, plot_fsc\n"
+        "a = np.random.default_rng(0).normal(size=(16, 16, 16))\n"
+        "fig = plot_fsc(fsc(a, a + 0.5 * np.random.default_rng(1).normal(size=a.shape), apix=2.0))\n"
+        "data, _ = DisplayFormatter().format(fig)\n"
+        "assert data['image/png'][:8] == b'\\x89PNG\\r\\n\\x1a\\n', sorted(data)\n"
+        "assert 'matplotlib.pyplot' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
