@@ -206,6 +206,13 @@ class LatentExplorer:
         return ParticleGallery(self.run, self.positions, **kwargs)
 
     @property
+    def centres(self) -> np.ndarray:
+        """Rows of ``run.z`` of the particles marking k-means centres: one per cluster that still has particles shown."""
+        if self.clusters is None:
+            return np.zeros(0, np.int64)
+        return self.clusters.on_data[np.unique(self.clusters.labels[self.working])]
+
+    @property
     def ranges(self) -> tuple[tuple[float, float], tuple[float, float]]:
         """The plot's axis ranges ((x0, x1), (y0, y1)): every particle's coordinates, padded by 5 %."""
         return padded_range(self.coords[:, 0]), padded_range(self.coords[:, 1])
@@ -223,6 +230,7 @@ class LatentExplorer:
     def _changed(self, shown: bool = False) -> None:
         if shown:
             self._shown_pipe.send(self._table.iloc[self.working])
+            self._centres_pipe.send(self.coords[self.centres])
         self._selected_pipe.send(self._table.iloc[self.positions])
         if "widget" in self.__dict__:  # only once the view has been built
             self._label.value = self.summary
@@ -237,6 +245,7 @@ class LatentExplorer:
         self._shown_pipe = hv.streams.Pipe(data=self._table)
         self._selected_pipe = hv.streams.Pipe(data=self._table.iloc[:0])
         self._path_pipe = hv.streams.Pipe(data=[])
+        self._centres_pipe = hv.streams.Pipe(data=self.coords[self.centres])
         self.lasso = hv.streams.Lasso()
         self.box = hv.streams.BoundsXY()
         self.tap = hv.streams.Tap()
@@ -268,9 +277,8 @@ class LatentExplorer:
         path = hv.DynamicMap(hv.Path, streams=[self._path_pipe]).opts(color="black", line_width=2)
         overlay = base * selected * path
         if self.clusters is not None:
-            centres = self.coords[self.clusters.on_data]
-            overlay = overlay * hv.Points(centres, ["x", "y"], label="k-means centres").opts(
-                marker="x", size=14, color="black", line_width=3)
+            centres = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"], label="k-means centres"), streams=[self._centres_pipe])
+            overlay = overlay * centres.opts(marker="x", size=14, color="black", line_width=3)
         xlim, ylim = self.ranges
         return overlay.opts(width=self._size[0], height=self._size[1], xlabel="", ylabel="", xlim=xlim, ylim=ylim,
                                        title=f"coloured by {label}", legend_position="right")

@@ -184,3 +184,26 @@ def test_axis_ranges_fit_the_data_with_five_percent_padding(run):
     np.testing.assert_allclose([figure.x_range.start, figure.x_range.end, figure.y_range.start, figure.y_range.end],
                                [x0, x1, y0, y1], rtol=1e-6)
     assert padded_range([3.0, 3.0]) == pytest.approx((2.85, 3.15)) and padded_range([0.0]) == (-0.5, 0.5)
+
+
+def test_a_removed_cluster_loses_its_centre_marker(run):
+    """A k-means centre is drawn while its cluster has particles shown; Remove takes it away, Reset brings it back."""
+    import holoviews as hv
+
+    explorer = LatentExplorer(run, coords="pca", k=3)
+    hv.extension("bokeh")
+    hv.renderer("bokeh").get_plot(explorer.plot)  # the plot is built and listens to the pipes
+
+    def drawn():  # the centre markers in the overlay as it is drawn now
+        (centres,) = [element for element in explorer.plot[()] if element.label == "k-means centres"]
+        return centres.array()
+
+    np.testing.assert_array_equal(drawn(), explorer.coords[explorer.clusters.on_data])
+    gone = explorer.clusters.labels[0]
+    explorer.select(np.flatnonzero(explorer.clusters.labels == gone))
+    explorer.remove()
+    np.testing.assert_array_equal(np.sort(explorer.centres), np.sort(np.delete(explorer.clusters.on_data, gone)))
+    np.testing.assert_array_equal(drawn(), explorer.coords[explorer.centres])
+    assert len(drawn()) == 2
+    explorer.reset()
+    assert len(drawn()) == 3
