@@ -27,10 +27,10 @@ def add_args(parser):
     parser.add_argument("--depth", type=int, default=3, help="encoder and decoder hidden layers (default: 3)")
     parser.add_argument("--encoding", help="positional encoding: gaussian, geometric, geometric_lowf (default: gaussian on a GPU, geometric on a CPU)")
     parser.add_argument("--plain", action="store_true", help="plain hidden layers (default: residual layers on a GPU, plain on a CPU)")
-    parser.add_argument("--batch-size", type=int, help="images per step, over all GPUs (default: 16 on a GPU, 64 on a CPU)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate (default: 1e-4)")
-    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
-                        help="constant, or cosine: a short warm-up, then down to a tenth by the last epoch (default: constant)")
+    parser.add_argument("--batch-size", type=int, help="images per step, over all GPUs (default: 32 on a GPU, 64 on a CPU)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: 2e-4 on a GPU, 1e-4 on a CPU)")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                        help="cosine: a short warm-up, then down to a tenth by the last epoch (default: cosine on a GPU, constant on a CPU)")
     parser.add_argument("--no-graphs", action="store_true", help="launch each step's GPU kernels from Python instead of replaying a CUDA graph")
     parser.add_argument("--beta", type=float, help="KL weight (default: 1/zdim)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

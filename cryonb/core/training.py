@@ -45,11 +45,11 @@ class TrainConfig:
     n_freqs: int | None = None
     enc_radius: float = 1.0  # encoder low-pass, as a fraction of Nyquist
     box: int | None = None  # Fourier-crop the images to this box first
-    batch_size: int | None = None  # None: 16 on a GPU, 64 on a CPU
-    lr: float = 1e-4
-    lr_schedule: str = "constant"  # or "cosine": warm-up, then down to lr_final × lr at epoch `epochs`
-    lr_final: float = 0.1
-    epochs: int | None = None  # the planned length of the run (for the cosine schedule)
+    batch_size: int | None = None  # None: 32 on a GPU, 64 on a CPU
+    lr: float | None = None  # None: 2e-4 on a GPU, 1e-4 on a CPU
+    lr_schedule: str | None = None  # "constant" or "cosine"; None: cosine on a GPU, constant on a CPU
+    lr_final: float = 0.1  # cosine: warm-up, then down to lr_final × lr at epoch `epochs`, and there after
+    epochs: int | None = None  # the planned length of the run, for the schedule; None: 20
     weight_decay: float = 0.0
     beta: float | None = None  # weight of the KL term; None means 1 / zdim
     amp: bool = True  # bfloat16 autocast on CUDA
@@ -71,16 +71,14 @@ class TrainConfig:
             problems.append(f"dec_depth must be at least 1 (got {self.dec_depth})")
         if self.encoding is not None and self.encoding not in ENCODINGS:
             problems.append(f"encoding must be one of {', '.join(ENCODINGS)} (got {self.encoding!r})")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             problems.append(f"lr must be a positive number (got {self.lr})")
         if self.box is not None and (self.box < 8 or self.box % 2):
             problems.append(f"box must be an even size of at least 8 (got {self.box})")
         if not 0 < self.enc_radius <= 1:
             problems.append(f"enc_radius must be in (0, 1] (got {self.enc_radius})")
-        if self.lr_schedule not in SCHEDULES:
+        if self.lr_schedule is not None and self.lr_schedule not in SCHEDULES:
             problems.append(f"lr_schedule must be one of {', '.join(SCHEDULES)} (got {self.lr_schedule!r})")
-        elif self.lr_schedule == "cosine" and self.epochs is None:
-            problems.append("lr_schedule='cosine' needs the planned number of epochs (epochs=...)")
         if not 0 < self.lr_final <= 1:
             problems.append(f"lr_final must be in (0, 1] (got {self.lr_final})")
         if self.beta is not None and self.beta < 0:
@@ -114,7 +112,8 @@ class TrainConfig:
         gpu = device.type == "cuda"
         width = 1024 if gpu else 256
         return replace(self, enc_width=self.enc_width or width, dec_width=self.dec_width or width,
-                       batch_size=self.batch_size or (16 if gpu else 64),
+                       batch_size=self.batch_size or (32 if gpu else 64), lr=self.lr or (2e-4 if gpu else 1e-4),
+                       lr_schedule=self.lr_schedule or ("cosine" if gpu else "constant"), epochs=self.epochs or 20,
                        residual=gpu if self.residual is None else self.residual,
                        encoding=self.encoding or ("gaussian" if gpu else "geometric"))
 
@@ -125,7 +124,7 @@ class TrainConfig:
 
 SCHEDULES = ("constant", "cosine")
 # Keys added after the first release, with the value that runs written before them used.
-LEGACY_DEFAULTS = {"residual": False, "pe_sigma": math.pi / 2}
+LEGACY_DEFAULTS = {"residual": False, "pe_sigma": math.pi / 2, "lr_schedule": "constant"}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,90 @@
+"""The suite's table (markdown) and time-to-accuracy figure from its JSON lines.
+
+    python -m benchmarks.suite.report benchmarks/results/suite/*.jsonl --figure docs/_static/suite_time_to_accuracy.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+CONTINUOUS = ("spearman_pc1", "knn_r2", "neighbourhood", "fsc_auc_mean")
+DISCRETE = ("gmm_ari", "kmeans_ari", "neighbourhood", "rare_recall", "fsc_auc_mean")
+HEADLINE = {"continuous": "spearman_pc1", "discrete": "gmm_ari"}
+
+
+def read(paths) -> list[dict]:
+    return [json.loads(line) for p in paths for line in Path(p).read_text().splitlines() if line.strip()]
+
+
+def kind(record) -> str:
+    return "continuous" if "spearman_pc1" in record["final"] else "discrete"
+
+
+def table(records) -> str:
+    """One markdown table per kind of set: a row per run, the final metrics and the wall time."""
+    out = []
+    for k, names in (("continuous", CONTINUOUS), ("discrete", DISCRETE)):
+        rows = [r for r in records if kind(r) == k]
+        if not rows:
+            continue
+        out.append("| set | system | " + " | ".join(names) + " | wall s |")
+        out.append("|---" * (len(names) + 3) + "|")
+        for r in sorted(rows, key=lambda r: (r["set"], r.get("label", r["system"]))):
+            values = " | ".join(f"{r['final'].get(n, float('nan')):.3f}" for n in names)
+            out.append(f"| {r['set']} | {r.get('label', r['system'])} | {values} | {r['wall_s']:.0f} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def figure(records, path):
+    """Headline metric against wall seconds, one panel per set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+    sets = sorted({r["set"] for r in records})
+    labels = sorted({r.get("label", r["system"]) for r in records})
+    colours = dict(zip(labels, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    fig, axes = plt.subplots(1, len(sets) + 1, figsize=(3.6 * len(sets) + 3.4, 3.2), squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        runs = [r for r in records if r["set"] == name]
+        metric = HEADLINE[kind(runs[0])]
+        for r in runs:
+            label = r.get("label", r["system"])
+            t = [e["wall_s"] for e in r["epochs"]]
+            y = [e["metrics"][metric] for e in r["epochs"]]
+            ax.plot(t, y, marker="o", ms=3, color=colours[label], label=label)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator([5, 10, 20, 50, 100, 200, 500, 1000]))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("wall time (s)")
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    legend = axes[0][-1]
+    legend.axis("off")
+    legend.legend(*axes[0][0].get_legend_handles_labels(), loc="center", fontsize=7, frameon=False,
+                  title="every 5 epochs, 20 in all")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("jsonl", nargs="+")
+    ap.add_argument("--figure", type=Path)
+    args = ap.parse_args(argv)
+    records = read(args.jsonl)
+    print(table(records))
+    if args.figure:
+        figure(records, args.figure)
+
+
+if __name__ == "__main__":
+    main()
