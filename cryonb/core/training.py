@@ -382,19 +382,10 @@ class Trainer:
         return self._captured(*inputs)
 
     def _apply_schedule(self):
-        """Set this step's learning rate (a cosine schedule with a short linear warm-up)."""
+        """Set this step's learning rate."""
         c = self.config
-        if c.lr_schedule == "constant":
-            return
-        total = c.epochs * self.batches_per_epoch
-        warm = min(1000, max(1, total // 50))
-        t = self.step_count
-        if t < warm:
-            factor = (t + 1) / warm
-        else:
-            progress = min(1.0, (t - warm) / max(1, total - warm))
-            factor = c.lr_final + (1 - c.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
-        self._set_lr(c.lr * factor)
+        if c.lr_schedule == "cosine":
+            self._set_lr(c.lr * cosine_factor(self.step_count, c.epochs * self.batches_per_epoch, c.lr_final))
 
     def _set_lr(self, lr: float):
         for group in self.optimizer.param_groups:
@@ -620,6 +611,16 @@ class Trainer:
         if latest.exists():
             trainer.load_state_dict(load_checkpoint(run_dir / "checkpoints" / latest.read_text().strip()))
         return trainer
+
+
+def cosine_factor(step: int, total: int, final: float) -> float:
+    """The learning rate's multiplier at ``step`` of ``total``: a linear warm-up over the first 2 %
+    (at most 1,000 steps), a cosine down to ``final`` at ``total``, then ``final``."""
+    warm = min(1000, max(1, total // 50))
+    if step < warm:
+        return (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(1, total - warm))
+    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def read_run_config(run_dir: Path) -> dict:

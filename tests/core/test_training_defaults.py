@@ -1,0 +1,82 @@
+"""Defaults resolved per device, the learning-rate schedule, old run folders, refined latents."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cryonb.core.refine import refine_latents
+from cryonb.core.simulate import simulate
+from cryonb.core.training import Trainer, TrainConfig, cosine_factor
+
+TINY = dict(zdim=2, enc_width=32, enc_depth=2, dec_width=32, dec_depth=2, batch_size=16, lr=1e-3, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def particles():
+    return simulate("hinge", 96, D=16, apix=8.0, snr=1.0, seed=1, progress=False).particles
+
+
+def test_open_choices_resolve_per_device():
+    gpu = TrainConfig().for_device(torch.device("cuda"))
+    cpu = TrainConfig().for_device(torch.device("cpu"))
+    assert (gpu.dec_width, gpu.enc_width, gpu.batch_size, gpu.lr, gpu.lr_schedule, gpu.encoding, gpu.residual) == \
+        (1024, 1024, 32, 2e-4, "cosine", "gaussian", True)
+    assert (cpu.dec_width, cpu.enc_width, cpu.batch_size, cpu.lr, cpu.lr_schedule, cpu.encoding, cpu.residual) == \
+        (256, 256, 64, 1e-4, "constant", "geometric", False)
+    assert gpu.epochs == cpu.epochs == 20
+    chosen = TrainConfig(enc_width=64, dec_width=64, batch_size=8, lr=3e-3, lr_schedule="constant", residual=False, encoding="none")
+    assert chosen.for_device(torch.device("cuda")) == chosen.for_device(torch.device("cpu")) != gpu
+
+
+def test_cosine_factor_warms_up_then_decays_to_its_floor():
+    f = np.array([cosine_factor(step, 5000, 0.1) for step in range(6000)])
+    assert f[0] == pytest.approx(0.01) and f[99] == 1.0  # a linear warm-up over 2 % of the steps
+    assert np.all(np.diff(f[99:5000]) <= 0)  # then only down
+    assert f[4999] == pytest.approx(0.1, abs=1e-6) and np.all(f[5000:] == 0.1)  # to the floor, and it stays there
+    assert cosine_factor(0, 10**6, 0.1) == pytest.approx(1e-3)  # the warm-up is at most 1,000 steps
+
+
+def test_trainer_follows_the_schedule_past_the_plan(particles):
+    t = Trainer(particles, TrainConfig(**{**TINY, "lr_schedule": "cosine", "epochs": 4}))
+    seen = []
+    t.listeners.append(lambda event, tr: seen.append(tr.optimizer.param_groups[0]["lr"]) if event == "step" else None)
+    t.fit(5, progress=False)  # one epoch beyond the plan
+    steps = 4 * t.batches_per_epoch
+    expected = [1e-3 * cosine_factor(i, steps, 0.1) for i in range(5 * t.batches_per_epoch)]
+    assert np.allclose(seen, expected)
+
+
+def test_runs_from_before_the_new_keys_load_as_they_were(particles, tmp_path):
+    run = tmp_path / "run"
+    Trainer(particles, TrainConfig(**{**TINY, "residual": False, "encoding": "gaussian", "pe_sigma": math.pi / 2}),
+            run_dir=run).fit(1, progress=False)
+    meta = json.loads((run / "config.json").read_text())
+    for key in ("residual", "pe_sigma", "lr_schedule", "lr_final", "epochs", "cuda_graphs"):
+        del meta["config"][key]  # as an earlier cryonb wrote it
+    (run / "config.json").write_text(json.dumps(meta))
+    resumed = Trainer.from_run(run, particles)
+    assert resumed.config.residual is False and resumed.config.lr_schedule == "constant"
+    resumed.fit(1, progress=False)  # the old weights fit the rebuilt model
+    assert resumed.epoch == 2
+
+
+def test_refined_latents_fit_the_images_better(particles):
+    t = Trainer(particles, TrainConfig(**TINY)).fit(3, progress=False)
+    before = [p.detach().clone() for p in t.model.parameters()]
+    z0 = t.embed()
+    z1 = refine_latents(t, iterations=20)
+    assert z1.shape == z0.shape and not np.allclose(z0, z1)
+    assert all(torch.equal(a, b) for a, b in zip(before, t.model.parameters()))  # the model is untouched
+
+    def objective(z):
+        idx = torch.arange(len(z))
+        images, rotations, ctf = t.data.batch(idx)
+        with torch.no_grad():
+            pred = t.model.decoder(t.model.coords @ rotations, torch.as_tensor(z)) * ctf
+        sse = torch.view_as_real(pred - images).pow(2).sum((-1, -2))
+        return float((sse + 0.5 * t.config.kl_weight * torch.as_tensor(z).pow(2).sum(-1)).mean())
+
+    assert objective(z1) < objective(z0)
