@@ -28,7 +28,7 @@ def main():
         runs[graphs] = t
     a, b = runs[False], runs[True]
     la, lb = np.array([s[1] for s in a.steps]), np.array([s[1] for s in b.steps])
-    weights = max(float((p - q).abs().max() / p.abs().max().clamp_min(1e-12))
+    weights = max(float((p - q).detach().abs().max() / p.detach().abs().max().clamp_min(1e-12))
                   for p, q in zip(a.model.parameters(), b.model.parameters()))
     print(json.dumps({"steps": len(la), "graphs_used": b._captured is not None,
                       "max_rel_loss_diff": float(np.max(np.abs(la - lb) / np.abs(la))),
