@@ -7,6 +7,7 @@ A :class:`Run` comes from a run folder written by ``cryonb train`` or ``Trainer(
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 
 from .errors import InputError
 from .model import HeterogeneousModel
-from .training import TrainConfig, Trainer, load_checkpoint, read_run_config, resolve_device
+from .training import INTERRUPTED, TrainConfig, Trainer, _first_line, find_checkpoint, read_run_config, resolve_device
 
 
 @dataclass
@@ -45,18 +46,24 @@ class Run:
         run_dir = Path(run_dir)
         meta = read_run_config(run_dir)
         config = TrainConfig.from_dict(meta["config"])
-        latest = run_dir / "checkpoints" / "latest"
-        if not latest.exists():
+        found = find_checkpoint(run_dir)
+        if found is None:
             raise InputError(run_dir, "the run has no checkpoint yet", "train it for at least one epoch first")
-        state = load_checkpoint(run_dir / "checkpoints" / latest.read_text().strip())
+        path, state = found
+        if (run_dir / INTERRUPTED).exists():
+            warnings.warn(f"{run_dir}: {(run_dir / INTERRUPTED).read_text(errors='replace').strip()}", stacklevel=2)
         model = config.build_model(meta["box"])
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as err:
+            raise InputError(path, f"checkpoint does not fit the run's config.json ({_first_line(err)})",
+                             "open it with the config.json it was written with, or train the run again") from None
         model.to(resolve_device(device)).eval()
         z = None
         if config.zdim:
             z_path = run_dir / "z.npy"
             if z_path.exists():
-                z = np.load(z_path, allow_pickle=False)
+                z = _load_latents(z_path)
             else:
                 z = Trainer.from_run(run_dir, particles).embed()
             if z.shape != (meta["n_particles"], config.zdim):
@@ -101,3 +108,21 @@ class Run:
             paths.append(outdir / f"{prefix}_{i:03d}.mrc")
             write_map(paths[-1], volume, self.apix)
         return paths
+
+
+def _load_latents(path: Path) -> np.ndarray:
+    """``z.npy`` as a float array, or an :class:`InputError` saying what is wrong with it."""
+    fix = "delete z.npy so that it is computed again from the checkpoint"
+    try:
+        z = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        problem = ("holds Python objects, not numbers" if "Object arrays" in str(err)
+                   else f"is not a readable .npy array ({_first_line(err)})")
+        raise InputError(path, problem, fix) from None
+    except (OSError, EOFError) as err:
+        raise InputError(path, f"is not a readable .npy array ({_first_line(err)})", fix) from None
+    if not isinstance(z, np.ndarray) or not np.issubdtype(z.dtype, np.number) or np.issubdtype(z.dtype, np.complexfloating):
+        raise InputError(path, f"holds {getattr(z, 'dtype', type(z).__name__)} values, not real numbers", fix)
+    if z.ndim == 2 and not np.isfinite(z).all():
+        raise InputError(path, "latents contain NaN or infinite values", fix)
+    return z.astype(np.float32, copy=False)

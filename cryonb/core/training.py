@@ -12,9 +12,11 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -304,7 +306,9 @@ class Trainer:
         """This epoch's particle order (same on every process), drawn once per epoch."""
         if self._epoch_order[0] != epoch:
             g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-            self._epoch_order = (epoch, torch.randperm(len(self.data), generator=g).to(self.device))
+            order = torch.randperm(len(self.data), generator=g)
+            self.data.set_order(order.numpy(), self.config.batch_size, self.batches_per_epoch, self.dist.rank, self.dist.world)
+            self._epoch_order = (epoch, order.to(self.device))
         return self._epoch_order[1]
 
     def _autocast(self):
@@ -587,11 +591,20 @@ class Trainer:
             torch.save(self.state_dict(), f)
         with atomic_write(folder / "latest", "w") as f:
             f.write(path.name)
+        keep = {path.name, self._last_checkpoint}
+        for old in folder.glob("step_*.pt"):
+            if old.name not in keep and _CHECKPOINT_NAME.fullmatch(old.name):
+                old.unlink(missing_ok=True)
+        self._last_checkpoint = path.name
         return path
 
     @classmethod
     def from_run(cls, run_dir, particles=None, **overrides) -> Trainer:
-        """Continue a run from its latest checkpoint (``particles`` default: the file in its config)."""
+        """Continue a run from its latest complete checkpoint (``particles`` default: the file in its config).
+
+        An unreadable latest checkpoint is skipped for the previous one, with a warning; files left
+        half-written by a killed process are removed.
+        """
         run_dir = Path(run_dir)
         meta = read_run_config(run_dir)
         config = TrainConfig.from_dict({**meta["config"], **overrides})
@@ -605,11 +618,18 @@ class Trainer:
         if len(particles) != meta["n_particles"]:
             raise InputError(run_dir, f"the run was trained on {meta['n_particles']} particles but {len(particles)} were given",
                              "pass the same particle set the run was started with")
+        clean_partial_writes(run_dir)
         trainer = cls(particles, config, run_dir=None)
         trainer.run_dir = run_dir
-        latest = run_dir / "checkpoints" / "latest"
-        if latest.exists():
-            trainer.load_state_dict(load_checkpoint(run_dir / "checkpoints" / latest.read_text().strip()))
+        found = find_checkpoint(run_dir)
+        if found is not None:
+            path, state = found
+            try:
+                trainer.load_state_dict(state)
+            except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
+                raise InputError(path, f"checkpoint does not fit the run's config.json ({_first_line(err)})",
+                                 "resume with the config.json the checkpoint was written with, or start a new --outdir") from None
+            trainer._last_checkpoint = path.name
         return trainer
 
 
@@ -624,28 +644,139 @@ def cosine_factor(step: int, total: int, final: float) -> float:
 
 
 def read_run_config(run_dir: Path) -> dict:
+    """A run folder's config.json, checked: an :class:`InputError` naming the file if it is not usable."""
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise InputError(run_dir, "not a cryonb run folder (config.json is missing)", "point to the folder given as run_dir/--outdir")
+    fix = "restore it from a backup, or start a new run folder"
     try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(path, f"config.json is not valid JSON ({err})", "restore it from a backup or start a new run") from None
+        meta = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(path, f"config.json is not valid JSON ({err})", fix) from None
+    if not isinstance(meta, dict):
+        raise InputError(path, f"config.json holds a JSON {type(meta).__name__}, not a cryonb run configuration", fix)
     version = meta.get("cryonb_checkpoint_version")
-    if version is None or version > CHECKPOINT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InputError(path, "config.json has no cryonb_checkpoint_version: not written by cryonb, or damaged", fix)
+    if version > CHECKPOINT_VERSION:
         raise InputError(path, f"run written by a newer cryonb (format {version}, this cryonb reads {CHECKPOINT_VERSION})",
                          "upgrade cryonb")
+    missing = [key for key in ("config", "box", "apix", "n_particles") if key not in meta]
+    if missing:
+        raise InputError(path, f"config.json is incomplete (no {', '.join(missing)})", fix)
+    for key, kind in (("box", int), ("n_particles", int), ("apix", (int, float))):
+        value = meta[key]
+        if not isinstance(value, kind) or isinstance(value, bool) or not value > 0:
+            raise InputError(path, f"config.json has {key} = {value!r}, not a positive number", fix)
+    if not isinstance(meta["config"], dict):
+        raise InputError(path, "config.json's config is not a table of training settings", fix)
+    for f in fields(TrainConfig):
+        value = meta["config"].get(f.name)
+        kinds = {"int": int, "float": (int, float), "bool": bool, "str": str}
+        allowed = [kinds[t] for t in str(f.type).replace(" ", "").split("|") if t in kinds]
+        if value is None and "None" in str(f.type) or f.name not in meta["config"]:
+            continue
+        if not any(isinstance(value, k) and (k is bool or not isinstance(value, bool)) for k in allowed):
+            raise InputError(path, f"config.json has {f.name} = {value!r}, expected {f.type}", fix)
+    try:
+        TrainConfig.from_dict(meta["config"]).validate()
+    except InputError as err:
+        raise InputError(path, f"config.json's config is not usable: {err.problem}", fix) from None
+    except (TypeError, ValueError) as err:
+        raise InputError(path, f"config.json's config has a value of the wrong type ({_first_line(err)})", fix) from None
     return meta
 
 
+INTERRUPTED = "INTERRUPTED"  # in a run folder: training was stopped by Ctrl-C before its last epoch
+CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "position", "step", "epoch_sums", "epoch_time", "history", "steps", "scale")
+_CHECKPOINT_NAME = re.compile(r"step_\d+\.pt")
+_PARTIAL_WRITE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # atomic_path's temporary names
+
+
 def load_checkpoint(path: Path) -> dict:
+    """A checkpoint's state, or an :class:`InputError` naming the file if it is unreadable or incomplete."""
+    path = Path(path)
+    fix = "delete it to resume from the previous checkpoint, or start a new run folder"
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError(path, "checkpoint file is missing", "check the run folder's checkpoints/latest") from None
     except Exception as err:  # a truncated or foreign file
-        raise InputError(path, f"not a readable cryonb checkpoint ({type(err).__name__})",
-                         "delete it and resume from an earlier checkpoint") from None
+        raise InputError(path, f"not a readable cryonb checkpoint ({type(err).__name__})", fix) from None
+    if not isinstance(state, dict):
+        raise InputError(path, f"not a cryonb checkpoint (holds a {type(state).__name__}, not a dict)", fix)
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise InputError(path, f"incomplete cryonb checkpoint (no {', '.join(missing)})", fix)
+    if not isinstance(state["model"], dict) or not isinstance(state["optimizer"], dict):
+        raise InputError(path, "not a cryonb checkpoint (model or optimizer is not a state dict)", fix)
+    for key in ("epoch", "position", "step"):
+        if not isinstance(state[key], int) or state[key] < 0:
+            raise InputError(path, f"corrupt cryonb checkpoint ({key} is {state[key]!r}, not a count)", fix)
+    if not isinstance(state["epoch_sums"], torch.Tensor) or state["epoch_sums"].shape != (3,):
+        raise InputError(path, "corrupt cryonb checkpoint (epoch_sums is not 3 numbers)", fix)
+    return state
+
+
+def find_checkpoint(run_dir) -> tuple[Path, dict] | None:
+    """The newest complete checkpoint of a run folder and its state, or None if it has none.
+
+    ``checkpoints/latest`` names the newest; if that file is missing or unreadable, the newest other
+    checkpoint that loads is used instead, with a warning naming both files.
+    """
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return None
+    others = sorted((p for p in folder.glob("step_*.pt") if _CHECKPOINT_NAME.fullmatch(p.name)), reverse=True)
+    failures = []
+    latest = folder / "latest"
+    if latest.exists():
+        name = latest.read_text(errors="replace").strip()
+        if _CHECKPOINT_NAME.fullmatch(name):
+            candidate = folder / name
+            others = [candidate] + [p for p in others if p != candidate]
+        else:
+            failures.append(InputError(latest, f"does not name a checkpoint (holds {name[:40]!r})", "delete it"))
+    elif others:
+        failures.append(InputError(latest, "is missing", "it is written again at the next checkpoint"))
+    for path in others:
+        try:
+            state = load_checkpoint(path)
+        except InputError as err:
+            failures.append(err)
+            continue
+        if failures:
+            skipped = "; ".join(str(err) for err in failures)
+            warnings.warn(f"{failures[0].path}: skipped ({skipped}); continuing from the previous complete checkpoint {path}",
+                          stacklevel=2)
+        return path, state
+    if failures:
+        if len(failures) > 1:
+            raise InputError(folder, "no checkpoint is readable: " + "; ".join(str(err) for err in failures),
+                             "restore the folder from a backup or start a new run folder")
+        raise failures[0]
+    return None
+
+
+def clean_partial_writes(run_dir) -> list[Path]:
+    """Remove the temporary files that a process killed while writing left in a run folder."""
+    run_dir = Path(run_dir)
+    removed = []
+    for folder in (run_dir, run_dir / "checkpoints"):
+        if folder.is_dir():
+            for path in sorted(folder.glob(".*.tmp")):
+                if _PARTIAL_WRITE.fullmatch(path.name) and path.is_file():
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+    if removed:
+        warnings.warn(f"{run_dir}: removed {len(removed)} partly written file(s) left by an interrupted write "
+                      f"({', '.join(p.name for p in removed)})", stacklevel=2)
+    return removed
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:300]}" if text else type(err).__name__
 
 
 @contextlib.contextmanager
