@@ -265,15 +265,19 @@ class LatentExplorer:
         points = lambda data: hv.Points(data, ["x", "y"], ["color"])  # noqa: E731
         shown = hv.DynamicMap(points, streams=[self._shown_pipe])
         label = self.color if isinstance(self.color, str) else "value"
+        # The plot's size is fixed, so the images are shaded at that size and follow only the axis
+        # ranges: HoloViews' PlotSize stream (its default) logs UnsetValueError tracebacks when the
+        # browser reports the frame's width before its height, and would shade every image twice.
+        size = dict(width=self._size[0], height=self._size[1], streams=[hv.streams.RangeXY])
         if self.categorical:
             n = len(self._table["color"].cat.categories)
             palette = dict(zip(self._table["color"].cat.categories, colorcet.palette["glasbey_category10"][:n]))
-            base = datashade(shown, aggregator=ds.count_cat("color"), color_key=palette)
+            base = datashade(shown, aggregator=ds.count_cat("color"), color_key=palette, **size)
         else:
-            base = rasterize(shown, aggregator=ds.mean("color")).opts(cmap="viridis", colorbar=True, clabel=label)
+            base = rasterize(shown, aggregator=ds.mean("color"), **size).opts(cmap="viridis", colorbar=True, clabel=label)
         base = dynspread(base, threshold=0.8).opts(tools=["lasso_select", "box_select", "tap"])
         self.lasso.source = self.box.source = self.tap.source = base
-        selected = dynspread(datashade(hv.DynamicMap(points, streams=[self._selected_pipe]), cmap=[SELECTED_COLOR]), threshold=0.8)
+        selected = dynspread(datashade(hv.DynamicMap(points, streams=[self._selected_pipe]), cmap=[SELECTED_COLOR], **size), threshold=0.8)
         path = hv.DynamicMap(hv.Path, streams=[self._path_pipe]).opts(color="black", line_width=2)
         overlay = base * selected * path
         if self.clusters is not None:
@@ -305,7 +309,7 @@ class LatentExplorer:
         save_button.on_click(lambda _: self._save_clicked())
         self._saved = w.Label()
         self._saved.add_class("cryonb-explorer-saved")
-        plot = pn.ipywidget(pn.pane.HoloViews(self.plot))
+        plot = plot_widget(pn.pane.HoloViews(self.plot))
         widget = w.VBox([self._label, plot, w.HBox(buttons), w.HBox([self._prefix, save_button, self._saved])])
         widget.add_class("cryonb-explorer")
         return widget
@@ -328,6 +332,28 @@ def load_bokehjs() -> None:
     import holoviews as hv
 
     hv.extension("bokeh", inline=True)
+
+
+def plot_widget(pane):
+    """An ipywidget (jupyter_bokeh) of a Panel ``pane`` whose stylesheets are inline, not on a CDN.
+
+    Panel gives its models stylesheets imported from cdn.holoviz.org, which a browser without
+    internet (clusters, Binder) cannot fetch; ``pn.ipywidget`` ignores ``pn.config.inline``. A
+    pre-processing hook of the pane replaces every such stylesheet that Panel ships with its text,
+    on the first render and on every later one.
+    """
+    import panel as pn
+
+    pane._hooks = [*pane._hooks, _inline_stylesheets]
+    return pn.ipywidget(pane)
+
+
+def _inline_stylesheets(viewable, root) -> None:
+    from bokeh.models import UIElement
+    from panel.io.notebook import patch_inline_stylesheets
+
+    for model in root.select({"type": UIElement}):
+        patch_inline_stylesheets(model)
 
 
 def _column(values: np.ndarray, categorical: bool):

@@ -139,3 +139,35 @@ def test_a_click_picks_a_particle_and_a_box_drag_selects(lab, lab_page):
     selected = kernel_json(lab_page, "explorer.positions.tolist()")
     assert set(selected) == set(box_select(coords, bounds[0], bounds[2], bounds[1], bounds[3]).tolist())
     assert 0 < len(selected) < 64
+
+
+def test_offline_the_explorer_renders_without_leaving_the_machine(lab, lab_page):
+    """Issue 14, item 4: with every request off 127.0.0.1 refused (no internet: clusters, Binder),
+    nothing is asked of a CDN, the explorer is drawn, and the server log has no HoloViews traceback."""
+    from urllib.parse import urlsplit
+
+    page = lab_page.page
+    outside, failed, errors = [], [], []
+
+    def refuse_outside(route):
+        if urlsplit(route.request.url).hostname in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    page.route("**/*", refuse_outside)
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    log_start = lab.log.stat().st_size
+    show_explorer(lab, lab_page, "explorer_offline.ipynb")
+
+    assert not outside, f"requests left the machine: {outside}"
+    assert not [url for url in failed if not url.startswith(lab.base)]
+    assert not [e for e in errors if "ERR_" in e or "Failed to load" in e], errors
+    # Panel's stylesheets are in the page (inline), not links: its list panel lays out the explorer.
+    styled = page.evaluate("""() => { let n = 0;
+      for (const view of window.Bokeh.index.all_views()) n += (view.model.stylesheets || []).length; return n; }""")
+    assert styled > 0
+    log = lab.log.read_bytes()[log_start:].decode(errors="replace")
+    assert "UnsetValueError" not in log and "Traceback" not in log, log[-3000:]

@@ -207,3 +207,17 @@ def test_a_removed_cluster_loses_its_centre_marker(run):
     assert len(drawn()) == 2
     explorer.reset()
     assert len(drawn()) == 3
+
+
+def test_the_rendered_plot_imports_no_stylesheet(run):
+    """Issue 14, item 4: offline (clusters, Binder) no stylesheet can come from a CDN; Panel's are inline."""
+    from bokeh.models import ImportedStyleSheet, InlineStyleSheet
+
+    explorer = LatentExplorer(run, coords="pca", k=3)
+    model = explorer.widget.children[1]._model  # the jupyter_bokeh widget's Bokeh model
+    assert [s.url for s in model.select({"type": ImportedStyleSheet})] == []
+    assert list(model.select({"type": InlineStyleSheet}))
+    explorer.lasso.event(geometry=SQUARE)
+    explorer.remove()
+    explorer.reset()  # the plot is re-drawn: still nothing imported
+    assert [s.url for s in model.select({"type": ImportedStyleSheet})] == []
