@@ -78,12 +78,36 @@ def main(args):
         print(f"continuing {args.outdir} from epoch {trainer.epoch}")
     else:
         trainer = Trainer(particles, config, run_dir=args.outdir)
+    trainer.interrupt_hint = "run the same command again to continue"
     trainer.fit(max(args.epochs - trainer.epoch, 0))
+    if trainer.interrupted:
+        if trainer.dist.main:
+            _mark_interrupted(args, trainer)
+        return 130  # the shell's code for Ctrl-C: scripts and schedulers must not take this run as finished
     if trainer.dist.main:
         for h in trainer.history[-3:]:
             print(f"epoch {h['epoch']}: loss {h['loss']:.5f}  kl {h['kl']:.4f}  {h['images_per_s']:.0f} images/s")
-        if args.zdim:
+        if trainer.config.zdim:
             with atomic_write(args.outdir / "z.npy") as f:
                 np.save(f, trainer.embed())
             print(f"latents: {args.outdir / 'z.npy'}")
     return 0
+
+
+def _mark_interrupted(args, trainer):
+    """Leave RUN/INTERRUPTED (cleared when training continues) and no latents that look final."""
+    from ..core.io.atomic import atomic_write
+    from ..core.training import INTERRUPTED
+
+    z = args.outdir / "z.npy"
+    stale = z.exists()
+    z.unlink(missing_ok=True)  # it would not match the checkpoint written now
+    command = " ".join(["cryonb", *sys.argv[1:]]) if sys.argv[1:2] == ["train"] else f"cryonb train ... --outdir {args.outdir}"
+    text = (f"training was interrupted (Ctrl-C) at epoch {trainer.epoch} of {args.epochs}, step {trainer.step_count}; "
+            f"the checkpoint is complete but the model is not trained to the end and there is no z.npy. "
+            f"Continue with: {command}")
+    with atomic_write(args.outdir / INTERRUPTED, "w") as f:
+        f.write(text + "\n")
+    print(f"cryonb train: interrupted at epoch {trainer.epoch} of {args.epochs} (step {trainer.step_count}); "
+          f"checkpoint written, {args.outdir / INTERRUPTED} marks the run as unfinished"
+          + ("; the earlier z.npy was removed" if stale else "") + f". Continue with: {command}", file=sys.stderr)

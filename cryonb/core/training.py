@@ -289,7 +289,10 @@ class Trainer:
         self._pending: list[torch.Tensor] = []  # per-step losses not yet brought to the host
         self._pending_since = 0.0
         self._sync_every = 16 if self.device.type == "cuda" else 1  # steps between host syncs
+        self._last_checkpoint: str | None = None  # kept when the next checkpoint is written
+        self.interrupted = False  # set by Ctrl-C (SIGINT) during fit
         if self.run_dir is not None and self.dist.main:
+            clean_partial_writes(self.run_dir)
             self._write_config()
 
     # ------------------------------------------------------------------ training
@@ -306,9 +309,7 @@ class Trainer:
         """This epoch's particle order (same on every process), drawn once per epoch."""
         if self._epoch_order[0] != epoch:
             g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-            order = torch.randperm(len(self.data), generator=g)
-            self.data.set_order(order.numpy(), self.config.batch_size, self.batches_per_epoch, self.dist.rank, self.dist.world)
-            self._epoch_order = (epoch, order.to(self.device))
+            self._epoch_order = (epoch, torch.randperm(len(self.data), generator=g).to(self.device))
         return self._epoch_order[1]
 
     def _autocast(self):
@@ -438,6 +439,9 @@ class Trainer:
         if self.running:
             raise CryonbError("this trainer is already training in the background; call stop() or wait() first")
         self._target_epochs = self.epoch + int(epochs)
+        self.interrupted = False  # set by Ctrl-C (SIGINT) during this fit
+        if self.run_dir is not None and self.dist.main:
+            (self.run_dir / INTERRUPTED).unlink(missing_ok=True)  # resuming clears an interrupted run's mark
         self._stop.clear()
         self._run.set()
         if background:
@@ -577,7 +581,11 @@ class Trainer:
         self.steps = [tuple(s) for s in state["steps"]]
 
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/step_XXXXXXXX.pt`` and point ``checkpoints/latest`` at it, atomically."""
+        """Write ``checkpoints/step_XXXXXXXX.pt`` and point ``checkpoints/latest`` at it, atomically.
+
+        The previous complete checkpoint is kept too (a resume falls back to it if the newest one is
+        unreadable); older ones are removed.
+        """
         from .io.atomic import atomic_write
 
         if self.run_dir is None:
@@ -789,7 +797,9 @@ def _stop_on_sigint(trainer: Trainer):
 
     def handler(signum, frame):
         trainer._stop.set()
-        print(f"\ncryonb: interrupted; stopping after step {trainer.step_count + 1} (call fit() to continue)")
+        trainer.interrupted = True
+        hint = getattr(trainer, "interrupt_hint", "call fit() to continue")
+        print(f"\ncryonb: interrupted; stopping after step {trainer.step_count + 1} ({hint})")
 
     signal.signal(signal.SIGINT, handler)
     try:

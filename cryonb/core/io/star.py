@@ -318,9 +318,24 @@ def _merge_optics(path, particles: pd.DataFrame, optics: pd.DataFrame) -> pd.Dat
         raise InputError(path, f"particles refer to optics groups {unknown.tolist()} missing from the optics table", _FIX)
     row_of_group = pd.Series(np.arange(len(groups)), index=groups)
     rows = row_of_group.loc[of_particle].to_numpy()
+    particles = particles.reset_index(drop=True)
+    for column in OPTICS_OWN:  # the optics group's value is the one RELION (and cryoDRGN) use
+        if column in particles and column in optics:
+            ours = _numeric(path, optics, column)[rows]
+            theirs = pd.to_numeric(particles[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            differ = ~np.isclose(ours, theirs, rtol=1e-6, equal_nan=False)
+            if differ.any():
+                warnings.warn(f"{path}: _{column} of {int(differ.sum())} particle(s) differs from their optics group's "
+                              f"(e.g. {theirs[differ][0]:g} vs {ours[differ][0]:g}); using the optics group's, as RELION does",
+                              stacklevel=4)
+            particles = particles.drop(columns=column)
     extra = [c for c in optics.columns if c not in particles]
     merged = optics[extra].iloc[rows].reset_index(drop=True)
-    return pd.concat([particles.reset_index(drop=True), merged], axis=1)
+    return pd.concat([particles, merged], axis=1)
+
+
+# Per-group microscope and image settings: an optics table's value beats a particle row's.
+OPTICS_OWN = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast", "rlnImagePixelSize", "rlnImageSize")
 
 
 def _pixel_sizes(path, table: pd.DataFrame, apix: float | None) -> np.ndarray | None:
