@@ -16,15 +16,15 @@ from pathlib import Path
 def add_args(parser):
     parser.add_argument("particles", help=".star, .cs or .mrcs (with --poses/--ctf) particle file")
     parser.add_argument("--outdir", "-o", type=Path, required=True, help="run folder (created, or continued)")
-    parser.add_argument("--epochs", type=int, default=20, help="epochs to train in total (default: 20)")
-    parser.add_argument("--zdim", type=int, default=8, help="latent dimension; 0 for a homogeneous model (default: 8)")
+    parser.add_argument("--epochs", type=int, help="epochs to train in total (default: 20, or the number a continued run was given)")
+    parser.add_argument("--zdim", type=int, help="latent dimension; 0 for a homogeneous model (default: 8)")
     parser.add_argument("--datadir", help="folder of the image stacks (default: next to the particle file)")
     parser.add_argument("--apix", type=float, help="pixel size in Å, overriding the files'")
     parser.add_argument("--poses", help="cryoDRGN poses .pkl (for a bare stack)")
     parser.add_argument("--ctf", help="cryoDRGN CTF .pkl (for a bare stack)")
     parser.add_argument("--box", type=int, help="Fourier-crop the images to this box first")
     parser.add_argument("--width", type=int, help="encoder and decoder width (default: 1024 on a GPU, 256 on a CPU)")
-    parser.add_argument("--depth", type=int, default=3, help="encoder and decoder hidden layers (default: 3)")
+    parser.add_argument("--depth", type=int, help="encoder and decoder hidden layers (default: 3)")
     parser.add_argument("--encoding", help="positional encoding: gaussian, geometric, geometric_lowf (default: gaussian on a GPU, geometric on a CPU)")
     parser.add_argument("--plain", action="store_true", help="plain hidden layers (default: residual layers on a GPU, plain on a CPU)")
     parser.add_argument("--batch-size", type=int, help="images per step, over all GPUs (default: 32 on a GPU, 64 on a CPU)")
@@ -33,13 +33,67 @@ def add_args(parser):
                         help="cosine: a short warm-up, then down to a tenth by the last epoch (default: cosine on a GPU, constant on a CPU)")
     parser.add_argument("--no-graphs", action="store_true", help="launch each step's GPU kernels from Python instead of replaying a CUDA graph")
     parser.add_argument("--beta", type=float, help="KL weight (default: 1/zdim)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    parser.add_argument("--seed", type=int, help="random seed (default: 0)")
+    parser.add_argument("--device", help="auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--gpus", type=int, default=1, help="GPUs to train on with DistributedDataParallel, the same steps as one GPU, faster "
                         "from 256 images per GPU on (default: 1)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (faster for long GPU runs)")
     parser.add_argument("--no-amp", action="store_true", help="train in float32 instead of bfloat16 autocast")
-    parser.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints (default: 1)")
+    parser.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (default: 1)")
+
+
+# Options that define the model and its training path: a continued run keeps the ones it was started with.
+# option -> (config fields, the config value the option stands for)
+FIXED = {
+    "zdim": (("zdim",), lambda v: v), "width": (("enc_width", "dec_width"), lambda v: v),
+    "depth": (("enc_depth", "dec_depth"), lambda v: v), "encoding": (("encoding",), lambda v: v),
+    "plain": (("residual",), lambda v: False), "box": (("box",), lambda v: v), "batch_size": (("batch_size",), lambda v: v),
+    "lr_schedule": (("lr_schedule",), lambda v: v), "beta": (("beta",), lambda v: v), "seed": (("seed",), lambda v: v),
+}
+# Options a continued run takes up.
+CHANGEABLE = {
+    "epochs": ("epochs", lambda v: v), "lr": ("lr", lambda v: v), "device": ("device", lambda v: v),
+    "checkpoint_every": ("checkpoint_every", lambda v: v), "compile": ("compile", lambda v: True),
+    "no_graphs": ("cuda_graphs", lambda v: False), "no_amp": ("amp", lambda v: False),
+}
+NEW_RUN_DEFAULTS = {"zdim": 8, "depth": 3, "seed": 0, "device": "auto", "checkpoint_every": 1, "epochs": 20}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _continue(args, particles, given):
+    """Continue the run in --outdir: refuse options that would change what it is, apply the others."""
+    from ..core.errors import InputError
+    from ..core.training import Trainer, read_run_config
+
+    run = read_run_config(args.outdir)["config"]
+    conflicts = []
+    for name, (keys, value) in FIXED.items():
+        if name in given and any(run.get(key) != value(given[name]) for key in keys):
+            was = run.get(keys[0]) if keys[0] != "residual" else ("residual" if run.get("residual") else "plain")
+            conflicts.append(f"{_flag(name)} {given[name] if given[name] is not True else ''}".rstrip() + f" (the run has {was})")
+    if conflicts:
+        raise InputError(args.outdir, "is a run started with other settings, which cannot change when it continues: " + "; ".join(conflicts),
+                         "pass a new --outdir to start a new run with these settings, or leave these options out to continue this one")
+    changes = {CHANGEABLE[name][0]: CHANGEABLE[name][1](v) for name, v in given.items() if name in CHANGEABLE}
+    changes = {key: v for key, v in changes.items() if run.get(key) != v}
+    lr = changes.pop("lr", None)
+    trainer = Trainer.from_run(args.outdir, particles, **changes)
+    if lr is not None:
+        trainer.set_learning_rate(lr)
+        changes["lr"] = lr
+    main_process = os.environ.get("RANK", "0") == "0"
+    if main_process:
+        print(f"continuing {args.outdir} from epoch {trainer.epoch}")
+    if changes:
+        if main_process:
+            trainer._write_config()  # so that the next continuation starts from these
+            print("applied to the continued run: " + ", ".join(f"{key} {run.get(key)} -> {v}" for key, v in changes.items()))
+        if "epochs" in changes and trainer.config.lr_schedule == "cosine":
+            print(f"note: the cosine schedule now ends at epoch {trainer.config.epochs}")
+    return trainer
 
 
 def _relaunch_under_torchrun(args) -> int:
@@ -63,21 +117,23 @@ def main(args):
 
     from ..core.io.atomic import atomic_write
     from ..core.particles import load_particles
-    from ..core.training import Trainer, TrainConfig
+    from ..core.training import Trainer, TrainConfig, has_checkpoint
 
     particles = load_particles(args.particles, datadir=args.datadir, apix=args.apix, poses=args.poses, ctf=args.ctf)
-    config = TrainConfig(
-        zdim=args.zdim, enc_width=args.width, enc_depth=args.depth, dec_width=args.width, dec_depth=args.depth,
-        encoding=args.encoding, residual=False if args.plain else None, box=args.box, batch_size=args.batch_size,
-        lr=args.lr, lr_schedule=args.lr_schedule, epochs=args.epochs, cuda_graphs=not args.no_graphs, beta=args.beta,
-        amp=not args.no_amp, compile=args.compile, seed=args.seed, device=args.device,
-        checkpoint_every=args.checkpoint_every, particles=str(Path(args.particles).resolve()),
-    ).validate()
-    if (args.outdir / "checkpoints" / "latest").exists():
-        trainer = Trainer.from_run(args.outdir, particles)
-        print(f"continuing {args.outdir} from epoch {trainer.epoch}")
+    given = {name: getattr(args, name) for name in (*FIXED, *CHANGEABLE) if getattr(args, name) not in (None, False)}
+    if has_checkpoint(args.outdir):
+        trainer = _continue(args, particles, given)
     else:
+        d = {**NEW_RUN_DEFAULTS, **given}
+        config = TrainConfig(
+            zdim=d["zdim"], enc_width=d.get("width"), enc_depth=d["depth"], dec_width=d.get("width"), dec_depth=d["depth"],
+            encoding=d.get("encoding"), residual=False if d.get("plain") else None, box=d.get("box"), batch_size=d.get("batch_size"),
+            lr=d.get("lr"), lr_schedule=d.get("lr_schedule"), epochs=d["epochs"], cuda_graphs=not d.get("no_graphs"),
+            beta=d.get("beta"), amp=not d.get("no_amp"), compile=bool(d.get("compile")), seed=d["seed"], device=d["device"],
+            checkpoint_every=d["checkpoint_every"], particles=str(Path(args.particles).resolve()),
+        ).validate()
         trainer = Trainer(particles, config, run_dir=args.outdir)
+    args.epochs = trainer.config.epochs
     trainer.interrupt_hint = "run the same command again to continue"
     trainer.fit(max(args.epochs - trainer.epoch, 0))
     if trainer.interrupted:

@@ -726,6 +726,12 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
+def has_checkpoint(run_dir) -> bool:
+    """Whether a run folder holds a checkpoint (readable or not) to continue from."""
+    folder = Path(run_dir) / "checkpoints"
+    return (folder / "latest").exists() or any(_CHECKPOINT_NAME.fullmatch(p.name) for p in folder.glob("step_*.pt"))
+
+
 def find_checkpoint(run_dir) -> tuple[Path, dict] | None:
     """The newest complete checkpoint of a run folder and its state, or None if it has none.
 

@@ -67,3 +67,34 @@ def test_ctrl_c_removes_latents_of_an_earlier_finished_fit(star, tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 130, proc.stderr
     assert "the earlier z.npy was removed" in proc.stderr and not (run / "z.npy").exists()
+
+
+def test_continuing_a_run_refuses_options_that_would_change_the_model(star, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train(star, run, "--epochs", "1") == 0
+    capsys.readouterr()
+    assert cli(["train", str(star), "--outdir", str(run), "--zdim", "4", "--width", "64", "--plain", "--seed", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--zdim 4 (the run has 2)" in err and "--width 64 (the run has 32)" in err
+    assert "--plain" not in err and "--seed" not in err  # the run is plain (CPU default) with seed 0 already
+    assert "Fix: pass a new --outdir" in err
+    assert find_checkpoint(run)[1]["epoch"] == 1  # nothing trained
+
+
+def test_continuing_a_run_applies_epochs_and_learning_rate_and_says_so(star, tmp_path, capsys):
+    import json
+
+    run = tmp_path / "run"
+    assert train(star, run, "--epochs", "1") == 0
+    capsys.readouterr()
+    # the same options again: nothing to apply; no --epochs: the run's own (1), not the default 20
+    assert cli(["train", str(star), "--outdir", str(run), *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "continuing" in out and "applied" not in out and find_checkpoint(run)[1]["epoch"] == 1
+    assert cli(["train", str(star), "--outdir", str(run), "--epochs", "2", "--lr", "5e-4"]) == 0
+    out = capsys.readouterr().out
+    assert "applied to the continued run: epochs 1 -> 2, lr 0.001 -> 0.0005" in out
+    path, state = find_checkpoint(run)
+    assert state["epoch"] == 2 and state["optimizer"]["param_groups"][0]["lr"] == 5e-4
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert config["epochs"] == 2 and config["lr"] == 5e-4
