@@ -7,6 +7,7 @@ the module docstring. Errors cryonb raises on bad input are printed as one line,
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -41,6 +42,19 @@ def main(argv: list[str] | None = None) -> int:
         result = args._main(args)
     except CryonbError as err:
         print(f"cryonb {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk or a file that may not be read or written, wherever it happened
+        from ..core.io.atomic import DENIED, DISK_FULL
+
+        if err.errno not in DISK_FULL + DENIED:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        if err.errno in DISK_FULL:
+            problem, fix = "no space left on the disk", "free some space, or write to another disk, and run the command again"
+        else:
+            problem = "read-only file system" if err.errno == errno.EROFS else "permission denied"
+            fix = "check the permissions of that file and its folder, or write to another folder"
+        print(f"cryonb {args.command}: error: {where}{problem}. Fix: {fix}", file=sys.stderr)
         return 2
     return int(result or 0)
 
