@@ -83,8 +83,11 @@ class TrainingMonitor(w.VBox):
         now = time.monotonic()
         if event == "step":
             self._recent.append((now, trainer.step_count))
-        elif event != "epoch":
-            self._recent.clear()  # time spent paused or stopped is not training time
+        elif event in ("resumed", "stopped"):
+            # Time spent paused or stopped is not training time: the rate is measured afresh. While
+            # paused no step arrives, so the rate of the steps before the pause stays shown (it
+            # used to fall back to the last epoch's, which could be higher).
+            self._recent.clear()
         if event == "step" and now - self._last_status < self.status_interval:
             return
         # "stopped" comes from inside the training thread, still alive at that moment; "step" and

@@ -163,3 +163,42 @@ def test_thin_averages_consecutive_bins():
     values = np.arange(10.0)[:, None]
     np.testing.assert_array_equal(thin(values, 5), [[0.5], [2.5], [4.5], [6.5], [8.5]])
     assert thin(values, 10) is values
+
+
+def test_images_per_second_hold_still_while_paused(monkeypatch):
+    """Issue 14, item 6: pausing keeps the rate of the steps before the pause; it must not jump to
+    the last epoch's (higher here) or rise while nothing trains."""
+    from types import SimpleNamespace
+
+    clock = [100.0]
+    monkeypatch.setattr(training_monitor.time, "monotonic", lambda: clock[0])
+    trainer = SimpleNamespace(
+        listeners=[], batches_per_epoch=100, target_epoch=2, epoch=1, position=0, step_count=100, steps=[], paused=False,
+        running=True, config=SimpleNamespace(batch_size=10), history=[{"epoch": 1, "loss": 1.0, "kl": 0.1, "images_per_s": 5000.0}],
+    )
+    view = TrainingMonitor(trainer)
+    view.status_interval = 0
+    rate = lambda: float(view.speed_label.value.split(" images/s")[0].replace(",", ""))  # noqa: E731
+    for _ in range(10):  # 10 images per 0.1 s: 100 images/s
+        clock[0] += 0.1
+        trainer.step_count += 1
+        trainer.position += 1
+        view._on_event("step", trainer)
+    assert rate() == pytest.approx(100)
+    trainer.paused = True
+    view._on_event("paused", trainer)
+    clock[0] += 0.05  # the step under way when Pause was pressed still ends
+    trainer.step_count += 1
+    view._on_event("step", trainer)
+    shown = view.speed_label.value
+    assert rate() == pytest.approx(100, rel=0.1)
+    clock[0] += 60
+    view.refresh()
+    assert view.speed_label.value == shown and view.state_label.value == "paused"
+    trainer.paused = False
+    view._on_event("resumed", trainer)  # measured afresh: the minute paused does not count
+    for _ in range(3):
+        clock[0] += 0.2
+        trainer.step_count += 1
+        view._on_event("step", trainer)
+    assert rate() == pytest.approx(50)
