@@ -12,7 +12,7 @@ import pandas as pd
 from ..errors import InputError
 from .cryosparc import read_cs
 from .mrc import read_header
-from .pickles import load_pickle, read_index
+from .pickles import check_indices, load_pickle, read_index
 from .star import identify, read_blocks, read_star
 
 _MRC_SUFFIXES = (".mrc", ".mrcs", ".map", ".ccp4", ".st")
@@ -34,11 +34,11 @@ def _describe_mrc(path: Path) -> list[str]:
     return lines + [f"  header quirk: {q}" for q in h.quirks]
 
 
-def _describe_star(path: Path) -> list[str]:
+def _describe_star(path: Path, apix: float | None = None) -> list[str]:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*tilt-series file")  # said below
-            star = read_star(path)
+            star = read_star(path, apix=apix)
     except InputError as error:
         try:
             blocks = read_blocks(path)
@@ -73,8 +73,8 @@ def _describe_star(path: Path) -> list[str]:
     return lines
 
 
-def _describe_cs(path: Path) -> list[str]:
-    cs = read_cs(path)
+def _describe_cs(path: Path, apix: float | None = None) -> list[str]:
+    cs = read_cs(path, apix=apix)
     groups: dict[str, list[str]] = {}
     for name in cs.array.dtype.names:
         group, _, fieldname = name.rpartition("/")
@@ -98,12 +98,16 @@ def _describe_pickle(path: Path) -> list[str]:
     if array.ndim == 3 and array.shape[1:] == (3, 3):
         return [f"cryoDRGN rotations: {len(array)} matrices"]
     if array.ndim == 1 and np.issubdtype(array.dtype, np.integer):
+        array = check_indices(path, array)
         return [f"particle index array: {len(array)} indices" + (f" from {array.min()} to {array.max()}" if len(array) else "")]
     return [f"numpy array {array.dtype} {array.shape}"]
 
 
-def describe(path: str | os.PathLike) -> str:
-    """Summarise an MRC map or stack, a .star, a .cs, a cryoDRGN .pkl or an index .npy."""
+def describe(path: str | os.PathLike, *, apix: float | None = None) -> str:
+    """Summarise an MRC map or stack, a .star, a .cs, a cryoDRGN .pkl or an index .npy.
+
+    ``apix`` is the pixel size in Å for particle files that do not state it (or state it wrongly).
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.exists():
@@ -111,9 +115,9 @@ def describe(path: str | os.PathLike) -> str:
     if suffix in _MRC_SUFFIXES:
         lines = _describe_mrc(path)
     elif suffix == ".star":
-        lines = _describe_star(path)
+        lines = _describe_star(path, apix)
     elif suffix == ".cs":
-        lines = _describe_cs(path)
+        lines = _describe_cs(path, apix)
     elif suffix == ".pkl":
         lines = _describe_pickle(path)
     elif suffix == ".npy":

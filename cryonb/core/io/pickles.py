@@ -203,7 +203,25 @@ def read_index(path: str | os.PathLike) -> np.ndarray:
         indices = np.asarray(load_pickle(path))
     if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
         raise InputError(path, f"expected a 1D integer array, got {indices.dtype} {indices.shape}", fix)
-    return indices.astype(np.int64)
+    return check_indices(path, indices)
+
+
+INDEX_MAX = np.iinfo(np.int64).max
+
+
+def check_indices(path, indices: np.ndarray) -> np.ndarray:
+    """Integer ``indices`` as int64 row numbers, or an :class:`InputError` naming the first that is not
+    one (negative, or beyond int64: an unsigned or overflowed value would otherwise wrap silently)."""
+    fix = "pass 0-based particle row numbers (from 0 to the number of particles - 1)"
+    if len(indices) and np.issubdtype(indices.dtype, np.unsignedinteger) and indices.max() > INDEX_MAX:
+        at = int(np.argmax(indices > INDEX_MAX))
+        raise InputError(path, f"index {int(indices[at])} at position {at} is beyond the largest possible row number "
+                               f"2**63 - 1 (an overflowed or corrupt value)", fix)
+    indices = indices.astype(np.int64)
+    if len(indices) and indices.min() < 0:
+        at = int(np.argmax(indices < 0))
+        raise InputError(path, f"index {int(indices[at])} at position {at} is negative; row numbers start at 0", fix)
+    return indices
 
 
 def write_index_pickle(indices, path: str | os.PathLike) -> None:

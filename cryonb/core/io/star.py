@@ -351,7 +351,8 @@ def _pixel_sizes(path, table: pd.DataFrame, apix: float | None) -> np.ndarray | 
 def _shifts(path, table: pd.DataFrame, pixel_sizes: np.ndarray | None) -> np.ndarray | None:
     if {"rlnOriginXAngst", "rlnOriginYAngst"} <= set(table):
         if pixel_sizes is None:
-            raise InputError(path, "shifts are in Å but the pixel size is unknown", "pass apix=")
+            raise InputError(path, "shifts are in Å but the pixel size is unknown",
+                             "pass the pixel size: apix=... in Python, --apix on the command line")
         angst = np.stack([_numeric(path, table, "rlnOriginXAngst"), _numeric(path, table, "rlnOriginYAngst")], 1)
         return (angst / pixel_sizes[:, None]).astype(np.float32)
     if {"rlnOriginX", "rlnOriginY"} <= set(table):
