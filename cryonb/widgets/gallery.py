@@ -12,6 +12,9 @@ from matplotlib.figure import Figure
 from cryonb.core.errors import InputError
 
 
+EMPTY = "No particles selected: draw a lasso or a box on the plot to see them here."
+
+
 class ParticleGallery(w.VBox):
     """The first ``n`` images of the particles at ``positions`` and the average of up to ``average_of``.
 
@@ -38,9 +41,12 @@ class ParticleGallery(w.VBox):
         positions = np.asarray(positions, dtype=np.int64).reshape(-1)
         self.positions = positions
         if not positions.size:
-            self.caption.value, self.grid.value = "no particles selected", b""
+            # No image at all rather than an empty one, which the browser draws as a broken image.
+            self.caption.value, self.grid.value = EMPTY, b""
+            self.grid.layout.display = "none"
             self.average = None
             return
+        self.grid.layout.display = None
         shown = positions[: self.n]
         self.average = self.images[positions[: self.average_of]].mean(0)
         titles = [f"#{i}" for i in self.indices[shown]]
@@ -51,19 +57,28 @@ class ParticleGallery(w.VBox):
 
 def render_gallery(images: np.ndarray, titles, average: np.ndarray, columns: int = 8) -> bytes:
     """PNG of the average then ``images`` (B, D, D) in a grid, each scaled to its own 1–99 percentiles."""
+    buffer = io.BytesIO()
+    gallery_figure(images, titles, average, columns).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def gallery_figure(images: np.ndarray, titles, average: np.ndarray, columns: int = 8) -> Figure:
+    """The Figure of :func:`render_gallery`: one panel per image, its title in a row of its own above it.
+
+    Images of any size are drawn at the same size (their pixels resampled); the constrained layout
+    keeps every title whole and clear of the row above.
+    """
     panels = [average, *images]
     titles = ["average", *titles]
     columns = min(columns, len(panels))
     rows = -(-len(panels) // columns)
-    figure = Figure(figsize=(1.3 * columns, 1.45 * rows), dpi=80)
+    figure = Figure(figsize=(1.4 * columns, 1.65 * rows), dpi=80, layout="constrained")
+    figure.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
     FigureCanvasAgg(figure)
     for i, (image, title) in enumerate(zip(panels, titles)):
         axes = figure.add_subplot(rows, columns, i + 1)
         low, high = np.percentile(image, [1, 99])
-        axes.imshow(image, cmap="gray", vmin=low, vmax=high, origin="upper")
-        axes.set_title(title, fontsize=8, color="C3" if i == 0 else "black")
+        axes.imshow(image, cmap="gray", vmin=low, vmax=high, origin="upper", interpolation="antialiased")
+        axes.set_title(title, fontsize=8, color="C3" if i == 0 else "black", pad=2)
         axes.set_axis_off()
-    figure.tight_layout(pad=0.3)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure

@@ -7,7 +7,7 @@ from PIL import Image
 from cryonb.core.errors import InputError
 from cryonb.core.particles import ParticleSet
 from cryonb.core.run import Run
-from cryonb.widgets.gallery import ParticleGallery
+from cryonb.widgets.gallery import ParticleGallery, gallery_figure
 
 
 @pytest.fixture
@@ -34,8 +34,11 @@ def test_grid_and_average_of_the_selection(run):
 
 def test_show_updates_and_empty_selection(run):
     gallery = ParticleGallery(run)
-    assert gallery.caption.value == "no particles selected" and gallery.grid.value == b""
+    # A message, and no image element (an empty one is drawn as a broken image).
+    assert gallery.caption.value.startswith("No particles selected") and gallery.grid.value == b""
+    assert gallery.grid.layout.display == "none"
     gallery.show(np.arange(10))
+    assert gallery.grid.layout.display is None
     np.testing.assert_allclose(gallery.average[1:, 1:], 4.5)
     assert gallery.caption.value == "10 of 10 particles shown; average of 10"
     one_row = png_size(ParticleGallery(run, [0, 1], columns=8).grid.value)
@@ -47,3 +50,19 @@ def test_needs_images(run):
     run.particles = ParticleSet(ctf=None, rotations=np.tile(np.eye(3, dtype=np.float32), (10, 1, 1)))
     with pytest.raises(InputError, match="no particle images"):
         ParticleGallery(run)
+
+
+def test_titles_are_whole_on_256_pixel_images():
+    """Issue 14, item 6: every title lies inside the figure, above its own image, clear of the row above."""
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((17, 256, 256)).astype(np.float32)
+    figure = gallery_figure(images, [f"#{i}" for i in range(1234560, 1234577)], images.mean(0), columns=8)
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    frame = figure.bbox
+    panels = [axes.get_window_extent(renderer) for axes in figure.axes]
+    for axes, panel in zip(figure.axes, panels):
+        title = axes.title.get_window_extent(renderer)
+        assert frame.x0 <= title.x0 and title.x1 <= frame.x1 and frame.y0 <= title.y0 and title.y1 <= frame.y1
+        assert title.y0 >= panel.y1 - 1 and panel.x0 - 2 <= title.x0 and title.x1 <= panel.x1 + 2
+        assert not any(title.overlaps(other) for other in panels if other is not panel)
