@@ -25,9 +25,7 @@ import torch
 
 from .ctf import compute_ctf
 from .errors import CryonbError, InputError
-from .finite import check_finite_images
-from .fourier import fft2_center, fourier_crop, soft_circular_mask
-from .model import ENCODINGS, HalfPlane, HeterogeneousModel, gaussian_kl
+from .model import ENCODINGS, HeterogeneousModel, gaussian_kl
 
 CHECKPOINT_VERSION = 1
 
@@ -61,6 +59,12 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every: int = 1  # epochs
     particles: str | None = None  # where the particle set came from, for resuming
+    # Images in memory or streamed from a disk cache (cryonb.core.streaming). None: streamed when their
+    # transforms (N × P × 8 bytes, P ≈ 0.39 box²) would take over half the available host memory or,
+    # on a GPU, over half its free memory; True/False force it.
+    stream: bool | None = None
+    cache_dir: str | None = None  # the streamed cache's folder; None: <run_dir>/cache, or a temporary folder
+    cache_dtype: str = "complex64"  # the cache's numbers: complex64, or "float16"/"bfloat16" pairs (half the bytes)
 
     def validate(self) -> TrainConfig:
         problems = []
@@ -85,6 +89,8 @@ class TrainConfig:
             problems.append(f"lr_final must be in (0, 1] (got {self.lr_final})")
         if self.beta is not None and self.beta < 0:
             problems.append(f"beta must be non-negative (got {self.beta})")
+        if self.cache_dtype not in ("complex64", "float16", "bfloat16"):
+            problems.append(f"cache_dtype must be complex64, float16 or bfloat16 (got {self.cache_dtype!r})")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             problems.append(f"device must be 'auto', 'cpu' or 'cuda[:N]' (got {self.device!r})")
         if problems:
@@ -185,40 +191,23 @@ class ImageData:
     """Particle images prepared once for training: windowed, transformed, re-centred, on the device.
 
     Holds the half-plane of each image's centred transform (N, P) scaled to unit variance, with the
-    rotations and CTF parameters, so that a training step does no CPU work.
+    rotations and CTF parameters, so that a training step does no CPU work. Data larger than memory:
+    :class:`~cryonb.core.streaming.StreamedImageData` (same interface, a disk cache read per batch).
     """
 
     def __init__(self, particles, box: int | None = None, device="cpu", chunk: int = 1024):
+        from .streaming import Preprocess, check_fits, estimate_scale
 
-        if particles.rotations is None:
-            raise InputError(getattr(particles.source, "path", None), "the particles have no poses",
-                             "give a .star/.cs with refined angles, or poses=<cryoDRGN poses .pkl>")
-        D0 = particles.box_size
-        self.D = box or D0
-        if self.D > D0:
-            raise InputError(None, f"box {self.D} is larger than the images ({D0})", f"use box <= {D0}")
-        self.apix = (particles.apix or 1.0) * D0 / self.D
+        prep = Preprocess(particles, box)
+        self.D, self.apix, self.half = prep.D, prep.apix, prep.half
         self.device = torch.device(device)
-        self.half = HalfPlane.build(self.D)
-        window = soft_circular_mask(D0, radius=0.85 * D0 / 2, width=0.1 * D0 / 2)
-        shifts = torch.zeros(len(particles), 2) if particles.shifts is None else torch.as_tensor(np.asarray(particles.shifts, dtype=np.float32))
-        shifts = shifts * (self.D / D0)
-        kx, ky = self.half.coords[:, 0] / self.D, self.half.coords[:, 1] / self.D
+        check_fits(len(particles), self.D, self.device, getattr(particles.source, "path", None))
         out = torch.empty(len(particles), len(self.half), dtype=torch.complex64)
         for start in range(0, len(particles), chunk):
-            imgs = torch.as_tensor(np.asarray(particles.images[start : start + chunk], dtype=np.float32))
-            check_finite_images(imgs, particles, start)
-            imgs = fourier_crop(imgs * window, self.D)
-            F = fft2_center(imgs).flatten(1)[:, self.half.index]
-            s = shifts[start : start + chunk]
-            # Translate each image by +shift so the particle sits at the centre.
-            ramp = torch.polar(torch.ones(()), -2 * math.pi * (s[:, :1] * kx + s[:, 1:] * ky))
-            out[start : start + chunk] = F * ramp
-        self.scale = float(torch.view_as_real(out[: min(len(out), 5000)]).std())
-        if not math.isfinite(self.scale) or self.scale == 0:
-            raise InputError(getattr(particles.source, "path", None), "the images are empty or not finite",
-                             "check the stack (cryonb info) for NaNs or blank images")
-        self.images = (out / self.scale).to(self.device)
+            out[start : start + chunk] = prep(start, min(start + chunk, len(particles)))
+        self.scale = estimate_scale(lambda a, b: out[a:b], len(out), getattr(particles.source, "path", None))
+        out /= self.scale
+        self.images = out.to(self.device)
         self.rotations = torch.as_tensor(np.asarray(particles.rotations, dtype=np.float32)).to(self.device)
         if particles.ctf is None:
             self.ctf = None
@@ -229,6 +218,12 @@ class ImageData:
     def __len__(self) -> int:
         return len(self.images)
 
+    def set_order(self, order, batch_size: int, n_batches: int, rank: int = 0, world: int = 1):
+        """(Streamed data reads an epoch's batches ahead; everything here is on the device already.)"""
+
+    def stage(self, idx: torch.Tensor, position: int):
+        """(Streamed data moves the next batch to the device here.)"""
+
     def batch(self, idx: torch.Tensor):
         """Images, rotations and CTF (B, P) of the particles at ``idx`` (a device tensor)."""
         if self.ctf is None:
@@ -237,6 +232,20 @@ class ImageData:
             p = self.ctf[idx][:, :, None]
             ctf = compute_ctf(self.freqs, *p.unbind(1))
         return self.images[idx], self.rotations[idx], ctf
+
+
+def image_data(particles, config: TrainConfig, device, run_dir=None):
+    """The training data for ``config``: :class:`ImageData` in memory, or streamed from a disk cache
+    (``config.stream``; None decides by :func:`~cryonb.core.streaming.should_stream`)."""
+    from .streaming import StreamedImageData, should_stream
+
+    stream = config.stream
+    if stream is None and particles.images is not None:
+        stream = should_stream(len(particles), config.box or particles.box_size, device)
+    if not stream:
+        return ImageData(particles, config.box, device)
+    cache_dir = config.cache_dir or (None if run_dir is None else Path(run_dir) / "cache")
+    return StreamedImageData(particles, config.box, device, cache_dir, config.cache_dtype)
 
 
 class Trainer:
@@ -256,7 +265,7 @@ class Trainer:
         self.particles = particles
         self.run_dir = None if run_dir is None else Path(run_dir)
         torch.manual_seed(config.seed)
-        self.data = ImageData(particles, config.box, self.device)
+        self.data = image_data(particles, config, self.device, self.run_dir)
         self.model = config.build_model(self.data.D).to(self.device)
         self._graphs = config.cuda_graphs and self.device.type == "cuda" and self.dist.world == 1
         self._captured = None  # the CUDA graph of a full-batch step, made at the first one
@@ -309,7 +318,9 @@ class Trainer:
         """This epoch's particle order (same on every process), drawn once per epoch."""
         if self._epoch_order[0] != epoch:
             g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-            self._epoch_order = (epoch, torch.randperm(len(self.data), generator=g).to(self.device))
+            order = torch.randperm(len(self.data), generator=g)
+            self.data.set_order(order.numpy(), self.config.batch_size, self.batches_per_epoch, self.dist.rank, self.dist.world)
+            self._epoch_order = (epoch, order.to(self.device))
         return self._epoch_order[1]
 
     def _autocast(self):
@@ -351,6 +362,7 @@ class Trainer:
         if not self._pending:
             self._pending_since = time.perf_counter()
         idx = batch[share]
+        self.data.stage(idx, self.position)  # streamed data: this batch's images to the device
         weight = len(idx) / len(batch)  # this process's share of the batch mean
         self.model.train()
         self._apply_schedule()
