@@ -285,7 +285,7 @@ class LatentExplorer:
             overlay = overlay * centres.opts(marker="x", size=14, color="black", line_width=3)
         xlim, ylim = self.ranges
         return overlay.opts(width=self._size[0], height=self._size[1], xlabel="", ylabel="", xlim=xlim, ylim=ylim,
-                                       title=f"coloured by {label}", legend_position="right")
+                            title=f"coloured by {label}", legend_position="right", hooks=[_selections_start_in_margins])
 
     # --- ipywidgets --------------------------------------------------------------------------
 
@@ -354,6 +354,36 @@ def _inline_stylesheets(viewable, root) -> None:
 
     for model in root.select({"type": UIElement}):
         patch_inline_stylesheets(model)
+
+
+# BokehJS (3.9) ignores a lasso or box pressed down outside the plot's frame, over an axis, and its
+# lasso then fails an assertion on every move of the drag ("Assertion failed" in the console, the
+# selection lost). Once the plot is laid out, this moves such a start onto the frame's nearest edge,
+# so that a lasso drawn from the margin around edge particles selects them.
+_CLIP_START_JS = """
+for (const view of Bokeh.index.all_views()) {
+  if (!tools.includes(view.model) || view._cryonb_clipped) continue;
+  view._cryonb_clipped = true;
+  const pan_start = view._pan_start.bind(view), pan = view._pan.bind(view), pan_end = view._pan_end.bind(view);
+  view._pan_start = (ev) => {
+    const [sx, sy] = view.plot_view.frame.bbox.clip(ev.sx, ev.sy);
+    pan_start(Object.assign(Object.create(Object.getPrototypeOf(ev)), ev, {sx, sy}));
+  };
+  view._pan = (ev) => { if (view._is_selecting) pan(ev); };
+  view._pan_end = (ev) => { if (view._is_selecting) pan_end(ev); };
+}
+"""
+
+
+def _selections_start_in_margins(plot, element) -> None:
+    """HoloViews hook: lasso and box selections may start in the axis margins (see ``_CLIP_START_JS``)."""
+    from bokeh.models import BoxSelectTool, CustomJS, LassoSelectTool
+
+    figure = plot.state
+    tools = [tool for tool in figure.tools if isinstance(tool, (LassoSelectTool, BoxSelectTool))]
+    if not tools or any(getattr(c, "name", None) == "cryonb-clip-start" for c in figure.js_property_callbacks.get("change:inner_width", [])):
+        return
+    figure.js_on_change("inner_width", CustomJS(args={"tools": tools}, code=_CLIP_START_JS, name="cryonb-clip-start"))
 
 
 def _column(values: np.ndarray, categorical: bool):

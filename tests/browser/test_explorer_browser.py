@@ -171,3 +171,32 @@ def test_offline_the_explorer_renders_without_leaving_the_machine(lab, lab_page)
     assert styled > 0
     log = lab.log.read_bytes()[log_start:].decode(errors="replace")
     assert "UnsetValueError" not in log and "Traceback" not in log, log[-3000:]
+
+
+def test_a_lasso_started_in_the_axis_margin_selects_without_console_errors(lab, lab_page):
+    """Issue 14, item 2: a lasso pressed down left of the frame, over the y axis, and drawn over the
+    particles selects them in the kernel, and the browser logs no error ("Assertion failed")."""
+    page = lab_page.page
+    errors = []
+    page.on("console", lambda message: errors.append(message.text) if message.type in ("error", "assert") else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page, canvas, frame = show_explorer(lab, lab_page, "explorer_margin.ipynb")
+    page.locator(".jp-OutputArea-output .bk-tool-icon-lasso-select").click()
+    box = canvas.bounding_box()
+    # From the middle of the y axis's margin, over the frame's middle, and back into the margin.
+    shape = [(-0.5, 0.3), (0.6, 0.15), (0.8, 0.7), (0.3, 0.85), (-0.5, 0.6)]
+    fractions = [((frame["left"] * (1 + fx) if fx < 0 else frame["left"] + fx * frame["width"]) / box["width"],
+                  (frame["top"] + fy * frame["height"]) / box["height"]) for fx, fy in shape]
+    errors.clear()
+    lasso_start = lasso(page, canvas, fractions)[0]
+    lab_page.wait_until(lambda: kernel_json(lab_page, "explorer.positions.size") > 0, message="a selection in the kernel")
+    from cryonb.core.analysis import lasso_select
+
+    coords = np.array(kernel_json(lab_page, "explorer.coords.tolist()"))
+    received = np.array(kernel_json(lab_page, "explorer.lasso.geometry.tolist()"))
+    assert set(kernel_json(lab_page, "explorer.positions.tolist()")) == set(lasso_select(coords, received).tolist())
+    # The lasso starts where it was pressed, moved onto the frame's left edge.
+    np.testing.assert_allclose(received[0], to_data(frame, box, np.array([[box["x"] + frame["left"], lasso_start[1]]]))[0],
+                               atol=2 * pixel_size(frame))
+    page.wait_for_timeout(500)
+    assert not errors, errors[:5]
