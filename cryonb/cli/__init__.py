@@ -13,7 +13,7 @@ import sys
 
 from ..core.errors import CryonbError
 
-COMMANDS = ("demo", "info", "simulate", "backproject", "fsc", "train")
+COMMANDS = ("demo", "info", "simulate", "backproject", "fsc", "train", "downsample")
 
 
 def _module(name: str):
