@@ -29,12 +29,13 @@ def add_args(parser):
 def main(args):
     from ..core.errors import InputError
     from ..core.fsc import plot_fsc
-    from ..core.particles import load_particles
+    from ..core.particles import load_particles, require_images
     from ..core.reconstruct import backproject
 
     particles = load_particles(args.particles, datadir=args.datadir, apix=args.apix, poses=args.poses, ctf=args.ctf_pkl)
-    if particles.images is None or particles.rotations is None:
-        raise InputError(args.particles, "needs images and poses to back-project", "pass a .star/.cs with angles, or an .mrcs with --poses")
+    require_images(particles, "back-project")
+    if particles.rotations is None:
+        raise InputError(args.particles, "has no poses to back-project with", "pass a .star/.cs with angles, or an .mrcs with --poses")
     if particles.apix is None:
         raise InputError(args.particles, "the pixel size is unknown", "pass --apix")
     if not args.no_ctf and particles.ctf is None:

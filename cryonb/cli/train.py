@@ -116,10 +116,11 @@ def main(args):
     import numpy as np
 
     from ..core.io.atomic import atomic_write
-    from ..core.particles import load_particles
+    from ..core.particles import load_particles, require_images
     from ..core.training import Trainer, TrainConfig, has_checkpoint
 
     particles = load_particles(args.particles, datadir=args.datadir, apix=args.apix, poses=args.poses, ctf=args.ctf)
+    require_images(particles, "train on")
     given = {name: getattr(args, name) for name in (*FIXED, *CHANGEABLE) if getattr(args, name) not in (None, False)}
     if has_checkpoint(args.outdir):
         trainer = _continue(args, particles, given)

@@ -108,6 +108,23 @@ def _images(meta, origin: Path, load: bool) -> ImageSource | None:
     return MultiStackSource(meta.image_paths, meta.image_rows, referenced_by=origin, fix=fix, indexed=getattr(meta, "image_indexed", None))
 
 
+def require_images(particles: ParticleSet, purpose: str) -> None:
+    """An :class:`InputError` saying why a particle set has no images, for commands that need them."""
+    if particles.images is not None:
+        return
+    origin = particles.source
+    path = getattr(origin, "path", None)
+    kind = getattr(origin, "format", None)
+    if kind == "cs":
+        raise InputError(path, f"has no image locations (it lacks the blob/path and blob/idx fields), so there are no images to {purpose}",
+                         "pass the .cs of a job's particle output (e.g. J12_particles.cs or extracted_particles.cs), "
+                         "not a passthrough file; or a .star with rlnImageName")
+    if kind == "star":
+        raise InputError(path, f"has no rlnImageName column, so there are no images to {purpose}",
+                         "pass a particle .star that names its images (idx@stack.mrcs)")
+    raise InputError(path, f"the particle set has no images to {purpose}", "load it with its images (images=True)")
+
+
 def load_particles(
     path: str | os.PathLike,
     *,

@@ -1,0 +1,41 @@
+"""Issue 13: a .cs without blob/path (a passthrough file) or a .star without image names: one clear error, not a TypeError."""
+
+import numpy as np
+import pytest
+
+from cryonb.cli import main as cli
+from cryonb.core.errors import InputError
+from cryonb.core.particles import load_particles, require_images
+
+
+def passthrough_cs(path, n=10, fields=()):
+    dtype = [("uid", "<u8"), ("alignments3D/pose", "<f4", (3,)), ("alignments3D/shift", "<f4", (2,)), ("blob/psize_A", "<f4"),
+             ("blob/shape", "<u4", (2,)), ("ctf/df1_A", "<f4"), ("ctf/df2_A", "<f4"), ("ctf/df_angle_rad", "<f4"),
+             ("ctf/accel_kv", "<f4"), ("ctf/cs_mm", "<f4"), ("ctf/amp_contrast", "<f4"), *fields]
+    array = np.zeros(n, dtype=dtype)
+    array["blob/psize_A"], array["blob/shape"], array["ctf/accel_kv"], array["ctf/cs_mm"] = 2.0, 16, 300.0, 2.7
+    array["ctf/df1_A"] = array["ctf/df2_A"] = 1e4
+    array["ctf/amp_contrast"] = 0.1
+    with open(path, "wb") as f:
+        np.save(f, array)
+    return path
+
+
+@pytest.mark.parametrize("fields", [(), (("blob/path", "S20"),)])  # no path at all, or a path without blob/idx
+def test_train_and_backproject_say_a_cs_has_no_images(tmp_path, capsys, fields):
+    cs = passthrough_cs(tmp_path / "J3_passthrough_particles.cs", fields=fields)
+    assert cli(["train", str(cs), "--outdir", str(tmp_path / "run"), "--epochs", "1", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "J3_passthrough_particles.cs: has no image locations (it lacks the blob/path and blob/idx fields)" in err
+    assert "no images to train on" in err and "Fix: pass the .cs of a job's particle output" in err
+    assert "TypeError" not in err and not (tmp_path / "run").exists()
+    assert cli(["backproject", str(cs), "-o", str(tmp_path / "map.mrc")]) == 2
+    assert "no images to back-project" in capsys.readouterr().err
+
+
+def test_a_star_without_image_names(tmp_path):
+    star = tmp_path / "poses_only.star"
+    star.write_text("data_particles\n\nloop_\n_rlnAngleRot #1\n_rlnAngleTilt #2\n_rlnAnglePsi #3\n0 0 0\n10 20 30\n")
+    particles = load_particles(star)
+    with pytest.raises(InputError, match=r"poses_only\.star: has no rlnImageName column, so there are no images to train on"):
+        require_images(particles, "train on")
