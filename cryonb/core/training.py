@@ -735,6 +735,14 @@ def load_checkpoint(path: Path) -> dict:
             raise InputError(path, f"corrupt cryonb checkpoint ({key} is {state[key]!r}, not a count)", fix)
     if not isinstance(state["epoch_sums"], torch.Tensor) or state["epoch_sums"].shape != (3,):
         raise InputError(path, "corrupt cryonb checkpoint (epoch_sums is not 3 numbers)", fix)
+    scale = state["scale"]
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not (math.isfinite(scale) and scale > 0):
+        raise InputError(path, f"corrupt cryonb checkpoint (image scale is {scale!r}, not a positive number)", fix)
+    bad = [name for name, value in state["model"].items() if isinstance(value, torch.Tensor) and value.is_floating_point()
+           and not bool(torch.isfinite(value).all())]
+    if bad:
+        raise InputError(path, f"the model's weights hold NaN or infinite values ({', '.join(bad[:3])})",
+                         "resume from an earlier checkpoint (delete this one) or lower the learning rate and train again")
     return state
 
 

@@ -137,3 +137,17 @@ def test_damaged_latents_are_input_errors_naming_the_file(particles, tmp_path, l
     (run / "z.npy").write_bytes(b"junk")
     with pytest.raises(InputError, match=r"z\.npy: is not a readable \.npy array"):
         Run.open(run, particles)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: {**s, "scale": float("nan")}, r"image scale is nan"),
+    (lambda s: {**s, "epoch": -1}, r"epoch is -1, not a count"),
+    (lambda s: {**s, "model": {k: v * float("nan") for k, v in s["model"].items()}}, r"weights hold NaN or infinite values"),
+])
+def test_checkpoints_with_impossible_values_are_refused_and_skipped(particles, tmp_path, change, message):
+    run = tmp_path / "run"
+    trained(particles, run, 2)
+    path = run / "checkpoints" / "step_00000012.pt"
+    torch.save(change(torch.load(path, weights_only=True)), path)
+    with pytest.warns(UserWarning, match=rf"step_00000012\.pt.*{message}.*step_00000006\.pt"):
+        assert Trainer.from_run(run, particles).epoch == 1
