@@ -104,11 +104,23 @@ def info_step(path: Path, apix: float | None) -> Step:
     return run_step(call)
 
 
+def _is_map(path: Path) -> bool:
+    """A .mrc whose data are a volume: load_particles refuses it, rightly; not a particle file to test."""
+    from cryonb.core.io.mrc import read_header
+
+    if path.suffix.lower() != ".mrc":
+        return False
+    try:
+        return not read_header(path).looks_like_stack
+    except Exception:  # noqa: BLE001 - let load_particles say what is wrong
+        return False
+
+
 def load_step(path: Path, datadir: str | None, apix: float | None, max_images: int | None, chunk: int = 256) -> Step:
     """``load_particles`` and a read of its images (up to ``max_images``) and metadata, checked finite."""
     from cryonb.core.particles import load_particles
 
-    if path.suffix.lower() not in PARTICLE_SUFFIXES:
+    if path.suffix.lower() not in PARTICLE_SUFFIXES or _is_map(path):
         return Step(SKIPPED)
 
     def call():

@@ -151,11 +151,27 @@ def load_particles(
         meta = read_cs(path, datadir=datadir, apix=apix)
         particles = ParticleSet(_images(meta, path, images), meta.rotations, meta.shifts, meta.ctf, meta.apix, indices=np.arange(len(meta)), source=Origin(path, "cs"))
     elif suffix in _STACK_SUFFIXES:
+        _refuse_map(path, suffix)
         stack = MrcStackSource(path)
         particles = ParticleSet(stack if images else None, apix=stack.stack.apix, indices=np.arange(len(stack)), source=Origin(path, "mrcs"))
     else:
         raise InputError(path, f"unknown particle file type {suffix!r}", "pass a .star, .cs, .mrcs or .mrc file")
     return _with_pickles(particles, path, poses, ctf, apix)
+
+
+def _refuse_map(path: Path, suffix: str) -> None:
+    """A ``.mrc`` with cubic data is a map (a reference, a class average volume), not N images of N x N:
+    reading its z-sections as particles would give wrong pixels without a word."""
+    if suffix != ".mrc":
+        return  # .mrcs says "stack"
+    from .io.mrc import read_header
+
+    header = read_header(path)
+    if not header.looks_like_stack:
+        shape = "x".join(map(str, reversed(header.data_shape)))
+        raise InputError(path, f"is a 3D map of {shape} voxels, not a stack of particle images",
+                         f"pass the particle stack or a .star/.cs naming it; if this file really is a stack of "
+                         f"{header.data_shape[0]} images, rename it to .mrcs")
 
 
 def _with_pickles(particles: ParticleSet, path: Path, poses, ctf, apix) -> ParticleSet:

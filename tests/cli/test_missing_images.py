@@ -39,3 +39,15 @@ def test_a_star_without_image_names(tmp_path):
     particles = load_particles(star)
     with pytest.raises(InputError, match=r"poses_only\.star: has no rlnImageName column, so there are no images to train on"):
         require_images(particles, "train on")
+
+
+def test_a_map_is_not_read_as_particles(tmp_path):
+    from cryonb.core.io.mrc import write_map, write_stack
+
+    write_map(tmp_path / "reference.mrc", np.zeros((16, 16, 16), np.float32), 2.0)
+    with pytest.raises(InputError, match=r"reference\.mrc: is a 3D map of 16x16x16 voxels, not a stack of particle images.*rename it to \.mrcs"):
+        load_particles(tmp_path / "reference.mrc")
+    write_stack(tmp_path / "cube.mrcs", np.zeros((16, 16, 16), np.float32), 2.0)  # .mrcs: a stack, whatever its shape
+    assert len(load_particles(tmp_path / "cube.mrcs")) == 16
+    write_stack(tmp_path / "stack.mrc", np.zeros((5, 16, 16), np.float32), 2.0)
+    assert len(load_particles(tmp_path / "stack.mrc")) == 5
