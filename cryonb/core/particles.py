@@ -117,8 +117,8 @@ def require_images(particles: ParticleSet, purpose: str) -> None:
     kind = getattr(origin, "format", None)
     if kind == "cs":
         raise InputError(path, f"has no image locations (it lacks the blob/path and blob/idx fields), so there are no images to {purpose}",
-                         "pass the .cs of a job's particle output (e.g. J12_particles.cs or extracted_particles.cs), "
-                         "not a passthrough file; or a .star with rlnImageName")
+                         "pass the .cs that holds the blob/path and blob/idx fields (a job's particles .cs, or its "
+                         "passthrough .cs when the blob fields come through it); or a .star with rlnImageName")
     if kind == "star":
         raise InputError(path, f"has no rlnImageName column, so there are no images to {purpose}",
                          "pass a particle .star that names its images (idx@stack.mrcs)")

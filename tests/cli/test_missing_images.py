@@ -27,7 +27,7 @@ def test_train_and_backproject_say_a_cs_has_no_images(tmp_path, capsys, fields):
     assert cli(["train", str(cs), "--outdir", str(tmp_path / "run"), "--epochs", "1", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "J3_passthrough_particles.cs: has no image locations (it lacks the blob/path and blob/idx fields)" in err
-    assert "no images to train on" in err and "Fix: pass the .cs of a job's particle output" in err
+    assert "no images to train on" in err and "Fix: pass the .cs that holds the blob/path and blob/idx fields" in err
     assert "TypeError" not in err and not (tmp_path / "run").exists()
     assert cli(["backproject", str(cs), "-o", str(tmp_path / "map.mrc")]) == 2
     assert "no images to back-project" in capsys.readouterr().err
