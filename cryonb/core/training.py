@@ -586,6 +586,15 @@ class Trainer:
             group["lr"] = torch.tensor(lr, device=self.device) if self._graphs else lr
             group["capturable"] = self._graphs
         self._captured = None  # the optimiser's state tensors are new: capture again
+        for group in self.optimizer.param_groups:
+            if not (float(group["lr"]) > 0 and math.isfinite(float(group["lr"]))):
+                raise ValueError(f"optimizer learning rate {float(group['lr'])} is not a positive number")
+            for param in group["params"]:
+                for key, value in self.optimizer.state.get(param, {}).items():
+                    if key != "step" and isinstance(value, torch.Tensor) and value.shape != param.shape:
+                        raise ValueError(f"optimizer state {key} has shape {tuple(value.shape)}, its weight {tuple(param.shape)}")
+        if state["position"] >= self.batches_per_epoch:
+            raise ValueError(f"position {state['position']} is past the end of an epoch ({self.batches_per_epoch} batches)")
         self.epoch, self.position, self.step_count = state["epoch"], state["position"], state["step"]
         self._epoch_sums = state["epoch_sums"].numpy().copy()
         self._epoch_time = state["epoch_time"]
@@ -731,10 +740,17 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(state["model"], dict) or not isinstance(state["optimizer"], dict):
         raise InputError(path, "not a cryonb checkpoint (model or optimizer is not a state dict)", fix)
     for key in ("epoch", "position", "step"):
-        if not isinstance(state[key], int) or state[key] < 0:
+        if not isinstance(state[key], int) or isinstance(state[key], bool) or not 0 <= state[key] < 2**40:
             raise InputError(path, f"corrupt cryonb checkpoint ({key} is {state[key]!r}, not a count)", fix)
     if not isinstance(state["epoch_sums"], torch.Tensor) or state["epoch_sums"].shape != (3,):
         raise InputError(path, "corrupt cryonb checkpoint (epoch_sums is not 3 numbers)", fix)
+    if not isinstance(state["epoch_time"], (int, float)) or isinstance(state["epoch_time"], bool) or not state["epoch_time"] >= 0:
+        raise InputError(path, f"corrupt cryonb checkpoint (epoch_time is {state['epoch_time']!r}, not a duration)", fix)
+    if not isinstance(state["history"], list) or not all(isinstance(h, dict) for h in state["history"]):
+        raise InputError(path, "corrupt cryonb checkpoint (history is not a list of epoch records)", fix)
+    if not isinstance(state["steps"], list) or not all(
+            isinstance(s, (list, tuple)) and len(s) == 3 and all(isinstance(v, (int, float)) for v in s) for s in state["steps"]):
+        raise InputError(path, "corrupt cryonb checkpoint (steps is not a list of (step, loss, kl) records)", fix)
     scale = state["scale"]
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not (math.isfinite(scale) and scale > 0):
         raise InputError(path, f"corrupt cryonb checkpoint (image scale is {scale!r}, not a positive number)", fix)
