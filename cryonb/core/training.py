@@ -707,6 +707,10 @@ def read_run_config(run_dir: Path) -> dict:
             continue
         if not any(isinstance(value, k) and (k is bool or not isinstance(value, bool)) for k in allowed):
             raise InputError(path, f"config.json has {f.name} = {value!r}, expected {f.type}", fix)
+    for key, most in SIZE_BOUNDS.items():  # a damaged file must not make us build a model of terabytes
+        for value in (meta["config"].get(key), meta.get(key)):
+            if isinstance(value, int) and value > most:
+                raise InputError(path, f"config.json has {key} = {value}, more than any run uses (at most {most})", fix)
     try:
         TrainConfig.from_dict(meta["config"]).validate()
     except InputError as err:
@@ -716,6 +720,8 @@ def read_run_config(run_dir: Path) -> dict:
     return meta
 
 
+SIZE_BOUNDS = {"zdim": 4096, "enc_width": 65536, "dec_width": 65536, "enc_depth": 256, "dec_depth": 256, "n_freqs": 4096,
+               "box": 8192, "batch_size": 2**20, "epochs": 2**31, "checkpoint_every": 2**31}
 INTERRUPTED = "INTERRUPTED"  # in a run folder: training was stopped by Ctrl-C before its last epoch
 CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "position", "step", "epoch_sums", "epoch_time", "history", "steps", "scale")
 _CHECKPOINT_NAME = re.compile(r"step_\d+\.pt")

@@ -151,3 +151,14 @@ def test_checkpoints_with_impossible_values_are_refused_and_skipped(particles, t
     torch.save(change(torch.load(path, weights_only=True)), path)
     with pytest.warns(UserWarning, match=rf"step_00000012\.pt.*{message}.*step_00000006\.pt"):
         assert Trainer.from_run(run, particles).epoch == 1
+
+
+def test_a_config_asking_for_an_absurd_model_is_refused_before_building_it(particles, tmp_path):
+    run = tmp_path / "run"
+    Trainer(particles, TrainConfig(**TINY), run_dir=run)
+    config = run / "config.json"
+    meta = json.loads(config.read_text())
+    meta["config"]["dec_width"] = 10**9
+    config.write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=r"config\.json: config\.json has dec_width = 1000000000, more than any run uses"):
+        Trainer.from_run(run, particles)
