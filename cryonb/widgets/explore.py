@@ -16,6 +16,10 @@ from .gallery import ParticleGallery
 from .latent_explorer import LatentExplorer
 
 
+HINT = ("<i>3D view: click a particle on the plot to see the map at its latent, or select particles "
+        "and press <b>Mean-z volume</b> for the map at their mean latent.</i>")
+
+
 class Exploration(w.VBox):
     """The explorer above the gallery of its selection and, where available, a volume viewer.
 
@@ -32,10 +36,15 @@ class Exploration(w.VBox):
         if self.viewer is None:
             volume = [w.Label(f"No 3D view: {why_not}")]
         else:
-            volume = [self.volume_button, self.viewer.widget]
+            # A hint until the first map is asked for; then the 3D view takes its place (an empty
+            # 3D view was a blank box of 300 px).
+            self.volume_hint = w.HTML(HINT)
+            self.volume_hint.add_class("cryonb-explore-volume-hint")
+            self.volume_box = w.VBox([self.volume_hint])
+            volume = [self.volume_button, self.volume_box]
         explorer.on_selection(self._selection_changed)
         if self.viewer is not None:
-            explorer.on_pick(lambda position: self.viewer.show(self.run.z[position]))
+            explorer.on_pick(lambda position: self.show_volume(self.run.z[position]))
         super().__init__([explorer.widget, w.HTML("<b>Selected particles</b>"), self.gallery, *volume], **kwargs)
         self.add_class("cryonb-explore")
 
@@ -44,7 +53,13 @@ class Exploration(w.VBox):
         return self.run.z[self.explorer.positions].mean(0, keepdims=True)
 
     def show_mean_volume(self) -> None:
-        self.viewer.show(self.mean_latent())
+        self.show_volume(self.mean_latent())
+
+    def show_volume(self, z) -> None:
+        """Show the map at latent ``z`` (1, zdim) in the 3D view, which replaces the hint the first time."""
+        self.viewer.show(z)
+        if self.volume_box.children != (self.viewer.widget,):
+            self.volume_box.children = (self.viewer.widget,)
 
     def _selection_changed(self, positions):
         self.gallery.show(positions)

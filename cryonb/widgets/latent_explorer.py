@@ -9,7 +9,9 @@ by :func:`~cryonb.core.analysis.lasso_select`, vectorised.
 from __future__ import annotations
 
 import functools
+import html
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -179,6 +181,7 @@ class LatentExplorer:
         """Pick the shown particle nearest to (x, y), in the scatter's data coordinates."""
         shown = self.coords[self.working]
         self.picked = int(self.working[np.argmin(((shown - (x, y)) ** 2).sum(1))])
+        self._picked_pipe.send(self.coords[[self.picked]])
         for callback in self._pick_listeners:
             callback(self.picked)
         return self.picked
@@ -231,6 +234,9 @@ class LatentExplorer:
         if shown:
             self._shown_pipe.send(self._table.iloc[self.working])
             self._centres_pipe.send(self.coords[self.centres])
+            if self.picked is not None and not self._mask(self.working)[self.picked]:
+                self.picked = None  # removed from view: no longer marked
+                self._picked_pipe.send(self.coords[:0])
         self._selected_pipe.send(self._table.iloc[self.positions])
         if "widget" in self.__dict__:  # only once the view has been built
             self._label.value = self.summary
@@ -246,6 +252,7 @@ class LatentExplorer:
         self._selected_pipe = hv.streams.Pipe(data=self._table.iloc[:0])
         self._path_pipe = hv.streams.Pipe(data=[])
         self._centres_pipe = hv.streams.Pipe(data=self.coords[self.centres])
+        self._picked_pipe = hv.streams.Pipe(data=self.coords[:0])
         self.lasso = hv.streams.Lasso()
         self.box = hv.streams.BoundsXY()
         self.tap = hv.streams.Tap()
@@ -279,13 +286,20 @@ class LatentExplorer:
         self.lasso.source = self.box.source = self.tap.source = base
         selected = dynspread(datashade(hv.DynamicMap(points, streams=[self._selected_pipe]), cmap=[SELECTED_COLOR], **size), threshold=0.8)
         path = hv.DynamicMap(hv.Path, streams=[self._path_pipe]).opts(color="black", line_width=2)
-        overlay = base * selected * path
+        # The selection is an image (no legend of its own): a square marker at no place gives it one.
+        key = hv.Points([(np.nan, np.nan)], ["x", "y"], label="selected").opts(marker="square", size=10, color=SELECTED_COLOR)
+        picked = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"], label="clicked"), streams=[self._picked_pipe])
+        picked = picked.opts(marker="circle", size=18, fill_alpha=0, line_color="black", line_width=2.5)
+        overlay = base * selected * key * path * picked
         if self.clusters is not None:
             centres = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"], label="k-means centres"), streams=[self._centres_pipe])
             overlay = overlay * centres.opts(marker="x", size=14, color="black", line_width=3)
         xlim, ylim = self.ranges
+        # Pan, not wheel-zoom, is active: scrolling the notebook over the plot must scroll the
+        # notebook. The legend sits above the plot, so that it does not narrow it.
         return overlay.opts(width=self._size[0], height=self._size[1], xlabel="", ylabel="", xlim=xlim, ylim=ylim,
-                            title=f"coloured by {label}", legend_position="right", hooks=[_selections_start_in_margins])
+                            title=f"coloured by {label}", legend_position="top", legend_cols=4, active_tools=["pan"],
+                            hooks=[_no_wheel_zoom, _selections_start_in_margins])
 
     # --- ipywidgets --------------------------------------------------------------------------
 
@@ -305,12 +319,15 @@ class LatentExplorer:
             buttons.append(button)
         self._prefix = w.Text(value="selection", description="prefix", layout=w.Layout(width="320px"))
         self._prefix.add_class("cryonb-explorer-prefix")
-        save_button = w.Button(description="Save selection", icon="save", button_style="primary")
+        save_button = w.Button(description="Save selection", icon="save", button_style="primary",
+                               layout=w.Layout(width="auto", min_width="max-content"))
+        save_button.add_class("cryonb-explorer-save")
         save_button.on_click(lambda _: self._save_clicked())
-        self._saved = w.Label()
+        # Below the button, wrapping: a Label cuts the message, and long paths ran off the edge.
+        self._saved = w.HTML(layout=w.Layout(width=f"{self._size[0]}px"))
         self._saved.add_class("cryonb-explorer-saved")
         plot = plot_widget(pn.pane.HoloViews(self.plot))
-        widget = w.VBox([self._label, plot, w.HBox(buttons), w.HBox([self._prefix, save_button, self._saved])])
+        widget = w.VBox([self._label, plot, w.HBox(buttons), w.HBox([self._prefix, save_button]), self._saved])
         widget.add_class("cryonb-explorer")
         return widget
 
@@ -318,9 +335,15 @@ class LatentExplorer:
         try:
             written = self.save(self._prefix.value)
         except (InputError, OSError) as error:
-            self._saved.value = str(error)
+            message = str(error)
         else:
-            self._saved.value = f"wrote {len(self.positions):,} particles to " + ", ".join(str(p) for p in written.values())
+            message = f"wrote {len(self.positions):,} particles to " + ", ".join(str(p) for p in written.values())
+        self._saved.value = f'<div style="overflow-wrap: anywhere; line-height: 1.4">{html.escape(message)}</div>'
+
+    @property
+    def saved_message(self) -> str:
+        """What the Save button last reported (written files, or why nothing was written)."""
+        return html.unescape(re.sub(r"<[^>]+>", "", self._saved.value)) if "widget" in self.__dict__ else ""
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
@@ -354,6 +377,11 @@ def _inline_stylesheets(viewable, root) -> None:
 
     for model in root.select({"type": UIElement}):
         patch_inline_stylesheets(model)
+
+
+def _no_wheel_zoom(plot, element) -> None:
+    """HoloViews hook: no scroll tool active (Bokeh's "auto" would make wheel-zoom take the notebook's scrolling)."""
+    plot.state.toolbar.active_scroll = None
 
 
 # BokehJS (3.9) ignores a lasso or box pressed down outside the plot's frame, over an axis, and its

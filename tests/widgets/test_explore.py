@@ -41,8 +41,13 @@ def test_gallery_and_volume_follow_the_selection(trained, monkeypatch):
     np.testing.assert_array_equal(view.gallery.positions, [1, 3, 4])
     assert view.gallery.caption.value.startswith("3 of 3 particles")
     assert not view.volume_button.disabled
+    # Issue 14, item 6: a hint, not an empty 3D view, until a map is asked for.
+    assert view.volume_box.children == (view.volume_hint,) and "click a particle" in view.volume_hint.value
     view.volume_button.click()
     np.testing.assert_allclose(view.viewer.shown[-1], view.run.z[[1, 3, 4]].mean(0, keepdims=True))
+    assert view.volume_box.children == (view.viewer.widget,)
+    view.explorer.pick(*view.explorer.coords[5])
+    np.testing.assert_allclose(view.viewer.shown[-1], view.run.z[5])
     view.explorer.remove()
     assert view.gallery.positions.size == 0 and view.volume_button.disabled
 

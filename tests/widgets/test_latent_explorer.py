@@ -221,3 +221,24 @@ def test_the_rendered_plot_imports_no_stylesheet(run):
     explorer.remove()
     explorer.reset()  # the plot is re-drawn: still nothing imported
     assert [s.url for s in model.select({"type": ImportedStyleSheet})] == []
+
+
+def test_notebook_friction(run):
+    """Issue 14, item 6: no wheel-zoom active, a legend entry for the selection's magenta, the clicked
+    particle marked, and the Save message whole."""
+    from bokeh.models import Legend, Toolbar
+
+    explorer = LatentExplorer(run, coords="pca", k=3)
+    model = explorer.widget.children[1]._model
+    (toolbar,) = model.select({"type": Toolbar})
+    assert toolbar.active_scroll is None
+    labels = [getattr(item.label, "value", None) for legend in model.select({"type": Legend}) for item in legend.items]
+    assert "selected" in labels and "clicked" in labels
+    picked = explorer.pick(*explorer.coords[7])
+    np.testing.assert_allclose(explorer._picked_pipe.data, explorer.coords[[picked]])
+    explorer.select([picked])
+    explorer.remove()  # the clicked particle is no longer shown: nor marked
+    assert explorer.picked is None and len(explorer._picked_pipe.data) == 0
+    explorer._save_clicked()
+    assert explorer.saved_message == "selection: no particles are selected. Fix: select some with the lasso or box tool first"
+    assert "overflow-wrap: anywhere" in explorer._saved.value
