@@ -1,7 +1,9 @@
 """Train the heterogeneous model on a particle set, headless (the same Trainer a notebook drives).
 
-Writes RUN/config.json, RUN/checkpoints/ and, at the end, RUN/z.npy (latent means in the
-particle set's order). Running again with the same --outdir continues from the last checkpoint.
+Writes RUN/config.json, RUN/checkpoints/ (the last two) and, at the end, RUN/z.npy (latent means in
+the particle set's order). Running again with the same --outdir continues from the last complete
+checkpoint; it applies a new --epochs or --lr, and refuses options that would change the model (use
+a new --outdir). Ctrl-C stops with a checkpoint, exits 130 and marks RUN/INTERRUPTED.
 --gpus K > 1 relaunches itself under torchrun (one process per GPU, DistributedDataParallel).
 """
 
