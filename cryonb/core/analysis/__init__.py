@@ -7,7 +7,7 @@ functions that need them.
 from .clustering import KMeansResult, auto_clusters, gaussian_mixture, kmeans
 from .embedding import PCAResult, auto_neighbors, latent_norm, pca, umap_embedding
 from .graph import GraphPath, graph_path, knn_graph
-from .selection import box_select, lasso_select
+from .selection import box_select, lasso_select, range_select
 from .trajectories import interpolate, pc_traversal
 
 __all__ = [
@@ -26,5 +26,6 @@ __all__ = [
     "latent_norm",
     "pc_traversal",
     "pca",
+    "range_select",
     "umap_embedding",
 ]

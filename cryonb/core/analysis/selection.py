@@ -1,4 +1,4 @@
-"""Selections of particles on a 2D embedding: lasso (polygon) and box."""
+"""Selections of particles: on a 2D embedding by lasso (polygon) and box, on any per-particle value by range."""
 
 from __future__ import annotations
 
@@ -29,3 +29,29 @@ def box_select(points2d, x0: float, x1: float, y0: float, y1: float) -> np.ndarr
     (x0, x1), (y0, y1) = sorted((x0, x1)), sorted((y0, y1))
     x, y = points[:, 0], points[:, 1]
     return np.flatnonzero((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))
+
+
+def range_select(values, low: float | None = None, high: float | None = None) -> np.ndarray:
+    """Indices of the particles whose value (N,) lies between ``low`` and ``high`` (inclusive).
+
+    ``values`` is any per-particle number: ‖z‖ (:func:`latent_norm`), a CTF column, one latent
+    dimension, a loaded covariate. ``None`` leaves that side open (``low=2.5``: a threshold). NaN
+    values are never selected. Combine with a lasso as sets, e.g.
+    ``np.intersect1d(lasso_select(xy, polygon), range_select(norm, 1, 3))``.
+    """
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise InputError(None, f"values have shape {values.shape}, expected (N,)", "pass one value per particle")
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+        raise InputError(None, f"values are {values.dtype}, not numbers", "pass a numeric array, one value per particle")
+    for name, bound in (("low", low), ("high", high)):
+        if bound is not None and np.isnan(bound):
+            raise InputError(None, f"{name} is NaN", f"pass a number, or None for no {name} bound")
+    if low is not None and high is not None and low > high:
+        low, high = high, low
+    keep = ~np.isnan(values) if np.issubdtype(values.dtype, np.floating) else np.ones(len(values), bool)
+    if low is not None:
+        keep &= values >= low
+    if high is not None:
+        keep &= values <= high
+    return np.flatnonzero(keep)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cryonb.core.analysis import box_select, lasso_select
+from cryonb.core.analysis import box_select, lasso_select, range_select
 from cryonb.core.errors import InputError
 
 
@@ -54,3 +54,30 @@ def test_bad_shapes():
         lasso_select(np.zeros((4, 2)), [[0, 0], [1, 1]])
     with pytest.raises(InputError, match=r"points2d has shape \(4, 3\)"):
         box_select(np.zeros((4, 3)), 0, 1, 0, 1)
+
+
+def test_range_select_between_above_and_below():
+    values = np.array([0.5, 2.0, np.nan, 3.5, 2.0, -1.0, np.inf])
+    np.testing.assert_array_equal(range_select(values, 0.5, 2.0), [0, 1, 4])  # inclusive, NaN never
+    np.testing.assert_array_equal(range_select(values, 2.0, 0.5), [0, 1, 4])  # bounds in either order
+    np.testing.assert_array_equal(range_select(values, low=2.0), [1, 3, 4, 6])  # a threshold
+    np.testing.assert_array_equal(range_select(values, high=0.5), [0, 5])
+    np.testing.assert_array_equal(range_select(values), [0, 1, 3, 4, 5, 6])
+    np.testing.assert_array_equal(range_select(np.arange(10), 3, 5), [3, 4, 5])  # integers (cluster labels)
+    assert range_select(np.zeros(0), 0, 1).size == 0
+
+
+def test_range_select_combines_with_a_lasso_and_refuses_bad_input():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(-1, 1, (1000, 2))
+    norm = np.linalg.norm(points, axis=1)
+    square = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], float)
+    both = np.intersect1d(lasso_select(points, square), range_select(norm, 0.5, 0.8))
+    expected = np.flatnonzero((points > 0).all(1) & (norm >= 0.5) & (norm <= 0.8))
+    np.testing.assert_array_equal(both, expected)
+    with pytest.raises(InputError, match="expected \\(N,\\)"):
+        range_select(points, 0, 1)
+    with pytest.raises(InputError, match="not numbers"):
+        range_select(np.array(["a", "b"]), 0, 1)
+    with pytest.raises(InputError, match="low is NaN"):
+        range_select(norm, np.nan, 1)
