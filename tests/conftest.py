@@ -1,7 +1,9 @@
-"""Shared fixtures: the real cryo-EM files in ../shared/data/real and a deterministic hypothesis profile."""
+"""Shared fixtures: the real cryo-EM files in ../shared/data/real and a deterministic hypothesis profile
+(CRYONB_FUZZ_EXAMPLES=N: N random examples per fuzz test instead)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,10 +12,12 @@ from hypothesis import HealthCheck, settings
 
 REAL_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
 
+# CRYONB_FUZZ_EXAMPLES=5000 runs every fuzz test long, with fresh random inputs (the default: 100, the same each run).
+LONG_FUZZ = int(os.environ.get("CRYONB_FUZZ_EXAMPLES", "0"))
 settings.register_profile(
     "cryonb",
-    derandomize=True,
-    max_examples=100,
+    derandomize=not LONG_FUZZ,
+    max_examples=LONG_FUZZ or 100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

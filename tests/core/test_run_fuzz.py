@@ -15,7 +15,7 @@ from cryonb.core.errors import InputError
 from cryonb.core.simulate import simulate
 from cryonb.core.training import Trainer, TrainConfig, load_checkpoint, read_run_config
 
-EXAMPLES = int(os.environ.get("CRYONB_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("CRYONB_FUZZ_EXAMPLES", "60"))  # each example trains a tiny model: fewer by default
 TINY = dict(zdim=2, enc_width=16, enc_depth=1, dec_width=16, dec_depth=1, batch_size=16, lr=1e-3)
 
 json_values = st.recursive(
