@@ -42,6 +42,12 @@ def add_args(parser):
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (faster for long GPU runs)")
     parser.add_argument("--no-amp", action="store_true", help="train in float32 instead of bfloat16 autocast")
     parser.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (default: 1)")
+    stream = parser.add_mutually_exclusive_group()
+    stream.add_argument("--stream", action="store_true", help="stream the images from a disk cache (OUTDIR/cache) "
+                        "instead of holding them in memory (default: only when they would not fit in half the free memory)")
+    stream.add_argument("--no-stream", action="store_true", help="hold the images in memory even if they seem too large")
+    parser.add_argument("--cache-dtype", choices=("complex64", "float16", "bfloat16"),
+                        help="numbers of the streamed cache: bfloat16/float16 halve its size and reads (default: complex64)")
 
 
 # Options that define the model and its training path: a continued run keeps the ones it was started with.
@@ -57,6 +63,7 @@ CHANGEABLE = {
     "epochs": ("epochs", lambda v: v), "lr": ("lr", lambda v: v), "device": ("device", lambda v: v),
     "checkpoint_every": ("checkpoint_every", lambda v: v), "compile": ("compile", lambda v: True),
     "no_graphs": ("cuda_graphs", lambda v: False), "no_amp": ("amp", lambda v: False),
+    "stream": ("stream", lambda v: True), "no_stream": ("stream", lambda v: False), "cache_dtype": ("cache_dtype", lambda v: v),
 }
 NEW_RUN_DEFAULTS = {"zdim": 8, "depth": 3, "seed": 0, "device": "auto", "checkpoint_every": 1, "epochs": 20}
 
@@ -89,6 +96,10 @@ def _continue(args, particles, given):
     main_process = os.environ.get("RANK", "0") == "0"
     if main_process:
         print(f"continuing {args.outdir} from epoch {trainer.epoch}")
+        given_path, recorded = str(Path(args.particles).resolve()), run.get("particles")
+        if recorded and recorded != given_path:
+            print(f"note: the run was started on {recorded}; continuing on {given_path} "
+                  f"({len(particles)} particles, as before: make sure they are the same ones)", file=sys.stderr)
     if changes:
         if main_process:
             trainer._write_config()  # so that the next continuation starts from these
@@ -134,6 +145,8 @@ def main(args):
             lr=d.get("lr"), lr_schedule=d.get("lr_schedule"), epochs=d["epochs"], cuda_graphs=not d.get("no_graphs"),
             beta=d.get("beta"), amp=not d.get("no_amp"), compile=bool(d.get("compile")), seed=d["seed"], device=d["device"],
             checkpoint_every=d["checkpoint_every"], particles=str(Path(args.particles).resolve()),
+            stream=True if d.get("stream") else (False if d.get("no_stream") else None),
+            cache_dtype=d.get("cache_dtype") or "complex64", cache_dir=str((args.outdir / "cache").resolve()),
         ).validate()
         trainer = Trainer(particles, config, run_dir=args.outdir)
     args.epochs = trainer.config.epochs
