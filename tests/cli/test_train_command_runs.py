@@ -98,3 +98,13 @@ def test_continuing_a_run_applies_epochs_and_learning_rate_and_says_so(star, tmp
     assert state["epoch"] == 2 and state["optimizer"]["param_groups"][0]["lr"] == 5e-4
     config = json.loads((run / "config.json").read_text())["config"]
     assert config["epochs"] == 2 and config["lr"] == 5e-4
+
+
+def test_continuing_on_another_particle_file_says_so(star, tmp_path, capsys):
+    other = simulate("hinge", 96, D=16, apix=8.0, snr=1.0, seed=2, progress=False).save(tmp_path / "other")["star"]
+    run = tmp_path / "run"
+    assert train(star, run, "--epochs", "1") == 0
+    capsys.readouterr()
+    assert cli(["train", str(other), "--outdir", str(run), "--epochs", "1"]) == 0
+    err = capsys.readouterr().err
+    assert f"note: the run was started on {star.resolve()}; continuing on {other.resolve()} (96 particles, as before" in err
