@@ -16,12 +16,13 @@ import re
 import numpy as np
 import pandas as pd
 
-from cryonb.core.analysis import auto_clusters, box_select, kmeans, lasso_select, latent_norm, pca, umap_embedding
+from cryonb.core.analysis import auto_clusters, box_select, kmeans, lasso_select, latent_norm, pca, range_select, umap_embedding
 from cryonb.core.ctf import CTF_COLUMNS
 from cryonb.core.errors import InputError
 from cryonb.core.particles import save_selection
 
 COLORS = ("cluster", "norm", *CTF_COLUMNS)
+RANGE_MODES = ("replace", "within", "add")  # how select_range combines with the current selection
 SELECTED_COLOR = "#e6007e"
 PADDING = 0.05  # of the data's own range, on each side of the plot
 
@@ -147,6 +148,39 @@ class LatentExplorer:
         self.positions = self.working[box_select(self.coords[self.working], x0, x1, y0, y1)]
         self._changed()
 
+    def value_names(self) -> list[str]:
+        """Names :meth:`values_of` knows for this run: ``"norm"`` (‖z‖), ``"z1"``… and the CTF columns if any."""
+        names = ["norm", *(f"z{i + 1}" for i in range(self.run.z.shape[1]))]
+        if self.run.particles is not None and self.run.particles.ctf is not None:
+            names += list(CTF_COLUMNS)
+        return names
+
+    def values_of(self, name) -> np.ndarray:
+        """Per-particle values (N,) by name (see :meth:`value_names`), or an array of N values as given."""
+        if isinstance(name, str) and name[:1] == "z" and name[1:].isdigit() and 1 <= int(name[1:]) <= self.run.z.shape[1]:
+            return self.run.z[:, int(name[1:]) - 1]
+        if isinstance(name, str) and name not in ("cluster", "norm", *CTF_COLUMNS):
+            names = ", ".join(repr(n) for n in self.value_names())
+            raise InputError(None, f"unknown value {name!r}", f"choose one of {names}, or pass an array of {len(self.run.z)} values")
+        return np.asarray(color_values(self.run, name, None if self.clusters is None else self.clusters.labels)[0])
+
+    def select_range(self, values, low: float | None = None, high: float | None = None, mode: str = "replace") -> None:
+        """Select the shown particles whose value lies in [low, high] (``None``: open on that side).
+
+        ``values``: a name of :meth:`value_names` (``"norm"``, ``"z2"``, ``"defocus_u"``…) or N values.
+        ``mode``: ``"replace"`` the selection, keep only the selected particles ``"within"`` the
+        range (a lasso, then a range: both), or ``"add"`` the range to the selection.
+        """
+        if mode not in RANGE_MODES:
+            raise InputError(None, f"unknown mode {mode!r}", f"use one of {', '.join(map(repr, RANGE_MODES))}")
+        inside = self._mask(range_select(self.values_of(values), low, high)) & self._mask(self.working)
+        if mode == "within":
+            inside &= self._mask(self.positions)
+        elif mode == "add":
+            inside |= self._mask(self.positions)
+        self.positions = np.flatnonzero(inside)
+        self._changed()
+
     def keep(self) -> None:
         """Restrict the working set to the selection (which stays selected)."""
         self.working = self.positions.copy()
@@ -240,6 +274,8 @@ class LatentExplorer:
         self._selected_pipe.send(self._table.iloc[self.positions])
         if "widget" in self.__dict__:  # only once the view has been built
             self._label.value = self.summary
+            if shown:
+                self._draw_histogram()  # of the particles shown
         for callback in self._listeners:
             callback(self.positions)
 
@@ -286,10 +322,12 @@ class LatentExplorer:
         self.lasso.source = self.box.source = self.tap.source = base
         selected = dynspread(datashade(hv.DynamicMap(points, streams=[self._selected_pipe]), cmap=[SELECTED_COLOR], **size), threshold=0.8)
         path = hv.DynamicMap(hv.Path, streams=[self._path_pipe]).opts(color="black", line_width=2)
-        # The selection is an image (no legend of its own): a square marker at no place gives it one.
+        # The selection is an image (no legend of its own) and the clicked ring is often not drawn:
+        # markers at no place give both a legend entry.
+        ring = dict(marker="circle", size=18, fill_alpha=0, line_color="black", line_width=2.5)
         key = hv.Points([(np.nan, np.nan)], ["x", "y"], label="selected").opts(marker="square", size=10, color=SELECTED_COLOR)
-        picked = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"], label="clicked"), streams=[self._picked_pipe])
-        picked = picked.opts(marker="circle", size=18, fill_alpha=0, line_color="black", line_width=2.5)
+        key = key * hv.Points([(np.nan, np.nan)], ["x", "y"], label="clicked").opts(**ring)
+        picked = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"]), streams=[self._picked_pipe]).opts(**ring)
         overlay = base * selected * key * path * picked
         if self.clusters is not None:
             centres = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"], label="k-means centres"), streams=[self._centres_pipe])
@@ -327,9 +365,51 @@ class LatentExplorer:
         self._saved = w.HTML(layout=w.Layout(width=f"{self._size[0]}px"))
         self._saved.add_class("cryonb-explorer-saved")
         plot = plot_widget(pn.pane.HoloViews(self.plot))
-        widget = w.VBox([self._label, plot, w.HBox(buttons), w.HBox([self._prefix, save_button]), self._saved])
+        widget = w.VBox([self._label, plot, w.HBox(buttons), self._range_control(), w.HBox([self._prefix, save_button]), self._saved])
         widget.add_class("cryonb-explorer")
         return widget
+
+    def _range_control(self):
+        """"Select by value": a histogram of a per-particle value over the shown particles, a range
+        slider on it, and a button that selects the range (replacing, within or adding to the selection)."""
+        import ipywidgets as w
+
+        wide = {"description_width": "initial"}
+        self._range_name = w.Dropdown(options=self.value_names(), value="norm", description="value", style=wide,
+                                      layout=w.Layout(width="200px"))
+        self._range_slider = w.FloatRangeSlider(description="range", style=wide, readout_format=".4g", continuous_update=False,
+                                                layout=w.Layout(width=f"{self._size[0]}px"))
+        self._range_mode = w.ToggleButtons(options=RANGE_MODES, value="replace", style={"button_width": "70px"})
+        self._range_mode.add_class("cryonb-explorer-range-mode")
+        button = w.Button(description="Select range", icon="filter", layout=w.Layout(width="auto", min_width="max-content"))
+        button.on_click(lambda _: self.select_range(self._range_name.value, *self._range_slider.value, mode=self._range_mode.value))
+        self._histogram = w.Image(format="png", layout=w.Layout(width=f"{self._size[0]}px"))
+        for part, name in [(self._range_name, "name"), (self._range_slider, "slider"), (button, "select"), (self._histogram, "histogram")]:
+            part.add_class(f"cryonb-explorer-range-{name}")
+        self._range_name.observe(lambda _: self._range_value_changed(), "value")
+        self._range_slider.observe(lambda _: self._draw_histogram(), "value")
+        self._range_value_changed()
+        box = w.VBox([w.HBox([self._range_name, self._range_mode, button]), self._range_slider, self._histogram])
+        accordion = w.Accordion(children=[box], titles=("Select by value (histogram)",), selected_index=None)
+        accordion.add_class("cryonb-explorer-range")
+        return accordion
+
+    def _range_value_changed(self):
+        values = self.values_of(self._range_name.value)
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        high = high if high > low else low + 1.0
+        with self._range_slider.hold_trait_notifications():
+            self._range_slider.min, self._range_slider.max = min(low, self._range_slider.min), max(high, self._range_slider.max)
+            self._range_slider.min, self._range_slider.max = low, high
+            self._range_slider.step = (high - low) / 1000
+            self._range_slider.value = (low, high)
+        self._draw_histogram()
+
+    def _draw_histogram(self):
+        values = self.values_of(self._range_name.value)
+        self._histogram.value = render_histogram(values[self.working], *self._range_slider.value, label=self._range_name.value,
+                                                 width=self._size[0] / 80)
 
     def _save_clicked(self):
         try:
@@ -355,6 +435,29 @@ def load_bokehjs() -> None:
     import holoviews as hv
 
     hv.extension("bokeh", inline=True)
+
+
+def render_histogram(values, low: float, high: float, label: str = "", width: float = 7.5, bins: int = 60) -> bytes:
+    """PNG of a histogram of ``values`` with the range [low, high] shaded in the selection's colour."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    figure = Figure(figsize=(width, 1.6), dpi=80, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.hist(values, bins=bins, color="0.45")
+    axes.axvspan(low, high, color=SELECTED_COLOR, alpha=0.25, lw=0)
+    inside = int(((values >= low) & (values <= high)).sum())
+    axes.set_title(f"{label}: {inside:,} of {len(values):,} shown particles in range", fontsize=9)
+    axes.tick_params(labelsize=8)
+    axes.set_yticks([])
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def plot_widget(pane):

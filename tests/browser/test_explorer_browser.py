@@ -200,3 +200,33 @@ def test_a_lasso_started_in_the_axis_margin_selects_without_console_errors(lab, 
                                atol=2 * pixel_size(frame))
     page.wait_for_timeout(500)
     assert not errors, errors[:5]
+
+
+def test_a_range_on_a_histogram_narrows_a_lasso_selection(lab, lab_page):
+    """Issue 14 (tools): lasso, then open "Select by value", pick a latent dimension and "within",
+    set the range and press Select range: the kernel keeps the lassoed particles in the range."""
+    page, canvas, frame = show_explorer(lab, lab_page, "explorer_range.ipynb")
+    page.locator(".jp-OutputArea-output .bk-tool-icon-lasso-select").click()
+    box = canvas.bounding_box()
+    shape = [(0.05, 0.05), (0.95, 0.05), (0.95, 0.95), (0.05, 0.95)]
+    lasso(page, canvas, [((frame["left"] + fx * frame["width"]) / box["width"], (frame["top"] + fy * frame["height"]) / box["height"])
+                         for fx, fy in shape])
+    lab_page.wait_until(lambda: kernel_json(lab_page, "explorer.positions.size") > 0, message="a lasso selection")
+    lassoed = kernel_json(lab_page, "explorer.positions.tolist()")
+
+    page.get_by_text("Select by value (histogram)").click()
+    histogram = lab_page.widget(".cryonb-explorer-range-histogram")
+    lab_page.wait_until(lambda: element_pixels(histogram) > 500, message="the histogram drawn")
+    page.locator(".jp-OutputArea-output .cryonb-explorer-range-name select").select_option("z1")
+    page.locator(".jp-OutputArea-output .cryonb-explorer-range-mode button").filter(has_text="within").click()
+    lab_page.wait_until(lambda: kernel_json(lab_page, "explorer._range_name.value") == "z1"
+                        and kernel_json(lab_page, "explorer._range_mode.value") == "within", message="z1 and within chosen")
+    lab_page.execute("explorer._range_slider.value = (float(run.z[:, 0].mean()), float(run.z[:, 0].max()))")
+    page.wait_for_timeout(300)  # the slider may round the range to its step and send it back
+    lab_page.click_button("Select range")
+    low = kernel_json(lab_page, "explorer._range_slider.value[0]")
+    z1 = np.array(kernel_json(lab_page, "run.z[:, 0].tolist()"))
+    expected = sorted(set(lassoed) & set(np.flatnonzero(z1 >= low).tolist()))
+    assert 0 < len(expected) < len(lassoed)
+    lab_page.wait_until(lambda: kernel_json(lab_page, "explorer.positions.tolist()") == expected, message="the range within the lasso")
+    lab_page.wait_until(lambda: lab_page.text(".cryonb-explorer-count") == f"{len(expected)} selected of 64", message="the count")

@@ -7,6 +7,7 @@ pytest.importorskip("datashader")
 pytest.importorskip("panel")
 
 from cryonb.core.analysis import box_select, lasso_select, latent_norm  # noqa: E402
+from cryonb.core.ctf import CTF_COLUMNS  # noqa: E402
 from cryonb.core.errors import InputError  # noqa: E402
 from cryonb.core.io.pickles import read_index  # noqa: E402
 from cryonb.core.io.star import read_star  # noqa: E402
@@ -242,3 +243,45 @@ def test_notebook_friction(run):
     explorer._save_clicked()
     assert explorer.saved_message == "selection: no particles are selected. Fix: select some with the lasso or box tool first"
     assert "overflow-wrap: anywhere" in explorer._saved.value
+
+
+def test_select_range_of_any_value_combines_with_the_lasso(run):
+    """Issue 14: selection by range on a histogram of a per-particle value, combined with lasso regions."""
+    from cryonb.core.analysis import range_select
+
+    explorer = LatentExplorer(run, coords="pca", k=3)
+    assert explorer.value_names() == ["norm", "z1", "z2", "z3", *CTF_COLUMNS]
+    norm = latent_norm(run.z)
+    low, high = np.quantile(norm, [0.3, 0.7])
+    explorer.select_range("norm", low, high)
+    np.testing.assert_array_equal(explorer.positions, range_select(norm, low, high))
+    explorer.lasso.event(geometry=SQUARE)
+    lassoed = explorer.positions.copy()
+    explorer.select_range("z2", 0.0, None, mode="within")  # lassoed and z2 >= 0
+    np.testing.assert_array_equal(explorer.positions, np.intersect1d(lassoed, np.flatnonzero(run.z[:, 1] >= 0)))
+    defocus = run.particles.ctf[:, 0]
+    explorer.select_range("defocus_u", high=np.median(defocus), mode="add")
+    expected = np.union1d(np.intersect1d(lassoed, np.flatnonzero(run.z[:, 1] >= 0)), np.flatnonzero(defocus <= np.median(defocus)))
+    np.testing.assert_array_equal(explorer.positions, expected)
+    explorer.select(range(10))
+    explorer.remove()  # only shown particles are selected
+    explorer.select_range("norm")
+    np.testing.assert_array_equal(explorer.positions, np.arange(10, N))
+    with pytest.raises(InputError, match="unknown value"):
+        explorer.select_range("z9", 0, 1)
+    with pytest.raises(InputError, match="unknown mode"):
+        explorer.select_range("norm", 0, 1, mode="xor")
+
+
+def test_range_control_in_the_view(run):
+    explorer = LatentExplorer(run, coords="pca", k=3)
+    view = explorer.widget
+    assert bytes(explorer._histogram.value).startswith(b"\x89PNG")
+    explorer._range_name.value = "z1"
+    assert explorer._range_slider.value == pytest.approx((run.z[:, 0].min(), run.z[:, 0].max()), rel=1e-6)
+    explorer._range_slider.value = (0.0, float(run.z[:, 0].max()))
+    explorer._range_mode.value = "replace"
+    button = [b for b in view.children[3].children[0].children[0].children if getattr(b, "description", "") == "Select range"][0]
+    button.click()
+    np.testing.assert_array_equal(explorer.positions, np.flatnonzero(run.z[:, 0] >= 0))
+    assert explorer._label.value == explorer.summary
