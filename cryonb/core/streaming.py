@@ -153,6 +153,22 @@ def check_fits(n: int, box: int, device, path=None) -> None:
                          "train at a smaller box (box=... or `cryonb downsample`), or free memory")
 
 
+def chunked_permutation(n: int, generator: torch.Generator, block: int = 4096, group: int = 8) -> torch.Tensor:
+    """An epoch's order that reads mostly in sequence (``TrainConfig(shuffle="chunked")``).
+
+    The particles in blocks of ``block`` consecutive rows, the blocks in a random order, and the
+    particles of each ``group`` consecutive blocks of that order shuffled together: a batch comes from
+    at most ``group`` (or, across a group's end, 2 × ``group``) regions of the cache, each read many
+    times in a row, instead of from anywhere in it.
+    """
+    blocks = torch.randperm(max(1, math.ceil(n / block)), generator=generator)
+    out = []
+    for start in range(0, len(blocks), group):
+        rows = torch.cat([torch.arange(int(b) * block, min((int(b) + 1) * block, n)) for b in blocks[start : start + group]])
+        out.append(rows[torch.randperm(len(rows), generator=generator)])
+    return torch.cat(out)
+
+
 # --------------------------------------------------------------------------- the cache file
 def _fingerprint(particles, box: int, dtype: str) -> dict:
     """What the cache depends on: files (size, mtime), rows, shifts, sampled images."""

@@ -65,6 +65,9 @@ class TrainConfig:
     stream: bool | None = None
     cache_dir: str | None = None  # the streamed cache's folder; None: <run_dir>/cache, or a temporary folder
     cache_dtype: str = "complex64"  # the cache's numbers: complex64, or "float16"/"bfloat16" pairs (half the bytes)
+    # "full": every epoch a uniform permutation; "chunked": blocks of 4,096 consecutive particles in a random
+    # order, shuffled within groups of 8 blocks, so that streamed data is read from a few regions at a time
+    shuffle: str = "full"
 
     def validate(self) -> TrainConfig:
         problems = []
@@ -91,6 +94,8 @@ class TrainConfig:
             problems.append(f"beta must be non-negative (got {self.beta})")
         if self.cache_dtype not in ("complex64", "float16", "bfloat16"):
             problems.append(f"cache_dtype must be complex64, float16 or bfloat16 (got {self.cache_dtype!r})")
+        if self.shuffle not in ("full", "chunked"):
+            problems.append(f"shuffle must be 'full' or 'chunked' (got {self.shuffle!r})")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             problems.append(f"device must be 'auto', 'cpu' or 'cuda[:N]' (got {self.device!r})")
         if problems:
@@ -318,7 +323,12 @@ class Trainer:
         """This epoch's particle order (same on every process), drawn once per epoch."""
         if self._epoch_order[0] != epoch:
             g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-            order = torch.randperm(len(self.data), generator=g)
+            if self.config.shuffle == "chunked":
+                from .streaming import chunked_permutation
+
+                order = chunked_permutation(len(self.data), g)
+            else:
+                order = torch.randperm(len(self.data), generator=g)
             self.data.set_order(order.numpy(), self.config.batch_size, self.batches_per_epoch, self.dist.rank, self.dist.world)
             self._epoch_order = (epoch, order.to(self.device))
         return self._epoch_order[1]

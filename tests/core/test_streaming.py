@@ -157,3 +157,17 @@ def test_host_memory_stays_bounded(tmp_path):
     data.close()
     # in memory, the transforms alone would take `size`; here: a chunk, then a few batches in flight
     assert built < size / 4 and max(growth) < size / 3 and growth[1] - growth[0] < size / 10, (built, growth, size)
+
+
+def test_chunked_shuffle_is_a_permutation_read_from_few_regions(particles):
+    from cryonb.core.streaming import chunked_permutation
+
+    g = torch.Generator().manual_seed(0)
+    order = chunked_permutation(10_000, g, block=100, group=4).numpy()
+    assert sorted(order) == list(range(10_000)) and not np.array_equal(order, np.arange(10_000))
+    for start in range(0, 10_000, 400):  # each group of 4 blocks: 400 particles from 4 blocks of 100
+        assert len(np.unique(order[start : start + 400] // 100)) == 4
+    t = Trainer(particles, TrainConfig(**TINY, stream=True, shuffle="chunked")).fit(1, progress=False)
+    assert t.history[0]["loss"] > 0
+    with pytest.raises(InputError, match="shuffle must be"):
+        TrainConfig(shuffle="random").validate()
