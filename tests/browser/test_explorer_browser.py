@@ -198,6 +198,15 @@ def test_a_lasso_started_in_the_axis_margin_selects_without_console_errors(lab, 
     # The lasso starts where it was pressed, moved onto the frame's left edge.
     np.testing.assert_allclose(received[0], to_data(frame, box, np.array([[box["x"] + frame["left"], lasso_start[1]]]))[0],
                                atol=2 * pixel_size(frame))
+
+    # A box dragged from the margin also starts on the frame's edge.
+    page.locator(".jp-OutputArea-output .bk-tool-icon-box-select").click()
+    start = ((frame["left"] / 2) / box["width"], (frame["top"] + 0.2 * frame["height"]) / box["height"])
+    end = ((frame["left"] + 0.5 * frame["width"]) / box["width"], (frame["top"] + 0.8 * frame["height"]) / box["height"])
+    dragged = to_data(frame, box, np.array(drag(page, canvas, start, end)))
+    lab_page.wait_until(lambda: kernel_json(lab_page, "explorer.box.bounds") is not None, message="a box in the kernel")
+    bounds = kernel_json(lab_page, "explorer.box.bounds")  # left, bottom, right, top
+    np.testing.assert_allclose([bounds[0], bounds[2]], [frame["x"][0], dragged[1, 0]], atol=2 * pixel_size(frame))
     page.wait_for_timeout(500)
     assert not errors, errors[:5]
 
