@@ -20,6 +20,7 @@ ramp) and :func:`estimate_scale`, so an in-memory and a streamed run see the sam
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import math
@@ -243,11 +244,14 @@ class ImageCache:
         folder.mkdir(parents=True, exist_ok=True)
         data, sidecar = cls.paths(folder, box, dtype)
         want = _fingerprint(particles, box, dtype)
-        if not rebuild:
-            cache = cls._existing(data, sidecar, want)
-            if cache is not None:
-                return cache
-        return cls.build(data, sidecar, particles, box, dtype, want, progress, chunk)
+        # One builder at a time (the processes of a multi-GPU run share the folder): the others wait, then reuse it.
+        with open(folder / f".{data.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not rebuild:
+                cache = cls._existing(data, sidecar, want)
+                if cache is not None:
+                    return cache
+            return cls.build(data, sidecar, particles, box, dtype, want, progress, chunk)
 
     @classmethod
     def _existing(cls, data: Path, sidecar: Path, want: dict) -> ImageCache | None:

@@ -171,3 +171,24 @@ def test_chunked_shuffle_is_a_permutation_read_from_few_regions(particles):
     assert t.history[0]["loss"] > 0
     with pytest.raises(InputError, match="shuffle must be"):
         TrainConfig(shuffle="random").validate()
+
+
+def test_processes_sharing_a_cache_folder_build_it_once(particles, tmp_path, monkeypatch):
+    import threading
+
+    builds = []
+    build = ImageCache.build.__func__
+
+    def counting(cls, *args, **kwargs):
+        builds.append(1)
+        return build(cls, *args, **kwargs)
+
+    monkeypatch.setattr(ImageCache, "build", classmethod(counting))
+    caches = []
+    threads = [threading.Thread(target=lambda: caches.append(ImageCache.open(tmp_path, particles, 16, progress=False)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(builds) == 1 and len(caches) == 3 and len({c.scale for c in caches}) == 1
