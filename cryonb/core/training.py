@@ -242,8 +242,10 @@ class ImageData:
 def image_data(particles, config: TrainConfig, device, run_dir=None):
     """The training data for ``config``: :class:`ImageData` in memory, or streamed from a disk cache
     (``config.stream``; None decides by :func:`~cryonb.core.streaming.should_stream`)."""
+    from .particles import require_images
     from .streaming import StreamedImageData, should_stream
 
+    require_images(particles, "train on")
     stream = config.stream
     if stream is None and particles.images is not None:
         stream = should_stream(len(particles), config.box or particles.box_size, device)
@@ -658,6 +660,8 @@ class Trainer:
             raise InputError(run_dir, f"the run was trained on {meta['n_particles']} particles but {len(particles)} were given",
                              "pass the same particle set the run was started with")
         clean_partial_writes(run_dir)
+        if config.cache_dir is None:  # a streamed run reuses the cache in its folder
+            config = replace(config, cache_dir=str(run_dir / "cache"))
         trainer = cls(particles, config, run_dir=None)
         trainer.run_dir = run_dir
         found = find_checkpoint(run_dir)

@@ -80,3 +80,12 @@ def test_refined_latents_fit_the_images_better(particles):
         return float((sse + 0.5 * t.config.kl_weight * torch.as_tensor(z).pow(2).sum(-1)).mean())
 
     assert objective(z1) < objective(z0)
+
+
+def test_particles_without_images_are_refused_by_name(particles):
+    from cryonb.core.errors import InputError
+
+    bare = particles.subset(slice(None))
+    bare.images = None
+    with pytest.raises(InputError, match="no images to train on"):
+        Trainer(bare, TrainConfig(**TINY))
