@@ -6,8 +6,10 @@ numpy array reconstruction is admitted and anything else is refused.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
+import pickletools
 import struct
 
 import numpy as np
@@ -133,6 +135,16 @@ def _bounded(path, obj, depth: int, count: list[int]) -> None:
         _bounded(path, item, depth + 1, count)
 
 
+def _check_opcodes(path, data: bytes) -> None:
+    """Scan the opcodes without running them: the unpickler allocates a counted string or bytes
+    object at its declared length before reading it, so a few bytes could ask for gigabytes."""
+    try:
+        for _ in pickletools.genops(io.BytesIO(data)):  # reads each argument only as far as the data goes
+            pass
+    except Exception as e:  # pickletools raises ValueError for truncation, and others for junk
+        raise InputError(path, f"is not a readable pickle: corrupt, truncated or another format ({type(e).__name__}: {e})", _FIX_PKL) from None
+
+
 def load_pickle(path: str | os.PathLike):
     """Load a pickle of numpy arrays (possibly in tuples or lists), refusing anything else.
 
@@ -148,8 +160,10 @@ def load_pickle(path: str | os.PathLike):
             if not head:
                 raise InputError(path, "the file is empty (0 bytes)", _FIX_PKL)
             f.seek(0)
+            data = f.read()
+            _check_opcodes(path, data)
             try:
-                obj = _ArrayUnpickler(f, path, os.fstat(f.fileno()).st_size).load()
+                obj = _ArrayUnpickler(io.BytesIO(data), path, len(data)).load()
             except _PICKLE_ERRORS as e:
                 raise InputError(path, f"is not a readable pickle: corrupt, truncated or another format ({type(e).__name__}: {e})", _FIX_PKL) from e
         _bounded(path, obj, 0, [0])
