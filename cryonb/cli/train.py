@@ -126,9 +126,6 @@ def main(args):
     if args.gpus > 1 and "WORLD_SIZE" not in os.environ:
         return _relaunch_under_torchrun(args)
 
-    import numpy as np
-
-    from ..core.io.atomic import atomic_write
     from ..core.particles import load_particles, require_images
     from ..core.training import Trainer, TrainConfig, has_checkpoint
 
@@ -152,6 +149,17 @@ def main(args):
     args.epochs = trainer.config.epochs
     trainer.interrupt_hint = "run the same command again to continue"
     trainer.fit(max(args.epochs - trainer.epoch, 0))
+    code = _finish(args, trainer)
+    trainer.dist.close()  # not on an error: torchrun ends the other processes then
+    return code
+
+
+def _finish(args, trainer) -> int:
+    """Latents and a summary when training completed; the interruption mark when it did not."""
+    import numpy as np
+
+    from ..core.io.atomic import atomic_write
+
     if trainer.interrupted:
         if trainer.dist.main:
             _mark_interrupted(args, trainer)

@@ -163,6 +163,16 @@ class Distributed:
     def main(self) -> bool:
         return self.rank == 0
 
+    def close(self):
+        """Wait for every process, then leave the job (a process that exits while others still use
+        the group can abort at shutdown)."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.barrier()
+                dist.destroy_process_group()
+
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         if self.world > 1:
             import torch.distributed as dist
