@@ -315,7 +315,7 @@ class ImageCache:
         return cls(data, meta)
 
     def read(self, rows: np.ndarray, pin: bool = False, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Rows (in the given order) as a host tensor of the storage dtype, (n, *row_shape).
+        """Rows (in the given order) as a host tensor of the storage dtype, ``(n, *row_shape)``.
 
         Positioned reads straight into the (pinned) buffer, or into the first rows of ``out``
         (uint8, (≥ n, row_bytes)): one syscall per run of consecutive rows, so a sorted or

@@ -149,7 +149,7 @@ def load_pickle(path: str | os.PathLike):
     """Load a pickle of numpy arrays (possibly in tuples or lists), refusing anything else.
 
     Corrupt, truncated or foreign files (a .npy, a PyTorch checkpoint, junk) and pickles that
-    would expand beyond :data:`MAX_DEPTH` / :data:`MAX_ELEMENTS` raise an :class:`InputError`.
+    would expand beyond ``MAX_DEPTH`` / ``MAX_ELEMENTS`` raise an :class:`InputError`.
     """
     with reading(path, "a pickle of numpy arrays", _FIX_PKL):
         with open(path, "rb") as f:
