@@ -127,9 +127,9 @@ def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int
             continue  # scored every score_every epochs, and the last one written
         z = read_z(path)
         per_epoch.append({"epoch": e, "wall_s": round(path.stat().st_mtime - t0, 2), "train_epoch_s": train_s.get(e),
-                          "metrics": _rounded(metrics.latent_metrics(z, truth, seed))})
+                          "metrics": rounded(metrics.latent_metrics(z, truth, seed))})
 
-    record = {"system": system, "set": _set_name(folder), "params": {"zdim": zdim, "epochs": epochs, "seed": seed, "n": truth.n, "box": box, "apix": apix,
+    record = {"system": system, "set": set_name(folder), "params": {"zdim": zdim, "epochs": epochs, "seed": seed, "n": truth.n, "box": box, "apix": apix,
               "train_vae": shlex.join(a.name if isinstance(a, Path) else str(a) for a in train_args)},
               "complete": complete, "wall_s": round(t2 - t0, 2), "convert_s": round(t1 - t0, 2), "train_s": round(t2 - t1, 2),
               "device": _device(run_log), "epochs": per_epoch, "final": dict(per_epoch[-1]["metrics"]) if per_epoch else {}}
@@ -140,7 +140,7 @@ def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int
         z = read_z(final_z)
         fsc = metrics.per_image_fsc_auc(z, lambda zb: eval_maps(drgn, train_dir, zb, apix, log), true_map,
                                         k=fsc_particles, seed=seed, batch=fsc_particles, candidates=truth.keep())
-        record["final"].update(_rounded(fsc))
+        record["final"].update(rounded(fsc))
         record["eval_vol_s"] = round(time.time() - t3, 2)
 
     if results is not None:
@@ -157,7 +157,7 @@ def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int
     return record
 
 
-def _set_name(folder: Path) -> str:
+def set_name(folder: Path) -> str:
     with np.load(folder / "truth.npz", allow_pickle=False) as f:
         return str(f["set"]) if "set" in f.files else folder.name
 
@@ -167,7 +167,7 @@ def _device(run_log: str) -> str:
     return "cuda" if m and m.group(1) == "True" else "cpu"
 
 
-def _rounded(d: dict) -> dict:
+def rounded(d: dict) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from benchmarks.suite import metrics
-from benchmarks.suite.drgn import _rounded, _set_name, true_map_function
+from benchmarks.suite.drgn import rounded, set_name, true_map_function
 from cryonb.core.particles import load_particles
 from cryonb.core.training import Trainer, TrainConfig
 
@@ -49,10 +49,10 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int = 20, seed: int = 0, o
         _sync(trainer)
         latents.append((trainer.epoch, time.perf_counter() - t0, z))
     wall = time.perf_counter() - t0
-    per_epoch = [{"epoch": e, "wall_s": round(w, 2), "metrics": _rounded(metrics.latent_metrics(z, truth, seed))}
+    per_epoch = [{"epoch": e, "wall_s": round(w, 2), "metrics": rounded(metrics.latent_metrics(z, truth, seed))}
                  for e, w, z in latents]
     c = trainer.config
-    record = {"system": system, "set": _set_name(folder),
+    record = {"system": system, "set": set_name(folder),
               "params": {"zdim": zdim, "epochs": epochs, "seed": seed, "n": truth.n, "box": trainer.data.D,
                          "overrides": overrides, "model": f"{c.dec_width}x{c.dec_depth}{' residual' if c.residual else ''}",
                          "encoding": c.encoding, "batch_size": c.batch_size, "lr": c.lr, "lr_schedule": c.lr_schedule,
@@ -66,12 +66,12 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int = 20, seed: int = 0, o
         t1 = time.perf_counter()
         z = refine_latents(trainer)
         record["refine_s"] = round(time.perf_counter() - t1, 2)
-        record["refined"] = _rounded(metrics.latent_metrics(z, truth, seed))
+        record["refined"] = rounded(metrics.latent_metrics(z, truth, seed))
     true_map = true_map_function(folder)
     if fsc_particles and true_map is not None:
         fsc = metrics.per_image_fsc_auc(latents[-1][2], trainer.volumes, true_map, k=fsc_particles, seed=seed,
                                         candidates=truth.keep())
-        record["final"].update(_rounded(fsc))
+        record["final"].update(rounded(fsc))
     if jsonl is not None:
         with open(jsonl, "a") as f:
             f.write(json.dumps(record) + "\n")
