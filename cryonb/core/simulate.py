@@ -144,7 +144,7 @@ def _maps(model, D: int | None) -> tuple[torch.Tensor, tuple[str, ...], np.ndarr
     return volumes, names, np.arange(len(volumes), dtype=np.float64)
 
 
-def _padded_transform(volume: torch.Tensor) -> torch.Tensor:
+def padded_transform(volume: torch.Tensor) -> torch.Tensor:
     """Transform of the map padded to 2D, pre-divided by the trilinear kernel's transform."""
     D = volume.shape[-1]
     size = _PAD * D
@@ -155,7 +155,7 @@ def _padded_transform(volume: torch.Tensor) -> torch.Tensor:
 
 
 def project_fourier(volume_ft_padded: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
-    """Centred transforms (B, D, D) of projections, sliced from ``_padded_transform``'s output."""
+    """Centred transforms (B, D, D) of projections, sliced from ``padded_transform``'s output."""
     D = volume_ft_padded.shape[-1] // _PAD
     plane = plane_coordinates(D, device=rotations.device).reshape(-1, 3) * _PAD
     return sample_volume(volume_ft_padded, plane @ rotations).reshape(-1, D, D)
@@ -225,7 +225,7 @@ def simulate(
             members = torch.as_tensor(np.flatnonzero(state == k))
             if len(members) == 0:
                 continue
-            volume_ft = _padded_transform(volumes[k].to(device))
+            volume_ft = padded_transform(volumes[k].to(device))
             for batch in members.split(batch_size):
                 images_ft = project_fourier(volume_ft, rotations[batch].to(device))
                 if ctf:
