@@ -44,6 +44,10 @@ class Run:
         recorded in the run's config).
         """
         run_dir = Path(run_dir)
+        from .share import is_bundle, open_bundle
+
+        if is_bundle(run_dir):  # a folder written by cryonb share: decoder, latents, metadata
+            return open_bundle(run_dir).run
         meta = read_run_config(run_dir)
         config = TrainConfig.from_dict(meta["config"])
         found = find_checkpoint(run_dir)
@@ -96,6 +100,12 @@ class Run:
         """Maps (B, D, D, D) for latents (B, zdim); one map for a homogeneous run."""
         zt = None if not self.zdim else torch.from_numpy(self.check_latents(z))
         return (self.model.decoder.volumes(zt) * self.scale).cpu().numpy()
+
+    def share(self, out: str | os.PathLike, **options):
+        """Write this run as a bundle that explores it without the particle stack; see :func:`cryonb.core.share.share`."""
+        from .share import share
+
+        return share(self, out, **options)
 
     def write_volumes(self, z, outdir: str | os.PathLike, prefix: str = "vol") -> list[Path]:
         """Write one MRC per latent, ``<outdir>/<prefix>_000.mrc`` …, with the run's pixel size."""
