@@ -68,22 +68,33 @@ class Exploration(w.VBox):
 
 def explore(
     source,
-    coords="umap",
-    color="cluster",
+    coords=None,
+    color=None,
     k: int | str | None = "auto",
     particles=None,
     *,
     n_neighbors: int | None = None,
     min_dist: float = 0.1,
 ) -> Exploration:
-    """Explore a run: a :class:`Run`, a :class:`Trainer`, or a run folder (``cryonb train`` output).
+    """Explore a run: a :class:`Run`, a :class:`Trainer`, a run folder (``cryonb train`` output), or a
+    shared bundle (:func:`cryonb.core.share.open_bundle`, or its folder).
 
     ``coords``, ``color``, ``k`` (k-means clusters: ``"auto"`` is one per 10 particles, from 2
     to 8; ``None`` for none) and UMAP's ``n_neighbors`` (``None``: 15, fewer for small sets)
-    and ``min_dist`` are those of :class:`LatentExplorer`. For a run folder, ``particles``
-    defaults to the particle file recorded in its configuration.
+    and ``min_dist`` are those of :class:`LatentExplorer`; ``coords`` and ``color`` default to
+    ``"umap"`` and ``"cluster"``, or for a bundle to the 2D view and cluster labels saved in it.
+    For a run folder, ``particles`` defaults to the particle file recorded in its configuration.
     """
-    run = _as_run(source, particles)
+    from cryonb.core.share import Bundle, is_bundle, open_bundle
+
+    bundle = source if isinstance(source, Bundle) else open_bundle(source) if is_bundle(source) else None
+    run = bundle.run if bundle is not None else _as_run(source, particles)
+    if coords is None:
+        coords = bundle.coords if bundle is not None and bundle.coords is not None else "umap"
+    if color is None:
+        color = bundle.clusters if bundle is not None and bundle.clusters is not None else "cluster"
+        if not isinstance(color, str) and k == "auto":
+            k = None  # the saved clusters colour the plot: no k-means of its own
     explorer = LatentExplorer(run, coords=coords, color=color, k=k, n_neighbors=n_neighbors, min_dist=min_dist)
     return Exploration(run, explorer)
 

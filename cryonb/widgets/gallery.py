@@ -9,10 +9,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cryonb.core.errors import InputError
-
 
 EMPTY = "No particles selected: draw a lasso or a box on the plot to see them here."
+NO_IMAGES = ("Particle images are absent: the run was opened without them (a shared bundle without thumbnails, "
+             "or metadata only). Open it with its particles to see them: Run.open(run_dir, particles).")
 
 
 class ParticleGallery(w.VBox):
@@ -20,13 +20,23 @@ class ParticleGallery(w.VBox):
 
     The average is of the images as recorded (not aligned): a quick check of what a selection
     holds, e.g. junk or empty images, not a 2D class average. ``show(positions)`` updates it.
+    A run without images shows the thumbnails of its shared bundle (those of the selected particles
+    that have one), or says that the images are absent.
     """
 
     def __init__(self, run, positions=(), n: int = 24, columns: int = 8, average_of: int = 1000, **kwargs):
+        from cryonb.core.share import thumbnails_of
+
         particles = run.particles
-        if particles is None or particles.images is None:
-            raise InputError(run.run_dir, "the run has no particle images", "open the run with them: Run.open(run_dir, particles)")
-        self.images, self.indices = particles.images, particles.indices
+        # Without images (a shared bundle, or metadata only): the bundle's thumbnails, if any, or a message.
+        self.thumbnails = None if particles is not None and particles.images is not None else thumbnails_of(run)
+        if self.thumbnails is not None:
+            rows = self.thumbnails.positions
+            self.images, self.indices = self.thumbnails.images, rows if particles is None else particles.indices[rows]
+        elif particles is not None and particles.images is not None:
+            self.images, self.indices = particles.images, particles.indices
+        else:
+            self.images = self.indices = None
         self.n, self.columns, self.average_of = n, columns, average_of
         self.caption = w.Label()
         self.caption.add_class("cryonb-gallery-caption")
@@ -40,9 +50,21 @@ class ParticleGallery(w.VBox):
         """Show the particles at ``positions`` (rows of the run's particle set)."""
         positions = np.asarray(positions, dtype=np.int64).reshape(-1)
         self.positions = positions
-        if not positions.size:
+        if self.images is None or not positions.size:
             # No image at all rather than an empty one, which the browser draws as a broken image.
-            self.caption.value, self.grid.value = EMPTY, b""
+            self.caption.value, self.grid.value = NO_IMAGES if self.images is None else EMPTY, b""
+            self.grid.layout.display = "none"
+            self.average = None
+            return
+        selected = len(positions)
+        note = ""
+        if self.thumbnails is not None:  # show the selected particles that have a thumbnail
+            rows = np.flatnonzero(np.isin(self.thumbnails.positions, positions))
+            note = f" (thumbnails of a shared bundle: {len(rows):,} of the {selected:,} selected have one)"
+            positions = rows
+        if not positions.size:
+            why = f"None of the {selected:,} selected particles has a thumbnail in this bundle ({len(self.images):,} in all)."
+            self.caption.value, self.grid.value = why, b""
             self.grid.layout.display = "none"
             self.average = None
             return
@@ -52,7 +74,7 @@ class ParticleGallery(w.VBox):
         titles = [f"#{i}" for i in self.indices[shown]]
         self.grid.value = render_gallery(self.images[shown], titles, self.average, self.columns)
         averaged = min(len(positions), self.average_of)
-        self.caption.value = f"{len(shown):,} of {len(positions):,} particles shown; average of {averaged:,}"
+        self.caption.value = f"{len(shown):,} of {len(positions):,} particles shown; average of {averaged:,}{note}"
 
 
 def render_gallery(images: np.ndarray, titles, average: np.ndarray, columns: int = 8) -> bytes:

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cryonb.core.errors import InputError
 from cryonb.core.particles import ParticleSet
 from cryonb.core.run import Run
 from cryonb.widgets.gallery import ParticleGallery, gallery_figure
@@ -46,10 +45,12 @@ def test_show_updates_and_empty_selection(run):
     assert two_rows[1] > one_row[1]
 
 
-def test_needs_images(run):
+def test_without_images_says_they_are_absent(run):
     run.particles = ParticleSet(ctf=None, rotations=np.tile(np.eye(3, dtype=np.float32), (10, 1, 1)))
-    with pytest.raises(InputError, match="no particle images"):
-        ParticleGallery(run)
+    gallery = ParticleGallery(run, [1, 2])
+    assert gallery.caption.value.startswith("Particle images are absent") and gallery.grid.value == b""
+    gallery.show([])
+    assert gallery.caption.value.startswith("Particle images are absent") and gallery.average is None
 
 
 def test_titles_are_whole_on_256_pixel_images():
