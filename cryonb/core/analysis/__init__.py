@@ -1,4 +1,5 @@
-"""Analysis of a latent space z (N, zdim): embeddings, clusters, graph paths, trajectories, selections.
+"""Analysis of a latent space z (N, zdim): embeddings, clusters, graph paths, trajectories, selections,
+and the landscape of a run's maps (PCA of many generated maps, states, map PCs of every particle).
 
 scikit-learn (k-means, Gaussian mixtures) and umap-learn are imported only by the
 functions that need them.
@@ -7,12 +8,14 @@ functions that need them.
 from .clustering import KMeansResult, auto_clusters, gaussian_mixture, kmeans
 from .embedding import PCAResult, auto_neighbors, latent_norm, pca, umap_embedding
 from .graph import GraphPath, graph_path, knn_graph
+from .landscape import Landscape, landscape
 from .selection import box_select, lasso_select, range_select
 from .trajectories import interpolate, pc_traversal
 
 __all__ = [
     "GraphPath",
     "KMeansResult",
+    "Landscape",
     "PCAResult",
     "auto_clusters",
     "auto_neighbors",
@@ -22,6 +25,7 @@ __all__ = [
     "interpolate",
     "kmeans",
     "knn_graph",
+    "landscape",
     "lasso_select",
     "latent_norm",
     "pc_traversal",

@@ -1,0 +1,245 @@
+"""Landscape analysis: maps sampled over the latent distribution, PCA of the maps, states, and a
+map-PC position for every particle.
+
+Latent space distances say little about how different two maps are; the maps themselves do.
+:func:`landscape` generates maps for a sample of latents (streamed through the device in chunks),
+masks them with a mask made from their mean, finds their principal components with a streamed PCA,
+clusters the maps in map-PC space into states, and fits a small network from z to map PCs that
+places every particle of the run in the same space (and so in a state). Memory stays bounded by a
+chunk of maps, the mask's first maps and the kept components, whatever the number of maps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import InputError
+from ._inputs import as_count, as_latents
+from .clustering import kmeans
+from .latent_regression import LatentRegression, fit_latent_regression
+from .map_generation import MapGenerator
+from .streamed_pca import StreamedPCA
+
+SAMPLINGS = ("particles", "kmeans")
+
+
+@dataclass
+class Landscape:
+    """What :func:`landscape` found. Maps are (d, d, d) of pixel size ``apix`` (the sketch box ``box``)."""
+
+    z: np.ndarray  # (M, zdim) latents of the sampled maps
+    particle_index: np.ndarray  # (M,) the particle whose latent each map is
+    sampling: str  # "particles" (a random sample of particles) or "kmeans" (on-data k-means centres)
+    box: int
+    apix: float
+    mask: np.ndarray  # (d, d, d) bool
+    threshold: float  # density level of the mask before dilation
+    mean_map: np.ndarray  # (d, d, d) mean of the sampled maps
+    components: np.ndarray  # (n_components, V) principal axes over the mask's V voxels
+    explained_variance_ratio: np.ndarray  # (n_components,)
+    coords: np.ndarray  # (M, n_components) map PCs of the sampled maps
+    labels: np.ndarray  # (M,) state of each sampled map, ordered by the state's mean PC1
+    centers: np.ndarray  # (k, n_components) state centres in map-PC space
+    representative: np.ndarray  # (k,) the sampled map nearest each state's centre
+    regression: LatentRegression | None = None  # z -> map PCs, fitted on the sampled maps
+    particle_coords: np.ndarray | None = None  # (N, n_components) map PCs of every particle
+    particle_states: np.ndarray | None = None  # (N,) the state whose centre is nearest in map-PC space
+    timings: dict = field(default_factory=dict)  # seconds per stage
+
+    def unmask(self, values) -> np.ndarray:
+        """Values over the mask's voxels (..., V) as maps (..., d, d, d), zero outside the mask."""
+        values = np.asarray(values, dtype=np.float32)
+        out = np.zeros(values.shape[:-1] + self.mask.shape, np.float32)
+        out[..., self.mask] = values
+        return out
+
+    def component_map(self, pc: int) -> np.ndarray:
+        """Principal axis ``pc`` (0-based) as a map (d, d, d)."""
+        return self.unmask(self.components[pc])
+
+    def pc_maps(self, pc: int, n: int = 10, lo: float = 5, hi: float = 95) -> np.ndarray:
+        """n maps (n, d, d, d): the mean map moved along axis ``pc`` from the ``lo``-th to the ``hi``-th
+        percentile of the sampled maps' coordinates (the linear model of the maps, not new decodes)."""
+        pc = as_count(pc, "pc", 0, len(self.components) - 1)
+        steps = np.linspace(*np.percentile(self.coords[:, pc], [lo, hi]), as_count(n, "n", 1))
+        return self.mean_map + steps[:, None, None, None] * self.component_map(pc)[None]
+
+    def state_counts(self) -> np.ndarray:
+        """Particles per state (from ``particle_states``), or sampled maps per state without them."""
+        labels = self.particle_states if self.particle_states is not None else self.labels
+        return np.bincount(labels, minlength=len(self.centers))
+
+
+def sample_latents(z, n: int, sampling: str = "particles", seed: int = 0) -> np.ndarray:
+    """Indices of ``n`` particles whose latents sample the distribution of z (N, zdim).
+
+    ``"particles"``: a uniform random sample without replacement (all particles if n >= N), so
+    dense regions get more maps. ``"kmeans"``: the particle nearest each of n k-means centres (fitted
+    on at most 50,000 particles), so sparse regions are covered as well as dense ones.
+    """
+    z = as_latents(z)
+    n = as_count(n, "n_maps", 2)
+    rng = np.random.default_rng(seed)
+    if sampling == "particles":
+        return np.arange(len(z)) if n >= len(z) else np.sort(rng.choice(len(z), n, replace=False))
+    if sampling == "kmeans":
+        subset = np.arange(len(z)) if len(z) <= 50_000 else np.sort(rng.choice(len(z), 50_000, replace=False))
+        return np.sort(subset[kmeans(z[subset], min(n, len(subset)), seed=seed).on_data])
+    raise InputError(None, f"sampling={sampling!r} is not a sampling", f"use one of {', '.join(SAMPLINGS)}")
+
+
+def mask_from_mean(mean_map, threshold: float | None = None, dilate: float = 5.0) -> tuple[np.ndarray, float]:
+    """(mask, threshold): voxels of the mean map at or above ``threshold``, dilated by ``dilate`` pixels.
+
+    The default threshold is half the 99.99th percentile of the mean map (the level cryoDRGN's landscape
+    analysis uses on each map). Dilation is by a ball: every voxel within ``dilate`` pixels of the
+    thresholded region is kept.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    mean_map = np.asarray(mean_map, dtype=np.float32)
+    if threshold is None:
+        threshold = float(np.percentile(mean_map, 99.99)) / 2
+    core = mean_map >= threshold
+    if not core.any():
+        raise InputError(None, f"no voxel of the mean map reaches the mask threshold {threshold:.4g}",
+                         f"choose a lower threshold (the mean map's maximum is {mean_map.max():.4g})")
+    mask = distance_transform_edt(~core) <= dilate if dilate > 0 else core
+    return mask, float(threshold)
+
+
+def landscape(
+    run,
+    n_maps: int = 1000,
+    *,
+    sampling: str = "particles",
+    box: int | None = None,
+    n_components: int = 20,
+    k: int = 10,
+    threshold: float | None = None,
+    dilate: float = 5.0,
+    mask=None,
+    clip_negative: bool = True,
+    mask_maps: int = 256,
+    regression: bool = True,
+    regression_kw: dict | None = None,
+    rank: int | None = None,
+    seed: int = 0,
+    device=None,
+    maps_per_chunk: int | None = None,
+    progress: bool | None = None,
+) -> Landscape:
+    """Landscape of ``run`` from ``n_maps`` maps sampled over its latents (see :func:`sample_latents`).
+
+    ``box``: generate the maps at this smaller box (a low-passed sketch; default the run's box).
+    The mask is the mean of the first ``mask_maps`` maps thresholded (``threshold``, default
+    :func:`mask_from_mean`'s) and dilated by ``dilate`` pixels, or ``mask`` (d, d, d) if given.
+    Negative densities are set to 0 inside the mask (``clip_negative``). The maps' ``n_components``
+    principal components come from a streamed PCA keeping ``rank`` triplets (default
+    n_components + 20); the maps are clustered into ``k`` states by k-means in that space. With
+    ``regression``, a network from z to map PCs (:func:`fit_latent_regression`; ``regression_kw``
+    go to it) gives every particle its map PCs and nearest state. ``device``: where the maps and
+    the PCA live (default: the run's model's device).
+    """
+    t_start = time.perf_counter()
+    z_all = as_latents(run.z, min_rows=2)
+    n_maps = as_count(n_maps, "n_maps", 2)
+    index = sample_latents(z_all, n_maps, sampling, seed)
+    z = z_all[index]
+    generator = MapGenerator(run, box, device=device, maps_per_chunk=maps_per_chunk)
+    d = generator.box
+    k = as_count(k, "k", 1, len(z))
+    n_components = as_count(n_components, "n_components", 1, len(z) - 1)
+    rank = n_components + 20 if rank is None else as_count(rank, "rank", n_components)
+    timings = {"sample_s": time.perf_counter() - t_start}
+    dev = generator.device
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(z), desc=f"maps (box {d})", unit="map", disable=progress is False)
+    # The mask comes from the first maps, which are kept (bounded by mask_maps) and then analysed.
+    first, n_first = [], min(len(z), max(mask_maps, 1))
+    chunks = generator.chunks(z)
+    for _start, maps in chunks:
+        first.append(maps)
+        bar.update(len(maps))
+        if sum(len(m) for m in first) >= n_first:
+            break
+    first_maps = torch.cat(first)
+    first_mean = first_maps.mean(0)
+    if mask is None:
+        mask_np, threshold = mask_from_mean(first_mean.cpu().numpy(), threshold, dilate)
+    else:
+        mask_np = np.asarray(mask).astype(bool)
+        if mask_np.shape != (d, d, d) or not mask_np.any():
+            raise InputError(None, f"the mask has shape {mask_np.shape} with {int(mask_np.sum())} voxels set",
+                             f"pass a non-empty mask of the maps' box ({d}, {d}, {d})")
+        threshold = float("nan")
+    voxels = torch.from_numpy(np.flatnonzero(mask_np)).to(dev)
+
+    def rows(maps):
+        values = maps.reshape(len(maps), -1)[:, voxels]
+        return values.clamp_min(0) if clip_negative else values
+
+    pca = StreamedPCA(rows(first_maps).mean(0), rank)
+    map_sum = first_maps.sum(0, dtype=torch.float64)
+    pca_s = 0.0
+    for block in first_maps.split(generator.maps_per_chunk):
+        sync()
+        t = time.perf_counter()
+        pca.update(rows(block))
+        sync()
+        pca_s += time.perf_counter() - t
+    del first, first_maps
+    for _start, maps in chunks:
+        map_sum += maps.sum(0, dtype=torch.float64)
+        sync()
+        t = time.perf_counter()
+        pca.update(rows(maps))
+        sync()
+        pca_s += time.perf_counter() - t
+        bar.update(len(maps))
+    bar.close()
+    result = pca.result(n_components)
+    sync()
+    timings["maps_and_pca_s"] = time.perf_counter() - t0
+    timings["pca_updates_s"] = pca_s
+
+    t0 = time.perf_counter()
+    clusters = kmeans(result.coords, k, seed=seed)
+    order = np.argsort(clusters.centers[:, 0], kind="stable")  # state 0: lowest PC1
+    rank_of = np.empty(k, np.int64)
+    rank_of[order] = np.arange(k)
+    out = Landscape(
+        z=z, particle_index=index, sampling=sampling, box=d, apix=generator.apix, mask=mask_np,
+        threshold=threshold, mean_map=(map_sum / len(z)).float().cpu().numpy(), components=result.components,
+        explained_variance_ratio=result.explained_variance_ratio, coords=result.coords.astype(np.float32),
+        labels=rank_of[clusters.labels], centers=clusters.centers[order],
+        representative=clusters.on_data[order], timings=timings,
+    )
+    timings["cluster_s"] = time.perf_counter() - t0
+    if regression:
+        t0 = time.perf_counter()
+        kw = {"seed": seed, "device": dev, **(regression_kw or {})}
+        out.regression = fit_latent_regression(z, out.coords, **kw)
+        out.particle_coords = out.regression.predict(z_all)
+        out.particle_states = nearest_center(out.particle_coords, out.centers)
+        timings["regression_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - t_start
+    return out
+
+
+def nearest_center(coords, centers, batch_size: int = 65536) -> np.ndarray:
+    """Index (N,) of the nearest of ``centers`` (k, C) for each row of ``coords`` (N, C)."""
+    centers = np.asarray(centers, dtype=np.float32)
+    out = np.empty(len(coords), np.int64)
+    for start in range(0, len(coords), batch_size):
+        chunk = np.asarray(coords[start : start + batch_size], dtype=np.float32)
+        distance = (chunk**2).sum(1, keepdims=True) - 2 * chunk @ centers.T + (centers**2).sum(1)
+        out[start : start + batch_size] = distance.argmin(1)
+    return out
