@@ -1,0 +1,77 @@
+"""Analyse a trained run headless: latent PCA/UMAP, k-means maps, PC traversals, galleries, report.html.
+
+Writes to --outdir (default RUN/analysis): PNG figures, MRC maps at the on-data k-means centres
+(kmeansK/) and along the principal axes of z (pc1/, pc2/), particle galleries per cluster, arrays
+(.npy) and report.html, a self-contained page that links them. --landscape adds the landscape of
+the maps (PCA of many generated maps, states, map PCs of every particle) in landscape/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_args(parser):
+    parser.add_argument("run", type=Path, help="run folder (cryonb train --outdir)")
+    parser.add_argument("--outdir", "-o", type=Path, help="output folder (default: RUN/analysis)")
+    parser.add_argument("-k", "--clusters", type=int, default=20, help="k-means clusters of z, one map each (default: 20)")
+    parser.add_argument("--pcs", type=int, default=2, help="principal axes of z to traverse (default: 2)")
+    parser.add_argument("--pc-steps", type=int, default=10, help="maps along each principal axis (default: 10)")
+    parser.add_argument("--no-umap", action="store_true", help="skip UMAP (the figures use PCA instead)")
+    parser.add_argument("--particles", help="particle file for the galleries and defocus (default: the run's own)")
+    parser.add_argument("--datadir", help="folder of the image stacks named by --particles")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    land = parser.add_argument_group("landscape of the maps")
+    land.add_argument("--landscape", action="store_true", help="also run the landscape analysis (landscape/)")
+    land.add_argument("--landscape-maps", type=int, default=1000, help="maps to generate (default: 1000)")
+    land.add_argument("--landscape-box", type=int, help="generate them at this smaller box, low-passed (default: the run's box)")
+    land.add_argument("--landscape-sampling", choices=("particles", "kmeans"), default="particles",
+                      help="latents of the maps: a random sample of particles, or the particles nearest k-means "
+                           "centres (default: particles)")
+    land.add_argument("--landscape-pcs", type=int, default=20, help="principal components of the maps (default: 20)")
+    land.add_argument("--landscape-states", type=int, default=10, help="states: k-means clusters of the maps (default: 10)")
+    land.add_argument("--landscape-epochs", type=int, default=300,
+                      help="most epochs of the z -> map PC network (it stops earlier when held-out maps stop improving; default: 300)")
+    land.add_argument("--mask-threshold", type=float, help="density level of the mask (default: half the 99.99th percentile of the mean map)")
+    land.add_argument("--mask-dilate", type=float, default=5.0, help="dilate the mask by this many pixels (default: 5)")
+
+
+def _open_run(args):
+    from ..core.particles import load_particles
+    from ..core.run import Run
+
+    particles = None
+    if args.particles:
+        particles = load_particles(args.particles, datadir=args.datadir)
+    run = Run.open(args.run, particles, device=args.device)
+    note = None
+    if run.particles is None:
+        recorded = getattr(getattr(run, "config", None), "particles", None)
+        if recorded:
+            try:
+                run.particles = load_particles(recorded, datadir=args.datadir)
+            except (OSError, ValueError) as err:  # InputError is a ValueError
+                note = f"the run's particles ({recorded}) could not be read: {err}"
+    return run, note
+
+
+def main(args):
+    from ..core.analysis.run_analysis import analyze_run
+
+    run, note = _open_run(args)
+    if note:
+        print(f"cryonb analyze: {note}; no galleries or defocus colouring")
+    landscape_kw = None
+    if args.landscape:
+        landscape_kw = {"n_maps": args.landscape_maps, "box": args.landscape_box, "sampling": args.landscape_sampling,
+                        "n_components": args.landscape_pcs, "k": args.landscape_states,
+                        "threshold": args.mask_threshold, "dilate": args.mask_dilate,
+                        "regression_kw": {"epochs": args.landscape_epochs}}
+    outdir = args.outdir or args.run / "analysis"
+    outputs = analyze_run(run, outdir, k=args.clusters, pcs=args.pcs, pc_steps=args.pc_steps, umap=not args.no_umap,
+                          landscape_kw=landscape_kw, seed=args.seed, title=f"cryonb analysis of {args.run}")
+    for line in outputs.notes:
+        print(f"cryonb analyze: {line}")
+    print(f"wrote {outputs.report} ({len(set(outputs.files))} linked files) in {outputs.timings['total']:.1f} s")
+    return 0
