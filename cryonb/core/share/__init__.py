@@ -6,7 +6,7 @@ its own, with a README, a notebook and Binder configuration. :func:`open_bundle`
 checking its format version and every file's checksum, and never unpickles anything.
 """
 
-from .bundle import BUNDLE_VERSION, MANIFEST, Bundle, ShareReport, Thumbnails, latent_precision, pick_thumbnails, share
+from .bundle import BUNDLE_VERSION, MANIFEST, Bundle, ShareReport, Thumbnails, latent_precision, lossless_in_float16, pick_thumbnails, share
 from .read import SharedModel, is_bundle, open_bundle, read_manifest, thumbnails_of, verify
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "Thumbnails",
     "is_bundle",
     "latent_precision",
+    "lossless_in_float16",
     "open_bundle",
     "pick_thumbnails",
     "read_manifest",

@@ -28,7 +28,8 @@ from . import metadata, template
 BUNDLE_VERSION = 1
 MANIFEST = "cryonb-bundle.json"
 LATENT_CHOICES = ("auto", "float16", "float32")
-MAP_CHANGE_LIMIT = 1e-3  # float16 latents are kept when the decoder's output moves by less than this (relative)
+MAP_CHANGE_LIMIT = 1e-3  # float16 latents when the decoder's output moves by less than this (relative)
+SPREAD_LIMIT = 1e-2  # ... and no latent moves by more than this fraction of the latents' spread
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Files and folders a bundle owns: replaced when a bundle is written again into the same folder.
 _OWNED = (MANIFEST, "README.md", "explore.ipynb", "index.html", ".gitignore", "run", "particles", "selections",
@@ -94,8 +95,8 @@ class ShareReport:
             lines.append(f"latents stored as float16: largest rounding {z['max_error']:.2g} (latent spread {z['spread']:.3g}), "
                          f"maps change by {z['map_change']:.1e} of their norm: nothing visible")
         else:
-            lines.append("latents stored as float32" + (f" (float16 would change maps by {z['map_change']:.1e})"
-                                                         if z.get("map_change") is not None else ""))
+            lines.append(f"latents stored as float32 (float16 would move them by {z['max_error']:.2g} for a spread of "
+                         f"{z['spread']:.3g}, and maps by {z['map_change']:.1e} of their norm)")
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -118,7 +119,8 @@ def share(run, out: str | os.PathLike, *, explorer=None, coords=None, clusters=N
     ``clusters``: (N,) labels or a k-means result; ``selections``: name -> rows of ``run.z`` (or a
     boolean mask); ``traversals``: name -> latents (B, zdim). ``thumbnails``: how many particle
     images (reduced to ``thumbnail_box`` pixels) the gallery gets, 0 for none. ``latents``:
-    ``"auto"`` stores float16 when that changes the decoder's output by under 0.1 %.
+    ``"auto"`` stores float16 when no latent moves by 1 % of the latents' spread and the decoder's
+    output changes by under 0.1 % (:func:`lossless_in_float16`).
     ``columns``: ``"compact"`` or ``"all"`` columns of the particle file. ``requirement``: the line
     that installs cryonb on Binder (default ``cryonb[widgets]==<this version>``). ``overwrite``:
     replace an earlier bundle in ``out`` (files of its own only: a ``.git`` folder stays).
@@ -317,11 +319,18 @@ def _write_run(run, z: np.ndarray, folder: Path, latents: str) -> dict:
     with atomic_write(folder / "decoder.pt") as f:
         torch.save(decoder, f)
     precision = latent_precision(run, z)
-    dtype = latents if latents != "auto" else ("float16" if precision["map_change"] < MAP_CHANGE_LIMIT else "float32")
+    dtype = latents if latents != "auto" else ("float16" if lossless_in_float16(precision) else "float32")
     if dtype == "float16" and not precision["fits"]:
         raise InputError(None, "latents beyond float16's range (±65504)", "use latents='float32'")
     _save_array(folder / "z.npy", z.astype(dtype))
     return {"dtype": dtype, **{k: v for k, v in precision.items() if k != "fits"}}
+
+
+def lossless_in_float16(precision: dict) -> bool:
+    """Whether float16 latents lose nothing visible: every latent moves by under 1 % of the latents'
+    spread (the plot and the selections stay the same) and the decoder's output by under 0.1 %."""
+    moved = precision["max_error"] / precision["spread"] if precision["spread"] > 0 else float(precision["max_error"] > 0)
+    return precision["fits"] and moved < SPREAD_LIMIT and precision["map_change"] < MAP_CHANGE_LIMIT
 
 
 @torch.no_grad()
@@ -329,7 +338,8 @@ def latent_precision(run, z: np.ndarray, n_latents: int = 16, n_points: int = 20
     """How much storing ``z`` as float16 changes: the largest rounding of a latent, the latents'
     spread (smallest per-dimension standard deviation) and the relative change of the decoder's
     output at ``n_latents`` particles' latents and ``n_points`` random frequencies inside Nyquist."""
-    z16 = z.astype(np.float16)
+    with np.errstate(over="ignore"):
+        z16 = z.astype(np.float16)
     fits = bool(np.isfinite(z16).all())
     error = float(np.abs(z16.astype(np.float32) - z).max()) if fits else float("inf")
     spread = float(z.std(0).min()) if len(z) > 1 else 0.0
@@ -380,4 +390,5 @@ def _write_thumbnails(particles, labels, count: int, box: int, folder: Path) -> 
     return {"images": "images.npy", "positions": "positions.npy", "count": len(positions), "box": int(images.shape[-1])}
 
 
-__all__ = ["BUNDLE_VERSION", "MANIFEST", "Bundle", "ShareReport", "Thumbnails", "latent_precision", "pick_thumbnails", "share"]
+__all__ = ["BUNDLE_VERSION", "MANIFEST", "Bundle", "ShareReport", "Thumbnails", "latent_precision", "lossless_in_float16",
+           "pick_thumbnails", "share"]

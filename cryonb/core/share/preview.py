@@ -12,9 +12,8 @@ from ..fourier import ifft3_center
 def preview_volumes(run, z, box: int = 64, maps_per_chunk: int = 4) -> tuple[np.ndarray, float]:
     """Maps (B, d, d, d) of ``run`` at latents ``z`` (B, zdim), d = min(``box``, the run's box), and their pixel size.
 
-    The decoder is evaluated at the frequencies of a d-box only (inside its Nyquist sphere): the
-    same map as the full one Fourier-cropped to d, at (D/d)³ times less cost. At d = D it is
-    :meth:`~cryonb.core.run.Run.volumes`.
+    The decoder is evaluated at the frequencies of a d-box only: the full map Fourier-cropped to d
+    (``fourier_crop``) up to the d-box's Nyquist plane, at (D/d)³ times less cost.
     """
     D = run.box_size
     d = min(int(box) - int(box) % 2, D)
@@ -25,7 +24,7 @@ def preview_volumes(run, z, box: int = 64, maps_per_chunk: int = 4) -> tuple[np.
     device = next(decoder.parameters()).device
     k = torch.arange(d, dtype=torch.float32, device=device) - d // 2
     grid = torch.stack(torch.meshgrid(k, k, k, indexing="ij")[::-1], dim=-1).reshape(-1, 3)
-    inside = torch.nonzero(grid.norm(dim=-1) <= d // 2).squeeze(1)
+    inside = torch.nonzero(grid.norm(dim=-1) <= D // 2).squeeze(1)  # the decoder's sphere, as in volumes()
     out = np.empty((len(zb), d, d, d), np.float32)
     for start in range(0, len(zb), maps_per_chunk):
         zc = zb[start : start + maps_per_chunk].to(device)

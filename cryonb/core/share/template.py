@@ -68,7 +68,7 @@ def readme(manifest: dict, sizes: dict[str, int]) -> str:
     source = p["source"] or "the particles held in memory"
     precision = (f"float16 (the largest rounding, {z['max_error']:.2g}, changes the decoder's output by "
                  f"{z['map_change']:.1e} of its norm: nothing visible)" if z["dtype"] == "float16" else "float32")
-    rows = "\n".join(f"| `{name}` | {size / 1e6:.2f} MB |" for name, size in sorted(sizes.items()))
+    rows = "\n".join(f"| `{name}` | {_size(size)} |" for name, size in sorted(sizes.items()))
     thumbs = manifest.get("thumbnails")
     return f"""# {manifest['title']}
 
@@ -110,6 +110,10 @@ project folder), or apply the index files to your copy (cryoDRGN's `--ind`, or
   and SHA-256). Reading a bundle runs no code from it: arrays are read without pickles and the weights
   with `torch.load(weights_only=True)`.
 """
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
 
 
 def requirements(requirement: str) -> str:
