@@ -1,0 +1,208 @@
+"""Projection matching: the rotation and shift of each image that best match a model's slices.
+
+The pose of an image minimises the squared error between the image, translated by its shift,
+and the model's CTF-modulated central slice, over rotations and shifts. The search is the
+hierarchical one of cryoDRGN-AI (Levy et al., 2024): every rotation of a coarse
+:mod:`~cryonb.core.so3grid` grid (resolution 2: 4,608 rotations, about 15° apart) with a grid of
+shifts, then a few rounds in which the ``keep`` best poses of each image are subdivided (8
+children at half the angular step, the shift grid halved around each pose's best shift).
+Frequency marching: round ``i`` compares only the pixels with ``|k| ≤ L_i``, ``L`` growing
+linearly over the rounds (12 to 32 pixels by default), so early rounds are cheap and see only the
+robust low frequencies.
+
+Shifts cost no decoder calls: the error of every shift of the grid comes from one matrix
+product of the slices with the images' phase-ramped transforms. Shifts follow the particle
+metadata's convention: translating an image by ``+shift`` (multiplying its transform by
+``exp(-2πi k·shift/D)``) centres its particle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from . import so3grid
+from .projection import sample_volume
+
+# cryoDRGN-AI's defaults (cryodrgn abinit): base grid, poses kept, rounds, radii, shift grid
+BASE_RESOLUTION = 2
+KEEP = 8
+ITERATIONS = 4
+RADIUS = (12, 32)
+SHIFT_POINTS = 14  # per axis: cryoDRGN-AI's 7 at its base resolution 1, doubled at resolution 2
+SHIFT_EXTENT_128 = 20.0  # pixels at a box of 128, scaled to the searched box
+
+
+@dataclass
+class PoseSearchResult:
+    """The best pose of each image of a batch."""
+
+    rotations: torch.Tensor  # (B, 3, 3), cryonb's convention (slice coordinates = [kx, ky, 0] @ R)
+    shifts: torch.Tensor  # (B, 2) pixels of the searched box: translating the image by +shift centres it
+    error: torch.Tensor  # (B,) squared error over the half-plane pixels within the last radius
+    index: torch.Tensor  # (B,) grid index of the rotation at the final resolution
+
+
+class MapDecoder(nn.Module):
+    """A known map (D, D, D) as a decoder: ``decoder(coords, z)`` samples its 3D transform.
+
+    Uses the simulator's projector (a 2× padded transform, trilinear interpolation with the
+    kernel divided out), so that the slices are those :func:`cryonb.core.simulate.simulate`
+    draws images from. ``z`` is ignored.
+    """
+
+    def __init__(self, volume: torch.Tensor):
+        super().__init__()
+        from .simulate import padded_transform
+
+        volume = torch.as_tensor(volume, dtype=torch.float32)
+        padded = padded_transform(volume)
+        self.D = volume.shape[-1]
+        self.pad = padded.shape[-1] // self.D
+        self.register_buffer("transform", padded)
+
+    def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        return sample_volume(self.transform, coords.float() * self.pad)
+
+
+def marching_radii(iterations: int, radius: tuple[float, float], D: int) -> list[float]:
+    """The frequency radius (pixels) of each of the ``iterations + 1`` rounds: from ``radius[0]`` to
+    ``radius[1]`` in equal integer steps, both capped at Nyquist (``D // 2``)."""
+    hi = min(radius[1], D // 2)
+    lo = min(radius[0], hi)
+    if iterations == 0:
+        return [hi]
+    return [lo + int(i / iterations * (hi - lo)) for i in range(iterations + 1)]
+
+
+def shift_grid(points: int, extent: float, device=None) -> torch.Tensor:
+    """``points``² shifts (x fastest) at the centres of equal cells covering ±``extent`` pixels."""
+    if points < 1 or extent < 0:
+        raise ValueError(f"a shift grid needs at least 1 point and extent >= 0 (got {points}, {extent})")
+    step = 2 * extent / points
+    axis = -extent + step / 2 + step * torch.arange(points, dtype=torch.float32, device=device)
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([x.reshape(-1), y.reshape(-1)], -1)
+
+
+def phase_ramps(k: torch.Tensor, shifts: torch.Tensor, D: int) -> torch.Tensor:
+    """``exp(-2πi k·s / D)`` (..., P) for frequencies ``k`` (P, 2) pixels and shifts (..., 2) pixels."""
+    phase = (shifts @ k.T) * (-2 * math.pi / D)
+    return torch.polar(torch.ones_like(phase), phase)
+
+
+@lru_cache(maxsize=4)
+def _grid(resolution: int) -> torch.Tensor:
+    return so3grid.rotations(resolution).float()
+
+
+def _slices(decoder, coords: torch.Tensor, R: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+    """``decoder(coords @ R, z)`` (n, P) complex64 for rotations ``R`` (n, 3, 3)."""
+    out = decoder(coords @ R, z)
+    return out.to(torch.complex64)
+
+
+def _real_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``Re(a @ bᴴ)`` with real matrix products (batched over leading axes)."""
+    return a.real @ b.real.transpose(-1, -2) + a.imag @ b.imag.transpose(-1, -2)
+
+
+def _drop_repeats(cand: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
+    """``err`` with +inf for all but the best of candidates that share a grid index (children of
+    neighbouring poses can coincide)."""
+    order = err.argsort(1)
+    by_err = cand.gather(1, order)
+    by_index, perm = by_err.sort(dim=1, stable=True)  # equal indices: the lower error first
+    repeat = torch.zeros_like(by_index, dtype=torch.bool)
+    repeat[:, 1:] = by_index[:, 1:] == by_index[:, :-1]
+    mark = torch.zeros_like(repeat)
+    mark.scatter_(1, order.gather(1, perm), repeat)
+    return err.masked_fill(mark, math.inf)
+
+
+@torch.no_grad()
+def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | None = None, *,
+                 base_resolution: int = BASE_RESOLUTION, keep: int = KEEP, iterations: int = ITERATIONS,
+                 shifts: int = SHIFT_POINTS, shift_extent: float | None = None,
+                 radius: tuple[float, float] = RADIUS, chunk: int = 2**21) -> PoseSearchResult:
+    """The best rotation and shift of each image (B, P) against ``decoder``'s slices.
+
+    ``decoder(coords (n, P, 3), z (n, zdim) or None)`` returns complex (n, P); ``images`` are
+    half-plane transforms (B, P) on the pixels of ``half`` (a :class:`~cryonb.core.model.HalfPlane`)
+    and ``ctf`` their CTF (B, P) or a scalar. ``z`` (B, zdim): each image is matched against the
+    map of its latent; None: one map for all, whose slices are computed once per batch.
+
+    ``shifts`` points per axis over ±``shift_extent`` pixels (default: 20 px at a box of 128,
+    scaled to this box; 0 or ``shifts=1`` searches no shift), halved each round around each kept
+    pose's best shift. ``chunk`` bounds the points per decoder call (and so the memory).
+    """
+    device, B, D = images.device, len(images), half.D
+    coords = half.coords.to(device)
+    radius_px = coords[:, :2].norm(dim=-1)
+    ctf = torch.as_tensor(ctf, device=device).float().expand(B, coords.shape[0])
+    extent = SHIFT_EXTENT_128 * D / 128 if shift_extent is None else float(shift_extent)
+    offsets = shift_grid(shifts if extent > 0 else 1, extent, device)
+    radii = marching_radii(iterations, radius, D)
+    grid = _grid(base_resolution).to(device)
+    keep = min(keep, len(grid))
+
+    with torch.autocast(device.type, enabled=False):
+        # Round 0: every grid rotation, every shift.
+        inside = radius_px <= radii[0]
+        x, c, k3 = images[:, inside].to(torch.complex64), ctf[:, inside], coords[inside]
+        x_norm = x.abs().pow(2).sum(-1)
+        ramped = (c * x)[:, None, :] * phase_ramps(k3[:, :2], offsets, D)  # (B, T, P)
+        best_err = torch.empty(B, len(grid), device=device)
+        best_t = torch.empty(B, len(grid), dtype=torch.long, device=device)
+        rows = max(1, chunk // max(1, len(k3)))  # slices per decoder call
+        if z is None:
+            for q0 in range(0, len(grid), rows):
+                Y = _slices(decoder, k3, grid[q0 : q0 + rows], None)  # (q, P)
+                y_norm = c.pow(2) @ Y.abs().pow(2).T  # (B, q)
+                err = x_norm[:, None, None] + y_norm[:, None, :] - 2 * _real_dot(ramped, Y)
+                best_err[:, q0 : q0 + rows], best_t[:, q0 : q0 + rows] = err.min(1)
+        else:
+            for b in range(B):
+                for q0 in range(0, len(grid), rows):
+                    R = grid[q0 : q0 + rows]
+                    Y = _slices(decoder, k3, R, z[b : b + 1].expand(len(R), -1))
+                    y_norm = Y.abs().pow(2) @ c[b].pow(2)
+                    err = x_norm[b] + y_norm[None, :] - 2 * _real_dot(ramped[b], Y)  # (T, q)
+                    best_err[b, q0 : q0 + len(R)], best_t[b, q0 : q0 + len(R)] = err.min(0)
+        err, pick = best_err.topk(keep if iterations else 1, dim=1, largest=False)
+        index = pick
+        centres = offsets[best_t.gather(1, pick)]  # (B, K, 2)
+
+        # Rounds 1..: subdivide the kept poses, halve the shift grid around each.
+        for i in range(1, iterations + 1):
+            resolution = base_resolution + i
+            cand = so3grid.children(resolution - 1, index.cpu()).reshape(B, -1).to(device)  # (B, M)
+            M = cand.shape[1]
+            R = so3grid.rotations(resolution, cand.cpu()).float().to(device)  # (B, M, 3, 3)
+            centre = centres.repeat_interleave(8, dim=1)  # (B, M, 2)
+            inside = radius_px <= radii[i]
+            x, c, k3 = images[:, inside].to(torch.complex64), ctf[:, inside], coords[inside]
+            x_norm = x.abs().pow(2).sum(-1)
+            rows = max(1, chunk // max(1, len(k3)))
+            flat_R = R.reshape(-1, 3, 3)
+            flat_z = None if z is None else z.repeat_interleave(M, dim=0)
+            Y = torch.cat([_slices(decoder, k3, flat_R[r0 : r0 + rows], None if flat_z is None else flat_z[r0 : r0 + rows])
+                           for r0 in range(0, len(flat_R), rows)]).reshape(B, M, -1)
+            y_norm = (Y.abs().pow(2) * c[:, None, :].pow(2)).sum(-1)  # (B, M)
+            centred = (c * x)[:, None, :] * phase_ramps(k3[:, :2], centres, D)  # (B, K, P)
+            W = centred.repeat_interleave(8, dim=1) * Y.conj()  # (B, M, P)
+            E = phase_ramps(k3[:, :2], offsets / 2**i, D)  # (T, P)
+            dots = W.real @ E.real.T - W.imag @ E.imag.T  # Re(W @ Eᵀ): (B, M, T)
+            err_all = x_norm[:, None, None] + y_norm[..., None] - 2 * dots
+            err_min, t = err_all.min(-1)  # (B, M)
+            err_min = _drop_repeats(cand, err_min)
+            err, pick = err_min.topk(min(keep, M) if i < iterations else 1, dim=1, largest=False)
+            index = cand.gather(1, pick)
+            centres = centre.gather(1, pick[..., None].expand(-1, -1, 2)) + (offsets / 2**i)[t.gather(1, pick)]
+    final = base_resolution + iterations
+    return PoseSearchResult(so3grid.rotations(final, index[:, 0].cpu()).float().to(device), centres[:, 0],
+                            err[:, 0], index[:, 0])

@@ -1,0 +1,138 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cryonb.core import so3grid
+from cryonb.core.ctf import compute_ctf
+from cryonb.core.model import HalfPlane
+from cryonb.core.phantoms import hinge
+from cryonb.core.posesearch import MapDecoder, marching_radii, phase_ramps, search_poses, shift_grid
+from cryonb.core.rotations import random_rotations
+
+D = 32
+
+
+@pytest.fixture(scope="module")
+def decoder():
+    return MapDecoder(hinge(D))
+
+
+@pytest.fixture(scope="module")
+def half():
+    return HalfPlane.build(D)
+
+
+def on_grid(n, resolution, seed):
+    """Grid indices at ``resolution`` reached from the base grid by random descent (reachable by the search)."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, so3grid.grid_size(2), (n,), generator=g)
+    for r in range(2, resolution):
+        idx = so3grid.children(r, idx)[torch.arange(n), torch.randint(0, 8, (n,), generator=g)]
+    return idx
+
+
+def test_marching_radii_and_shift_grid():
+    assert marching_radii(4, (12, 32), 128) == [12, 17, 22, 27, 32]
+    assert marching_radii(4, (12, 32), 32) == [12, 13, 14, 15, 16]  # capped at Nyquist
+    assert marching_radii(0, (12, 32), 128) == [32]
+    grid = shift_grid(7, 20.0)
+    assert grid.shape == (49, 2)
+    np.testing.assert_allclose(grid[:7, 0], -20 + 40 / 7 * (np.arange(7) + 0.5), rtol=1e-6)
+    np.testing.assert_allclose(grid.mean(0), 0, atol=1e-5)
+    assert shift_grid(1, 5.0).abs().max() == 0
+
+
+def test_exact_pose_of_noiseless_images_drawn_on_the_grid(decoder, half):
+    idx = on_grid(16, 6, seed=1)
+    R = so3grid.rotations(6, idx).float()
+    images = decoder(half.coords @ R)
+    result = search_poses(decoder, images, 1.0, half, keep=16, shift_extent=0)
+    np.testing.assert_array_equal(result.index, idx)
+    np.testing.assert_allclose(result.rotations, R, atol=1e-6)
+    assert result.shifts.abs().max() == 0
+    assert result.error.max() < 1e-6 * images.abs().pow(2).sum(1).min()
+
+
+def test_shifts_follow_the_metadata_convention(decoder, half):
+    # An image translated by -s (as the simulator draws it) is centred again by +s: the search
+    # finds +s when it lies on its shift grid.
+    idx = on_grid(8, 6, seed=2)
+    R = so3grid.rotations(6, idx).float()
+    extent, points = 4.0, 8
+    fine = shift_grid(points, extent / 2**4)  # the last round's offsets around a centre
+    s = shift_grid(points, extent)[torch.tensor([0, 9, 18, 27, 36, 45, 54, 63])] + fine[torch.arange(8) * 5 % 64]
+    images = decoder(half.coords @ R) * phase_ramps(half.coords[:, :2], -s, D)
+    result = search_poses(decoder, images, 1.0, half, keep=16, shifts=points, shift_extent=extent)
+    np.testing.assert_allclose(result.shifts, s, atol=1e-4)
+    np.testing.assert_array_equal(result.index, idx)
+
+
+def test_simulated_particles_give_their_poses_and_shifts(decoder, half):
+    # End to end with the simulator and the training data's preprocessing (window, FFT, half-plane).
+    from cryonb.core.simulate import simulate
+    from cryonb.core.streaming import Preprocess
+
+    sim = simulate(hinge(D)[None], n=12, snr=None, ctf=False, shift_sigma=1.5, seed=4, progress=False)
+    truth = sim.particles
+    blind = type(truth)(truth.images, truth.rotations, None, truth.ctf, truth.apix)
+    images = Preprocess(blind)(0, len(blind))
+    result = search_poses(decoder, images, 1.0, half, keep=16)
+    angle = so3grid.angle_between(result.rotations.double(), torch.as_tensor(truth.rotations).double())
+    assert float(angle.median()) < so3grid.step_degrees(6)
+    assert float(angle.max()) < 3 * so3grid.step_degrees(6)
+    shift_error = (result.shifts - torch.as_tensor(truth.shifts)).norm(dim=1)
+    assert float(shift_error.max()) < 0.25
+
+
+def test_off_grid_low_noise_with_ctf(decoder, half):
+    g = torch.Generator().manual_seed(5)
+    n = 24
+    R = random_rotations(n, g)
+    s = (torch.rand(n, 2, generator=g) - 0.5) * 4
+    freqs = half.coords[:, :2] / (D * 3.0)
+    defocus = 10000 + 10000 * torch.rand(n, generator=g)
+    params = torch.stack([defocus, defocus, torch.zeros(n), *(torch.full((n,), v) for v in (300.0, 2.7, 0.1, 0.0, 0.0))], 1)
+    ctf = compute_ctf(freqs, *params[:, :, None].unbind(1))
+    clean = decoder(half.coords @ R) * ctf * phase_ramps(half.coords[:, :2], -s, D)
+    sigma = 0.1 * clean.abs().pow(2).mean().sqrt()
+    images = clean + sigma * torch.complex(torch.randn(clean.shape, generator=g), torch.randn(clean.shape, generator=g)) / math.sqrt(2)
+    result = search_poses(decoder, images, ctf, half)
+    angle = so3grid.angle_between(result.rotations.double(), R.double())
+    step = so3grid.step_degrees(6)  # the last round's grid step, 0.94°
+    assert float(angle.median()) < 1.25 * step
+    assert float((angle < 3 * step).float().mean()) >= 0.85
+    assert float((result.shifts - s).norm(dim=1).median()) < 0.15
+    # Without the CTF the same images match worse.
+    plain = search_poses(decoder, images, 1.0, half, iterations=1)
+    assert float(plain.error.mean()) > float(search_poses(decoder, images, ctf, half, iterations=1).error.mean())
+
+
+def test_latents_choose_the_map(half):
+    maps = torch.stack([hinge(D, 0.0), hinge(D, 1.2)])
+    decoders = [MapDecoder(m) for m in maps]
+
+    def two_maps(coords, z):
+        pick = (z[:, 0] > 0)[:, None]
+        return torch.where(pick, decoders[1](coords), decoders[0](coords))
+
+    idx = on_grid(4, 4, seed=6)
+    R = so3grid.rotations(4, idx).float()
+    state = torch.tensor([0, 1, 1, 0])
+    z = (state.float() * 2 - 1)[:, None]
+    images = torch.where(state[:, None] == 1, decoders[1](half.coords @ R), decoders[0](half.coords @ R))
+    right = search_poses(two_maps, images, 1.0, half, z=z, keep=16, iterations=2, shift_extent=0)
+    assert int((right.index == idx).sum()) >= 3  # (a hierarchical search can miss one)
+    wrong = search_poses(two_maps, images, 1.0, half, z=-z, keep=16, iterations=2, shift_extent=0)
+    assert bool((wrong.error > right.error).all())
+    assert float(wrong.error.median()) > 100 * max(float(right.error.median()), 1.0)
+
+
+def test_chunking_does_not_change_the_result(decoder, half):
+    R = random_rotations(4, torch.Generator().manual_seed(7))
+    images = decoder(half.coords @ R)
+    big = search_poses(decoder, images, 1.0, half, iterations=2)
+    small = search_poses(decoder, images, 1.0, half, iterations=2, chunk=60_000)  # 16 decoder calls for the base grid instead of 1
+    np.testing.assert_array_equal(big.index, small.index)
+    np.testing.assert_allclose(big.shifts, small.shifts)
