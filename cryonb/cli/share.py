@@ -43,14 +43,16 @@ def main(args):
     from ..core.errors import InputError
     from ..core.run import Run
     from ..core.share import is_bundle, open_bundle
+    from ..core.training import read_run_config
 
     if is_bundle(args.run):
         opened = open_bundle(args.run)
         run, defaults = opened.run, {"coords": opened.coords, "clusters": opened.clusters,
                                      "selections": opened.selections, "traversals": opened.traversals}
     else:
-        run, defaults = Run.open(args.run, device="cpu"), {}
-        run.particles = _particles(args, run)
+        particles = _particles(args, read_run_config(args.run)["config"].get("particles"))
+        run, defaults = Run.open(args.run, particles, device="cpu"), {}
+        run.particles = particles
     if args.out.resolve() == args.run.resolve():
         raise InputError(args.out, "is the folder being shared", "write the bundle to another folder")
     if run.z is None:
@@ -73,14 +75,14 @@ def main(args):
           f"open https://mybinder.org/v2/gh/OWNER/REPO/HEAD?labpath=explore.ipynb")
 
 
-def _particles(args, run):
+def _particles(args, recorded: str | None):
     """The run's particles, with images for the thumbnails when their stacks are found."""
     import warnings
 
     from ..core.errors import InputError
     from ..core.particles import load_particles
 
-    path = args.particles or (run.config.particles and Path(run.config.particles))
+    path = args.particles or (recorded and Path(recorded))
     if not path:
         raise InputError(args.run, "the run does not record its particle file", "pass --particles FILE")
     try:
