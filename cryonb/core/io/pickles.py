@@ -190,6 +190,15 @@ def read_cryodrgn_poses(path: str | os.PathLike, D: int) -> tuple[np.ndarray, np
     return rot, require_finite(path, "translations", (trans * D).astype(np.float32), _FIX_PKL)
 
 
+def write_cryodrgn_poses(path: str | os.PathLike, rotations, shifts, D: int) -> None:
+    """Write a cryoDRGN pose pickle ``(rot (N, 3, 3), trans (N, 2))``, ``trans`` in fractions of the
+    box ``D`` (the inverse of :func:`read_cryodrgn_poses`), atomically."""
+    rot = np.asarray(rotations, dtype=np.float32)
+    trans = np.asarray(shifts, dtype=np.float32) / D
+    with atomic_write(path) as f:
+        pickle.dump((rot, trans), f, protocol=4)
+
+
 def read_cryodrgn_ctf(path: str | os.PathLike) -> tuple[np.ndarray, int, float]:
     """CTF table (N, 8), box size D and pixel size (Å) from cryoDRGN's (N, 9) ctf pickle.
 
