@@ -30,8 +30,6 @@ def write_page(bundle, out: str | os.PathLike | None = None, *, points: int = 20
     ``bundle``: a bundle folder or an opened :class:`~cryonb.core.share.Bundle`. ``points``: the
     most particles drawn in the scatter; ``box``: the maps' box (their low frequencies only).
     """
-    from bokeh.resources import INLINE
-
     from cryonb.core.io.atomic import atomic_write
 
     from .volume_viewer import mrc_bytes
@@ -42,7 +40,7 @@ def write_page(bundle, out: str | os.PathLike | None = None, *, points: int = 20
     labels = bundle.clusters
     groups, latents = _cluster_latents(run.z, labels)
     maps, apix = preview_volumes(run, latents, box=box)
-    scatter_script, scatter_div = _scatter(bundle, points, seed)
+    resources, scatter_script, scatter_div = _scatter(bundle, points, seed)
     panels = "\n".join(
         f'<figure class="cluster"><img alt="{html.escape(name)}" src="data:image/png;base64,{_png(_sections(volume, name))}">'
         f"</figure>" for name, volume in zip(groups, maps))
@@ -57,7 +55,7 @@ def write_page(bundle, out: str | os.PathLike | None = None, *, points: int = 20
                  '<p class="note" id="ngl-missing">No 3D view: nglview\'s NGL script was not found where this page was written.</p>')
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-{INLINE.render()}
+{resources}
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1100px; }}
 .note {{ color: #555; font-size: 0.9em; }} figure.cluster {{ display: inline-block; margin: 6px; }}
@@ -104,9 +102,13 @@ def _cluster_latents(z: np.ndarray, labels) -> tuple[list[str], np.ndarray]:
     return names, z[rows]
 
 
-def _scatter(bundle, points: int, seed: int) -> tuple[str, str]:
+def _scatter(bundle, points: int, seed: int) -> tuple[str, str, str]:
+    """BokehJS inline (what this plot needs only: no extension a notebook library registered, which
+    Bokeh would name by a relative URL), the plot's script and its div."""
     import colorcet
     from bokeh.embed import components
+    from bokeh.embed.bundle import bundle_for_objs_and_resources
+    from bokeh.resources import INLINE
     from bokeh.models import ColumnDataSource
     from bokeh.plotting import figure
 
@@ -135,7 +137,7 @@ def _scatter(bundle, points: int, seed: int) -> tuple[str, str]:
         plot.legend.location = "top_right"
     plot.toolbar.active_scroll = None  # scrolling the page over the plot scrolls the page
     script, div = components(plot)
-    return script, div
+    return bundle_for_objs_and_resources([plot], INLINE).scripts(), script, div
 
 
 def _sections(volume: np.ndarray, name: str):
