@@ -31,26 +31,29 @@ def add_args(parser):
                            "centres (default: particles)")
     land.add_argument("--landscape-pcs", type=int, default=20, help="principal components of the maps (default: 20)")
     land.add_argument("--landscape-states", type=int, default=10, help="states: k-means clusters of the maps (default: 10)")
+    land.add_argument("--compile", action="store_true",
+                      help="torch.compile the map generation (a minute to compile; pays off for thousands of maps on a GPU)")
     land.add_argument("--landscape-epochs", type=int, default=300,
                       help="most epochs of the z -> map PC network (it stops earlier when held-out maps stop improving; default: 300)")
     land.add_argument("--mask-threshold", type=float, help="density level of the mask (default: half the 99.99th percentile of the mean map)")
     land.add_argument("--mask-dilate", type=float, default=5.0, help="dilate the mask by this many pixels (default: 5)")
 
 
-def _open_run(args):
+def open_run(path, particles=None, datadir=None, device: str = "auto"):
+    """(run, note): the run with its particles (``particles``, else the file its config records), and
+    None, or a note saying why its particles could not be read (the analysis goes on without them)."""
     from ..core.particles import load_particles
     from ..core.run import Run
 
-    particles = None
-    if args.particles:
-        particles = load_particles(args.particles, datadir=args.datadir)
-    run = Run.open(args.run, particles, device=args.device)
+    if particles is not None:
+        particles = load_particles(particles, datadir=datadir)
+    run = Run.open(path, particles, device=device)
     note = None
     if run.particles is None:
         recorded = getattr(getattr(run, "config", None), "particles", None)
         if recorded:
             try:
-                run.particles = load_particles(recorded, datadir=args.datadir)
+                run.particles = load_particles(recorded, datadir=datadir)
             except (OSError, ValueError) as err:  # InputError is a ValueError
                 note = f"the run's particles ({recorded}) could not be read: {err}"
     return run, note
@@ -59,7 +62,7 @@ def _open_run(args):
 def main(args):
     from ..core.analysis.run_analysis import analyze_run
 
-    run, note = _open_run(args)
+    run, note = open_run(args.run, args.particles, args.datadir, args.device)
     if note:
         print(f"cryonb analyze: {note}; no galleries or defocus colouring")
     landscape_kw = None
@@ -67,7 +70,7 @@ def main(args):
         landscape_kw = {"n_maps": args.landscape_maps, "box": args.landscape_box, "sampling": args.landscape_sampling,
                         "n_components": args.landscape_pcs, "k": args.landscape_states,
                         "threshold": args.mask_threshold, "dilate": args.mask_dilate,
-                        "regression_kw": {"epochs": args.landscape_epochs}}
+                        "regression_kw": {"epochs": args.landscape_epochs}, "compile": args.compile}
     outdir = args.outdir or args.run / "analysis"
     outputs = analyze_run(run, outdir, k=args.clusters, pcs=args.pcs, pc_steps=args.pc_steps, umap=not args.no_umap,
                           landscape_kw=landscape_kw, seed=args.seed, title=f"cryonb analysis of {args.run}")

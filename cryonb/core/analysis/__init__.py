@@ -8,7 +8,7 @@ functions that need them.
 from .clustering import KMeansResult, auto_clusters, gaussian_mixture, kmeans
 from .embedding import PCAResult, auto_neighbors, latent_norm, pca, umap_embedding
 from .graph import GraphPath, graph_path, knn_graph
-from .landscape import Landscape, landscape
+from .landscape import Landscape, analyze_landscape
 from .selection import box_select, lasso_select, range_select
 from .trajectories import interpolate, pc_traversal
 
@@ -17,6 +17,7 @@ __all__ = [
     "KMeansResult",
     "Landscape",
     "PCAResult",
+    "analyze_landscape",
     "auto_clusters",
     "auto_neighbors",
     "box_select",
@@ -25,7 +26,6 @@ __all__ = [
     "interpolate",
     "kmeans",
     "knn_graph",
-    "landscape",
     "lasso_select",
     "latent_norm",
     "pc_traversal",

@@ -2,7 +2,7 @@
 map-PC position for every particle.
 
 Latent space distances say little about how different two maps are; the maps themselves do.
-:func:`landscape` generates maps for a sample of latents (streamed through the device in chunks),
+:func:`analyze_landscape` generates maps for a sample of latents (streamed through the device in chunks),
 masks them with a mask made from their mean, finds their principal components with a streamed PCA,
 clusters the maps in map-PC space into states, and fits a small network from z to map PCs that
 places every particle of the run in the same space (and so in a state). Memory stays bounded by a
@@ -30,7 +30,7 @@ SAMPLINGS = ("particles", "kmeans")
 
 @dataclass
 class Landscape:
-    """What :func:`landscape` found. Maps are (d, d, d) of pixel size ``apix`` (the sketch box ``box``)."""
+    """What :func:`analyze_landscape` found. Maps are (d, d, d) of pixel size ``apix`` (the sketch box ``box``)."""
 
     z: np.ndarray  # (M, zdim) latents of the sampled maps
     particle_index: np.ndarray  # (M,) the particle whose latent each map is
@@ -113,7 +113,7 @@ def mask_from_mean(mean_map, threshold: float | None = None, dilate: float = 5.0
     return mask, float(threshold)
 
 
-def landscape(
+def analyze_landscape(
     run,
     n_maps: int = 1000,
     *,
@@ -132,6 +132,8 @@ def landscape(
     seed: int = 0,
     device=None,
     maps_per_chunk: int | None = None,
+    evaluations_per_chunk: int | None = None,
+    compile: bool = False,
     progress: bool | None = None,
 ) -> Landscape:
     """Landscape of ``run`` from ``n_maps`` maps sampled over its latents (see :func:`sample_latents`).
@@ -142,16 +144,19 @@ def landscape(
     Negative densities are set to 0 inside the mask (``clip_negative``). The maps' ``n_components``
     principal components come from a streamed PCA keeping ``rank`` triplets (default
     n_components + 20); the maps are clustered into ``k`` states by k-means in that space. With
-    ``regression``, a network from z to map PCs (:func:`fit_latent_regression`; ``regression_kw``
+    ``regression``, a network from z to map PCs (:func:`~cryonb.core.analysis.latent_regression.fit_latent_regression`; ``regression_kw``
     go to it) gives every particle its map PCs and nearest state. ``device``: where the maps and
-    the PCA live (default: the run's model's device).
+    the PCA live (default: the run's model's device). ``maps_per_chunk`` and ``evaluations_per_chunk``
+    bound the memory of a chunk and ``compile`` compiles the decoder's evaluation
+    (:class:`~cryonb.core.analysis.map_generation.MapGenerator`).
     """
     t_start = time.perf_counter()
     z_all = as_latents(run.z, min_rows=2)
     n_maps = as_count(n_maps, "n_maps", 2)
     index = sample_latents(z_all, n_maps, sampling, seed)
     z = z_all[index]
-    generator = MapGenerator(run, box, device=device, maps_per_chunk=maps_per_chunk)
+    generator = MapGenerator(run, box, device=device, maps_per_chunk=maps_per_chunk,
+                             evaluations_per_chunk=evaluations_per_chunk, compile=compile)
     d = generator.box
     k = as_count(k, "k", 1, len(z))
     n_components = as_count(n_components, "n_components", 1, len(z) - 1)

@@ -34,7 +34,7 @@ code { background: #f4f4f4; padding: 0 .25em; }
 
 
 class HtmlReport:
-    """Build a report piece by piece, then :meth:`write` it; ``files`` lists every file it links to."""
+    """Build a report piece by piece, then ``write`` it; ``files`` lists every file it links to."""
 
     def __init__(self, title: str, folder: str | os.PathLike):
         self.title = title
@@ -73,7 +73,7 @@ class HtmlReport:
                           f"<figcaption>{html.escape(caption)}{link}</figcaption></figure>")
 
     def table(self, header, rows, left: int = 1) -> None:
-        """A table; the first ``left`` columns are left-aligned. Cells are text, or HTML made by :meth:`link`."""
+        """A table; the first ``left`` columns are left-aligned. Cells are text, or HTML made by ``link``."""
         def cell(value, i, tag):
             css = ' class="left"' if i < left else ""
             text = value if isinstance(value, _Html) else html.escape(str(value))
@@ -99,6 +99,6 @@ class _Html(str):
     """Text that is already HTML (a link) and goes into a table as it is."""
 
 
-def html_link(report: HtmlReport, path, label: str | None = None) -> _Html:
+def html_link(report: HtmlReport, path, label: str | None = None) -> str:
     """A link for a table cell of ``report``."""
     return _Html(report.link(path, label))

@@ -4,7 +4,7 @@
 ``particles``, ``apix``, ``box_size``, ``zdim``) and uses the same functions as the notebook views:
 PCA and UMAP of z, k-means with on-data centres, the maps at those centres and along PC traversals
 (MRC files), a gallery of particle images per cluster, ‖z‖ and defocus colourings, optionally the
-map landscape (:func:`~cryonb.core.analysis.landscape.landscape`), and ``report.html`` linking it all.
+map landscape (:func:`~cryonb.core.analysis.landscape.analyze_landscape`), and ``report.html`` linking it all.
 """
 
 from __future__ import annotations
@@ -249,11 +249,11 @@ def analyze_run(run, outdir: str | os.PathLike, *, k: int = 20, pcs: int = 2, pc
 def _landscape_section(run, z, report: HtmlReport, folder: Path, embedding, landscape_kw: dict, seed: int, progress, timings):
     """Run the landscape analysis, write its arrays and maps into ``folder``, and report it."""
     from ..io.mrc import write_map
-    from .landscape import landscape
+    from .landscape import analyze_landscape
 
     folder.mkdir(parents=True, exist_ok=True)
     kw = {"seed": seed, "progress": progress, **landscape_kw}
-    result = landscape(run, **kw)
+    result = analyze_landscape(run, **kw)
     timings.update({f"landscape {key}": value for key, value in result.timings.items()})
     write_map(folder / "mask.mrc", result.mask.astype(np.float32), result.apix)
     write_map(folder / "mean.mrc", result.mean_map, result.apix)

@@ -29,7 +29,7 @@ class StreamedPCAResult:
 
 
 class StreamedPCA:
-    """Feed chunks of rows (B, V) with :meth:`update`, then :meth:`result`.
+    """Feed chunks of rows (B, V) with ``update``, then ``result``.
 
     ``center`` (V,) is the estimate of the mean the rows are centred on while streaming (e.g. the
     mean of a first chunk); ``rank`` singular triplets are kept between chunks (a few more than the

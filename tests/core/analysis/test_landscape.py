@@ -9,7 +9,7 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import adjusted_rand_score
 
-from cryonb.core.analysis.landscape import landscape, mask_from_mean, nearest_center, sample_latents
+from cryonb.core.analysis.landscape import analyze_landscape, mask_from_mean, nearest_center, sample_latents
 from cryonb.core.analysis.map_generation import MapGenerator, crop_to_sphere
 from cryonb.core.analysis.streamed_pca import StreamedPCA
 from cryonb.core.analysis import pca
@@ -55,7 +55,7 @@ def hinge():
 
 def test_mixture_states_are_its_classes(mixture):
     run, truth = mixture
-    result = landscape(run, 150, k=3, n_components=5, mask_maps=40, regression_kw=FAST_FIT, progress=False)
+    result = analyze_landscape(run, 150, k=3, n_components=5, mask_maps=40, regression_kw=FAST_FIT, progress=False)
     assert adjusted_rand_score(truth[result.particle_index], result.labels) > 0.95
     assert adjusted_rand_score(truth, result.particle_states) > 0.95
     assert result.regression.r2_total > 0.9
@@ -68,7 +68,7 @@ def test_mixture_states_are_its_classes(mixture):
 
 def test_hinge_pc1_orders_the_states(hinge):
     run, angle = hinge
-    result = landscape(run, 200, k=5, n_components=4, box=12, regression_kw=FAST_FIT, progress=False)
+    result = analyze_landscape(run, 200, k=5, n_components=4, box=12, regression_kw=FAST_FIT, progress=False)
     assert result.box == 12 and result.apix == pytest.approx(6.0 * D / 12)
     assert abs(spearmanr(result.coords[:, 0], angle[result.particle_index])[0]) > 0.95
     assert abs(spearmanr(result.particle_coords[:, 0], angle)[0]) > 0.95
@@ -81,7 +81,7 @@ def test_hinge_pc1_orders_the_states(hinge):
 
 def test_explained_variance_and_mask(hinge):
     run, _ = hinge
-    result = landscape(run, 60, k=3, n_components=3, regression=False, mask_maps=16, progress=False)
+    result = analyze_landscape(run, 60, k=3, n_components=3, regression=False, mask_maps=16, progress=False)
     assert result.particle_coords is None and result.regression is None
     assert np.all(np.diff(result.explained_variance_ratio) <= 1e-9) and result.explained_variance_ratio.sum() <= 1 + 1e-6
     assert result.mask.shape == (D, D, D) and 0 < result.mask.sum() < D**3
