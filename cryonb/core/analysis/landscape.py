@@ -75,12 +75,13 @@ class Landscape:
         return np.bincount(labels, minlength=len(self.centers))
 
 
-def sample_latents(z, n: int, sampling: str = "particles", seed: int = 0) -> np.ndarray:
-    """Indices of ``n`` particles whose latents sample the distribution of z (N, zdim).
+def sample_latents(z, n: int, sampling: str = "particles", seed: int = 0, device=None) -> np.ndarray:
+    """Indices of ``n`` particles whose latents sample the distribution of z (N, zdim), sorted.
 
     ``"particles"``: a uniform random sample without replacement (all particles if n >= N), so
-    dense regions get more maps. ``"kmeans"``: the particle nearest each of n k-means centres (fitted
-    on at most 50,000 particles), so sparse regions are covered as well as dense ones.
+    dense regions get more maps. ``"kmeans"``: the particle nearest each of n k-means centres
+    (Lloyd's iterations on ``device``, fitted on at most 200,000 particles), so sparse regions are
+    covered as well as dense ones; a centre that ends with no particle gives no map.
     """
     z = as_latents(z)
     n = as_count(n, "n_maps", 2)
@@ -88,9 +89,47 @@ def sample_latents(z, n: int, sampling: str = "particles", seed: int = 0) -> np.
     if sampling == "particles":
         return np.arange(len(z)) if n >= len(z) else np.sort(rng.choice(len(z), n, replace=False))
     if sampling == "kmeans":
-        subset = np.arange(len(z)) if len(z) <= 50_000 else np.sort(rng.choice(len(z), 50_000, replace=False))
-        return np.sort(subset[kmeans(z[subset], min(n, len(subset)), seed=seed).on_data])
+        subset = np.arange(len(z)) if len(z) <= 200_000 else np.sort(rng.choice(len(z), 200_000, replace=False))
+        return np.sort(subset[kmeans_on_data(z[subset], min(n, len(subset)), seed=seed, device=device)])
     raise InputError(None, f"sampling={sampling!r} is not a sampling", f"use one of {', '.join(SAMPLINGS)}")
+
+
+@torch.no_grad()
+def kmeans_on_data(z, k: int, iterations: int = 25, seed: int = 0, device=None, batch_size: int = 16384) -> np.ndarray:
+    """The member nearest each centre (≤ k indices) of a k-means of z (N, zdim) by Lloyd's iterations in torch.
+
+    Made for many centres (thousands, for sampling maps), where scikit-learn's restarts are too slow:
+    one k-means++ start, ``iterations`` rounds, distances in chunks on ``device``.
+    """
+    z = torch.as_tensor(np.asarray(z, dtype=np.float32), device=device)
+    generator = torch.Generator(device=z.device).manual_seed(seed)
+    chosen = torch.empty(k, dtype=torch.long, device=z.device)
+    chosen[0] = torch.randint(len(z), (1,), generator=generator, device=z.device)
+    nearest = (z - z[chosen[0]]).pow(2).sum(1)
+    for i in range(1, k):  # k-means++: each next centre drawn with probability ∝ squared distance
+        chosen[i] = torch.multinomial(nearest + 1e-30, 1, generator=generator)
+        nearest = torch.minimum(nearest, (z - z[chosen[i]]).pow(2).sum(1))
+    centres = z[chosen].clone()
+
+    def assign():
+        labels = torch.empty(len(z), dtype=torch.long, device=z.device)
+        distance = torch.empty(len(z), device=z.device)
+        for start in range(0, len(z), batch_size):
+            d = torch.cdist(z[start : start + batch_size], centres)
+            distance[start : start + batch_size], labels[start : start + batch_size] = d.min(1)
+        return labels, distance
+
+    for _ in range(iterations):
+        labels, _ = assign()
+        counts = torch.bincount(labels, minlength=k)
+        sums = torch.zeros_like(centres).index_add_(0, labels, z)
+        filled = counts > 0
+        centres[filled] = sums[filled] / counts[filled, None].to(z.dtype)
+    labels, distance = assign()
+    labels, distance = labels.cpu().numpy(), distance.cpu().numpy()
+    order = np.lexsort((distance, labels))  # by centre, nearest first
+    first = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
+    return order[first]
 
 
 def mask_from_mean(mean_map, threshold: float | None = None, dilate: float = 5.0) -> tuple[np.ndarray, float]:
@@ -153,11 +192,11 @@ def analyze_landscape(
     t_start = time.perf_counter()
     z_all = as_latents(run.z, min_rows=2)
     n_maps = as_count(n_maps, "n_maps", 2)
-    index = sample_latents(z_all, n_maps, sampling, seed)
-    z = z_all[index]
     generator = MapGenerator(run, box, device=device, maps_per_chunk=maps_per_chunk,
                              evaluations_per_chunk=evaluations_per_chunk, compile=compile)
     d = generator.box
+    index = sample_latents(z_all, n_maps, sampling, seed, device=generator.device)
+    z = z_all[index]
     k = as_count(k, "k", 1, len(z))
     n_components = as_count(n_components, "n_components", 1, len(z) - 1)
     rank = n_components + 20 if rank is None else as_count(rank, "rank", n_components)

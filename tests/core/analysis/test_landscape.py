@@ -119,11 +119,12 @@ def test_fast_generation_equals_run_volumes(box):
 
 
 def test_sampling_and_helpers(mixture):
-    run, _ = mixture
+    run, truth = mixture
     assert len(np.unique(sample_latents(run.z, 50, "particles"))) == 50
     assert len(sample_latents(run.z, 10_000)) == len(run.z)
     centres = sample_latents(run.z, 6, "kmeans")
     assert len(np.unique(centres)) == 6
+    assert sorted(truth[sample_latents(run.z, 3, "kmeans")]) == [0, 1, 2]  # one particle per blob
     with pytest.raises(InputError, match="not a sampling"):
         sample_latents(run.z, 5, "grid")
     mask, level = mask_from_mean(np.pad(np.ones((2, 2, 2)), 4), dilate=1)
