@@ -37,15 +37,22 @@ class Run:
         return cls(trainer.model, trainer.data.scale, trainer.data.apix, z, trainer.particles, trainer.config, trainer.run_dir)
 
     @classmethod
-    def open(cls, run_dir: str | os.PathLike, particles=None, device: str = "auto") -> Run:
+    def open(cls, run_dir: str | os.PathLike, particles=None, device: str = "auto", *, epoch: int | None = None) -> Run:
         """Load a run folder: config, the latest checkpoint's weights, and ``z.npy`` if present.
 
         Without ``z.npy`` the latents are computed from the particles (``particles``, or the file
-        recorded in the run's config).
+        recorded in the run's config). A cryoDRGN run folder (or its ``analyze.N``) opens through
+        :func:`~cryonb.core.interop.open_cryodrgn_run`, at ``epoch`` (default: the latest saved).
         """
         run_dir = Path(run_dir)
+        from .interop.cryodrgn_runs import is_cryodrgn_run, open_cryodrgn_run
         from .share import is_bundle, open_bundle
 
+        if is_cryodrgn_run(run_dir):
+            return open_cryodrgn_run(run_dir, epoch, particles, device=device)
+        if epoch is not None:
+            raise InputError(run_dir, "epoch= chooses an epoch of a cryoDRGN run; this is a cryonb run",
+                             "open it without epoch= (cryonb keeps the latest checkpoint)")
         if is_bundle(run_dir):  # a folder written by cryonb share: decoder, latents, metadata
             return open_bundle(run_dir).run
         meta = read_run_config(run_dir)
