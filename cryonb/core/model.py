@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from .fourier import ifft3_center
+from .nets import Residual, mlp
+from .poses import KnownPoses, recentre
 from .projection import plane_coordinates
 
 ENCODINGS = ("geometric", "geometric_lowf", "gaussian", "none")
@@ -83,32 +85,6 @@ class PositionalEncoding(nn.Module):
         return torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)
 
 
-def mlp(n_in: int, width: int, depth: int, n_out: int) -> nn.Sequential:
-    """``depth`` hidden layers of ``width`` units with ReLU, then a linear output layer."""
-    layers: list[nn.Module] = []
-    for i in range(depth):
-        layers += [nn.Linear(n_in if i == 0 else width, width), nn.ReLU(inplace=True)]
-    layers.append(nn.Linear(width if depth else n_in, n_out))
-    return nn.Sequential(*layers)
-
-
-class Residual(nn.Module):
-    """``relu(x + linear(x))``: a hidden layer that can pass its input through unchanged."""
-
-    def __init__(self, width: int):
-        super().__init__()
-        self.linear = nn.Linear(width, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x + self.linear(x))
-
-
-def residual_mlp(n_in: int, width: int, depth: int, n_out: int) -> nn.Sequential:
-    """A linear layer into ``width`` units, ``depth`` residual layers, a linear output layer."""
-    return nn.Sequential(nn.Linear(n_in, width), nn.ReLU(inplace=True), *(Residual(width) for _ in range(depth)),
-                         nn.Linear(width, n_out))
-
-
 class FourierDecoder(nn.Module):
     """``F(k, z)``: the complex transform of the map for latent ``z`` at frequency ``k`` (pixels)."""
 
@@ -168,67 +144,58 @@ class FourierDecoder(nn.Module):
         return out
 
 
-class ImageEncoder(nn.Module):
-    """Maps the centred half-plane transform of an image to a diagonal Gaussian over z.
-
-    ``pixels`` selects the half-plane pixels it reads (a low-pass disc: high frequencies of
-    cryo-EM images are mostly noise).
-    """
-
-    def __init__(self, pixels: torch.Tensor, zdim: int, width: int = 256, depth: int = 3, residual: bool = False):
-        super().__init__()
-        self.zdim = zdim
-        self.register_buffer("pixels", pixels, persistent=False)
-        self.net = (residual_mlp if residual else mlp)(2 * len(pixels), width, depth, 2 * zdim)
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.view_as_real(images[:, self.pixels]).flatten(1)
-        out = self.net(x).float()
-        return out[:, : self.zdim], out[:, self.zdim :].clamp(-20, 10)
-
-
 @dataclass
 class ModelOutput:
     prediction: torch.Tensor  # (B, P) complex, CTF applied
-    mu: torch.Tensor | None
-    logvar: torch.Tensor | None
+    target: torch.Tensor  # (B, P) the images, re-centred by the pose source's shifts
+    mu: torch.Tensor | None  # (B, zdim) latent means
+    prior: torch.Tensor | None  # (B,) the latent source's penalty
 
 
 class HeterogeneousModel(nn.Module):
-    """Encoder + decoder on the half-plane of a ``D`` box; ``zdim = 0`` gives a homogeneous model.
+    """A decoder, a latent source and a pose source on the half-plane of the decoder's box.
 
-    ``enc_radius`` is the encoder's low-pass radius as a fraction of Nyquist. ``residual``: hidden
-    layers with skip connections, ``depth`` of them after the input layer (cryoDRGN's layout);
-    otherwise ``depth`` plain hidden layers in all.
+    ``decoder(coords, z)`` gives the map's transform at rotated frequencies (:class:`FourierDecoder`
+    or any module with its interface); ``latents`` (:mod:`cryonb.core.latents`; None for a
+    homogeneous model) gives each particle's z; ``poses`` (:mod:`cryonb.core.poses`; default the
+    metadata's) gives its pose. :meth:`cryonb.core.training.TrainConfig.build_model` assembles one.
     """
 
-    def __init__(self, D: int, zdim: int = 8, enc_width: int = 256, enc_depth: int = 3,
-                 dec_width: int = 256, dec_depth: int = 3, encoding: str = "geometric",
-                 n_freqs: int | None = None, enc_radius: float = 1.0, seed: int = 0,
-                 residual: bool = False, pe_sigma: float = 0.5):
+    def __init__(self, decoder: nn.Module, latents: nn.Module | None = None, poses: nn.Module | None = None):
         super().__init__()
-        self.zdim = zdim
-        self.half = HalfPlane.build(D)
+        self.decoder, self.latents, self.poses = decoder, latents, poses or KnownPoses()
+        self.half = HalfPlane.build(decoder.D)
         self.register_buffer("coords", self.half.coords, persistent=False)
-        radius = self.half.coords[:, :2].norm(dim=-1)
-        pixels = torch.nonzero(radius <= enc_radius * (D // 2)).squeeze(1)
-        self.encoder = ImageEncoder(pixels, zdim, enc_width, enc_depth, residual) if zdim else None
-        self.decoder = FourierDecoder(D, zdim, dec_width, dec_depth, encoding, n_freqs, seed, residual, pe_sigma)
 
-    def encode(self, images: torch.Tensor):
-        return self.encoder(images) if self.encoder is not None else (None, None)
+    def load_state_dict(self, state, *args, **kwargs):
+        # checkpoints written before latent sources existed name the encoder "encoder"
+        state = {("latents." + k[len("encoder."):] if k.startswith("encoder.") else k): v for k, v in state.items()}
+        return super().load_state_dict(state, *args, **kwargs)
 
-    def forward(self, images, rotations, ctf, noise: torch.Tensor | None = None) -> ModelOutput:
-        """Prediction for images (B, P) at their rotations, times their CTF (B, P)."""
-        mu, logvar = self.encode(images)
-        z = None
-        if mu is not None:
-            z = mu if noise is None else mu + noise * torch.exp(0.5 * logvar)
+    @property
+    def zdim(self) -> int:
+        return 0 if self.latents is None else self.latents.zdim
+
+    @property
+    def has_tables(self) -> bool:
+        """Whether some parameters are per-particle tables (sparse gradients, their own optimiser)."""
+        return any(getattr(m, "has_table", False) for m in (self.latents, self.poses))
+
+    def forward(self, idx, images, rotations, ctf, noise: torch.Tensor | None = None) -> ModelOutput:
+        """Prediction for the particles at ``idx``: images (B, P) at their poses, times their CTF (B, P)."""
+        rotations, shifts = self.poses(idx, rotations)
+        if shifts is not None:
+            images = recentre(images, self.coords, shifts, self.decoder.D)
+        z = mu = prior = None
+        if self.latents is not None:
+            latents = self.latents(idx, images, noise)
+            z, mu, prior = latents.z, latents.mu, latents.prior
         pred = self.decoder(self.coords.to(rotations.dtype) @ rotations, z) * ctf
-        return ModelOutput(pred, mu, logvar)
+        return ModelOutput(pred, images, mu, prior)
 
-
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) per image."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
-
+    def embed(self, idx, images, rotations) -> torch.Tensor:
+        """Latent means (B, zdim) of the particles at ``idx``."""
+        _, shifts = self.poses(idx, rotations)
+        if shifts is not None:
+            images = recentre(images, self.coords, shifts, self.decoder.D)
+        return self.latents.means(idx, images)

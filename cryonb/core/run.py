@@ -63,7 +63,7 @@ class Run:
         path, state = found
         if (run_dir / INTERRUPTED).exists():
             warnings.warn(f"{run_dir}: {(run_dir / INTERRUPTED).read_text(errors='replace').strip()}", stacklevel=2)
-        model = config.build_model(meta["box"])
+        model = config.build_model(meta["box"], meta["n_particles"])
         try:
             model.load_state_dict(state["model"])
         except (RuntimeError, KeyError, ValueError, TypeError) as err:

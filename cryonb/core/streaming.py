@@ -41,12 +41,21 @@ from .errors import CryonbError, InputError
 from .finite import check_finite_images
 from .fourier import fft2_center, fourier_crop, soft_circular_mask
 from .model import HalfPlane
+from .poses import metadata_rotations
 
 CACHE_VERSION = 1
 CACHE_DTYPES = ("complex64", "float16", "bfloat16")
 SCALE_ROWS = 5000  # the images whose transforms set the scale
 _TORCH = {"complex64": torch.complex64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _NUMPY = {"complex64": np.dtype("<c8"), "float16": np.dtype("<f2"), "bfloat16": np.dtype("<u2")}
+
+
+def require_poses(particles):
+    """An :class:`InputError` if the particles have no poses (for training at known poses)."""
+    if particles.rotations is None:
+        raise InputError(_source_path(particles), "the particles have no poses",
+                         "give a .star/.cs with refined angles, or poses=<cryoDRGN poses .pkl>; "
+                         "or find them ab initio (cryonb abinit)")
 
 
 def _source_path(particles):
@@ -61,10 +70,9 @@ class Preprocess:
     centred FFT, and translated by their shifts so the particle sits at the centre.
     """
 
-    def __init__(self, particles, box: int | None = None):
-        if particles.rotations is None:
-            raise InputError(_source_path(particles), "the particles have no poses",
-                             "give a .star/.cs with refined angles, or poses=<cryoDRGN poses .pkl>")
+    def __init__(self, particles, box: int | None = None, poses: bool = True):
+        if poses:
+            require_poses(particles)
         self.particles = particles
         self.D0 = D0 = particles.box_size
         self.D = box or D0
@@ -284,7 +292,7 @@ class ImageCache:
         from .io.atomic import atomic_path, atomic_write
 
         sidecar.unlink(missing_ok=True)  # the old data is invalid from here on
-        prep = Preprocess(particles, box)
+        prep = Preprocess(particles, box, poses=False)
         n, P = len(prep), len(prep.half)
         scale = estimate_scale(prep, n, _source_path(particles), block=chunk)
         row_shape = _row_shape(P, dtype)
@@ -454,15 +462,14 @@ class StreamedImageData:
     """
 
     def __init__(self, particles, box: int | None = None, device="cpu", cache_dir=None, dtype: str = "complex64",
-                 prefetch: int = 4, progress: bool = True, chunk: int = 1024):
+                 prefetch: int = 4, progress: bool = True, chunk: int = 1024, poses: bool = True):
         self.device = torch.device(device)
         D0 = particles.box_size
         self.D = box or D0
         if self.D > D0:
             raise InputError(None, f"box {self.D} is larger than the images ({D0})", f"use box <= {D0}")
-        if particles.rotations is None:
-            raise InputError(_source_path(particles), "the particles have no poses",
-                             "give a .star/.cs with refined angles, or poses=<cryoDRGN poses .pkl>")
+        if poses:
+            require_poses(particles)
         if cache_dir is None:
             cache_dir = tempfile.mkdtemp(prefix="cryonb-cache-")
             weakref.finalize(self, shutil.rmtree, cache_dir, True)
@@ -470,7 +477,7 @@ class StreamedImageData:
         self.apix = (particles.apix or 1.0) * D0 / self.D
         self.half = HalfPlane.build(self.D)
         self.scale = self.cache.scale
-        self.rotations = torch.as_tensor(np.asarray(particles.rotations, dtype=np.float32)).to(self.device)
+        self.rotations = metadata_rotations(particles, self.device)
         self.ctf = None if particles.ctf is None else torch.as_tensor(np.asarray(particles.ctf, dtype=np.float32)).to(self.device)
         self.freqs = (self.half.coords[:, :2] / (self.D * self.apix)).to(self.device)
         self.images = _Rows(self)

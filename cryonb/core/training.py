@@ -25,7 +25,8 @@ import torch
 
 from .ctf import compute_ctf
 from .errors import CryonbError, InputError
-from .model import ENCODINGS, HeterogeneousModel, gaussian_kl
+from .model import ENCODINGS, FourierDecoder, HalfPlane, HeterogeneousModel
+from .poses import metadata_rotations
 
 CHECKPOINT_VERSION = 1
 
@@ -51,6 +52,7 @@ class TrainConfig:
     lr_final: float = 0.1  # cosine: warm-up, then down to lr_final × lr at epoch `epochs`, and there after
     epochs: int | None = None  # the planned length of the run, for the schedule; None: 20
     weight_decay: float = 0.0
+    table_lr: float = 1e-2  # per-particle tables (latents="table", poses="table"): their sparse Adam's rate
     beta: float | None = None  # weight of the KL term; None means 1 / zdim
     amp: bool = True  # bfloat16 autocast on CUDA
     compile: bool = False  # torch.compile the model (CUDA; worth it for long runs)
@@ -68,6 +70,14 @@ class TrainConfig:
     # "full": every epoch a uniform permutation; "chunked": blocks of 4,096 consecutive particles in a random
     # order, shuffled within groups of 8 blocks, so that streamed data is read from a few regions at a time
     shuffle: str = "full"
+    # The model's parts (cryonb.core.model.HeterogeneousModel): "encoder" (a VAE encoder) or "table" (an
+    # autodecoder's per-particle latents); "known" poses (the metadata's) or a "table" refined with the
+    # model (ab initio: cryonb.core.abinit fills it by pose search); an "mlp" decoder or a Gaussian
+    # mixture ("gmm", fitted to ``neutral_map`` first: cryonb.core.gmm).
+    latents: str = "encoder"
+    poses: str = "known"
+    decoder: str = "mlp"
+    neutral_map: str | None = None
 
     def validate(self) -> TrainConfig:
         problems = []
@@ -96,6 +106,11 @@ class TrainConfig:
             problems.append(f"cache_dtype must be complex64, float16 or bfloat16 (got {self.cache_dtype!r})")
         if self.shuffle not in ("full", "chunked"):
             problems.append(f"shuffle must be 'full' or 'chunked' (got {self.shuffle!r})")
+        for name, allowed in (("latents", LATENT_SOURCES), ("poses", POSE_SOURCES), ("decoder", DECODERS)):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})")
+        if self.decoder == "gmm" and not self.neutral_map:
+            problems.append("decoder 'gmm' needs neutral_map, the consensus map its Gaussians are fitted to")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             problems.append(f"device must be 'auto', 'cpu' or 'cuda[:N]' (got {self.device!r})")
         if problems:
@@ -130,12 +145,33 @@ class TrainConfig:
                        residual=gpu if self.residual is None else self.residual,
                        encoding=self.encoding or ("gaussian" if gpu else "geometric"))
 
-    def build_model(self, D: int) -> HeterogeneousModel:
-        return HeterogeneousModel(D, self.zdim, self.enc_width, self.enc_depth, self.dec_width, self.dec_depth,
-                                  self.encoding, self.n_freqs, self.enc_radius, self.seed, self.residual, self.pe_sigma)
+    def build_model(self, D: int, n_particles: int) -> HeterogeneousModel:
+        """The model this configuration describes, for ``n_particles`` images of box ``D``."""
+        from .latents import Encoder, LatentTable
+        from .poses import KnownPoses, PoseTable
+
+        latents = None  # built before the decoder: runs keep the initial weights a seed gave them before
+        if self.zdim and self.latents == "table":
+            latents = LatentTable(n_particles, self.zdim, seed=self.seed)
+        elif self.zdim:
+            radius = HalfPlane.build(D).coords[:, :2].norm(dim=-1)
+            pixels = torch.nonzero(radius <= self.enc_radius * (D // 2)).squeeze(1)
+            latents = Encoder(pixels, self.zdim, self.enc_width, self.enc_depth, self.residual)
+        if self.decoder == "gmm":
+            from .gmm import decoder_from_config
+
+            decoder = decoder_from_config(self, D)
+        else:
+            decoder = FourierDecoder(D, self.zdim, self.dec_width, self.dec_depth, self.encoding, self.n_freqs,
+                                     self.seed, self.residual, self.pe_sigma)
+        poses = PoseTable(n_particles) if self.poses == "table" else KnownPoses()
+        return HeterogeneousModel(decoder, latents, poses)
 
 
 SCHEDULES = ("constant", "cosine")
+LATENT_SOURCES = ("encoder", "table")
+POSE_SOURCES = ("known", "table")
+DECODERS = ("mlp", "gmm")
 # Keys added after the first release, with the value that runs written before them used.
 LEGACY_DEFAULTS = {"residual": False, "pe_sigma": math.pi / 2, "lr_schedule": "constant"}
 
@@ -210,10 +246,10 @@ class ImageData:
     :class:`~cryonb.core.streaming.StreamedImageData` (same interface, a disk cache read per batch).
     """
 
-    def __init__(self, particles, box: int | None = None, device="cpu", chunk: int = 1024):
+    def __init__(self, particles, box: int | None = None, device="cpu", chunk: int = 1024, poses: bool = True):
         from .streaming import Preprocess, check_fits, estimate_scale
 
-        prep = Preprocess(particles, box)
+        prep = Preprocess(particles, box, poses)
         self.D, self.apix, self.half = prep.D, prep.apix, prep.half
         self.device = torch.device(device)
         check_fits(len(particles), self.D, self.device, getattr(particles.source, "path", None))
@@ -223,7 +259,7 @@ class ImageData:
         self.scale = estimate_scale(lambda a, b: out[a:b], len(out), getattr(particles.source, "path", None))
         out /= self.scale
         self.images = out.to(self.device)
-        self.rotations = torch.as_tensor(np.asarray(particles.rotations, dtype=np.float32)).to(self.device)
+        self.rotations = metadata_rotations(particles, self.device)
         if particles.ctf is None:
             self.ctf = None
         else:
@@ -259,10 +295,11 @@ def image_data(particles, config: TrainConfig, device, run_dir=None):
     stream = config.stream
     if stream is None and particles.images is not None:
         stream = should_stream(len(particles), config.box or particles.box_size, device)
+    poses = config.poses == "known"  # whether the particles must have poses
     if not stream:
-        return ImageData(particles, config.box, device)
+        return ImageData(particles, config.box, device, poses=poses)
     cache_dir = config.cache_dir or (None if run_dir is None else Path(run_dir) / "cache")
-    return StreamedImageData(particles, config.box, device, cache_dir, config.cache_dtype)
+    return StreamedImageData(particles, config.box, device, cache_dir, config.cache_dtype, poses=poses)
 
 
 class Trainer:
@@ -283,14 +320,23 @@ class Trainer:
         self.run_dir = None if run_dir is None else Path(run_dir)
         torch.manual_seed(config.seed)
         self.data = image_data(particles, config, self.device, self.run_dir)
-        self.model = config.build_model(self.data.D).to(self.device)
-        self._graphs = config.cuda_graphs and self.device.type == "cuda" and self.dist.world == 1
+        self.model = config.build_model(self.data.D, len(self.data)).to(self.device)
+        tables = self.model.has_tables
+        if tables and self.dist.world > 1:
+            raise CryonbError("per-particle tables (latents='table' or poses='table') train on one process; "
+                              "run without --gpus/torchrun")
+        # Per-particle tables have sparse gradients: their own optimiser, and no CUDA graph
+        self._graphs = config.cuda_graphs and self.device.type == "cuda" and self.dist.world == 1 and not tables
         self._captured = None  # the CUDA graph of a full-batch step, made at the first one
+        dense = [p for name, p in self.model.named_parameters() if not _in_table(self.model, name)]
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), weight_decay=config.weight_decay,
+            dense, weight_decay=config.weight_decay,
             # a graph reads the learning rate from a tensor, so it can change without a new capture
             **({"lr": torch.tensor(config.lr, device=self.device), "capturable": True} if self._graphs else {"lr": config.lr}),
         )
+        sparse = [p for name, p in self.model.named_parameters() if _in_table(self.model, name)]
+        self.table_optimizer = torch.optim.SparseAdam(sparse, lr=config.table_lr) if sparse else None
+        self.before_step: list = []  # callables (trainer, idx) run before each step, e.g. a pose search
         forward = self.model
         if self.dist.world > 1:
             forward = _distributed(forward, self.device)
@@ -357,9 +403,9 @@ class Trainer:
         """
         images, rotations, ctf = self.data.batch(idx)
         with self._autocast():
-            out = self._forward(images, rotations, ctf, noise)
-        error = torch.view_as_real(out.prediction - images).pow(2).sum(-1).mean()
-        kl = gaussian_kl(out.mu, out.logvar).mean() if out.mu is not None else torch.zeros((), device=self.device)
+            out = self._forward(idx, images, rotations, ctf, noise)
+        error = torch.view_as_real(out.prediction - out.target).pow(2).sum(-1).mean()
+        kl = out.prior.mean() if out.prior is not None else torch.zeros((), device=self.device)
         return error + self.config.kl_weight * kl / len(self.data.half), error, kl
 
     def step(self) -> float:
@@ -388,11 +434,15 @@ class Trainer:
         weight = len(idx) / len(batch)  # this process's share of the batch mean
         self.model.train()
         self._apply_schedule()
+        for hook in self.before_step:
+            hook(self, idx)
         try:
             if self._graphs and len(batch) == bs:
                 loss, error, kl = self._graphed_step(idx, noise)
             else:
                 self.optimizer.zero_grad(set_to_none=True)
+                if self.table_optimizer is not None:
+                    self.table_optimizer.zero_grad(set_to_none=True)
                 loss, error, kl = self._update(idx, noise, weight * self.dist.world)  # DDP averages over processes
         except torch.OutOfMemoryError as err:
             raise CryonbError(
@@ -410,6 +460,8 @@ class Trainer:
         loss, error, kl = self.loss(idx, noise)
         (loss * scale).backward()
         self.optimizer.step()
+        if self.table_optimizer is not None:
+            self.table_optimizer.step()
         return loss.detach(), error.detach(), kl.detach()
 
     def _graphed_step(self, idx, noise):
@@ -566,8 +618,9 @@ class Trainer:
         self.model.eval()
         out = []
         for start in range(0, len(self.data), batch_size):
+            idx = torch.arange(start, min(start + batch_size, len(self.data)), device=self.device)
             with self._autocast():
-                mu, _ = self.model.encode(self.data.images[start : start + batch_size])
+                mu = self.model.embed(idx, self.data.images[start : start + batch_size], self.data.rotations[idx])
             out.append(mu.float().cpu())
         return torch.cat(out).numpy()
 
@@ -598,11 +651,14 @@ class Trainer:
             "epoch": self.epoch, "position": self.position, "step": self.step_count,
             "epoch_sums": torch.as_tensor(self._epoch_sums), "epoch_time": self._epoch_time,
             "history": self.history, "steps": self.steps, "scale": self.data.scale,
+            **({"table_optimizer": self.table_optimizer.state_dict()} if self.table_optimizer is not None else {}),
         }
 
     def load_state_dict(self, state: dict):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.table_optimizer is not None:
+            self.table_optimizer.load_state_dict(state["table_optimizer"])
         for group in self.optimizer.param_groups:  # the checkpoint may come from a GPU run, or a CPU one
             lr = float(group["lr"])
             group["lr"] = torch.tensor(lr, device=self.device) if self._graphs else lr
@@ -684,6 +740,12 @@ class Trainer:
                                  "resume with the config.json the checkpoint was written with, or start a new --outdir") from None
             trainer._last_checkpoint = path.name
         return trainer
+
+
+def _in_table(model: torch.nn.Module, name: str) -> bool:
+    """Whether parameter ``name`` belongs to a per-particle table (latents or poses)."""
+    owner = name.split(".")[0]
+    return getattr(getattr(model, owner, None), "has_table", False)
 
 
 def cosine_factor(step: int, total: int, final: float) -> float:

@@ -22,8 +22,8 @@ if importlib.util.find_spec("nglview") is None:  # importing it here would come 
 from mrcfile.mrcinterpreter import MrcInterpreter  # noqa: E402
 
 from cryonb.core.errors import InputError  # noqa: E402
-from cryonb.core.model import HeterogeneousModel  # noqa: E402
 from cryonb.core.run import Run  # noqa: E402
+from cryonb.core.training import TrainConfig  # noqa: E402
 from cryonb.widgets.volume_viewer import _SHIPPED_FRONTEND, VolumeViewer, mrc_bytes  # noqa: E402
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -31,7 +31,8 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 def tiny_run() -> Run:
     """An untrained 16³ model with a 2-D latent space, 8 Å pixels."""
-    model = HeterogeneousModel(16, zdim=2, enc_width=32, enc_depth=2, dec_width=32, dec_depth=2).eval()
+    config = TrainConfig(zdim=2, enc_width=32, enc_depth=2, dec_width=32, dec_depth=2, residual=False, encoding="geometric")
+    model = config.build_model(16, n_particles=1).eval()
     return Run(model, scale=1.0, apix=8.0, z=None)
 
 

@@ -1,0 +1,86 @@
+"""Where each particle's latent ``z`` comes from: an amortised encoder, or a table of latents.
+
+A latent source is a module called as ``source(idx, images, noise)`` for the particles at ``idx``
+(their half-plane transforms ``images``) returning :class:`Latents`: the ``z`` the decoder sees,
+the means reported by :meth:`~Encoder.means`, and a per-particle ``prior`` penalty (the KL term of
+a VAE, or the Gaussian prior of an autodecoder). ``noise`` (B, zdim) is a standard normal draw,
+or None to use the means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .nets import mlp, residual_mlp
+
+
+@dataclass
+class Latents:
+    z: torch.Tensor  # (B, zdim) what the decoder sees
+    mu: torch.Tensor  # (B, zdim) the particle's latent mean
+    prior: torch.Tensor  # (B,) the regularising penalty
+
+
+class Encoder(nn.Module):
+    """A VAE encoder: the low-pass disc of an image's transform → a diagonal Gaussian over z.
+
+    ``pixels`` selects the half-plane pixels it reads (high frequencies of cryo-EM images are
+    mostly noise). Its prior penalty is KL(N(mu, σ²) ‖ N(0, I)).
+    """
+
+    has_table = False
+
+    def __init__(self, pixels: torch.Tensor, zdim: int, width: int = 256, depth: int = 3, residual: bool = False):
+        super().__init__()
+        self.zdim = zdim
+        self.register_buffer("pixels", pixels, persistent=False)
+        self.net = (residual_mlp if residual else mlp)(2 * len(pixels), width, depth, 2 * zdim)
+
+    def gaussian(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance (B, zdim) for images (B, P)."""
+        x = torch.view_as_real(images[:, self.pixels]).flatten(1)
+        out = self.net(x).float()
+        return out[:, : self.zdim], out[:, self.zdim :].clamp(-20, 10)
+
+    def forward(self, idx, images, noise: torch.Tensor | None = None) -> Latents:
+        mu, logvar = self.gaussian(images)
+        z = mu if noise is None else mu + noise * torch.exp(0.5 * logvar)
+        return Latents(z, mu, gaussian_kl(mu, logvar))
+
+    def means(self, idx, images) -> torch.Tensor:
+        return self.gaussian(images)[0]
+
+
+class LatentTable(nn.Module):
+    """An autodecoder's latents: one learned row per particle, with a standard normal prior.
+
+    The rows are a sparse embedding (only the batch's rows get gradients, updated by a sparse
+    optimiser). ``noise`` adds a fixed spread ``sigma`` to z during training, as a fixed-variance VAE
+    does; the prior penalty is ½‖z‖².
+    """
+
+    has_table = True
+
+    def __init__(self, n: int, zdim: int, sigma: float = 0.1, seed: int = 0):
+        super().__init__()
+        self.zdim, self.sigma = zdim, sigma
+        g = torch.Generator().manual_seed(seed)
+        self.table = nn.Embedding(n, zdim, sparse=True)
+        with torch.no_grad():
+            self.table.weight.copy_(torch.randn(n, zdim, generator=g) * 0.1)
+
+    def forward(self, idx, images, noise: torch.Tensor | None = None) -> Latents:
+        mu = self.table(idx)
+        z = mu if noise is None else mu + self.sigma * noise
+        return Latents(z, mu, 0.5 * mu.pow(2).sum(-1))
+
+    def means(self, idx, images) -> torch.Tensor:
+        return self.table(idx)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per image."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)

@@ -1,0 +1,97 @@
+"""The model's pluggable parts: latent sources (encoder, table) and pose sources (metadata, table)."""
+
+import numpy as np
+import pytest
+import torch
+
+from cryonb.core.poses import PoseTable, recentre, small_rotation
+from cryonb.core.projection import shift_images_ft
+from cryonb.core.rotations import axis_angle_to_matrix, random_rotations
+from cryonb.core.simulate import simulate
+from cryonb.core.training import Trainer, TrainConfig
+
+TINY = dict(zdim=2, enc_width=32, enc_depth=2, dec_width=32, dec_depth=2, batch_size=16, lr=1e-3)
+
+
+@pytest.fixture(scope="module")
+def particles():
+    return simulate("hinge", 64, D=16, apix=8.0, snr=1.0, seed=1, progress=False).particles
+
+
+def test_small_rotation_equals_rodrigues_and_has_gradients_at_zero():
+    v = torch.randn(50, 3, dtype=torch.float64) * torch.logspace(-5, 0.5, 50, dtype=torch.float64)[:, None]
+    assert torch.allclose(small_rotation(v), axis_angle_to_matrix(v), atol=1e-12)
+    zero = torch.zeros(4, 3, requires_grad=True)
+    (small_rotation(zero) * torch.randn(3, 3)).sum().backward()
+    assert torch.isfinite(zero.grad).all() and zero.grad.abs().sum() > 0
+
+
+def test_recentre_undoes_a_simulated_shift():
+    from cryonb.core.model import HalfPlane
+
+    D = 16
+    half = HalfPlane.build(D)
+    images = torch.randn(3, D, D, dtype=torch.complex64)
+    shifts = torch.tensor([[1.5, -2.0], [0.0, 3.0], [-0.25, 0.5]])
+    moved = shift_images_ft(images, -shifts)  # how simulate() places a particle off centre
+    back = recentre(moved.flatten(1)[:, half.index], half.coords, shifts, D)
+    assert torch.allclose(back, images.flatten(1)[:, half.index], atol=1e-5)
+
+
+def test_pose_table_assign_then_read():
+    table = PoseTable(10)
+    R = random_rotations(4, torch.Generator().manual_seed(0))
+    idx = torch.tensor([1, 3, 5, 7])
+    table.assign(idx, R, torch.full((4, 2), 2.0))
+    rotations, shifts = table.poses()
+    assert torch.allclose(rotations[idx], R, atol=1e-6)
+    assert torch.equal(rotations[0], torch.eye(3)) and (shifts[idx] == 2).all() and (shifts[0] == 0).all()
+
+
+def test_autodecoder_trains_and_resumes_exactly(particles, tmp_path):
+    config = TrainConfig(**TINY, latents="table", checkpoint_every=1)
+    trainer = Trainer(particles, config, run_dir=tmp_path / "run").fit(2, progress=False)
+    assert trainer.table_optimizer is not None and not trainer._graphs
+    z = trainer.embed()
+    assert np.allclose(z, trainer.model.latents.table.weight.detach().numpy())
+    start = trainer.model.latents.table.weight.detach().clone()
+    trainer.fit(1, progress=False)
+    assert (trainer.model.latents.table.weight != start).any()  # the rows moved
+    resumed = Trainer.from_run(tmp_path / "run", particles)
+    resumed_state = {k: v.clone() for k, v in resumed.model.state_dict().items()}
+    assert resumed.epoch == 3
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(resumed_state[key], value), key
+
+
+def test_pose_table_rows_are_refined_by_descent(particles):
+    """Every particle's pose gets sparse updates; the base rotation a search set stays."""
+    trainer = Trainer(particles, TrainConfig(**{**TINY, "zdim": 0}, poses="table", table_lr=3e-3, seed=2))
+    truth = torch.as_tensor(particles.rotations, dtype=torch.float32)
+    g = torch.Generator().manual_seed(3)
+    axes = torch.nn.functional.normalize(torch.randn(len(truth), 3, generator=g), dim=-1)
+    start = truth @ axis_angle_to_matrix(axes * np.radians(6.0))
+    trainer.model.poses.assign(torch.arange(len(truth)), start)
+    trainer.fit(1, progress=False)
+    assert (trainer.model.poses.turn.weight.abs().sum(-1) > 0).all()
+    assert torch.allclose(trainer.model.poses.base, start)
+    rotations, _ = trainer.model.poses.poses()
+    assert not torch.allclose(rotations, start)
+
+
+def test_old_checkpoints_name_the_encoder_encoder(particles):
+    trainer = Trainer(particles, TrainConfig(**TINY))
+    state = {k.replace("latents.", "encoder.", 1): v for k, v in trainer.model.state_dict().items()}
+    assert any(k.startswith("encoder.") for k in state)
+    fresh = TrainConfig(**TINY, seed=5).for_device(torch.device("cpu")).build_model(16, len(particles))
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.latents.net[0].weight, trainer.model.latents.net[0].weight)
+
+
+def test_unknown_parts_are_refused():
+    from cryonb.core.errors import InputError
+
+    with pytest.raises(InputError, match="latents must be one of.*poses must be one of"):
+        TrainConfig(latents="lookup", poses="guess").validate()
+    with pytest.raises(InputError, match="needs neutral_map"):
+        TrainConfig(decoder="gmm").validate()
