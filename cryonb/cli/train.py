@@ -48,6 +48,8 @@ def add_args(parser):
     stream.add_argument("--no-stream", action="store_true", help="hold the images in memory even if they seem too large")
     parser.add_argument("--cache-dtype", choices=("complex64", "float16", "bfloat16"),
                         help="numbers of the streamed cache: bfloat16/float16 halve its size and reads (default: complex64)")
+    parser.add_argument("--cache-dir", type=Path, help="folder of the streamed cache (default: OUTDIR/cache); a cache is "
+                        "reused only when its images, box and numbers match, so runs on one stack can share one")
 
 
 # Options that define the model and its training path: a continued run keeps the ones it was started with.
@@ -64,6 +66,7 @@ CHANGEABLE = {
     "checkpoint_every": ("checkpoint_every", lambda v: v), "compile": ("compile", lambda v: True),
     "no_graphs": ("cuda_graphs", lambda v: False), "no_amp": ("amp", lambda v: False),
     "stream": ("stream", lambda v: True), "no_stream": ("stream", lambda v: False), "cache_dtype": ("cache_dtype", lambda v: v),
+    "cache_dir": ("cache_dir", lambda v: str(Path(v).resolve())),
 }
 NEW_RUN_DEFAULTS = {"zdim": 8, "depth": 3, "seed": 0, "device": "auto", "checkpoint_every": 1, "epochs": 20}
 
@@ -143,7 +146,7 @@ def main(args):
             beta=d.get("beta"), amp=not d.get("no_amp"), compile=bool(d.get("compile")), seed=d["seed"], device=d["device"],
             checkpoint_every=d["checkpoint_every"], particles=str(Path(args.particles).resolve()),
             stream=True if d.get("stream") else (False if d.get("no_stream") else None),
-            cache_dtype=d.get("cache_dtype") or "complex64", cache_dir=str((args.outdir / "cache").resolve()),
+            cache_dtype=d.get("cache_dtype") or "complex64", cache_dir=str(Path(d.get("cache_dir") or args.outdir / "cache").resolve()),
         ).validate()
         trainer = Trainer(particles, config, run_dir=args.outdir)
     args.epochs = trainer.config.epochs

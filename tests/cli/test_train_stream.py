@@ -28,3 +28,16 @@ def test_train_streamed_from_the_run_folders_cache(star, tmp_path):
     assert cache.stat().st_mtime_ns == built
     assert cli(["train", str(star), "--outdir", str(tmp_path / "memory"), "--epochs", "2", "--no-stream", *SMALL]) == 0
     np.testing.assert_array_equal(np.load(run / "z.npy"), np.load(tmp_path / "memory" / "z.npy"))
+
+
+def test_runs_share_a_cache_given_by_cache_dir(star, tmp_path):
+    shared = tmp_path / "shared-cache"
+    for name in ("first", "second"):
+        assert cli(["train", str(star), "--outdir", str(tmp_path / name), "--epochs", "1", "--stream",
+                    "--cache-dir", str(shared), *SMALL]) == 0
+        if name == "first":
+            built = (shared / "images_16_complex64.npy").stat().st_mtime_ns
+    assert (shared / "images_16_complex64.npy").stat().st_mtime_ns == built  # the second run read the first's cache
+    assert not (tmp_path / "second" / "cache").exists()
+    config = json.loads((tmp_path / "second" / "config.json").read_text())["config"]
+    assert config["cache_dir"] == str(shared.resolve())
