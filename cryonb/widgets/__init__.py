@@ -17,6 +17,7 @@ _VIEWS = {
     "Exploration": "explore",  # the function explore is cryonb.explore: cryonb.widgets.explore is its module
     "VolumeViewer": "volume_viewer",
     "TrajectoryPlayer": "trajectory_player",
+    "LandscapeView": "landscape",
 }
 
 __all__ = [*_VIEWS, "register_display"]
