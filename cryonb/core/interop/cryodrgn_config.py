@@ -75,9 +75,9 @@ def read_config(path: str | Path) -> dict:
     return config
 
 
-def require(config: dict, section: str, key: str, path, kinds=(int,)):
-    """``config[section][key]``, or an :class:`InputError` naming what is missing."""
+def require(config: dict, section: str, key: str, path) -> int:
+    """The positive integer ``config[section][key]``, or an :class:`InputError` naming what is wrong."""
     value = (config.get(section) or {}).get(key)
-    if not isinstance(value, kinds) or isinstance(value, bool):
-        raise InputError(path, f"{section}.{key} is {value!r}, not what cryoDRGN writes", FIX)
-    return value
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise InputError(path, f"{section}.{key} is {value!r}, not the positive integer cryoDRGN writes", FIX)
+    return int(value)

@@ -91,14 +91,14 @@ def run_config(run_dir: str | os.PathLike) -> CryodrgnRunConfig:
     else:
         command = "train_vae" if "players" in model else "train_nn"
         norm = tuple((raw.get("dataset_args") or {}).get("norm") or (None, None))
-    if len(norm) != 2 or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in norm):
+    if len(norm) != 2 or not all(isinstance(v, (int, float, np.integer, np.floating)) and np.isfinite(v) for v in norm):
         raise InputError(path, f"the data normalisation (mean, std) is {norm!r}, not two numbers", FIX)
     lattice = require(raw, "lattice_args", "D", path) if "lattice_args" in raw else None
     zdim = model.get("zdim", 0) or 0
-    if not isinstance(zdim, int) or zdim < 0:
+    if not isinstance(zdim, (int, np.integer)) or zdim < 0:
         raise InputError(path, f"model_args.zdim is {zdim!r}", FIX)
     dataset = raw.get("dataset_args") or {}
-    return CryodrgnRunConfig(path, command, zdim, (lattice or 0) - 1, (float(norm[0]), float(norm[1])),
+    return CryodrgnRunConfig(path, command, int(zdim), int(lattice or 0) - 1, (float(norm[0]), float(norm[1])),
                              _existing(dataset.get("particles"), run_dir), raw.get("version"), raw)
 
 
@@ -279,7 +279,7 @@ def open_cryodrgn_run(path: str | os.PathLike, epoch: int | None = None, particl
         z = read_latents(z_path, config.zdim)
     particle_set = None
     if particles is not None or config.particles is not None:
-        particle_set = particles_from_cryodrgn_run(run_dir, particles, datadir=datadir, n=None if z is None else len(z))
+        particle_set = particles_from_cryodrgn_run(run_dir, particles, datadir=datadir, n=None if z is None else len(z), epoch=epoch)
     apix = _pixel_size(config, particle_set, apix)
     run = Run(model, 1.0, apix, z, particle_set, config, run_dir)
     run.epoch = epoch
@@ -301,7 +301,7 @@ def _pixel_size(config: CryodrgnRunConfig, particles, apix) -> float:
 
 
 def particles_from_cryodrgn_run(path: str | os.PathLike, particles=None, *, datadir: str | os.PathLike | None = None,
-                                images: bool = True, n: int | None = None):
+                                images: bool = True, n: int | None = None, epoch: int | None = None):
     """The particles a cryoDRGN run was trained on, as a :class:`~cryonb.core.particles.ParticleSet`.
 
     Read from the particle file, pose and CTF pickles and index file (``--ind``) recorded in its
@@ -309,7 +309,8 @@ def particles_from_cryodrgn_run(path: str | os.PathLike, particles=None, *, data
     folder and the folder above it); ``particles`` (a ParticleSet or a file) replaces the
     recorded particle file, ``datadir`` the recorded ``--datadir``. The set is ready for
     :class:`~cryonb.core.training.Trainer`. ``n``: the number of particles expected (the
-    latents'), checked.
+    latents'), checked. For an ``abinit`` run the poses are those it found, ``pose.N.pkl`` of
+    ``epoch`` (default: the latest saved).
     """
     from ..particles import ParticleSet, load_particles
 
@@ -317,6 +318,7 @@ def particles_from_cryodrgn_run(path: str | os.PathLike, particles=None, *, data
     if found is None:
         raise InputError(path, "is not a cryoDRGN run folder (no config.yaml or config.pkl)", FIX)
     run_dir = found[0]
+    epoch = found[1] if epoch is None else epoch
     config = run_config(run_dir)
     dataset = config.raw.get("dataset_args") or {}
     recorded = dataset.get("particles")
@@ -330,7 +332,7 @@ def particles_from_cryodrgn_run(path: str | os.PathLike, particles=None, *, data
         source = Path(particles if particles is not None else config.particles)
         if source.suffix.lower() == ".txt":
             raise InputError(source, "a .txt list of stacks is not read by cryonb", "pass a .star, .cs or .mrcs of the same particles")
-        poses = _existing(dataset.get("poses"), run_dir) if config.command != "abinit" else None
+        poses = _existing(dataset.get("poses"), run_dir) if config.command != "abinit" else _abinit_poses(run_dir, epoch)
         ctf = _existing(dataset.get("ctf"), run_dir)
         for name, value in (("poses", poses), ("ctf", ctf)):
             if value is None and dataset.get(name):
@@ -350,6 +352,15 @@ def particles_from_cryodrgn_run(path: str | os.PathLike, particles=None, *, data
         raise InputError(getattr(chosen.source, "path", run_dir), f"has {len(chosen)} particles but the run has latents for {n}",
                          "pass the particles the run was trained on (after its --ind selection)")
     return chosen
+
+
+def _abinit_poses(run_dir: Path, epoch: int | None) -> str | None:
+    """The poses an abinit run found at ``epoch`` (``pose.N.pkl``; default the latest), None if not saved."""
+    if epoch is None:
+        found = [int(m.group(1)) for p in run_dir.iterdir() if (m := re.fullmatch(r"pose\.(\d+)\.pkl", p.name))]
+        epoch = max(found) if found else None
+    path = run_dir / f"pose.{epoch}.pkl"
+    return str(path) if epoch is not None and path.is_file() else None
 
 
 def _existing_dir(recorded) -> str | None:
