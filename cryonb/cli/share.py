@@ -30,7 +30,7 @@ def add_args(parser):
     parser.add_argument("--latents", choices=("auto", "float16", "float32"), default="auto",
                         help="precision of the stored latents; auto: float16 when maps change by under 0.1%% (default)")
     parser.add_argument("--columns", choices=("compact", "all"), default="compact",
-                        help="columns of the particle file kept: names, coordinates, poses, CTF, optics (compact) or all")
+                        help="columns of the particle file kept: names, poses, CTF, optics (compact) or all")
     parser.add_argument("--title", help="the bundle's title (default: the folder's name)")
     parser.add_argument("--requirement", metavar="SPEC",
                         help="pip line that installs cryonb on Binder (default: cryonb[widgets]==<this version>)")

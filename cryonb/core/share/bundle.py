@@ -244,7 +244,9 @@ def _check_labels(clusters, n: int):
     if labels.shape != (n,) or labels.dtype.kind not in "iu":
         raise InputError(None, f"cluster labels have shape {labels.shape} and dtype {labels.dtype}, expected ({n},) integers",
                          "pass one integer label per particle, or a k-means result")
-    return labels.astype(np.int32)
+    small = next(t for t in (np.int8, np.int16, np.int32, np.int64)  # the smallest that holds them: bytes count at 1M
+                 if not labels.size or np.iinfo(t).min <= labels.min() and labels.max() <= np.iinfo(t).max)
+    return labels.astype(small)
 
 
 def _check_selection(name, rows, n: int) -> np.ndarray:
@@ -256,7 +258,7 @@ def _check_selection(name, rows, n: int) -> np.ndarray:
         rows = np.flatnonzero(rows)
     if rows.ndim != 1 or rows.dtype.kind not in "iu" or (rows.size and (rows.min() < 0 or rows.max() >= n)):
         raise InputError(None, f"selection {name!r} is not a list of rows of run.z (0 to {n - 1})", "pass explorer.positions")
-    return rows.astype(np.int64)
+    return rows.astype(np.int32 if n < 2**31 else np.int64)
 
 
 def _check_traversal(run, name, zs) -> np.ndarray:

@@ -3,8 +3,8 @@
 A .star source is kept as a .star and a .cs source as a .cs, row for row, so that the row numbers
 of a selection made on the bundle are those of the original file and a saved selection selects the
 same particles there. ``columns="compact"`` keeps what maps a particle back and what the explorer
-shows (image and micrograph names, coordinates, poses, shifts, CTF, optics groups); ``"all"`` keeps
-every column. Particles held in memory or read from a bare stack get a fresh RELION 3.1 .star with
+shows (image and micrograph names, poses, shifts, CTF, optics groups, class and half-set); ``"all"``
+keeps every column (picking coordinates, figures of merit…). Particles held in memory or read from a bare stack get a fresh RELION 3.1 .star with
 one row per particle of the run (image names ``000123@stack.mrcs`` by base name only).
 """
 
@@ -28,7 +28,7 @@ COLUMN_CHOICES = ("compact", "all")
 
 # RELION particle columns kept by "compact" (every column of the optics block is kept).
 STAR_COLUMNS = (
-    "rlnImageName", "rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY",
+    "rlnImageName", "rlnMicrographName",
     "rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginX", "rlnOriginY", "rlnOriginXAngst", "rlnOriginYAngst",
     "rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnPhaseShift", "rlnCtfBfactor", "rlnCtfScalefactor",
     "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast", "rlnMagnification", "rlnDetectorPixelSize",

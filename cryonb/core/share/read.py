@@ -108,6 +108,13 @@ def _array(bundle: Path, manifest: dict, relative: str, kinds: str, shape=None) 
     return array
 
 
+def build_decoder(config, box: int) -> torch.nn.Module:
+    """The decoder a training configuration describes at box ``box`` (random weights)."""
+    build = config.build_model  # build_model(D), or build_model(D, n) with per-particle tables: one row suffices
+    model = build(box, 1) if len(inspect.signature(build).parameters) > 1 else build(box)
+    return model.decoder
+
+
 def _decoder(bundle: Path, manifest: dict, config, box: int) -> torch.nn.Module:
     """The run's decoder, built from its configuration, with the bundle's weights (``weights_only``)."""
     path = _file(bundle, manifest, "run/decoder.pt")
@@ -117,10 +124,7 @@ def _decoder(bundle: Path, manifest: dict, config, box: int) -> torch.nn.Module:
         raise InputError(path, f"is not a readable weights file ({type(err).__name__})", _FIX) from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise InputError(path, "does not hold a table of named weights", _FIX)
-    # build_model(D) or, with per-particle tables, build_model(D, n): only the decoder is kept
-    build = config.build_model
-    model = build(box, 1) if len(inspect.signature(build).parameters) > 1 else build(box)
-    decoder = model.decoder
+    decoder = build_decoder(config, box)
     try:
         decoder.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as err:
@@ -190,4 +194,4 @@ def thumbnails_of(run) -> Thumbnails | None:
     manifest = read_manifest(folder)
     return _thumbnails(Path(folder), manifest, manifest["n_particles"])
 
-__all__ = ["SharedModel", "is_bundle", "open_bundle", "read_manifest", "thumbnails_of", "verify"]
+__all__ = ["SharedModel", "build_decoder", "is_bundle", "open_bundle", "read_manifest", "thumbnails_of", "verify"]
