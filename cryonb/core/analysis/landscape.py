@@ -172,7 +172,7 @@ def analyze_landscape(
     device=None,
     maps_per_chunk: int | None = None,
     evaluations_per_chunk: int | None = None,
-    compile: bool = False,
+    compile: bool | str = False,
     progress: bool | None = None,
 ) -> Landscape:
     """Landscape of ``run`` from ``n_maps`` maps sampled over its latents (see :func:`sample_latents`).

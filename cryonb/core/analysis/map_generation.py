@@ -86,7 +86,7 @@ def _evaluate(decoder, coords: torch.Tensor, latent: torch.Tensor, bf16: bool) -
     with torch.autocast(coords.device.type, enabled=False):  # phases need float32
         features = decoder.encoding(coords / decoder.D)
     with torch.autocast(coords.device.type, torch.bfloat16, enabled=bf16):
-        return decoder.net(decoder.coords_in(features)[None] + latent).float()
+        return decoder.net(decoder.coords_in(features)[None] + latent).float().contiguous()
 
 
 class MapGenerator:
@@ -95,11 +95,13 @@ class MapGenerator:
     ``box`` is the sketch box ``d`` (default: the run's box); ``apix`` is then the run's pixel size
     times D/d. ``evaluations_per_chunk`` bounds the decoder evaluations held at once (GPU memory).
     ``compile=True`` compiles the decoder's evaluation with ``torch.compile`` (fused elementwise
-    work; worth it for thousands of maps on a GPU), padding chunks to one shape.
+    work; worth it for thousands of maps on a GPU), padding chunks to one shape; a string is
+    ``torch.compile``'s mode (e.g. ``"max-autotune-no-cudagraphs"``: matrix products with the
+    bias, residual sum and ReLU fused into them).
     """
 
     def __init__(self, run, box: int | None = None, device=None, maps_per_chunk: int | None = None,
-                 evaluations_per_chunk: int | None = None, compile: bool = False):
+                 evaluations_per_chunk: int | None = None, compile: bool | str = False):
         D = int(run.box_size)
         d = D if box is None else int(box)
         if not 4 <= d <= D:
@@ -116,7 +118,8 @@ class MapGenerator:
         self.maps_per_chunk = maps_per_chunk or (32 if cuda else 8)
         self.evaluations_per_chunk = evaluations_per_chunk or (2**21 if cuda else 2**17)
         self.compiled = bool(compile) and self.decoder is not None
-        self._evaluate = torch.compile(_evaluate, dynamic=False) if self.compiled else _evaluate
+        mode = compile if isinstance(compile, str) else None
+        self._evaluate = torch.compile(_evaluate, dynamic=False, mode=mode) if self.compiled else _evaluate
         if self.decoder is not None:
             self.coords, self.flat = _half_space(d, self.device, nyquist=d == D)
 
@@ -150,7 +153,7 @@ class MapGenerator:
             latent = dec.latent_in(z)[:, None, :]
         for start in range(0, len(coords), points):
             out = self._evaluate(dec, coords[start : start + points], latent, bf16)
-            spectrum[:, flat[start : start + points]] = torch.complex(out[..., 0], out[..., 1])
+            spectrum[:, flat[start : start + points]] = torch.view_as_complex(out)
         spectrum = spectrum[:n, :size].reshape(n, d, d, r + 1)
         # Only the Hermitian part of the spectrum makes the real map: make the kz = 0 plane (and, for
         # an even box, the Nyquist point) exactly Hermitian, as the real part of the full transform has it.
