@@ -61,6 +61,8 @@ def test_analyze_writes_maps_figures_and_a_report_linking_them(run_dir, tmp_path
     assert all((out / link).is_file() for link in links)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["k"] == 3 and summary["notes"] == []
+    assert summary["landscape"]["maps"] == 40 and sum(summary["landscape"]["state_counts"]) == 80
+    assert summary["landscape"]["r2_heldout"] <= 1 and len(summary["landscape"]["r2_heldout_per_pc"]) == 3
 
 
 def test_analyze_without_particles_says_so(run_dir, tmp_path, capsys):

@@ -228,9 +228,11 @@ def analyze_run(run, outdir: str | os.PathLike, *, k: int = 20, pcs: int = 2, pc
                           outdir / f"pc{pc + 1}" / "maps")
             report.links(paths, f"PC{pc + 1} maps:")
 
+    landscape_summary = None
     if landscape_kw is not None:
         step("landscape")
-        _landscape_section(run, z, report, outdir / "landscape", embeddings[main_label], landscape_kw, seed, progress, timings)
+        landscape_summary = _landscape_section(run, report, outdir / "landscape", embeddings[main_label], landscape_kw,
+                                               seed, progress, timings)
         done("landscape")
     bar.close()
 
@@ -239,6 +241,8 @@ def analyze_run(run, outdir: str | os.PathLike, *, k: int = 20, pcs: int = 2, pc
     report.table(["step", "seconds"], [[label, f"{seconds:.1f}"] for label, seconds in timings.items()])
     summary = {"n_particles": n, "zdim": zdim, "k": k, "pcs": pcs, "pc_steps": pc_steps, "umap": umap,
                "notes": notes, "timings_s": {key: round(v, 3) for key, v in timings.items()}}
+    if landscape_summary is not None:
+        summary["landscape"] = landscape_summary
     with atomic_write(outdir / "summary.json", "w") as f:
         json.dump(summary, f, indent=1)
     report.links([outdir / "summary.json"], "Summary in JSON:")
@@ -246,8 +250,9 @@ def analyze_run(run, outdir: str | os.PathLike, *, k: int = 20, pcs: int = 2, pc
     return AnalysisOutputs(outdir, path, report.files, notes, timings)
 
 
-def _landscape_section(run, z, report: HtmlReport, folder: Path, embedding, landscape_kw: dict, seed: int, progress, timings):
-    """Run the landscape analysis, write its arrays and maps into ``folder``, and report it."""
+def _landscape_section(run, report: HtmlReport, folder: Path, embedding, landscape_kw: dict, seed: int, progress,
+                       timings) -> dict:
+    """Run the landscape analysis, write its arrays and maps into ``folder``, report it; its summary."""
     from ..io.mrc import write_map
     from .landscape import analyze_landscape
 
@@ -308,3 +313,10 @@ def _landscape_section(run, z, report: HtmlReport, folder: Path, embedding, land
                   "Representative map of each state (the sampled map nearest its centre), at the run's box.", folder / "states")
     report.links([folder / "mask.mrc", folder / "mean.mrc", *(folder / f for f in arrays)], "Landscape files:")
     report.links(traversal_paths, "Maps along map PC1 and PC2 (mean ± component):")
+    fit = result.regression
+    return {"maps": len(result.z), "box": result.box, "apix": result.apix, "sampling": result.sampling,
+            "mask_voxels": int(result.mask.sum()), "mask_threshold": result.threshold,
+            "explained_variance_ratio": [round(float(v), 5) for v in result.explained_variance_ratio],
+            "states": k, "state_counts": [int(c) for c in counts],
+            "r2_heldout": None if fit is None else round(fit.r2_total, 4),
+            "r2_heldout_per_pc": None if fit is None else [round(float(v), 4) for v in fit.r2]}

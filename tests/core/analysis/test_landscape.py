@@ -132,3 +132,18 @@ def test_sampling_and_helpers(mixture):
     with pytest.raises(InputError, match="box"):
         MapGenerator(run, box=40)
     assert list(nearest_center(np.array([[0.0], [9.0]]), np.array([[1.0], [10.0]]))) == [0, 1]
+
+
+@pytest.mark.slow
+def test_trained_mixture_states_follow_the_simulated_classes():
+    """End to end on a model trained on the CPU: simulated three-class mixture, 12 epochs, landscape."""
+    from cryonb.core.run import Run
+    from cryonb.core.simulate import simulate
+    from cryonb.core.training import TrainConfig, Trainer
+
+    sim = simulate("mixture", 600, D=16, apix=12.0, snr=5.0, seed=0, progress=False)
+    config = TrainConfig(zdim=2, enc_width=64, dec_width=64, enc_depth=2, dec_depth=2, batch_size=32, lr=2e-3, device="cpu", seed=0)
+    run = Run.from_trainer(Trainer(sim.particles, config).fit(12, progress=False))
+    result = analyze_landscape(run, 200, k=3, n_components=5, progress=False, regression_kw=FAST_FIT)
+    assert adjusted_rand_score(sim.state[result.particle_index], result.labels) > 0.7
+    assert adjusted_rand_score(sim.state, result.particle_states) > 0.7
