@@ -5,6 +5,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ def run_dir(tmp_path_factory):
 
 
 def linked(report):
-    return {html.unescape(m) for m in re.findall(r'href="([^"]+)"', report.read_text())}
+    return {unquote(html.unescape(m)) for m in re.findall(r'href="([^"]+)"', report.read_text())}
 
 
 def test_analyze_writes_maps_figures_and_a_report_linking_them(run_dir, tmp_path, capsys):

@@ -11,6 +11,7 @@ import base64
 import html
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 from matplotlib.figure import Figure
 
@@ -53,7 +54,7 @@ class HtmlReport:
         """An anchor to ``path`` (a file in or under the report's folder), recorded in ``files``."""
         relative = Path(os.path.relpath(Path(path), self.folder)).as_posix()
         self.files.append(relative)
-        return f'<a href="{html.escape(relative)}">{html.escape(label or relative)}</a>'
+        return f'<a href="{html.escape(quote(relative))}">{html.escape(label or relative)}</a>'
 
     def links(self, paths, label: str = "") -> None:
         """A paragraph of links to ``paths``, introduced by ``label``."""
