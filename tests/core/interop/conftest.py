@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 RUNS = Path(__file__).resolve().parents[2] / "data" / "cryodrgn_runs"
-ALL_RUNS = sorted(p.name for p in RUNS.iterdir() if p.is_dir())
+ALL_RUNS = sorted(p.name for p in RUNS.iterdir() if (p / "zvalues.txt").is_file())  # with maps of eval_vol
 RECORDED = "/tmp/drgnwork"  # where the runs were made: their configs name particle files there
 
 

@@ -29,6 +29,16 @@ def test_maps_equal_those_of_cryodrgn_eval_vol(cryodrgn_run, name):
         assert np.abs(mine - theirs).max() <= 1e-5 * np.abs(theirs).max()
 
 
+def test_the_map_of_a_homogeneous_train_nn_run_equals_the_one_it_wrote(cryodrgn_run):
+    run_dir = cryodrgn_run("box8_train_nn")
+    run = open_cryodrgn_run(run_dir, apix=12.0, device="cpu")
+    assert run.z is None and run.zdim == 0 and run.config.command == "train_nn"
+    theirs, apix = read_map(run_dir / "reconstruct.2.mrc")
+    mine = run.volumes()[0]
+    assert apix == pytest.approx(12.0) and mine.shape == theirs.shape == (8, 8, 8)
+    assert np.abs(mine - theirs).max() <= 1e-5 * np.abs(theirs).max()
+
+
 def test_maps_of_several_latents_at_once_equal_one_at_a_time_and_any_chunk(cryodrgn_run):
     run_dir = cryodrgn_run("vae_gaussian_fourier")
     run, z, maps, _ = _maps_and_oracle(run_dir)
