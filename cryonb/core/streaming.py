@@ -528,9 +528,9 @@ class StreamedImageData:
             self._static = torch.empty((max(n, self._batches.bs), *self.cache.row_shape), dtype=rows.dtype, device=self.device)
         self._static[:n].copy_(rows, non_blocking=self._pin)
         event = None
-        if self._pin:
+        if self._pin:  # on this device's stream: the current device of a process may be another GPU
             event = torch.cuda.Event()
-            event.record()
+            event.record(torch.cuda.current_stream(self.device))
         loader.release(i, event)
         self._staged_idx, self._staged_n = idx, n
 

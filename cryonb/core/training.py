@@ -230,6 +230,7 @@ def _distributed(model: torch.nn.Module, device: torch.device) -> torch.nn.Modul
 
 def resolve_device(name: str, dist: Distributed = Distributed()) -> torch.device:
     if dist.world > 1 and torch.cuda.is_available():
+        torch.cuda.set_device(dist.local_rank)  # this process's GPU is the default one for streams, events and copies
         return torch.device("cuda", dist.local_rank)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

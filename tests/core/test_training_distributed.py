@@ -39,3 +39,11 @@ def test_two_processes_match_one(stack):
         torch.testing.assert_close(two["model"][name], weight, rtol=1e-4, atol=1e-5, msg=name)
     np.testing.assert_allclose(z_two, z_one, rtol=1e-4, atol=1e-5)
     assert read_run_config(stack / "two")["n_particles"] == 89
+
+
+def test_two_processes_streamed_match_one(stack):
+    """Each process streams its share of every batch from one shared cache."""
+    one, z_one = train(stack, "one-streamed", "--stream", "--cache-dir", str(stack / "cache"))
+    two, z_two = train(stack, "two-streamed", "--stream", "--cache-dir", str(stack / "cache"), "--gpus", "2")
+    np.testing.assert_allclose([s[1] for s in two["steps"]], [s[1] for s in one["steps"]], rtol=1e-5)
+    np.testing.assert_allclose(z_two, z_one, rtol=1e-4, atol=1e-5)
