@@ -188,7 +188,7 @@ class _LatticeMaps(nn.Module):
         return out * self.norm[1] + self.norm[0]
 
     @torch.no_grad()
-    def volumes(self, z=None, points_per_chunk: int = 2**18) -> torch.Tensor:
+    def volumes(self, z=None, points_per_chunk: int = 2**16) -> torch.Tensor:
         """Real-space maps (B, D, D, D), [z, y, x], as ``cryodrgn eval_vol`` writes them (no flip, no invert).
 
         Latents are evaluated together, about ``points_per_chunk`` lattice points at a time.
