@@ -163,13 +163,16 @@ def build_decoder(config: CryodrgnRunConfig, checkpoint: dict, weights_path) -> 
         radius = checkpoint.get("output_mask_radius")
         if radius is None:
             raise InputError(weights_path, "has no output_mask_radius", _FIX_WEIGHTS)
-        decoder = AbinitHyperVolume(int(params["resolution"]), int(params["z_dim"]), int(params["n_layers"]), int(params["hidden_dim"]),
-                                    int(params["pe_dim"]), float(radius), config.norm, params.get("pe_type_conf"))
+        try:
+            decoder = AbinitHyperVolume(int(params["resolution"]), int(params["z_dim"]), int(params["n_layers"]), int(params["hidden_dim"]),
+                                        int(params["pe_dim"]), float(radius), config.norm, params.get("pe_type_conf"))
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(weights_path, f"hypervolume_params are incomplete or invalid ({type(err).__name__}: {err})", _FIX_WEIGHTS) from None
         return _load_state(decoder, _rename(state), weights_path)
     model = config.raw["model_args"]
-    prefix = "players" if config.command == "train_vae" else "layers"
+    depth_key = "players" if config.command == "train_vae" else "layers"
     width_key = "pdim" if config.command == "train_vae" else "dim"
-    n_hidden = require(config.raw, "model_args", prefix, path)
+    n_hidden = require(config.raw, "model_args", depth_key, path)
     width = require(config.raw, "model_args", width_key, path)
     encoding = model.get("pe_type", "geom_lowf")  # cryoDRGN < 0.3 had only geom_lowf
     domain = model.get("domain", "fourier")
@@ -256,7 +259,8 @@ def open_cryodrgn_run(path: str | os.PathLike, epoch: int | None = None, particl
     a :class:`~cryonb.core.particles.ParticleSet` or a particle file; by default those the run
     recorded (with its poses, CTF and index file) when found, else none (latents and maps
     still work). ``apix``: the maps' pixel size; by default the particles' or the CTF pickle's,
-    else 1 Å like ``cryodrgn eval_vol``.
+    else 1 Å like ``cryodrgn eval_vol``. The run's ``epoch`` attribute is the epoch opened (None
+    for the unnumbered ``weights.pkl``), its ``config`` a :class:`CryodrgnRunConfig`.
     """
     from ..run import Run
     from ..training import resolve_device
