@@ -51,7 +51,8 @@ def test_bundle_holds_the_run_without_images(shared):
     names = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
     assert {MANIFEST, "README.md", "explore.ipynb", "binder/requirements.txt", "binder/runtime.txt", "run/decoder.pt",
             "run/config.json", "run/z.npy", "run/coords.npy", "run/clusters.npy", "run/traversals/line.npy",
-            "selections/first.npy", "particles/particles.star.gz", "particles/rows.npy", "thumbnails/images.npy"} <= names
+            "selections/first.npy", "particles/particles.star.gz", "thumbnails/images.npy"} <= names
+    assert "particles/rows.npy" not in names  # every row of the file, in order
     assert not [n for n in names if n.endswith((".mrcs", ".mrc", ".pkl"))]  # no images, no pickles
     assert report.total == sum((bundle / n).stat().st_size for n in names) < 200_000
     manifest = json.loads((bundle / MANIFEST).read_text())
@@ -295,6 +296,31 @@ def test_real_star_and_cs_files_map_back_row_for_row(shared, real_data, tmp_path
         shared_columns = [c for c in a[table] if c in b[table]]
         assert a[table][shared_columns].equals(b[table][shared_columns])
         assert (columns == "all") == (list(a[table].columns) == list(b[table].columns))
+
+
+def test_a_run_on_some_rows_of_a_file_keeps_their_row_numbers(shared, tmp_path):
+    root, run, _ = shared
+    rows = np.array([40, 3, 17, 8, 60, 22])
+    part = Run(run.model, run.scale, run.apix, run.z[rows], run.particles.subset(rows), run.config)
+    share(part, tmp_path / "b", thumbnails=0, progress=False)
+    np.testing.assert_array_equal(np.load(tmp_path / "b" / "particles" / "rows.npy"), rows)
+    opened = open_bundle(tmp_path / "b")
+    np.testing.assert_array_equal(opened.run.particles.indices, rows)
+    mine = save_selection(opened.run.particles.subset([1, 4]), tmp_path / "mine")
+    theirs = save_selection(part.particles.subset([1, 4]), tmp_path / "theirs")
+    assert read_blocks(mine["star"])["particles"].equals(read_blocks(theirs["star"])["particles"])
+    assert np.load(mine["ind_npy"]).tolist() == [3, 60]
+
+
+def test_large_metadata_is_parsed_in_chunks(shared):
+    from cryonb.core.share.metadata import load_metadata
+
+    star = next((shared[0] / "bundle" / ".cache").rglob("particles.star"))
+    whole = load_particles(star, images=False)
+    chunked = load_metadata(star, None, "particles", chunk_rows=7)  # 64 rows: nine files of at most 7
+    for name in ("rotations", "shifts", "ctf"):
+        np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name))
+    assert chunked.apix == whole.apix and chunked.source.path == star and len(chunked) == 64
 
 
 def test_readme_and_notebook_describe_the_bundle(shared):

@@ -149,8 +149,10 @@ def share(run, out: str | os.PathLike, *, explorer=None, coords=None, clusters=N
         manifest["latents"] = _write_run(run, z, work / "run", latents)
         steps.update()
         entry = metadata.write_metadata(particles, work / "particles", columns)
-        _save_array(work / "particles" / "rows.npy", entry.pop("rows"))
-        manifest["particles"] = {**entry, "rows": "rows.npy"}
+        rows = entry.pop("rows")
+        if entry["n_rows"] != len(rows) or not np.array_equal(rows, np.arange(len(rows))):  # else: every row, in order
+            _save_array(work / "particles" / "rows.npy", rows.astype(np.int32 if entry["n_rows"] < 2**31 else np.int64))
+        manifest["particles"] = {**entry, "rows": "rows.npy" if (work / "particles" / "rows.npy").exists() else None}
         steps.update()
         if coords is not None:
             _save_array(work / "run" / "coords.npy", coords.astype(np.float16 if manifest["latents"]["dtype"] == "float16" else np.float32))

@@ -42,38 +42,43 @@ def write_metadata(particles, folder: Path, columns: str = "compact") -> dict:
     """Write the metadata of ``particles`` into ``folder`` (a bundle's ``particles/``).
 
     Returns the manifest entry: the compressed file, its format, the source's base name, the
-    columns kept, and ``rows`` (N,): each particle's row in the written file.
+    columns kept, the particle block's name, the file's row count, and ``rows`` (N,): each
+    particle's row in the written file.
     """
     if columns not in COLUMN_CHOICES:
         raise InputError(None, f"unknown metadata columns {columns!r}", f"use one of {', '.join(COLUMN_CHOICES)}")
     folder.mkdir(parents=True, exist_ok=True)
     origin = particles.source
+    block = None
     if origin.format == "star":
         name, rows = "particles.star", particles.indices
-        _write_star_rows(Path(origin.path), folder / name, columns)
+        block, n_rows = _write_star_rows(Path(origin.path), folder / name, columns)
     elif origin.format == "cs":
         name, rows = "particles.cs", particles.indices
-        _write_cs_fields(Path(origin.path), folder / name, columns)
+        n_rows = _write_cs_fields(Path(origin.path), folder / name, columns)
     else:
-        name, rows = "particles.star", np.arange(len(particles))
+        name, rows, block, n_rows = "particles.star", np.arange(len(particles)), "particles", len(particles)
         _write_fresh_star(particles, folder / name)
     compressed = gzip_file(folder / name)
     return {"file": compressed.name, "format": Path(name).suffix[1:], "source": Path(origin.path).name or None,
             "source_format": origin.format, "columns": columns if origin.format in ("star", "cs") else "compact",
-            "rows": np.asarray(rows, dtype=np.int64)}
+            "particle_block": block, "n_rows": int(n_rows), "rows": np.asarray(rows, dtype=np.int64)}
 
 
-def _write_star_rows(src: Path, out: Path, columns: str) -> None:
-    """Every row of the .star ``src`` (its other blocks whole), with the compact columns or all."""
+def _write_star_rows(src: Path, out: Path, columns: str) -> tuple[str, int]:
+    """Every row of the .star ``src`` (its other blocks whole, the particle block last, so that a
+    reader can take its rows in chunks), with the compact columns or all."""
     star = read_star(src)
-    blocks = dict(star.blocks)
-    table = blocks[star.particle_block]
+    table = star.blocks[star.particle_block]
     if columns == "compact":
-        blocks[star.particle_block] = table[[c for c in table.columns if c in STAR_COLUMNS]]
+        table = table[[c for c in table.columns if c in STAR_COLUMNS]]
+    blocks = {name: block for name, block in star.blocks.items() if name != star.particle_block}
+    blocks[star.particle_block] = table
     # No "# cryonb datadir" line: a folder of the sharer's machine means nothing to the recipient.
     header = f"{star.version_line}\n" if star.version_line else ""
     header += f"# cryonb shared bundle: the rows of {src.name}, in its order\n"
     write_blocks(blocks, out, header=header)
+    return star.particle_block, len(table)
 
 
 def _write_cs_fields(src: Path, out: Path, columns: str) -> None:
@@ -87,6 +92,7 @@ def _write_cs_fields(src: Path, out: Path, columns: str) -> None:
         array = repack_fields(array[keep])
     with atomic_write(out) as f:  # through a handle: np.save would append .npy to the name
         np.save(f, array, allow_pickle=False)
+    return len(array)
 
 
 def _write_fresh_star(particles, out: Path) -> None:
@@ -146,15 +152,84 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_metadata(path: Path, rows: np.ndarray):
-    """The run's particles (metadata only) from an unpacked bundle file: the rows ``rows`` of it."""
+CHUNK_ROWS = 100_000  # rows of a large .star parsed at a time: parsing costs ~2.5 kB of memory per row
+
+
+def load_metadata(path: Path, rows: np.ndarray | None, particle_block: str | None = None, chunk_rows: int = CHUNK_ROWS):
+    """The run's particles (metadata only) from an unpacked bundle file: the rows ``rows`` of it
+    (None: all, in order). A .star of more than ``chunk_rows`` rows whose particle block comes last
+    (as bundles write it) is parsed ``chunk_rows`` at a time, so that memory stays bounded."""
     from ..particles import load_particles
 
-    particles = load_particles(path, images=False)
+    particles = None
+    if path.suffix == ".star" and particle_block:
+        particles = _load_star_in_chunks(path, particle_block, chunk_rows)
+    if particles is None:
+        particles = load_particles(path, images=False)
+    if rows is None:
+        return particles
     if len(rows) and (rows.min() < 0 or rows.max() >= len(particles)):
         raise InputError(path, f"the run's rows go up to {rows.max()} but the file has {len(particles)} particles",
                          "copy the bundle again: its files do not belong together")
     return particles if np.array_equal(rows, np.arange(len(particles))) else particles.subset(rows)
+
+
+def _load_star_in_chunks(path: Path, block: str, chunk_rows: int):
+    """The particles of a .star whose block ``block`` comes last, read by ``load_particles`` on files
+    of the header and ``chunk_rows`` rows each; None if the file is not laid out so."""
+    import warnings
+
+    from ..particles import Origin, ParticleSet
+
+    pieces, seen = [], set()
+    with open(path, encoding="utf-8") as f:
+        header, first = _header_of_last_block(f, block)
+        if first is None:
+            return None
+        chunk = [first]
+        with tempfile.TemporaryDirectory(prefix="cryonb-bundle-") as folder:
+            for line in f:
+                if line.strip() and not line.lstrip().startswith("#"):
+                    chunk.append(line)
+                if len(chunk) == chunk_rows:
+                    pieces.append(_read_chunk(Path(folder), header, chunk, seen))
+                    chunk = []
+            if chunk:
+                pieces.append(_read_chunk(Path(folder), header, chunk, seen))
+    for message in seen:
+        warnings.warn(message, stacklevel=3)
+    join = lambda name: None if getattr(pieces[0], name) is None else np.concatenate([getattr(p, name) for p in pieces])  # noqa: E731
+    return ParticleSet(rotations=join("rotations"), shifts=join("shifts"), ctf=join("ctf"), apix=pieces[0].apix,
+                       source=Origin(path, "star"))
+
+
+def _header_of_last_block(f, block: str) -> tuple[list[str], str | None]:
+    """The lines up to the columns of ``data_<block>``'s loop, and its first row (None if none)."""
+    header, in_block, in_loop = [], False, False
+    for line in f:
+        text = line.strip()
+        if in_loop and text and not text.startswith(("_", "#")):
+            return header, line
+        header.append(line)
+        if text.startswith("data_"):
+            in_block, in_loop = text == f"data_{block}", False
+        elif in_block and text == "loop_":
+            in_loop = True
+    return header, None
+
+
+def _read_chunk(folder: Path, header: list[str], lines: list[str], seen: set):
+    import warnings
+
+    from ..particles import load_particles
+
+    piece = folder / "chunk.star"
+    piece.write_text("".join(header) + "".join(lines), encoding="utf-8")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        particles = load_particles(piece, images=False)
+    seen.update(str(w.message).replace(str(piece), "") for w in caught)
+    return particles
 
 
 __all__ = ["COLUMN_CHOICES", "file_digest", "gzip_file", "load_metadata", "unpacked", "write_metadata"]

@@ -154,9 +154,12 @@ def open_bundle(path: str | os.PathLike, *, check: bool = True) -> Bundle:
     if entry.get("format") not in ("star", "cs") or not isinstance(entry.get("file"), str) or not entry["file"].endswith(".gz"):
         raise InputError(bundle / MANIFEST, f"names particle metadata of an unknown kind ({entry.get('file')!r})", _FIX)
     _file(bundle, manifest, f"particles/{entry['file']}")
-    rows = _array(bundle, manifest, f"particles/{entry['rows']}", "iu", (n,)).astype(np.int64)
+    rows = None if entry.get("rows") is None else _array(bundle, manifest, f"particles/{entry['rows']}", "iu", (n,)).astype(np.int64)
     unpacked = metadata.unpacked(bundle, entry, manifest["files"][f"particles/{entry['file']}"]["sha256"])
-    particles = metadata.load_metadata(unpacked, rows)
+    block = entry.get("particle_block")
+    particles = metadata.load_metadata(unpacked, rows, block if isinstance(block, str) else None)
+    if len(particles) != n:
+        raise InputError(unpacked, f"holds {len(particles)} particles, the run {n}", _FIX)
 
     run = Run(SharedModel(decoder, zdim), float(manifest["scale"]), float(manifest["apix"]), z, particles, config, bundle)
     opened = Bundle(bundle, run, manifest)
