@@ -198,7 +198,7 @@ def analyze_landscape(
     index = sample_latents(z_all, n_maps, sampling, seed, device=generator.device)
     z = z_all[index]
     k = as_count(k, "k", 1, len(z))
-    n_components = as_count(n_components, "n_components", 1, len(z) - 1)
+    n_components = min(as_count(n_components, "n_components", 1), len(z) - 1)  # M maps have at most M - 1 PCs
     rank = n_components + 20 if rank is None else as_count(rank, "rank", n_components)
     timings = {"sample_s": time.perf_counter() - t_start}
     dev = generator.device
@@ -250,6 +250,11 @@ def analyze_landscape(
         bar.update(len(maps))
     bar.close()
     result = pca.result(n_components)
+    spread = float(result.explained_variance.sum())
+    if not len(result.components) or spread <= 1e-10 * float(np.mean(result.mean.astype(np.float64) ** 2)) * len(voxels):
+        raise InputError(None, f"the {len(z)} sampled maps do not vary inside the mask ({len(voxels)} voxels)",
+                         "check that the run's maps differ with z; with maps of inverted contrast pass clip_negative=False "
+                         "or a mask of your own")
     sync()
     timings["maps_and_pca_s"] = time.perf_counter() - t0
     timings["pca_updates_s"] = pca_s

@@ -18,7 +18,7 @@ from cryonb.core.model import FourierDecoder
 from cryonb.core.phantoms import assemblies, hinge_states
 
 D = 20
-FAST_FIT = {"width": 64, "depth": 2, "epochs": 60, "patience": 15}
+FAST_FIT = {"width": 48, "depth": 2, "epochs": 40, "patience": 10, "lr": 3e-3}
 
 
 class FunctionRun:
@@ -131,6 +131,9 @@ def test_sampling_and_helpers(mixture):
     assert level == pytest.approx(0.5) and mask.sum() == 8 + 6 * 4 - 0  # 2x2x2 core plus its face neighbours
     with pytest.raises(InputError, match="box"):
         MapGenerator(run, box=40)
+    same = FunctionRun(run.z, run.maps[:1], lambda zz: np.zeros(len(zz), int))
+    with pytest.raises(InputError, match="do not vary inside the mask"):
+        analyze_landscape(same, 20, k=2, regression=False, progress=False)
     assert list(nearest_center(np.array([[0.0], [9.0]]), np.array([[1.0], [10.0]]))) == [0, 1]
 
 
