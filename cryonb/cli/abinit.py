@@ -1,0 +1,134 @@
+"""Find particle poses ab initio and reconstruct (cryoDRGN-AI style), headless (the same engine a notebook drives).
+
+Pretrains on random poses, searches every particle's pose against the current map for
+--search-epochs epochs, then refines the poses with the map by gradient descent until --epochs.
+Writes RUN/config.json, RUN/abinit.json, RUN/checkpoints/ and, at the end, RUN/poses.star (RELION
+angles and origins, with the particles' images and CTF), RUN/poses.pkl (cryoDRGN poses),
+RUN/map.mrc (zdim 0) or RUN/z.npy (latents), and with --reference RUN/alignment.json (global
+rotation, hand, median angular errors both ways). Running again with the same --outdir continues
+from the last checkpoint (a new --epochs or --device is applied; the other settings are the run's).
+Ctrl-C stops with a checkpoint and exits 130.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def add_args(parser):
+    parser.add_argument("particles", help=".star, .cs or .mrcs (with --ctf) particle file; poses are not needed")
+    parser.add_argument("--outdir", "-o", type=Path, required=True, help="run folder (created, or continued)")
+    parser.add_argument("--epochs", type=int, help="epochs in total, search included (default: 30)")
+    parser.add_argument("--zdim", type=int, default=0, help="latent dimension; 0 reconstructs one map (default: 0)")
+    parser.add_argument("--latents", choices=("table", "encoder"), default="table",
+                        help="heterogeneity from a latent per particle (autodecoder) or an image encoder (default: table)")
+    parser.add_argument("--datadir", help="folder of the image stacks (default: next to the particle file)")
+    parser.add_argument("--apix", type=float, help="pixel size in Å, overriding the files'")
+    parser.add_argument("--ctf", help="cryoDRGN CTF .pkl (for a bare stack)")
+    parser.add_argument("--box", type=int, help="Fourier-crop the images to this box first (cryoDRGN-AI works at 128)")
+    parser.add_argument("--width", type=int, help="decoder (and encoder) width (default: 1024 on a GPU, 256 on a CPU)")
+    parser.add_argument("--depth", type=int, default=3, help="decoder (and encoder) hidden layers (default: 3)")
+    parser.add_argument("--batch-size", type=int, help="images per step (default: 32 on a GPU, 64 on a CPU)")
+    parser.add_argument("--lr", type=float, help="the map's learning rate (default: 2e-4 on a GPU, 1e-4 on a CPU)")
+    parser.add_argument("--table-lr", type=float, help="learning rate of the pose and latent tables (default: the trainer's)")
+    parser.add_argument("--search-epochs", type=int, default=3, help="epochs of pose search before descent (default: 3)")
+    parser.add_argument("--pretrain-images", type=int, default=10_000, help="images fitted at random poses first (default: 10000)")
+    parser.add_argument("--base-resolution", type=int, default=2, help="coarsest SO(3) grid: 2 is 4,608 rotations, ~15° (default: 2)")
+    parser.add_argument("--keep", type=int, default=8, help="poses kept per image between search rounds (default: 8)")
+    parser.add_argument("--iterations", type=int, default=4, help="search rounds after the base grid, each halving the step (default: 4)")
+    parser.add_argument("--shifts", type=int, default=14, help="shift grid points per axis (default: 14)")
+    parser.add_argument("--shift-extent", type=float, help="shifts searched, ± pixels of the training box (default: 20 at box 128, scaled)")
+    parser.add_argument("--radius", type=float, nargs=2, default=(12, 32), metavar=("START", "END"),
+                        help="frequency radius (pixels) compared in the first and last search round (default: 12 32)")
+    parser.add_argument("--reference", help="reference poses (.star, .cs or cryoDRGN .pkl) to align the result to and report errors")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--device", help="auto, cpu or cuda[:N] (default: auto)")
+    parser.add_argument("--no-amp", action="store_true", help="float32 instead of bfloat16 autocast on a GPU")
+
+
+def _settings(args):
+    from ..core.abinit import AbinitConfig
+
+    return AbinitConfig(pretrain_images=args.pretrain_images, search_epochs=args.search_epochs,
+                        base_resolution=args.base_resolution, keep=args.keep, iterations=args.iterations,
+                        shifts=args.shifts, shift_extent=args.shift_extent, radius=tuple(args.radius))
+
+
+def _reference_rotations(path, box):
+    from ..core.errors import InputError
+    from ..core.io.pickles import read_cryodrgn_poses
+    from ..core.particles import load_particles
+
+    if str(path).lower().endswith(".pkl"):
+        return read_cryodrgn_poses(path, box)[0]
+    ref = load_particles(path, images=False)
+    if ref.rotations is None:
+        raise InputError(path, "has no poses to compare with", "pass a .star/.cs with angles or a cryoDRGN pose .pkl")
+    return ref.rotations
+
+
+def main(args):
+    import numpy as np
+
+    from ..core.abinit import Abinit
+    from ..core.io.atomic import atomic_write
+    from ..core.io.mrc import write_map
+    from ..core.particles import load_particles, require_images
+    from ..core.training import TrainConfig, has_checkpoint
+
+    particles = load_particles(args.particles, datadir=args.datadir, apix=args.apix, ctf=args.ctf)
+    require_images(particles, "reconstruct from")
+    reference = None
+    if args.reference:
+        reference = _reference_rotations(args.reference, particles.box_size)
+        if len(reference) != len(particles):
+            from ..core.errors import InputError
+
+            raise InputError(args.reference, f"has {len(reference)} poses for {len(particles)} particles",
+                             "pass the reference poses of the same particles")
+    changes = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
+    if has_checkpoint(args.outdir):
+        ab = Abinit.from_run(args.outdir, particles, **changes)
+        print(f"continuing {args.outdir} from epoch {ab.trainer.epoch} ({ab.phase} next)")
+        if changes:
+            ab.trainer._write_config()
+    else:
+        config = TrainConfig(
+            zdim=args.zdim, latents=args.latents, enc_width=args.width, dec_width=args.width, enc_depth=args.depth,
+            dec_depth=args.depth, box=args.box, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs or 30,
+            seed=args.seed, device=args.device or "auto", amp=not args.no_amp, particles=str(Path(args.particles).resolve()),
+            **({"table_lr": args.table_lr} if args.table_lr is not None else {}),
+        )
+        ab = Abinit(particles, config, run_dir=args.outdir, settings=_settings(args))
+    trainer = ab.trainer
+    trainer.interrupt_hint = "run the same command again to continue"
+    ab.fit(max(trainer.config.epochs - trainer.epoch, 0))
+    if trainer.interrupted:
+        print(f"cryonb abinit: interrupted at epoch {trainer.epoch} ({ab.phase} next); checkpoint written. "
+              f"Continue with the same command.", file=sys.stderr)
+        return 130
+    out = args.outdir
+    written = ab.write_poses(out / "poses.star", out / "poses.pkl")
+    if trainer.config.zdim:
+        with atomic_write(out / "z.npy") as f:
+            np.save(f, ab.embed())
+        written["latents"] = out / "z.npy"
+    else:
+        write_map(out / "map.mrc", ab.volume(), trainer.data.apix)
+        written["map"] = out / "map.mrc"
+    for h in trainer.history[-3:]:
+        print(f"epoch {h['epoch']} ({h.get('phase', '?')}): loss {h['loss']:.5f}  {h['images_per_s']:.0f} images/s")
+    if reference is not None:
+        alignment = ab.align(reference)
+        report = {"median_error_degrees": alignment.median_error, "median_error_other_hand_degrees": alignment.median_error_other_hand,
+                  "mirrored": alignment.mirrored, "rotation": alignment.rotation.tolist()}
+        with atomic_write(out / "alignment.json", "w") as f:
+            json.dump(report, f, indent=2)
+        written["alignment"] = out / "alignment.json"
+        print(f"poses against {args.reference}: median error {alignment.median_error:.2f}° "
+              f"({'mirrored hand' if alignment.mirrored else 'same hand'}; {alignment.median_error_other_hand:.2f}° in the other)")
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+    return 0

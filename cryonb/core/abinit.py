@@ -1,0 +1,380 @@
+"""Ab initio reconstruction: poses found by search, then refined with the model (cryoDRGN-AI style).
+
+:class:`Abinit` is a :class:`~cryonb.core.training.Trainer` whose poses are a per-particle table
+(``TrainConfig(poses="table")``) filled in three phases, by step:
+
+1. *pretrain*: the first ``pretrain_images`` images (10,000 in cryoDRGN-AI) are fitted at uniformly
+   random rotations, which makes the map a rotationally averaged blob: a neutral start for the search;
+2. *search*: for ``search_epochs`` epochs (3), every batch's poses are found by
+   :func:`~cryonb.core.posesearch.search_poses` against the current map (each particle's own map
+   for a latent table) and written into the table before the step trains the model on them;
+3. *refine*: the table's poses are refined by gradient descent with the model.
+
+Heterogeneity comes from an autodecoder (a latent table, cryoDRGN-AI's default) or the encoder
+(``latents="encoder"``); ``zdim=0`` reconstructs one map. Fitting, pausing, checkpoints and
+resuming are the Trainer's: a notebook calls ``fit`` a few epochs at a time and looks in between.
+
+Poses and maps found ab initio are defined up to a global rotation and, from projections alone,
+a mirror (the hand): :func:`align_poses` finds both against reference poses, and
+:func:`align_map` applies them to a map.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+MIRROR = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))
+
+
+@dataclass
+class PoseAlignment:
+    """A global rotation (and mirror) taking reference poses onto estimated ones.
+
+    ``estimated[i] ≈ J R[i] J @ rotation`` with ``J = diag(1, 1, -1)`` if ``mirrored``, else
+    ``estimated[i] ≈ R[i] @ rotation``. ``errors`` (N,) are the angles (degrees) left after the
+    alignment, in the better hand; ``median_error`` their median, ``median_error_other_hand`` the
+    median in the other hand (a large gap means the hand is determined).
+    """
+
+    rotation: np.ndarray  # (3, 3)
+    mirrored: bool
+    errors: np.ndarray
+    median_error: float
+    median_error_other_hand: float
+
+    def apply(self, reference: np.ndarray) -> np.ndarray:
+        """The reference poses (N, 3, 3) mapped into the estimate's frame."""
+        R = torch.as_tensor(np.asarray(reference), dtype=torch.float64)
+        if self.mirrored:
+            R = MIRROR @ R @ MIRROR
+        return (R @ torch.as_tensor(self.rotation)).numpy()
+
+
+def _procrustes(reference: torch.Tensor, estimated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rotation ``A`` minimising Σ‖R_i A − E_i‖² and the angles (degrees) left."""
+    from .so3grid import angle_between
+
+    M = (reference.transpose(-1, -2) @ estimated).sum(0)
+    U, _, Vt = torch.linalg.svd(M)
+    d = torch.sign(torch.det(U @ Vt))
+    A = U @ torch.diag(torch.tensor([1.0, 1.0, float(d)], dtype=M.dtype)) @ Vt
+    return A, angle_between(reference @ A, estimated)
+
+
+def _robust_procrustes(reference, estimated, rounds: int = 3):
+    """Procrustes, then again on the better half of the particles (a few wrong poses must not tilt the fit)."""
+    A, errors = _procrustes(reference, estimated)
+    for _ in range(rounds):
+        good = errors <= errors.median()
+        if int(good.sum()) < 3:
+            break
+        A, _ = _procrustes(reference[good], estimated[good])
+        from .so3grid import angle_between
+
+        errors = angle_between(reference @ A, estimated)
+    return A, errors
+
+
+def align_poses(estimated, reference) -> PoseAlignment:
+    """The global rotation and hand that best take ``reference`` poses (N, 3, 3) onto ``estimated``.
+
+    Both hands are fitted (least squares on the rotation matrices, refitted on the better half of
+    the particles so that outliers do not bias it); the hand with the smaller median error wins.
+    """
+    E = torch.as_tensor(np.asarray(estimated), dtype=torch.float64)
+    R = torch.as_tensor(np.asarray(reference), dtype=torch.float64)
+    if E.shape != R.shape or E.ndim != 3 or E.shape[1:] != (3, 3):
+        raise ValueError(f"poses must be two (N, 3, 3) arrays of the same N, got {tuple(E.shape)} and {tuple(R.shape)}")
+    direct = _robust_procrustes(R, E)
+    mirror = _robust_procrustes(MIRROR @ R @ MIRROR, E)
+    med = [float(direct[1].median()), float(mirror[1].median())]
+    mirrored = med[1] < med[0]
+    A, errors = mirror if mirrored else direct
+    return PoseAlignment(A.numpy(), bool(mirrored), errors.numpy(), min(med), max(med))
+
+
+def align_map(volume, alignment: PoseAlignment) -> np.ndarray:
+    """A map (D, D, D) reconstructed with the estimated poses, brought into the reference's frame and hand."""
+    from .projection import sample_volume
+
+    V = torch.as_tensor(np.asarray(volume), dtype=torch.float32)
+    D = V.shape[-1]
+    k = torch.arange(D, dtype=torch.float32) - D // 2
+    z, y, x = torch.meshgrid(k, k, k, indexing="ij")
+    points = torch.stack([x, y, z], -1).reshape(-1, 3).double()
+    transform = torch.as_tensor(alignment.rotation)
+    if alignment.mirrored:
+        transform = MIRROR @ transform
+    return sample_volume(V, (points @ transform).float()).reshape(D, D, D).numpy()
+
+
+@dataclass
+class AbinitConfig:
+    """The ab initio schedule and pose search; saved as ``abinit.json`` in the run folder.
+
+    Search settings are those of :func:`~cryonb.core.posesearch.search_poses` (cryoDRGN-AI's
+    defaults); ``shift_extent`` is in pixels of the training box (None: 20 px at a box of 128,
+    scaled).
+    """
+
+    pretrain_images: int = 10_000
+    search_epochs: int = 3
+    base_resolution: int = 2
+    keep: int = 8
+    iterations: int = 4
+    shifts: int = 14
+    shift_extent: float | None = None
+    radius: tuple[float, float] = (12, 32)
+    chunk: int = 2**21  # decoder points per call during the search (bounds its memory)
+
+    def validate(self) -> AbinitConfig:
+        problems = []
+        for name in ("pretrain_images", "search_epochs", "base_resolution", "iterations"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be 0 or more (got {getattr(self, name)})")
+        for name in ("keep", "shifts", "chunk"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if self.base_resolution + self.iterations > 8:
+            problems.append("base_resolution + iterations must be at most 8 (a finer grid than 0.12° is not searched)")
+        if self.shift_extent is not None and self.shift_extent < 0:
+            problems.append(f"shift_extent must be 0 or more pixels (got {self.shift_extent})")
+        if len(self.radius) != 2 or not 0 < self.radius[0] <= self.radius[1]:
+            problems.append(f"radius must be two frequencies 0 < start <= end (got {self.radius})")
+        if problems:
+            raise InputError(None, "invalid ab initio configuration: " + "; ".join(problems),
+                             "correct these values in AbinitConfig (or the command-line options)")
+        self.radius = tuple(self.radius)
+        return self
+
+    def search_options(self) -> dict:
+        return dict(base_resolution=self.base_resolution, keep=self.keep, iterations=self.iterations,
+                    shifts=self.shifts, shift_extent=self.shift_extent, radius=self.radius, chunk=self.chunk)
+
+    @classmethod
+    def read(cls, run_dir) -> AbinitConfig:
+        path = Path(run_dir) / "abinit.json"
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputError(run_dir, "not an ab initio run (abinit.json is missing)", "continue it with Trainer.from_run") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise InputError(path, f"is not valid JSON ({err})", "restore it, or start a new run folder") from None
+        known = {f.name for f in fields(cls)}
+        if not isinstance(d, dict) or set(d) - known:
+            raise InputError(path, f"holds unknown settings {sorted(set(d) - known) if isinstance(d, dict) else d!r}",
+                             "restore it, or start a new run folder")
+        try:
+            return cls(**d).validate()
+        except TypeError as err:
+            raise InputError(path, f"has a value of the wrong type ({err})", "restore it, or start a new run folder") from None
+
+
+PHASES = ("pretrain", "search", "refine")
+
+
+class Abinit:
+    """Ab initio reconstruction a notebook drives like a :class:`~cryonb.core.training.Trainer`.
+
+    >>> ab = Abinit(particles, zdim=0, run_dir="runs/abinit", epochs=30)
+    >>> ab.fit(4)                  # pretraining and the search epochs
+    >>> ab.volume()                # look at the map, then
+    >>> ab.fit(26)                 # refine poses and map
+    >>> ab.write_poses("runs/abinit/poses.star", "runs/abinit/poses.pkl")
+
+    ``config``/``overrides`` are :class:`~cryonb.core.training.TrainConfig` fields (``poses`` is
+    always "table"; ``latents`` defaults to "table", an autodecoder, when ``zdim > 0``);
+    ``settings`` the :class:`AbinitConfig`. The particles need images and CTF parameters (or none),
+    not poses; shifts they carry are applied first and the search adds to them.
+    """
+
+    def __init__(self, particles, config=None, run_dir=None, settings: AbinitConfig | None = None, **overrides):
+        from .training import TrainConfig, Trainer
+
+        base = asdict(config) if config is not None else {}
+        zdim = overrides.get("zdim", base.get("zdim", TrainConfig.zdim))
+        latents = overrides.get("latents", base.get("latents") if config is not None else ("table" if zdim else "encoder"))
+        overrides = {**overrides, "poses": "table", "latents": latents or "encoder"}
+        self.settings = (settings or AbinitConfig()).validate()
+        self._attach(Trainer(particles, config, run_dir=run_dir, **overrides))
+        if self.trainer.run_dir is not None and self.trainer.dist.main:
+            self._write_settings()
+
+    def _attach(self, trainer):
+        self.trainer = trainer
+        self.search_errors: list[tuple[int, float]] = []  # (step, mean squared error of the batch's best poses)
+        trainer.before_step.append(self._before_step)
+        trainer.listeners.append(self._on_event)
+        trainer.interrupt_hint = "call fit() to continue"
+
+    @classmethod
+    def from_run(cls, run_dir, particles=None, **overrides) -> Abinit:
+        """Continue an ab initio run from its latest checkpoint (see :meth:`Trainer.from_run
+        <cryonb.core.training.Trainer.from_run>`)."""
+        from .training import Trainer
+
+        settings = AbinitConfig.read(run_dir)
+        self = cls.__new__(cls)
+        self.settings = settings
+        self._attach(Trainer.from_run(run_dir, particles, **overrides))
+        return self
+
+    def _write_settings(self):
+        from .io.atomic import atomic_write
+
+        self.trainer.run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_write(self.trainer.run_dir / "abinit.json", "w") as f:
+            json.dump(asdict(self.settings), f, indent=2)
+
+    # ------------------------------------------------------------------ phases
+    @property
+    def pretrain_steps(self) -> int:
+        n = min(self.settings.pretrain_images, len(self.trainer.data))
+        return math.ceil(n / self.trainer.config.batch_size)
+
+    @property
+    def search_end(self) -> int:
+        """The step at which the search ends and descent refines the poses."""
+        return self.pretrain_steps + self.settings.search_epochs * self.trainer.batches_per_epoch
+
+    def phase_at(self, step: int) -> str:
+        return PHASES[0] if step < self.pretrain_steps else PHASES[1] if step < self.search_end else PHASES[2]
+
+    @property
+    def phase(self) -> str:
+        """The phase of the next step: "pretrain", "search" or "refine"."""
+        return self.phase_at(self.trainer.step_count)
+
+    def _autocast(self):
+        import contextlib
+
+        t = self.trainer
+        if t.config.amp and t.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _before_step(self, trainer, idx):
+        phase = self.phase_at(trainer.step_count)
+        poses = trainer.model.poses
+        if phase == "pretrain":
+            from .rotations import random_rotations
+
+            g = torch.Generator().manual_seed(trainer.config.seed * 1_000_003 + trainer.step_count)
+            poses.assign(idx, random_rotations(len(idx), g).to(trainer.device),
+                         torch.zeros(len(idx), 2, device=trainer.device))
+        elif phase == "search":
+            result = self.search(idx)
+            poses.assign(idx, result.rotations, result.shifts)
+            self.search_errors.append((trainer.step_count, float(result.error.mean())))
+
+    @torch.no_grad()
+    def search(self, idx):
+        """The best poses of the particles at ``idx`` (a device tensor) against the current model
+        (:class:`~cryonb.core.posesearch.PoseSearchResult`, shifts in pixels of the training box)."""
+        from .posesearch import search_poses
+
+        t = self.trainer
+        model = t.model
+        images, _, ctf = t.data.batch(idx)
+        z = None
+        if model.latents is not None:
+            z = model.latents(idx, images, None).z.float()
+        was_training = model.training
+        model.eval()
+        try:
+            with self._autocast():
+                return search_poses(model.decoder, images, ctf, model.half, z, **self.settings.search_options())
+        finally:
+            model.train(was_training)
+
+    def _on_event(self, event, trainer):
+        if event == "epoch" and trainer.history:
+            row = trainer.history[-1]
+            row["phase"] = self.phase_at(trainer.step_count - 1)
+            recent = [e for s, e in self.search_errors if s >= trainer.step_count - trainer.batches_per_epoch]
+            if recent:
+                row["search_error"] = float(np.mean(recent))
+
+    # ------------------------------------------------------------------ driving (the Trainer's)
+    def fit(self, epochs: int = 1, background: bool = False, progress: bool = True) -> Abinit:
+        """Train ``epochs`` more epochs, whatever phase they fall in (see :meth:`Trainer.fit
+        <cryonb.core.training.Trainer.fit>`)."""
+        self.trainer.fit(epochs, background=background, progress=progress)
+        return self
+
+    def pause(self):
+        self.trainer.pause()
+
+    def resume(self):
+        self.trainer.resume()
+
+    def stop(self, wait: bool = True):
+        self.trainer.stop(wait)
+
+    def wait(self):
+        self.trainer.wait()
+
+    @property
+    def history(self) -> list[dict]:
+        return self.trainer.history
+
+    def volume(self, z=None) -> np.ndarray:
+        return self.trainer.volume(z)
+
+    def volumes(self, z=None) -> np.ndarray:
+        return self.trainer.volumes(z)
+
+    def embed(self) -> np.ndarray:
+        return self.trainer.embed()
+
+    # ------------------------------------------------------------------ results
+    def poses(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rotations (N, 3, 3) and shifts (N, 2) in pixels of the particles' own box, in their order:
+        the particles' shifts plus those found (RELION's convention: translating an image by
+        ``+shift`` centres it)."""
+        t = self.trainer
+        rotations, shifts = t.model.poses.poses()
+        particles = t.particles
+        D0 = particles.box_size or t.data.D
+        found = shifts.float().cpu().numpy() * (D0 / t.data.D)
+        given = np.zeros_like(found) if particles.shifts is None else np.asarray(particles.shifts, dtype=np.float32)
+        return rotations.float().cpu().numpy(), given + found
+
+    def particles_with_poses(self):
+        """The particle set with the poses found (a copy; images and CTF unchanged)."""
+        rotations, shifts = self.poses()
+        return replace(self.trainer.particles, rotations=rotations, shifts=shifts)
+
+    def write_poses(self, star: str | os.PathLike | None = None, pickle: str | os.PathLike | None = None) -> dict[str, Path]:
+        """Write the poses as a RELION .star (Euler angles, origins in Å, with the particles' images
+        and CTF) and/or a cryoDRGN pose pickle (``(rot, trans)``, trans in fractions of the box)."""
+        from .io.pickles import write_cryodrgn_poses
+        from .particles import write_star
+
+        out = {}
+        particles = self.particles_with_poses()
+        if star is not None:
+            out["star"] = write_star(particles, star)
+        if pickle is not None:
+            write_cryodrgn_poses(pickle, particles.rotations, particles.shifts, particles.box_size or self.trainer.data.D)
+            out["pickle"] = Path(pickle)
+        return out
+
+    def align(self, reference) -> PoseAlignment:
+        """Align the poses found to reference rotations (N, 3, 3) (e.g. a consensus refinement's, or a
+        simulation's truth): the global rotation, the hand and the median errors both ways."""
+        return align_poses(self.poses()[0], reference)
+
+    def __repr__(self) -> str:
+        t = self.trainer
+        return (f"Abinit({len(t.data)} particles, box {t.data.D}, zdim {t.config.zdim}; epoch {t.epoch}, "
+                f"step {t.step_count}, next: {self.phase})")

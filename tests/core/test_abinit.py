@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+import torch
+
+from cryonb.core.abinit import MIRROR, Abinit, AbinitConfig, align_map, align_poses
+from cryonb.core.errors import InputError
+from cryonb.core.phantoms import hinge
+from cryonb.core.projection import sample_volume
+from cryonb.core.rotations import random_rotations
+
+TINY = dict(device="cpu", dec_width=32, dec_depth=1, enc_width=32, enc_depth=1, batch_size=16, lr=1e-3)
+QUICK = AbinitConfig(pretrain_images=16, search_epochs=1, base_resolution=0, iterations=1, keep=2, radius=(3, 6), shift_extent=1.0, shifts=3)
+
+
+@pytest.fixture(scope="module")
+def simulation():
+    from cryonb.core.simulate import simulate
+
+    return simulate(hinge(16)[None], n=48, snr=10.0, shift_sigma=0.5, seed=2, progress=False)
+
+
+def blind(particles):
+    """The particles without poses or shifts: what an ab initio run starts from."""
+    return type(particles)(particles.images, None, None, particles.ctf, particles.apix)
+
+
+def test_align_poses_finds_the_rotation_and_the_hand():
+    g = torch.Generator().manual_seed(0)
+    R = random_rotations(300, g).double()
+    A = random_rotations(1, g).double()[0]
+    estimated = R @ A
+    estimated[:30] = random_rotations(30, g).double()  # a tenth of wrong poses
+    direct = align_poses(estimated.numpy(), R.numpy())
+    assert not direct.mirrored
+    np.testing.assert_allclose(direct.rotation, A, atol=1e-6)
+    assert direct.median_error < 0.05 and direct.median_error_other_hand > 30
+    np.testing.assert_allclose(direct.apply(R.numpy())[30:], estimated[30:], atol=1e-6)
+    mirrored = align_poses((MIRROR @ R @ MIRROR @ A).numpy(), R.numpy())
+    assert mirrored.mirrored and mirrored.median_error < 0.05 and mirrored.median_error_other_hand > 30
+    with pytest.raises(ValueError):
+        align_poses(R[:5].numpy(), R.numpy())
+
+
+def test_align_map_undoes_a_rotation_and_a_mirror():
+    D = 24
+    V = hinge(D)
+    g = torch.Generator().manual_seed(1)
+    R = random_rotations(50, g).double()
+    A = random_rotations(1, g).double()[0]
+    # The map that the poses J R J A reconstruct: V_est(q) = V(J A q).
+    k = torch.arange(D, dtype=torch.float64) - D // 2
+    z, y, x = torch.meshgrid(k, k, k, indexing="ij")
+    points = torch.stack([x, y, z], -1).reshape(-1, 3)
+    estimated_map = sample_volume(V, (points @ A.T @ MIRROR).float()).reshape(D, D, D)
+    alignment = align_poses((MIRROR @ R @ MIRROR @ A).numpy(), R.numpy())
+    back = align_map(estimated_map.numpy(), alignment)
+    before = np.corrcoef(estimated_map.numpy().ravel(), V.numpy().ravel())[0, 1]
+    after = np.corrcoef(back.ravel(), V.numpy().ravel())[0, 1]
+    assert after > 0.98 and before < 0.8
+
+
+def test_phases_fill_the_pose_table_and_write_poses(simulation, tmp_path):
+    from cryonb.core.io.pickles import read_cryodrgn_poses
+    from cryonb.core.particles import load_particles
+
+    ab = Abinit(blind(simulation.particles), zdim=0, settings=QUICK, run_dir=tmp_path / "run", **TINY)
+    assert ab.trainer.config.poses == "table" and ab.phase == "pretrain"
+    assert (ab.pretrain_steps, ab.search_end) == (1, 4)
+    ab.fit(1, progress=False)  # 3 batches: pretrain, search, search
+    assert ab.history[-1]["phase"] == "search" and "search_error" in ab.history[-1]
+    assert ab.phase == "search"
+    idx = torch.arange(16)
+    result = ab.search(idx)
+    assert result.rotations.shape == (16, 3, 3) and result.shifts.abs().max() <= 1.0
+    ab.fit(1, progress=False)
+    assert ab.phase == "refine" and ab.history[-1]["phase"] == "refine"
+    rotations, shifts = ab.poses()
+    assert rotations.shape == (48, 3, 3) and shifts.shape == (48, 2)
+    np.testing.assert_allclose(rotations @ rotations.transpose(0, 2, 1), np.broadcast_to(np.eye(3), rotations.shape), atol=1e-5)
+    assert not np.allclose(rotations, rotations[:1])  # every particle got its own pose
+    paths = ab.write_poses(tmp_path / "poses.star", tmp_path / "poses.pkl")
+    back = load_particles(paths["star"])
+    np.testing.assert_allclose(back.rotations, rotations, atol=1e-4)
+    np.testing.assert_allclose(back.shifts, shifts, atol=1e-3)
+    np.testing.assert_allclose(back.ctf, simulation.particles.ctf, rtol=1e-5)
+    R, t = read_cryodrgn_poses(paths["pickle"], 16)
+    np.testing.assert_allclose(R, rotations, atol=1e-6)
+    np.testing.assert_allclose(t, shifts, atol=1e-5)
+    alignment = ab.align(simulation.particles.rotations)
+    assert alignment.errors.shape == (48,)
+
+
+def test_a_run_resumes_in_its_phase(simulation, tmp_path):
+    ab = Abinit(blind(simulation.particles), zdim=2, settings=QUICK, run_dir=tmp_path / "run", epochs=3, **TINY)
+    assert ab.trainer.config.latents == "table"
+    ab.fit(1, progress=False)
+    rotations, shifts = ab.poses()
+    again = Abinit.from_run(tmp_path / "run", blind(simulation.particles))
+    assert again.settings == QUICK
+    assert again.trainer.step_count == ab.trainer.step_count and again.phase == ab.phase == "search"
+    np.testing.assert_allclose(again.poses()[0], rotations)
+    np.testing.assert_allclose(again.poses()[1], shifts)
+    again.fit(1, progress=False)
+    assert again.history[-1]["phase"] == "refine" and again.embed().shape == (48, 2)
+
+
+def test_settings_are_checked(simulation, tmp_path):
+    with pytest.raises(InputError, match="keep"):
+        AbinitConfig(keep=0).validate()
+    with pytest.raises(InputError, match="radius"):
+        AbinitConfig(radius=(8, 4)).validate()
+    with pytest.raises(InputError, match="abinit.json"):
+        Abinit.from_run(tmp_path)
