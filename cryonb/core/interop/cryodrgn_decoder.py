@@ -142,9 +142,11 @@ def lattice_heights(L: int, extent: float = 0.5) -> np.ndarray:
     return np.linspace(-extent, extent, L, endpoint=True, dtype=np.float32)
 
 
-class _LatticeMaps(nn.Module):
-    """Maps from Hartley values on the lattice, plane by plane, for several latents at once.
+class LatticeDecoder(nn.Module):
+    """What cryoDRGN's decoders share: maps from Hartley values on the lattice (box + 1 points a
+    side), computed plane by plane for several latents at once.
 
+    ``D`` is the box, ``zdim`` the latent size, ``norm`` the data normalisation (mean, std).
     Subclasses give ``_plane(points, dz, z) -> (B, P)``: the Hartley values of the points of the
     plane at height ``dz`` (before un-normalising) for latents ``z`` (B, zdim) or None.
     """
@@ -208,7 +210,7 @@ class _LatticeMaps(nn.Module):
         return values
 
 
-class CryodrgnDecoder(_LatticeMaps):
+class CryodrgnDecoder(LatticeDecoder):
     """The decoder of a cryoDRGN ``train_vae`` (or ``train_nn``) run.
 
     ``lattice_D``: cryoDRGN's lattice size (box + 1); ``n_hidden``/``width``: its ``players``/``pdim``
@@ -279,7 +281,7 @@ class CryodrgnDecoder(_LatticeMaps):
         return values
 
 
-class AbinitHyperVolume(_LatticeMaps):
+class AbinitHyperVolume(LatticeDecoder):
     """The hypervolume of a ``cryodrgn abinit`` run (cryoDRGN 4): Hartley domain, gaussian encoding.
 
     ``resolution``: the lattice size (box + 1); ``mask_radius``: the output mask's radius in
