@@ -274,7 +274,7 @@ def analyze_landscape(
     timings["cluster_s"] = time.perf_counter() - t0
     if regression:
         t0 = time.perf_counter()
-        kw = {"seed": seed, "device": dev, **(regression_kw or {})}
+        kw = {"seed": seed, "device": dev, "progress": progress, **(regression_kw or {})}
         out.regression = fit_latent_regression(z, out.coords, **kw)
         out.particle_coords = out.regression.predict(z_all)
         out.particle_states = nearest_center(out.particle_coords, out.centers)

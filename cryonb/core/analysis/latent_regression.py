@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..errors import InputError
 
@@ -57,7 +58,7 @@ def _r2(y: np.ndarray, yhat: np.ndarray) -> tuple[np.ndarray, float]:
 
 def fit_latent_regression(z, y, *, width: int = 256, depth: int = 3, held_out: float = 0.2, epochs: int = 300,
                           patience: int = 30, batch_size: int = 256, lr: float = 1e-3, seed: int = 0,
-                          device="cpu") -> LatentRegression:
+                          device="cpu", progress: bool | None = None) -> LatentRegression:
     """Fit an MLP from z (M, zdim) to y (M, n_out) on all but a ``held_out`` fraction.
 
     Inputs and outputs are standardised (each output weighs the same in the loss). Training stops
@@ -85,7 +86,8 @@ def fit_latent_regression(z, y, *, width: int = 256, depth: int = 3, held_out: f
     train_t, test_t = torch.from_numpy(train).to(device), torch.from_numpy(test).to(device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     best, best_state, best_epoch = float("inf"), None, 0
-    for epoch in range(epochs):
+    bar = tqdm(range(epochs), desc="z -> map PCs", unit="epoch", disable=progress is False, leave=False)
+    for epoch in bar:
         net.train()
         for batch in train_t[torch.randperm(len(train_t), generator=generator).to(device)].split(batch_size):
             loss = torch.nn.functional.mse_loss(net(x_all[batch]), y_all[batch])
@@ -95,11 +97,13 @@ def fit_latent_regression(z, y, *, width: int = 256, depth: int = 3, held_out: f
         net.eval()
         with torch.no_grad():
             test_loss = float(torch.nn.functional.mse_loss(net(x_all[test_t]), y_all[test_t]))
+        bar.set_postfix_str(f"held-out loss {test_loss:.4f}")
         if test_loss < best:
             best, best_epoch = test_loss, epoch
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         elif epoch - best_epoch >= patience:
             break
+    bar.close()
     net.load_state_dict(best_state)
     net.eval()
     fit = LatentRegression(net, z_mean, z_std, y_mean, y_std, np.zeros(y.shape[1]), 0.0, test, best_epoch + 1)

@@ -284,6 +284,9 @@ def _landscape_section(run, report: HtmlReport, folder: Path, embedding, landsca
                 f"mask: mean map ≥ {result.threshold:.4g}, dilated ({int(result.mask.sum()):,} voxels); "
                 f"PCA of the masked maps, {len(result.components)} components "
                 f"({result.explained_variance_ratio.sum():.1%} of the variance); {k} states by k-means in map-PC space.")
+    report.figure(figures.maps_figure(np.stack([result.mean_map, result.mask.astype(np.float32)]), ["mean map", "mask"]),
+                  "Mean of the sampled maps and the mask made from it: check that the mask holds the whole molecule.",
+                  save_as=folder / "mask.png")
     report.figure(figures.bars_figure(result.explained_variance_ratio, title="map PCA", xlabel="map PC",
                                       ylabel="explained variance ratio", labels=[str(i + 1) for i in range(len(result.components))]),
                   "Variance of the masked maps explained by each principal component.", save_as=folder / "explained_variance.png")
@@ -312,6 +315,10 @@ def _landscape_section(run, report: HtmlReport, folder: Path, embedding, landsca
     _maps_figures(report, state_maps, [f"state {i}" for i in range(k)],
                   "Representative map of each state (the sampled map nearest its centre), at the run's box.", folder / "states")
     report.links([folder / "mask.mrc", folder / "mean.mrc", *(folder / f for f in arrays)], "Landscape files:")
+    for pc in range(min(2, len(result.components))):
+        _maps_figures(report, result.pc_maps(pc), [str(i) for i in range(10)],
+                      f"The mean map moved along map PC{pc + 1} (5th to 95th percentile of the sampled maps).",
+                      folder / f"map_pc{pc + 1}" / "maps")
     report.links(traversal_paths, "Maps along map PC1 and PC2 (mean ± component):")
     fit = result.regression
     return {"maps": len(result.z), "box": result.box, "apix": result.apix, "sampling": result.sampling,
