@@ -178,16 +178,17 @@ def analyze_landscape(
     """Landscape of ``run`` from ``n_maps`` maps sampled over its latents (see :func:`sample_latents`).
 
     ``box``: generate the maps at this smaller box (a low-passed sketch; default the run's box).
-    The mask is the mean of the first ``mask_maps`` maps thresholded (``threshold``, default
-    :func:`mask_from_mean`'s) and dilated by ``dilate`` pixels, or ``mask`` (d, d, d) if given.
-    Negative densities are set to 0 inside the mask (``clip_negative``). The maps' ``n_components``
-    principal components come from a streamed PCA keeping ``rank`` triplets (default
-    n_components + 20); the maps are clustered into ``k`` states by k-means in that space. With
-    ``regression``, a network from z to map PCs (:func:`~cryonb.core.analysis.latent_regression.fit_latent_regression`; ``regression_kw``
-    go to it) gives every particle its map PCs and nearest state. ``device``: where the maps and
-    the PCA live (default: the run's model's device). ``maps_per_chunk`` and ``evaluations_per_chunk``
-    bound the memory of a chunk and ``compile`` compiles the decoder's evaluation
-    (:class:`~cryonb.core.analysis.map_generation.MapGenerator`).
+    The mask is the mean of the first ``mask_maps`` maps (at most 2 GiB of them) thresholded
+    (``threshold``, default :func:`mask_from_mean`'s) and dilated by ``dilate`` pixels, or ``mask``
+    (d, d, d) if given. Negative densities are set to 0 inside the mask (``clip_negative``). The
+    maps' ``n_components`` principal components (at most n_maps - 1) come from a streamed PCA
+    keeping ``rank`` triplets (default n_components + 20); the maps are clustered into ``k``
+    states by k-means in that space. With ``regression``, a network from z to map PCs
+    (:func:`~cryonb.core.analysis.latent_regression.fit_latent_regression`, given
+    ``regression_kw``) gives every particle its map PCs and nearest state. ``device``: where the
+    maps and the PCA live (default: the run's model's device). ``maps_per_chunk`` and
+    ``evaluations_per_chunk`` bound the memory of a chunk and ``compile`` compiles the decoder's
+    evaluation (:class:`~cryonb.core.analysis.map_generation.MapGenerator`).
     """
     t_start = time.perf_counter()
     z_all = as_latents(run.z, min_rows=2)
@@ -207,7 +208,8 @@ def analyze_landscape(
     t0 = time.perf_counter()
     bar = tqdm(total=len(z), desc=f"maps (box {d})", unit="map", disable=progress is False)
     # The mask comes from the first maps, which are kept (bounded by mask_maps) and then analysed.
-    first, n_first = [], min(len(z), max(mask_maps, 1))
+    # At most mask_maps of them, and no more than 2 GiB (32 maps at box 256).
+    first, n_first = [], min(len(z), max(mask_maps, 1), max(16, 2**31 // (4 * d**3)))
     chunks = generator.chunks(z)
     for _start, maps in chunks:
         first.append(maps)

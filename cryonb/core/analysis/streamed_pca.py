@@ -75,7 +75,7 @@ class StreamedPCA:
         right = r @ torch.cat([self.s[:, None] * self.vt, -(n**0.5) * shift[None]])
         u, s, vt = _thin_svd(right, n_components)
         coords = (q @ u) * s
-        sign = torch.sign(vt[torch.arange(len(vt)), vt.abs().argmax(1)])
+        sign = torch.sign(vt[torch.arange(len(vt), device=vt.device), vt.abs().argmax(1)])
         sign[sign == 0] = 1
         total = float(self.sum_squares - n * shift.pow(2).sum())
         variance = s.pow(2)
