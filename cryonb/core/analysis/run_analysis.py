@@ -102,7 +102,6 @@ def analyze_run(run, outdir: str | os.PathLike, *, k: int = 20, pcs: int = 2, pc
     """
     t_start = time.perf_counter()
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     if not getattr(run, "zdim", 0) or getattr(run, "z", None) is None:
         raise InputError(getattr(run, "run_dir", None), "the run has no latent space (a homogeneous run)",
                          "analyse a run trained with zdim >= 1")
@@ -112,6 +111,7 @@ def analyze_run(run, outdir: str | os.PathLike, *, k: int = 20, pcs: int = 2, pc
     pc_steps = as_count(pc_steps, "pc_steps", 1)
     pcs = min(as_count(pcs, "pcs", 0), zdim)
     apix = float(run.apix)
+    outdir.mkdir(parents=True, exist_ok=True)
     name = title or f"cryonb analysis of {getattr(run, 'run_dir', None) or 'a run'}"
     report = HtmlReport(name, outdir)
     notes: list[str] = []

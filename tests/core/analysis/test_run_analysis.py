@@ -44,7 +44,8 @@ def test_a_homogeneous_or_tiny_run_is_refused(tmp_path):
     with pytest.raises(InputError, match="no latent space"):
         analyze_run(run, tmp_path, progress=False)
     with pytest.raises(InputError, match="k=500 is out of range"):
-        analyze_run(MinimalRun(), tmp_path, k=500, progress=False)
+        analyze_run(MinimalRun(), tmp_path / "out", k=500, progress=False)
+    assert not (tmp_path / "out").exists()  # nothing written for a refused run
 
 
 def test_report_links_are_relative_and_text_is_escaped(tmp_path):
