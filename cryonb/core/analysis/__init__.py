@@ -9,7 +9,9 @@ from .clustering import KMeansResult, auto_clusters, gaussian_mixture, kmeans
 from .embedding import PCAResult, auto_neighbors, latent_norm, pca, umap_embedding
 from .graph import GraphPath, graph_path, knn_graph
 from .landscape import Landscape, analyze_landscape
+from .regions import Regions, read_region
 from .selection import box_select, lasso_select, range_select
+from .tour import Trajectory, order_anchors, shortest_tour, trajectory
 from .trajectories import interpolate, pc_traversal
 
 __all__ = [
@@ -17,6 +19,8 @@ __all__ = [
     "KMeansResult",
     "Landscape",
     "PCAResult",
+    "Regions",
+    "Trajectory",
     "analyze_landscape",
     "auto_clusters",
     "auto_neighbors",
@@ -31,5 +35,9 @@ __all__ = [
     "pc_traversal",
     "pca",
     "range_select",
+    "read_region",
+    "order_anchors",
+    "shortest_tour",
+    "trajectory",
     "umap_embedding",
 ]

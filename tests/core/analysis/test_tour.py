@@ -1,0 +1,80 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from cryonb.core.analysis import order_anchors, shortest_tour, trajectory
+from cryonb.core.analysis.tour import tour_length
+from cryonb.core.errors import InputError
+
+
+def brute_force(points):
+    return min(tour_length(points, order) for order in itertools.permutations(range(len(points))))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_shortest_tour_is_exact_for_few_points(seed):
+    points = np.random.default_rng(seed).normal(size=(7, 3))
+    order = shortest_tour(points)
+    assert sorted(order) == list(range(7))
+    assert tour_length(points, order) == pytest.approx(brute_force(points))
+
+
+def test_shortest_tour_with_a_fixed_start_and_many_points():
+    rng = np.random.default_rng(0)
+    line = np.column_stack([np.linspace(0, 10, 25), np.zeros(25)])
+    shuffled = rng.permutation(25)
+    order = shortest_tour(line[shuffled])  # heuristic beyond 10 points: still finds the line
+    assert tour_length(line[shuffled], order) == pytest.approx(10.0)
+    points = rng.normal(size=(6, 2))
+    fixed = shortest_tour(points, start=4)
+    assert fixed[0] == 4
+    best = min(tour_length(points, (4, *rest)) for rest in itertools.permutations([0, 1, 2, 3, 5]))
+    assert tour_length(points, fixed) == pytest.approx(best)
+
+
+def test_order_anchors():
+    z = np.array([[0.0, 0], [3, 0], [1, 0], [2, 0]])
+    np.testing.assert_array_equal(order_anchors(z, [1, 2, 3], "given"), [1, 2, 3])
+    assert order_anchors(z, [1, 0, 3, 2], "shortest").tolist() in ([0, 2, 3, 1], [1, 3, 2, 0])
+
+
+def blobs():
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1, 300)
+    return (np.column_stack([t * 10, np.sin(t * 6)]) + rng.normal(0, 0.05, (300, 2))).astype(np.float32)
+
+
+def test_graph_trajectory_stays_on_the_data_and_keeps_anchors(tmp_path):
+    z = blobs()
+    anchors = [0, 150, 299]
+    path = trajectory(z, anchors, path="graph", n=12, k=8)
+    assert path.z.shape == (12, 2)
+    assert (path.particles >= 0).all()  # every latent is a particle's
+    np.testing.assert_array_equal(path.z, z[path.particles])
+    assert [a for a in path.particles if a in anchors] == anchors
+    saved = path.save(tmp_path / "z-path.txt")
+    np.testing.assert_allclose(np.loadtxt(saved), path.z, rtol=1e-5, atol=1e-5)
+
+
+def test_straight_trajectory_spaces_latents_by_length():
+    z = np.array([[0.0, 0], [1, 0], [4, 0]], np.float32)
+    path = trajectory(z, [0, 1, 2], path="straight", n=9)
+    assert len(path.z) == 9
+    np.testing.assert_array_equal(path.particles[[0, -1]], [0, 2])
+    assert (path.particles[1:-1] >= -1).all() and 1 in path.particles
+    steps = np.diff(path.z[:, 0])
+    assert (steps > 0).all() and steps.max() - steps.min() < 0.6  # near-even spacing, anchor 1 kept
+    np.testing.assert_allclose(path.z[path.particles == 1], [[1, 0]])
+
+
+def test_trajectory_refuses_bad_input():
+    z = blobs()
+    with pytest.raises(InputError, match="two anchors or more"):
+        trajectory(z, [3])
+    with pytest.raises(InputError, match="out of range"):
+        trajectory(z, [0, 300])
+    with pytest.raises(InputError, match="unknown path"):
+        trajectory(z, [0, 1], path="curved")
+    with pytest.raises(InputError, match="unknown order"):
+        trajectory(z, [0, 1], order="random")
