@@ -282,8 +282,14 @@ def open_cryodrgn_run(path: str | os.PathLike, epoch: int | None = None, particl
                              "pass an epoch whose z.N.pkl exists (epoch=N)")
         z = read_latents(z_path, config.zdim)
     particle_set = None
-    if particles is not None or config.particles is not None:
-        particle_set = particles_from_cryodrgn_run(run_dir, particles, datadir=datadir, n=None if z is None else len(z), epoch=epoch)
+    n = None if z is None else len(z)
+    if particles is not None:
+        particle_set = particles_from_cryodrgn_run(run_dir, particles, datadir=datadir, n=n, epoch=epoch)
+    elif config.particles is not None:
+        try:  # the recorded particles are a convenience: latents and maps do not need them
+            particle_set = particles_from_cryodrgn_run(run_dir, datadir=datadir, n=n, epoch=epoch)
+        except InputError as err:
+            warnings.warn(f"{err} The run is opened without particles; pass particles= to have them.", stacklevel=2)
     apix = _pixel_size(config, particle_set, apix)
     run = Run(model, 1.0, apix, z, particle_set, config, run_dir)
     run.epoch = epoch

@@ -232,3 +232,11 @@ def test_abinit_particles_take_the_poses_abinit_found(cryodrgn_run, tmp_path, pa
     _edit_config(run_dir, lambda c: c["dataset_args"].update(particles=str(files["particles"]), ctf=str(files["ctf"])))
     run = Run.open(run_dir, device="cpu")
     np.testing.assert_allclose(run.particles.rotations, hundred.rotations, atol=1e-6)
+
+
+def test_recorded_particles_that_cannot_be_read_leave_the_run_usable(cryodrgn_run, particles_250):
+    run_dir = cryodrgn_run(MAIN)
+    write_cryodrgn_particles(run_dir.parent, particles_250, 16)  # found by name, but 250 particles for 200 latents
+    with pytest.warns(UserWarning, match="has 250 particles but the run has latents for 200.*opened without particles"):
+        run = Run.open(run_dir, device="cpu")
+    assert run.particles is None and run.z.shape == (200, 2) and run.apix == pytest.approx(6.0)
