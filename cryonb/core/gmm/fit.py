@@ -1,7 +1,7 @@
 """Fitting a neutral Gaussian mixture to a map, progressively (as in e2gmm, Chen & Ludtke 2021).
 
 Start with few wide Gaussians at low resolution (256 at 50 Å), then double their number and the
-target resolution stage by stage; each stage optimises (Adam, its step decaying linearly, on the map's device) the mixture's
+target resolution stage by stage; each stage optimises (Adam with warm restarts, on the map's device) the mixture's
 analytic transform against the map's inside the stage's resolution sphere, each Fourier shell
 weighted by the inverse of its power so that every shell counts alike, and stops once the FSC
 between the mixture's rendering and the map is at least ``threshold`` (0.95) at every shell below
@@ -143,13 +143,13 @@ def fit_mixture(volume, apix: float = 1.0, *, resolution: float | None = None, n
     result = FitResult(mixture)
     bar = tqdm(unit="step", desc="fitting Gaussians", disable=None if progress is None else not progress)
     while True:
-        stage = _fit_stage(mixture, target, volume, apix, res, threshold, steps, check_every, lr, points_per_step, g, bar)
-        mixture = stage[0]
-        keep = _inside(mask, mixture.positions) & (mixture.amplitudes > 1e-3 * mixture.amplitudes.abs().max())
-        mixture = mixture.select(keep)
-        result.stages.append(stage[1])
+        # drop Gaussians outside the mask or faded away, then fit (not the other way: the fit must see the final set)
+        keep = _inside(mask, mixture.positions) & (mixture.amplitudes.abs() > 1e-3 * mixture.amplitudes.abs().max())
+        mixture, stage = _fit_stage(mixture.select(keep), target, volume, apix, res, threshold, steps, check_every, lr,
+                                    points_per_step, g, bar)
+        result.stages.append(stage)
         done_res = res <= resolution
-        if done_res and (stage[1].reached or 2 * len(mixture) > max_gaussians):
+        if done_res and (stage.reached or 2 * len(mixture) > max_gaussians):
             break
         res = max(res / 2, resolution)
         if 2 * len(mixture) <= max_gaussians:
@@ -176,14 +176,18 @@ def _fit_stage(mixture, target, volume, apix, res, threshold, steps, check_every
     logw = mixture.widths.log().clone().requires_grad_()
     opt = torch.optim.Adam([{"params": [pos], "lr": lr * 2.5}, {"params": [amp, logw], "lr": lr}])
     n_points = min(len(coords), points_per_step)
+    cycle = 2 * check_every
     loss_value, best, step = float("nan"), -1.0, 0
 
     def current():
         return GaussianMixture(pos.detach(), amp.detach() * scale, logw.detach().exp(), D, apix)
 
     for step in range(1, steps + 1):
-        for group, base in zip(opt.param_groups, (lr * 2.5, lr)):  # a linear decay to a tenth over the stage
-            group["lr"] = base * (1 - 0.9 * (step - 1) / steps)
+        phase = (step - 1) % cycle
+        if step > 1 and phase == 0:  # warm restart: fresh moments (a stuck fit gets moving again)
+            opt.state.clear()
+        for group, base in zip(opt.param_groups, (lr * 2.5, lr)):  # each cycle decays linearly to a tenth
+            group["lr"] = base * (1 - 0.9 * phase / cycle)
         pick = torch.randperm(len(coords), generator=g)[:n_points].to(coords.device) if n_points < len(coords) else slice(None)
         pred = mixture_transform(coords[pick][None], pos[None], amp[None] * scale, logw.exp()[None], D)[0]
         loss = ((pred - values[pick]).abs().pow(2) * weights[pick]).sum() * (len(coords) / n_points)
