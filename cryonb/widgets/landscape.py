@@ -3,6 +3,7 @@ space coloured by state, and a state's (or a clicked map's) map in the volume vi
 
 >>> result = analyze_landscape(run, 1000)
 >>> LandscapeView(result, run)          # displays in a notebook cell
+>>> LandscapeView(Landscape.load("runs/hinge/analysis/landscape"), run)   # from cryonb analyze --landscape
 
 The view holds no analysis of its own: every array comes from the
 :class:`~cryonb.core.analysis.landscape.Landscape` it is given.
@@ -143,8 +144,8 @@ class LandscapeView:
         load_bokehjs()
         latent, maps = self.plots
         plots = plot_widget(pn.pane.HoloViews(hv.Layout([latent, maps]).cols(2)))
-        fit = self.landscape.regression
-        r2 = w.Label(f"z → map PC network: held-out R² {fit.r2_total:.3f}" if fit is not None else "")
+        r2 = self.landscape.heldout_r2
+        r2 = w.Label(f"z → map PC network: held-out R² {r2:.3f}" if r2 is not None else "")
         widget = w.VBox([w.HBox([self.pc, self.state, r2]), plots, self.caption, self.viewer.widget])
         widget.add_class("cryonb-landscape")
         return widget

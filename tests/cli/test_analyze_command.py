@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cryonb.cli import main as cli
+from cryonb.core.analysis.landscape import Landscape
 from cryonb.core.io.mrc import read_map
 from cryonb.core.simulate import simulate
 
@@ -51,6 +52,8 @@ def test_analyze_writes_maps_figures_and_a_report_linking_them(run_dir, tmp_path
     assert read_map(land / "mask.mrc")[0].shape == (8, 8, 8) and read_map(land / "mask.mrc")[1] == pytest.approx(16.0)
     assert np.load(land / "particle_states.npy").shape == (80,) and np.load(land / "map_pcs.npy").shape == (40, 3)
     assert len(list(land.glob("state_*.mrc"))) == 2
+    saved = Landscape.load(land)  # what a notebook opens for LandscapeView
+    assert saved.box == 8 and saved.particle_coords.shape == (80, 3) and saved.heldout_r2 <= 1
     report = out / "report.html"
     text = report.read_text()
     # Self-contained: figures embedded, no scripts, nothing fetched from the network.

@@ -11,14 +11,18 @@ chunk of maps, the mask's first maps and the kept components, whatever the numbe
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import InputError
+from ..io.atomic import atomic_write
 from ._inputs import as_count, as_latents
 from .clustering import kmeans
 from .latent_regression import LatentRegression, fit_latent_regression
@@ -26,6 +30,12 @@ from .map_generation import MapGenerator
 from .streamed_pca import StreamedPCA
 
 SAMPLINGS = ("particles", "kmeans")
+# Landscape field -> file name (.npy) in a saved landscape's folder.
+_ARRAYS = {"z": "z_sampled", "particle_index": "sample_index", "mask": "mask", "mean_map": "mean_map",
+           "components": "components", "explained_variance_ratio": "explained_variance_ratio", "coords": "map_pcs",
+           "labels": "map_states", "centers": "state_centers", "representative": "state_representatives",
+           "particle_coords": "particle_map_pcs", "particle_states": "particle_states"}
+_OPTIONAL = ("particle_coords", "particle_states")
 
 
 @dataclass
@@ -49,7 +59,52 @@ class Landscape:
     regression: LatentRegression | None = None  # z -> map PCs, fitted on the sampled maps
     particle_coords: np.ndarray | None = None  # (N, n_components) map PCs of every particle
     particle_states: np.ndarray | None = None  # (N,) the state whose centre is nearest in map-PC space
+    heldout_r2: float | None = None  # the regression's R² on held-out sampled maps, all PCs together
     timings: dict = field(default_factory=dict)  # seconds per stage
+
+    def save(self, folder: str | os.PathLike) -> list[Path]:
+        """Write the arrays (``.npy``) and a ``landscape.json`` into ``folder``; :meth:`load` reads them back.
+
+        The regression network itself is not saved: its predictions for every particle are.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, stem in _ARRAYS.items():
+            value = getattr(self, name)
+            if value is not None:
+                paths.append(folder / f"{stem}.npy")
+                with atomic_write(paths[-1]) as f:
+                    np.save(f, np.asarray(value))
+        meta = {"format": "cryonb landscape 1", "sampling": self.sampling, "box": self.box, "apix": self.apix,
+                "threshold": None if not np.isfinite(self.threshold) else self.threshold,
+                "heldout_r2": self.heldout_r2,
+                "heldout_r2_per_pc": None if self.regression is None else [float(v) for v in self.regression.r2],
+                "timings_s": self.timings}
+        paths.append(folder / "landscape.json")
+        with atomic_write(paths[-1], "w") as f:
+            json.dump(meta, f, indent=1)
+        return paths
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> Landscape:
+        """A landscape written by :meth:`save` (``cryonb analyze --landscape`` writes one in ``analysis/landscape``)."""
+        folder = Path(folder)
+        path = folder / "landscape.json"
+        fix = "point to the folder that analyze_landscape(...).save() or cryonb analyze --landscape wrote"
+        try:
+            meta = json.loads(path.read_text())
+            arrays = {name: np.load(folder / f"{stem}.npy", allow_pickle=False) for name, stem in _ARRAYS.items()
+                      if (folder / f"{stem}.npy").exists() or name not in _OPTIONAL}
+            threshold = meta.get("threshold")
+            return cls(sampling=meta["sampling"], box=int(meta["box"]), apix=float(meta["apix"]),
+                       threshold=float("nan") if threshold is None else float(threshold),
+                       heldout_r2=meta.get("heldout_r2"), timings=meta.get("timings_s", {}),
+                       mask=arrays.pop("mask").astype(bool), **arrays)
+        except FileNotFoundError as err:
+            raise InputError(err.filename, "is missing from the landscape's folder", fix) from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise InputError(folder, f"is not a readable landscape ({err.__class__.__name__}: {err})", fix) from None
 
     def unmask(self, values) -> np.ndarray:
         """Values over the mask's voxels (..., V) as maps (..., d, d, d), zero outside the mask."""
@@ -280,6 +335,7 @@ def analyze_landscape(
         out.regression = fit_latent_regression(z, out.coords, **kw)
         out.particle_coords = out.regression.predict(z_all)
         out.particle_states = nearest_center(out.particle_coords, out.centers)
+        out.heldout_r2 = out.regression.r2_total
         timings["regression_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     return out

@@ -262,13 +262,7 @@ def _landscape_section(run, report: HtmlReport, folder: Path, embedding, landsca
     timings.update({f"landscape {key}": value for key, value in result.timings.items()})
     write_map(folder / "mask.mrc", result.mask.astype(np.float32), result.apix)
     write_map(folder / "mean.mrc", result.mean_map, result.apix)
-    arrays = {"z_sampled.npy": result.z, "sample_index.npy": result.particle_index, "map_pcs.npy": result.coords,
-              "map_states.npy": result.labels, "state_centers.npy": result.centers,
-              "explained_variance_ratio.npy": result.explained_variance_ratio}
-    if result.particle_coords is not None:
-        arrays.update({"particle_map_pcs.npy": result.particle_coords, "particle_states.npy": result.particle_states})
-    for file, array in arrays.items():
-        _save_npy(folder / file, array)
+    saved = result.save(folder)
     k = len(result.centers)
     state_z = result.z[result.representative]
     state_maps = np.asarray(run.volumes(state_z), dtype=np.float32)
@@ -298,7 +292,7 @@ def _landscape_section(run, report: HtmlReport, folder: Path, embedding, landsca
                       save_as=folder / "map_pcs.png")
     if result.particle_coords is not None:
         fit = result.regression
-        report.text(f"z → map PC network: held-out R² {fit.r2_total:.3f} over all PCs "
+        report.text(f"z → map PC network: held-out R² {result.heldout_r2:.3f} over all PCs "
                     f"(PC1 {fit.r2[0]:.3f}" + (f", PC2 {fit.r2[1]:.3f}" if len(fit.r2) > 1 else "") +
                     f"; {len(fit.held_out):,} held-out maps).")
         xy, names = embedding
@@ -314,7 +308,8 @@ def _landscape_section(run, report: HtmlReport, folder: Path, embedding, landsca
                  [[i, f"{counts[i]:,}", html_link(report, state_paths[i], state_paths[i].name)] for i in range(k)])
     _maps_figures(report, state_maps, [f"state {i}" for i in range(k)],
                   "Representative map of each state (the sampled map nearest its centre), at the run's box.", folder / "states")
-    report.links([folder / "mask.mrc", folder / "mean.mrc", *(folder / f for f in arrays)], "Landscape files:")
+    report.links([folder / "mask.mrc", folder / "mean.mrc", *saved],
+                 "Landscape files (Landscape.load reads this folder back for LandscapeView):")
     for pc in range(min(2, len(result.components))):
         _maps_figures(report, result.pc_maps(pc), [str(i) for i in range(10)],
                       f"The mean map moved along map PC{pc + 1} (5th to 95th percentile of the sampled maps).",

@@ -9,7 +9,7 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import adjusted_rand_score
 
-from cryonb.core.analysis.landscape import analyze_landscape, mask_from_mean, nearest_center, sample_latents
+from cryonb.core.analysis.landscape import Landscape, analyze_landscape, mask_from_mean, nearest_center, sample_latents
 from cryonb.core.analysis.map_generation import MapGenerator, crop_to_sphere
 from cryonb.core.analysis.streamed_pca import StreamedPCA
 from cryonb.core.analysis import pca
@@ -77,6 +77,21 @@ def test_hinge_pc1_orders_the_states(hinge):
     assert abs(spearmanr(state_angle, np.arange(5))[0]) == pytest.approx(1.0)
     traversal = result.pc_maps(0, n=4)
     assert traversal.shape == (4, 12, 12, 12) and not np.allclose(traversal[0], traversal[-1])
+
+
+def test_save_and_load_round_trip(hinge, tmp_path):
+    run, _ = hinge
+    result = analyze_landscape(run, 40, k=2, n_components=3, mask_maps=16, regression_kw=FAST_FIT, progress=False)
+    result.save(tmp_path / "land")
+    back = Landscape.load(tmp_path / "land")
+    for name in ("z", "particle_index", "mask", "mean_map", "components", "coords", "labels", "centers", "representative",
+                 "particle_coords", "particle_states"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(result, name))
+    assert back.heldout_r2 == pytest.approx(result.heldout_r2) and back.box == result.box and back.regression is None
+    np.testing.assert_allclose(back.pc_maps(0, n=3), result.pc_maps(0, n=3))
+    (tmp_path / "land" / "map_pcs.npy").unlink()
+    with pytest.raises(InputError, match="map_pcs.npy"):
+        Landscape.load(tmp_path / "land")
 
 
 def test_explained_variance_and_mask(hinge):
