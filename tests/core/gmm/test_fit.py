@@ -9,16 +9,7 @@ from cryonb.core.gmm.fit import auto_mask
 from cryonb.core.io.mrc import read_map
 
 
-@pytest.fixture
-def one_thread():
-    """Small tensors on a busy 2-core machine: one intra-op thread is several times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_fit_recovers_a_mixture_map(one_thread):
+def test_fit_recovers_a_mixture_map():
     g = torch.Generator().manual_seed(0)
     truth = GaussianMixture(torch.randn(20, 3, generator=g) * 3, torch.rand(20, generator=g) + 0.5, torch.full((20,), 1.5), 20)
     result = fit_mixture(truth.render(), 4.0, resolution=12.0, n_start=16, start_resolution=24.0, max_gaussians=64,
@@ -29,7 +20,7 @@ def test_fit_recovers_a_mixture_map(one_thread):
     assert curve.values[: 20 * 4 // 12 + 1].min() >= 0.95
 
 
-def test_fit_reaches_fsc_095_on_a_real_ribosome_map(real_data, one_thread):
+def test_fit_reaches_fsc_095_on_a_real_ribosome_map(real_data):
     volume, _ = read_map(real_data / "aspire" / "clean70SRibosome_vol_65p.mrc")
     apix = 5.0 * 64 / 24  # ASPIRE's 5 Å, cropped to 64 then Fourier-cropped to 24
     volume = fourier_crop(torch.from_numpy(volume.copy())[:64, :64, :64], 24, ndim=3)
