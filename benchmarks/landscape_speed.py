@@ -91,7 +91,7 @@ def main(argv=None):
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
 
     start = time.perf_counter()
-    fit = fit_latent_regression(result.z, result.coords, device=device)
+    fit = fit_latent_regression(result.z, result.coords, device=device, progress=False)
     predicted = fit.predict(run.z)
     regression_s = time.perf_counter() - start
 
