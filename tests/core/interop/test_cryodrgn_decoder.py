@@ -16,7 +16,8 @@ from conftest import ALL_RUNS
 def _maps_and_oracle(run_dir):
     run = open_cryodrgn_run(run_dir, apix=1.0, device="cpu")
     z = np.loadtxt(run_dir / "zvalues.txt", ndmin=2).astype(np.float32)
-    oracle = [read_map(run_dir / "evalvol" / f"vol_{i + 1:03d}.mrc")[0] for i in range(len(z))]
+    first = 0 if (run_dir / "evalvol" / "vol_000.mrc").exists() else 1  # cryoDRGN 3 numbers maps from 0, 4 from 1
+    oracle = [read_map(run_dir / "evalvol" / f"vol_{i + first:03d}.mrc")[0] for i in range(len(z))]
     return run, z, run.volumes(z), np.stack(oracle)
 
 

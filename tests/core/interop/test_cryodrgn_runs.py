@@ -240,3 +240,8 @@ def test_recorded_particles_that_cannot_be_read_leave_the_run_usable(cryodrgn_ru
     with pytest.warns(UserWarning, match="has 250 particles but the run has latents for 200.*opened without particles"):
         run = Run.open(run_dir, device="cpu")
     assert run.particles is None and run.z.shape == (200, 2) and run.apix == pytest.approx(6.0)
+
+
+def test_a_cryodrgn_3_run_counts_epochs_from_0(cryodrgn_run):
+    run = open_cryodrgn_run(cryodrgn_run("v3_box8_gaussian_fourier"), apix=12.0, device="cpu")
+    assert run.config.version.startswith("3.") and run.epoch == 1 and run.z.shape == (100, 2)
