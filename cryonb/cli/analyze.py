@@ -25,7 +25,8 @@ def add_args(parser):
     land = parser.add_argument_group("landscape of the maps")
     land.add_argument("--landscape", action="store_true", help="also run the landscape analysis (landscape/)")
     land.add_argument("--landscape-maps", type=int, default=1000, help="maps to generate (default: 1000)")
-    land.add_argument("--landscape-box", type=int, help="generate them at this smaller box, low-passed (default: the run's box)")
+    land.add_argument("--landscape-box", type=int,
+                      help="generate them at this box, low-passed if smaller than the run's (default: the run's box, at most 128)")
     land.add_argument("--landscape-sampling", choices=("particles", "kmeans"), default="particles",
                       help="latents of the maps: a random sample of particles, or the particles nearest k-means "
                            "centres (default: particles)")

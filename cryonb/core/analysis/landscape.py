@@ -30,6 +30,7 @@ from .map_generation import MapGenerator
 from .streamed_pca import StreamedPCA
 
 SAMPLINGS = ("particles", "kmeans")
+SKETCH_BOX = 128  # the largest box analyze_landscape generates maps at unless asked for more
 # Landscape field -> file name (.npy) in a saved landscape's folder.
 _ARRAYS = {"z": "z_sampled", "particle_index": "sample_index", "mask": "mask", "mean_map": "mean_map",
            "components": "components", "explained_variance_ratio": "explained_variance_ratio", "coords": "map_pcs",
@@ -232,7 +233,8 @@ def analyze_landscape(
 ) -> Landscape:
     """Landscape of ``run`` from ``n_maps`` maps sampled over its latents (see :func:`sample_latents`).
 
-    ``box``: generate the maps at this smaller box (a low-passed sketch; default the run's box).
+    ``box``: generate the maps at this box, low-passed and resampled if smaller than the run's
+    (default: the run's box, at most 128, the box cryoDRGN's landscape analysis downsamples to).
     The mask is the mean of the first ``mask_maps`` maps (at most 2 GiB of them) thresholded
     (``threshold``, default :func:`mask_from_mean`'s) and dilated by ``dilate`` pixels, or ``mask``
     (d, d, d) if given. Negative densities are set to 0 inside the mask (``clip_negative``). The
@@ -248,6 +250,7 @@ def analyze_landscape(
     t_start = time.perf_counter()
     z_all = as_latents(run.z, min_rows=2)
     n_maps = as_count(n_maps, "n_maps", 2)
+    box = min(int(run.box_size), SKETCH_BOX) if box is None else box
     generator = MapGenerator(run, box, device=device, maps_per_chunk=maps_per_chunk,
                              evaluations_per_chunk=evaluations_per_chunk, compile=compile)
     d = generator.box
