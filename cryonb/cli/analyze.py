@@ -1,7 +1,8 @@
 """Analyse a trained run headless: latent PCA/UMAP, k-means maps, PC traversals, galleries, report.html.
 
 Writes to --outdir (default RUN/analysis): PNG figures, MRC maps at the on-data k-means centres
-(kmeansK/) and along the principal axes of z (pc1/, pc2/), particle galleries per cluster, arrays
+(kmeansK/), along the principal axes of z (pc1/, pc2/) and along a graph path between the two most
+distant centres (graph_path/), particle galleries per cluster, arrays
 (.npy) and report.html, a self-contained page that links them. --landscape adds the landscape of
 the maps (PCA of many generated maps, states, map PCs of every particle) in landscape/.
 """

@@ -60,7 +60,7 @@ def test_analyze_writes_maps_figures_and_a_report_linking_them(run_dir, tmp_path
     assert "data:image/png;base64," in text and "<script" not in text and not re.search(r'(src|href)="(https?:)?//', text)
     links = linked(report)
     for must in ["kmeans3/vol_000.mrc", "kmeans3/labels.npy", "pc1/vol_003.mrc", "pc2/vol_000.mrc", "pca_kmeans.png",
-                 "landscape/mask.mrc", "landscape/state_001.mrc", "landscape/particle_map_pcs.npy", "summary.json"]:
+                 "graph_path/vol_003.mrc", "graph_path/particles.npy", "landscape/mask.mrc", "landscape/state_001.mrc", "landscape/particle_map_pcs.npy", "summary.json"]:
         assert must in links, must
     assert all((out / link).is_file() for link in links)
     summary = json.loads((out / "summary.json").read_text())

@@ -2,9 +2,10 @@
 
 :func:`analyze_run` works on anything with a run's interface (``z``, ``volumes(z)``,
 ``particles``, ``apix``, ``box_size``, ``zdim``) and uses the same functions as the notebook views:
-PCA and UMAP of z, k-means with on-data centres, the maps at those centres and along PC traversals
-(MRC files), a gallery of particle images per cluster, ‖z‖ and defocus colourings, optionally the
-map landscape (:func:`~cryonb.core.analysis.landscape.analyze_landscape`), and ``report.html`` linking it all.
+PCA and UMAP of z, k-means with on-data centres, the maps at those centres, along PC traversals and
+along a graph path between the two most distant centres (MRC files), a gallery of particle images
+per cluster, ‖z‖ and defocus colourings, optionally the map landscape
+(:func:`~cryonb.core.analysis.landscape.analyze_landscape`), and ``report.html`` linking it all.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from . import figures
 from ._inputs import as_count, as_latents
 from .clustering import kmeans
 from .embedding import latent_norm, pca, umap_embedding
+from .graph import graph_path
 from .report import HtmlReport, html_link
 from .trajectories import pc_traversal
 
@@ -116,7 +118,7 @@ def analyze_run(run, outdir: str | os.PathLike, *, k: int = 20, pcs: int = 2, pc
     report = HtmlReport(name, outdir)
     notes: list[str] = []
     timings: dict[str, float] = {}
-    steps = ["PCA", "k-means", "maps at centres", "PC traversals", "figures", "galleries"]
+    steps = ["PCA", "k-means", "maps at centres", "PC traversals", "graph path", "figures", "galleries"]
     steps[1:1] = ["UMAP"] if umap else []
     steps += ["landscape"] if landscape_kw is not None else []
     bar = tqdm(total=len(steps), desc="analysis", unit="step", disable=progress is False)
@@ -168,6 +170,10 @@ def analyze_run(run, outdir: str | os.PathLike, *, k: int = 20, pcs: int = 2, pc
         _save_npy(folder / "z_values.npy", zs)
         traversals.append((pc, maps, _write_maps(maps, apix, folder)))
     done("PC traversals")
+
+    step("graph path")
+    graph = _graph_traversal(run, z, clusters.on_data, pc_steps, outdir / "graph_path", apix, notes)
+    done("graph path")
 
     step("figures")
     report.heading("Latent space")
@@ -229,6 +235,16 @@ def analyze_run(run, outdir: str | os.PathLike, *, k: int = 20, pcs: int = 2, pc
             report.links(paths, f"PC{pc + 1} maps:")
 
     landscape_summary = None
+    if graph is not None:
+        report.heading("Graph path between the two most distant cluster centres")
+        ends, maps, paths = graph
+        report.text(f"The shortest path through a 10-nearest-neighbour graph of the particles' latents from the centre of "
+                    f"cluster {ends[0]} to that of cluster {ends[1]}: {len(maps)} maps at evenly spaced distances along it, "
+                    "each the map of a particle on the path.")
+        _maps_figures(report, maps, [str(i) for i in range(len(maps))], "Maps along the graph path.",
+                      outdir / "graph_path" / "maps")
+        report.links([*paths, outdir / "graph_path" / "particles.npy"], "Graph path maps and their particles:")
+
     if landscape_kw is not None:
         step("landscape")
         landscape_summary = _landscape_section(run, report, outdir / "landscape", embeddings[main_label], landscape_kw,
@@ -248,6 +264,26 @@ def analyze_run(run, outdir: str | os.PathLike, *, k: int = 20, pcs: int = 2, pc
     report.links([outdir / "summary.json"], "Summary in JSON:")
     path = report.write(outdir / "report.html")
     return AnalysisOutputs(outdir, path, report.files, notes, timings)
+
+
+def _graph_traversal(run, z, centres, steps: int, folder: Path, apix: float, notes: list):
+    """Maps along the graph path between the two on-data centres farthest apart: ((a, b), maps, paths), or None."""
+    if len(centres) < 2:
+        return None
+    distance = np.linalg.norm(z[centres][:, None] - z[centres][None], axis=-1)
+    a, b = np.unravel_index(distance.argmax(), distance.shape)
+    try:
+        path = graph_path(z, [int(centres[a]), int(centres[b])])
+    except InputError as err:
+        notes.append(f"no graph path: {err.problem}")
+        return None
+    along = np.searchsorted(path.distances, np.linspace(0, path.distances[-1], steps)).clip(0, len(path.indices) - 1)
+    particles = path.indices[along]
+    folder.mkdir(exist_ok=True)
+    _save_npy(folder / "particles.npy", particles)
+    _save_npy(folder / "z_values.npy", z[particles])
+    maps = np.asarray(run.volumes(z[particles]), dtype=np.float32)
+    return (int(a), int(b)), maps, _write_maps(maps, apix, folder)
 
 
 def _landscape_section(run, report: HtmlReport, folder: Path, embedding, landscape_kw: dict, seed: int, progress,

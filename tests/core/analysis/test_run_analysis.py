@@ -34,6 +34,10 @@ def test_any_run_interface_is_enough(tmp_path):
     # The first principal axis of z runs along z[0], which picks the map: the PC1 maps change, in order.
     pc1 = np.stack([read_map(tmp_path / "pc1" / f"vol_{i:03d}.mrc")[0] for i in range(5)])
     assert not np.allclose(pc1[0], pc1[-1])
+    # The graph path runs between two of the on-data centres, through particles of the run.
+    path = np.load(tmp_path / "graph_path" / "particles.npy")
+    centres = np.load(tmp_path / "kmeans4" / "centers.npy")
+    assert len(path) == 5 and path[0] in centres and path[-1] in centres and path[0] != path[-1]
     assert len(out.notes) == 2 and any("particles are not available" in n for n in out.notes)
     assert set(out.files) >= {"kmeans4/vol_003.mrc", "pc3/vol_004.mrc", "summary.json", "pca_kmeans.png"}
 
