@@ -21,12 +21,12 @@ uses them unchanged.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from ..fourier import iht3_center
 
 ENCODINGS = ("gaussian", "geom_ft", "geom_full", "geom_lowf", "geom_nohighf", "linear_lowf", "none")
 DOMAINS = ("fourier", "hartley")
@@ -123,11 +123,9 @@ class CoordinateEncoding(nn.Module):
 
 
 def inverse_hartley(values: torch.Tensor) -> torch.Tensor:
-    """Real maps (B, D, D, D) from centred Hartley values (B, D, D, D) (D even)."""
-    dims = (-3, -2, -1)
-    F = torch.fft.fftshift(torch.fft.fftn(torch.fft.fftshift(values, dim=dims), dim=dims), dim=dims)
-    F = F / math.prod(values.shape[-3:])
-    return F.real - F.imag
+    """Real maps (B, D, D, D) from centred Hartley values (B, D, D, D) (D even): cryonb's
+    :func:`~cryonb.core.fourier.iht3_center`, which is cryoDRGN's inverse transform for an even box."""
+    return iht3_center(values)
 
 
 def lattice_plane(L: int, extent: float = 0.5) -> torch.Tensor:
@@ -177,6 +175,15 @@ class LatticeDecoder(nn.Module):
         if z is None:
             return features[None]
         return torch.cat([features[None].expand(len(z), -1, -1), z[:, None, :].expand(-1, len(features), -1)], -1)
+
+    def _un_normalised(self, re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
+        """``re + i im`` of normalised data as the map's transform: ``norm[1]`` times, plus ``norm[0]`` at every frequency."""
+        return torch.complex(re * self.norm[1] + self.norm[0], im * self.norm[1])
+
+    def _batched_latents(self, coords: torch.Tensor, z) -> torch.Tensor | None:
+        if not self.zdim:
+            return None
+        return torch.as_tensor(z, dtype=torch.float32, device=coords.device).reshape(len(coords), self.zdim)
 
     @torch.no_grad()
     def hartley_values(self, z=None) -> torch.Tensor:
@@ -246,6 +253,39 @@ class CryodrgnDecoder(LatticeDecoder):
         """The MLP's output (B, P, 1 or 2) at lattice points (P, 3) for latents (B, zdim)."""
         return self.mlp(self._with_latent(self.encoding(points), z))
 
+    def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """The map's transform (B, P) complex at frequencies ``coords`` (B, P, 3) in pixels, for latents
+        ``z`` (B, zdim): what :meth:`volumes` inverts, like :class:`~cryonb.core.model.FourierDecoder`'s
+        ``forward`` (no sphere mask here: frequencies beyond Nyquist are evaluated too)."""
+        points = coords.float() / self.D  # lattice units: Nyquist at ±0.5
+        zt = self._batched_latents(points, z)
+
+        def net(p):
+            features = self.encoding(p)
+            if zt is not None:
+                features = torch.cat([features, zt[:, None, :].expand(-1, p.shape[1], -1)], -1)
+            return self.mlp(features)
+
+        if self.domain == "fourier" and self.encoding_kind != "none":
+            # the half-space the network answers for, as in the maps: kz < 0, and in the plane kz = 0
+            # the points before the centre in lattice order (ky < 0, or ky = 0 and kx <= 0)
+            x, y, zc = points.unbind(-1)
+            upper = ((zc > 0) | ((zc == 0) & ((y > 0) | ((y == 0) & (x > 0)))))[..., None]
+            out = net(torch.where(upper, -points, points))
+            re, im = out[..., 0], torch.where(upper[..., 0], -out[..., 1], out[..., 1])
+            origin = (points == 0).all(-1)  # its own mirror image: the maps take its Hartley value, real
+            return self._un_normalised(torch.where(origin, re - im, re), torch.where(origin, 0.0, im))
+
+        def hartley(p):  # the Hartley value the maps take at p
+            if self.domain == "hartley":
+                return net(p)[..., 0]
+            upper = p[..., 2:3] > 0  # without an encoding, cryoDRGN conjugates kz > 0 only
+            out = net(torch.where(upper, -p, p))
+            return out[..., 0] - torch.where(upper[..., 0], -out[..., 1], out[..., 1])
+
+        h, h_minus = hartley(points), hartley(-points)
+        return self._un_normalised((h + h_minus) / 2, (h_minus - h) / 2)
+
     def _plane(self, plane: torch.Tensor, dz, z) -> torch.Tensor:
         points = plane + torch.tensor([0.0, 0.0, dz], device=plane.device)
         B = 1 if z is None else len(z)
@@ -307,11 +347,31 @@ class AbinitHyperVolume(LatticeDecoder):
         z_features = zdim * 8 if conf_encoding == "geom" else zdim
         self.mlp = DecoderMLP(self.encoding.out_dim + z_features, n_hidden, width, 1)
 
+    def _conf_features(self, z: torch.Tensor | None) -> torch.Tensor | None:
+        if z is None or self.conf_encoding != "geom":
+            return z
+        angles = z[..., None] * self.geom_freqs_conf
+        return torch.cat([torch.sin(angles), torch.cos(angles)], -1).flatten(-2)
+
+    def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """The map's transform (B, P) complex at frequencies ``coords`` (B, P, 3) in pixels, for latents
+        ``z`` (B, zdim); zero beyond the output mask's radius."""
+        points = coords.float() / self.D
+        zt = self._conf_features(self._batched_latents(points, z))
+
+        def hartley(p):
+            features = self.encoding(p)
+            if zt is not None:
+                features = torch.cat([features, zt[:, None, :].expand(-1, p.shape[1], -1)], -1)
+            return self.mlp(features)[..., 0]
+
+        h, h_minus = hartley(points), hartley(-points)
+        inside = (coords.float().norm(dim=-1) <= self.mask_radius).float()
+        return self._un_normalised((h + h_minus) / 2 * inside, (h_minus - h) / 2 * inside)
+
     def _plane(self, plane: torch.Tensor, dz, z) -> torch.Tensor:
         points = plane + torch.tensor([0.0, 0.0, dz], device=plane.device)
-        if z is not None and self.conf_encoding == "geom":
-            angles = z[..., None] * self.geom_freqs_conf
-            z = torch.cat([torch.sin(angles), torch.cos(angles)], -1).flatten(-2)
+        z = self._conf_features(z)
         values = self.mlp(self._with_latent(self.encoding(points), z))[..., 0]
         L = self.lattice_size
         radius_normalized = 2 * 0.5 * self.mask_radius / L

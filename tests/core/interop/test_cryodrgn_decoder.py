@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from cryonb.core.interop import CryodrgnDecoder, open_cryodrgn_run
+from cryonb.core.fourier import fft3_center
 from cryonb.core.interop.cryodrgn_decoder import CoordinateEncoding, geometric_frequencies
 from cryonb.core.io.mrc import read_map
 
@@ -47,6 +48,21 @@ def test_maps_of_several_latents_at_once_equal_one_at_a_time_and_any_chunk(cryod
     np.testing.assert_allclose(maps, one_by_one, atol=1e-6 * np.abs(maps).max())
     chunked = run.model.decoder.volumes(torch.from_numpy(z), points_per_chunk=1).numpy()
     np.testing.assert_allclose(maps, chunked, atol=1e-6 * np.abs(maps).max())
+
+
+@pytest.mark.parametrize("name", ["vae_gaussian_fourier", "box8_geom_lowf_hartley", "box8_none_fourier", "abinit"])
+def test_forward_gives_the_transform_of_the_maps(cryodrgn_run, name):
+    # like FourierDecoder: the centred transform of volumes(z) is forward(k, z) on the grid, inside Nyquist
+    run = open_cryodrgn_run(cryodrgn_run(name), apix=1.0, device="cpu")
+    decoder, D = run.model.decoder, run.box_size
+    z = torch.from_numpy(run.z[:2])
+    k = torch.arange(D, dtype=torch.float32) - D // 2
+    grid = torch.stack(torch.meshgrid(k, k, k, indexing="ij")[::-1], dim=-1).reshape(-1, 3)  # (kx, ky, kz), [z, y, x]
+    keep = (grid.norm(dim=-1) < (decoder.mask_radius - 1 if name == "abinit" else D // 2)) & (grid[:, 0] != 0 if name == "abinit" else True)
+    keep &= (grid > -(D // 2)).all(-1)
+    transform = fft3_center(decoder.volumes(z)).reshape(2, -1)[:, keep]
+    values = decoder(grid[keep][None].expand(2, -1, -1), z)
+    torch.testing.assert_close(values, transform, atol=1e-4 * transform.abs().max().item(), rtol=0)
 
 
 def test_the_decoder_has_the_interface_run_uses(cryodrgn_run):
