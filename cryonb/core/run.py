@@ -110,8 +110,13 @@ class Run:
 
     def share(self, out: str | os.PathLike, **options):
         """Write this run as a bundle that explores it without the particle stack; see :func:`cryonb.core.share.share`."""
+        from .interop.cryodrgn_runs import CryodrgnRunConfig
         from .share import share
 
+        if isinstance(self.config, CryodrgnRunConfig):
+            raise InputError(self.run_dir, "a cryoDRGN run cannot be shared as a bundle yet (a bundle rebuilds a cryonb decoder)",
+                             "share its maps and selections (write_volumes, the explorer's Save), or train a cryonb run "
+                             "on its particles: cryonb.core.interop.particles_from_cryodrgn_run")
         return share(self, out, **options)
 
     def write_volumes(self, z, outdir: str | os.PathLike, prefix: str = "vol") -> list[Path]:

@@ -245,3 +245,10 @@ def test_recorded_particles_that_cannot_be_read_leave_the_run_usable(cryodrgn_ru
 def test_a_cryodrgn_3_run_counts_epochs_from_0(cryodrgn_run):
     run = open_cryodrgn_run(cryodrgn_run("v3_box8_gaussian_fourier"), apix=12.0, device="cpu")
     assert run.config.version.startswith("3.") and run.epoch == 1 and run.z.shape == (100, 2)
+
+
+def test_sharing_a_cryodrgn_run_as_a_bundle_is_refused_clearly(cryodrgn_run, tmp_path):
+    run = open_cryodrgn_run(cryodrgn_run(MAIN), apix=6.0, device="cpu")
+    with pytest.raises(InputError, match="cannot be shared as a bundle yet"):
+        run.share(tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
