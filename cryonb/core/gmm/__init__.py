@@ -6,6 +6,7 @@ Gaussians; the interface of cryonb's Fourier decoder), :class:`GradientEncoder` 
 gradients at the neutral model) and the losses of :mod:`cryonb.core.gmm.loss`.
 """
 
+from .config import decoder_from_config, latents_from_config
 from .decoder import MODES, GaussianDecoder
 from .encoder import GradientEncoder
 from .features import FeatureScaler, gradient_features
@@ -15,5 +16,5 @@ from .mixture import GaussianMixture, mixture_transform, render
 from .phantom import MovingDomain, moving_domain
 
 __all__ = ["MODES", "FeatureScaler", "FitResult", "FitStage", "GaussianDecoder", "GaussianMixture", "GradientEncoder",
-           "MovingDomain", "fit_mixture", "frc", "frc_loss", "gradient_features", "mixture_transform", "moving_domain",
+           "MovingDomain", "decoder_from_config", "fit_mixture", "frc", "frc_loss", "gradient_features", "latents_from_config", "mixture_transform", "moving_domain",
            "render", "ring_index"]

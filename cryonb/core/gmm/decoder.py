@@ -10,20 +10,24 @@ gives the transform at (B, P, 3) frequencies, ``volumes(z)`` real maps, and ``D`
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from ..model import mlp
+from ..nets import mlp
 from .mixture import CHUNK_ELEMENTS, GaussianMixture, mixture_transform, render
 
 MODES = ("amplitude", "position", "both")
+#: ``gain`` is stored divided by this, so that Adam's steps (about the learning rate) move its log fast enough.
+GAIN_RATE = 100.0
 _PER_GAUSSIAN = {"amplitude": 2, "position": 3, "both": 5}
 
 
 class GaussianDecoder(nn.Module):
     """``F(k, z)`` of the neutral mixture displaced by ``offsets(z)`` (see the module docstring).
 
-    ``gain`` (a learnt scalar, log scale) matches the mixture's units to the images'; the neutral
+    ``gain`` (a learnt scalar, log scale, see :data:`GAIN_RATE`) matches the mixture's units to the images'; the neutral
     Gaussians are fixed buffers unless ``refine_neutral``. The checkpoint holds the neutral model, so
     a decoder built with any mixture loads a state dict of another size (``Run.open`` needs this).
     """
@@ -53,6 +57,8 @@ class GaussianDecoder(nn.Module):
         if "movable" in self._buffers:
             del self._buffers["movable"]
         self.register_buffer("movable", movable.clone())
+        self._buffers.pop("movable_index", None)
+        self.register_buffer("movable_index", torch.nonzero(movable).squeeze(1), persistent=False)  # no sync per step
         n_out = _PER_GAUSSIAN[self.mode] * int(movable.sum())
         self.net = mlp(self.zdim, self.width, self.depth, n_out) if self.zdim and n_out else None
         if self.net is not None:  # start at the neutral model
@@ -68,6 +74,11 @@ class GaussianDecoder(nn.Module):
     def __len__(self) -> int:
         return len(self.positions)
 
+    @property
+    def scale(self) -> torch.Tensor:
+        """The factor from the neutral model's units to the images' (``exp(GAIN_RATE * gain)``)."""
+        return torch.exp(GAIN_RATE * self.gain)
+
     def offsets(self, z: torch.Tensor):
         """(δp (B, N, 3) pixels, δa (B, N) relative, δσ (B, N) log) for latents (B, zdim); zeros where fixed."""
         B, N = len(z), len(self)
@@ -77,7 +88,7 @@ class GaussianDecoder(nn.Module):
         if self.net is None:
             return dp, da, dw
         out = self.net(z.to(self.positions.dtype)).float()
-        idx = torch.nonzero(self.movable).squeeze(1)
+        idx = self.movable_index
         m = len(idx)
         if self.mode in ("position", "both"):
             dp = dp.index_copy(1, idx, out[:, : 3 * m].reshape(B, m, 3))
@@ -92,10 +103,10 @@ class GaussianDecoder(nn.Module):
         the neutral model (B = 1) if ``z`` is None."""
         if z is None or self.net is None:
             B = 1 if z is None else len(z)
-            return (self.positions.expand(B, -1, -1), self.amplitudes.expand(B, -1) * self.gain.exp(),
+            return (self.positions.expand(B, -1, -1), self.amplitudes.expand(B, -1) * self.scale,
                     self.widths.expand(B, -1))
         dp, da, dw = self.offsets(z)
-        return (self.positions + dp, self.amplitudes * (1 + da) * self.gain.exp(), self.widths * dw.exp())
+        return (self.positions + dp, self.amplitudes * (1 + da) * self.scale, self.widths * dw.exp())
 
     def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """Complex values (B, P) at frequencies ``coords`` (B, P, 3); ``z`` (B, zdim) or None."""
@@ -135,7 +146,7 @@ class GaussianDecoder(nn.Module):
         scale = float((pred.conj() * images).real.sum() / pred.abs().pow(2).sum().clamp(min=1e-30))
         if scale <= 0:
             scale = float(images.abs().pow(2).sum().sqrt() / pred.abs().pow(2).sum().clamp(min=1e-30).sqrt())
-        self.gain.fill_(torch.log(torch.tensor(scale)))
+        self.gain.fill_(math.log(scale) / GAIN_RATE)
         return scale
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):

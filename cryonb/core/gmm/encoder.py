@@ -4,7 +4,10 @@
 gain included, so the features do not drift while the decoder learns), computes the standardised
 gradient features of a batch (:func:`~cryonb.core.gmm.features.gradient_features`) and maps them
 through an MLP to ``z``. Its variance is fixed (``noise_std``): training adds Gaussian noise of that
-size to ``z`` instead of a KL term, the fixed-variance VAE of Chen & Ludtke (2021).
+size to ``z`` instead of sampling a learnt variance, the fixed-variance VAE of Chen & Ludtke (2021),
+whose KL term reduces to ``|mu|²/2``. It is a latent source of :mod:`cryonb.core.latents`
+(``source(idx, images, noise, rotations=, ctf=)`` -> ``Latents``); its prior adds the decoder's
+offset penalty (:meth:`~cryonb.core.gmm.decoder.GaussianDecoder.penalty`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import math
 import torch
 from torch import nn
 
-from ..model import HalfPlane, mlp
+from ..model import HalfPlane
+from ..nets import mlp
 from .features import FeatureScaler, gradient_features
 from .loss import LOSSES, ring_index
 
@@ -23,21 +27,30 @@ class GradientEncoder(nn.Module):
     """``(images, rotations, ctf) -> (mu, logvar)`` through gradient features; ``logvar`` is constant.
 
     ``decoder``: the :class:`~cryonb.core.gmm.decoder.GaussianDecoder` whose neutral model (and
-    movable Gaussians) define the features. ``radius``: the features use pixels up to this
-    frequency radius (pixels of frequency; default: Nyquist).
+    movable Gaussians) define the features (held by reference, not as a submodule). ``radius``: the
+    features use pixels up to this frequency radius (pixels of frequency; default: Nyquist).
+    ``penalty``: weight of the decoder's offset penalty in the prior.
+
+    Before training, :meth:`prepare` calibrates the decoder's gain and fits the feature scaler on the
+    data; if it was not called, the first training batch does both.
     """
 
+    has_table = False
+
     def __init__(self, decoder, zdim: int, width: int = 256, depth: int = 3, noise_std: float = 0.1,
-                 loss: str = "frc", radius: float | None = None):
+                 loss: str = "frc", radius: float | None = None, penalty: float = 1.0):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, not {loss!r}")
         self.D, self.zdim, self.loss, self.width, self.depth = decoder.D, zdim, loss, width, depth
+        self.noise_std, self.penalty_weight = noise_std, penalty
         self.logvar = 2 * math.log(noise_std)
         self.chunk_elements = decoder.chunk_elements
+        object.__setattr__(self, "decoder", decoder)  # a reference: the decoder is the model's own submodule
         half = HalfPlane.build(decoder.D)
         self.register_buffer("coords", half.coords, persistent=False)
         self.register_buffer("rings", ring_index(half.coords, decoder.D // 2 if radius is None else radius), persistent=False)
+        self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
         self._build(*(t.detach() for t in decoder.gaussians(None)), decoder.movable)
 
     def _build(self, positions, amplitudes, widths, select):
@@ -56,15 +69,54 @@ class GradientEncoder(nn.Module):
                                  self.loss, self.select, self.chunk_elements)
 
     @torch.no_grad()
-    def fit_scaler(self, batches) -> GradientEncoder:
-        """Standardise features with the mean and spread over ``batches`` of (images, rotations, ctf)."""
-        self.scaler.fit(self.features(*b) for b in batches)
+    def snapshot(self) -> None:
+        """Copy the decoder's current neutral model (gain included) as the features' reference."""
+        p, a, w = self.decoder.gaussians(None)
+        self.positions.copy_(p[0])
+        self.amplitudes.copy_(a[0])
+        self.widths.copy_(w[0])
+
+    @torch.no_grad()
+    def prepare(self, batches) -> GradientEncoder:
+        """Calibrate the decoder's gain on the first of ``batches`` (images, rotations, ctf), snapshot the
+        neutral model and standardise features with their mean and spread over all of them."""
+        batches = iter(batches)
+        first = next(batches)
+        images, rotations, ctf = first
+        self.decoder.calibrate(images, self.coords.to(rotations.dtype) @ rotations, ctf)
+        self.snapshot()
+
+        def all_batches():
+            yield first
+            yield from batches
+
+        self.scaler.fit(self.features(*b) for b in all_batches())
+        self.ready.fill_(True)
         return self
 
-    def forward(self, images: torch.Tensor, rotations: torch.Tensor, ctf) -> tuple[torch.Tensor, torch.Tensor]:
+    def gaussian(self, images: torch.Tensor, rotations: torch.Tensor, ctf) -> tuple[torch.Tensor, torch.Tensor]:
+        if rotations is None:
+            raise ValueError("the gradient encoder needs each image's rotation and CTF (rotations=..., ctf=...)")
+        if ctf is None:
+            ctf = torch.ones((), device=images.device)
+        if not bool(self.ready):
+            self.prepare([(images, rotations, ctf)])
         x = self.scaler(self.features(images, rotations, ctf))
         mu = self.net(x).float()
         return mu, torch.full_like(mu, self.logvar)
+
+    def forward(self, idx, images, noise: torch.Tensor | None = None, rotations=None, ctf=None):
+        from ..latents import Latents
+
+        mu, _ = self.gaussian(images, rotations, ctf)
+        z = mu if noise is None else mu + self.noise_std * noise
+        prior = 0.5 * mu.pow(2).sum(-1)
+        if self.penalty_weight and self.decoder.net is not None:
+            prior = prior + self.penalty_weight * self.decoder.penalty(z)
+        return Latents(z, mu, prior)
+
+    def means(self, idx, images, rotations=None, ctf=None) -> torch.Tensor:
+        return self.gaussian(images, rotations, ctf)[0]
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         key = prefix + "positions"

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from cryonb.core.gmm import GaussianDecoder, GradientEncoder, gradient_features, moving_domain, ring_index
@@ -48,16 +49,43 @@ def test_gradients_vanish_at_the_neutral_model_and_point_at_the_moving_domain():
     assert per_gaussian[system.domain].mean() > 3 * per_gaussian[~system.domain].mean()
 
 
-def test_encoder_gives_latents_with_a_fixed_variance():
+def test_encoder_is_a_latent_source_with_a_fixed_variance():
     system, half, R, coords = setup(8)
     dec = GaussianDecoder(system.at(0.5), zdim=2, width=16, depth=1, movable=system.domain)
     enc = GradientEncoder(dec, zdim=2, width=16, depth=1, noise_std=0.25)
-    images = observe(system.at(0.2), coords)
-    enc.fit_scaler([(images, R, torch.ones(()))])
+    images = 2.0 * observe(system.at(0.2), coords)
+    one = torch.ones(())
+    enc.prepare([(images, R, one)])
+    assert float(dec.scale) == pytest.approx(2.0, rel=0.2)  # calibrated on the batch
     assert enc.scaler.mean.shape == (5 * int(system.domain.sum()),)
-    x = enc.scaler(enc.features(images, R, torch.ones(())))
+    x = enc.scaler(enc.features(images, R, one))
     assert torch.allclose(x.mean(0), torch.zeros(x.shape[1]), atol=1e-4)
-    mu, logvar = enc(images, R, torch.ones(()))
-    assert mu.shape == (8, 2) and torch.allclose(logvar, torch.full_like(mu, 2 * torch.log(torch.tensor(0.25)).item()))
-    loss = image_loss("frc", observe(system.at(0.5), coords), images, ring_index(half.coords))
-    assert (loss >= 0).all()
+    idx = torch.arange(8)
+    noise = torch.randn(8, 2)
+    out = enc(idx, images, noise, rotations=R, ctf=one)
+    assert torch.allclose(out.z - out.mu, 0.25 * noise, atol=1e-6)
+    assert torch.allclose(enc.means(idx, images, rotations=R, ctf=one), out.mu)
+    assert out.prior.shape == (8,) and (out.prior >= 0).all()
+    with pytest.raises(ValueError, match="rotation"):
+        enc(idx, images, noise)
+
+
+def test_encoder_prepares_itself_on_its_first_batch():
+    system, half, R, coords = setup(6)
+    dec = GaussianDecoder(system.at(0.5), zdim=1, width=8, depth=1)
+    enc = GradientEncoder(dec, zdim=1, width=8, depth=1)
+    assert not bool(enc.ready)
+    enc(torch.arange(6), observe(system.at(0.8), coords), None, rotations=R, ctf=torch.ones(()))
+    assert bool(enc.ready) and float(enc.scaler.std.min()) > 0
+
+
+def test_encoder_state_loads_into_an_encoder_of_another_size():
+    system, half, R, coords = setup(4)
+    dec = GaussianDecoder(system.at(0.5), zdim=1, width=8, depth=1)
+    enc = GradientEncoder(dec, zdim=1, width=8, depth=1)
+    enc.prepare([(observe(system.at(0.8), coords), R, torch.ones(()))])
+    small = system.start.select(torch.arange(5))
+    other = GradientEncoder(GaussianDecoder(small, zdim=1, width=8, depth=1), zdim=1, width=8, depth=1)
+    other.load_state_dict(enc.state_dict())
+    images = observe(system.at(0.8), coords)
+    assert torch.allclose(other.means(None, images, R, torch.ones(())), enc.means(None, images, R, torch.ones(())))
