@@ -24,7 +24,7 @@ def run_dir(tmp_path_factory):
     return root / "run", star
 
 
-@pytest.mark.slow  # three commands end to end, k-means included: ~15 s on a quiet 2-core machine
+@pytest.mark.slow  # three commands end to end, k-means included
 def test_share_a_run_folder(run_dir, tmp_path, capsys):
     run, star = run_dir
     out = tmp_path / "bundle"
