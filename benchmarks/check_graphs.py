@@ -30,7 +30,7 @@ def main():
     la, lb = np.array([s[1] for s in a.steps]), np.array([s[1] for s in b.steps])
     weights = max(float((p - q).detach().abs().max() / p.detach().abs().max().clamp_min(1e-12))
                   for p, q in zip(a.model.parameters(), b.model.parameters()))
-    print(json.dumps({"steps": len(la), "graphs_used": b._captured is not None,
+    print(json.dumps({"steps": len(la), "graphs_used": bool(b._captured),
                       "max_rel_loss_diff": float(np.max(np.abs(la - lb) / np.abs(la))),
                       "max_rel_weight_diff": weights, "final_loss": [float(la[-1]), float(lb[-1])]}), flush=True)
 

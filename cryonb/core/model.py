@@ -181,8 +181,13 @@ class HeterogeneousModel(nn.Module):
         """Whether some parameters are per-particle tables (sparse gradients, their own optimiser)."""
         return any(getattr(m, "has_table", False) for m in (self.latents, self.poses))
 
-    def forward(self, idx, images, rotations, ctf, noise: torch.Tensor | None = None) -> ModelOutput:
-        """Prediction for the particles at ``idx``: images (B, P) at their poses, times their CTF (B, P)."""
+    def forward(self, idx, images, rotations, ctf, noise: torch.Tensor | None = None,
+                pixels: torch.Tensor | None = None) -> ModelOutput:
+        """Prediction for the particles at ``idx``: images (B, P) at their poses, times their CTF.
+
+        ``pixels`` (optional) selects the half-plane pixels predicted (the CTF is given at those);
+        the latent source still sees whole images.
+        """
         rotations, shifts = self.poses(idx, rotations)
         if shifts is not None:
             images = recentre(images, self.coords, shifts, self.decoder.D)
@@ -190,8 +195,10 @@ class HeterogeneousModel(nn.Module):
         if self.latents is not None:
             latents = self.latents(idx, images, noise)
             z, mu, prior = latents.z, latents.mu, latents.prior
-        pred = self.decoder(self.coords.to(rotations.dtype) @ rotations, z) * ctf
-        return ModelOutput(pred, images, mu, prior)
+        coords = self.coords if pixels is None else self.coords[pixels]
+        target = images if pixels is None else images[:, pixels]
+        pred = self.decoder(coords.to(rotations.dtype) @ rotations, z) * ctf
+        return ModelOutput(pred, target, mu, prior)
 
     def embed(self, idx, images, rotations) -> torch.Tensor:
         """Latent means (B, zdim) of the particles at ``idx``."""

@@ -52,6 +52,11 @@ class TrainConfig:
     lr_final: float = 0.1  # cosine: warm-up, then down to lr_final × lr at epoch `epochs`, and there after
     epochs: int | None = None  # the planned length of the run, for the schedule; None: 20
     weight_decay: float = 0.0
+    # Frequency marching: over the first `march_epochs` epochs the decoder is fitted inside a disc whose
+    # radius grows linearly from `march_start` (a fraction of Nyquist) to Nyquist, in steps of 2 pixels
+    # (cheaper early steps; 0: off)
+    march_epochs: float = 0.0
+    march_start: float = 0.5
     table_lr: float = 1e-2  # per-particle tables (latents="table", poses="table"): their sparse Adam's rate
     beta: float | None = None  # weight of the KL term; None means 1 / zdim
     amp: bool = True  # bfloat16 autocast on CUDA
@@ -94,6 +99,8 @@ class TrainConfig:
             problems.append(f"lr must be a positive number (got {self.lr})")
         if self.box is not None and (self.box < 8 or self.box % 2):
             problems.append(f"box must be an even size of at least 8 (got {self.box})")
+        if self.march_epochs < 0 or not 0 < self.march_start <= 1:
+            problems.append(f"march_epochs must be >= 0 and march_start in (0, 1] (got {self.march_epochs}, {self.march_start})")
         if not 0 < self.enc_radius <= 1:
             problems.append(f"enc_radius must be in (0, 1] (got {self.enc_radius})")
         if self.lr_schedule is not None and self.lr_schedule not in SCHEDULES:
@@ -328,7 +335,10 @@ class Trainer:
                               "run without --gpus/torchrun")
         # Per-particle tables have sparse gradients: their own optimiser, and no CUDA graph
         self._graphs = config.cuda_graphs and self.device.type == "cuda" and self.dist.world == 1 and not tables
-        self._captured = None  # the CUDA graph of a full-batch step, made at the first one
+        self._captured = {}  # the CUDA graphs of a full-batch step, one per marching radius, made at first use
+        self._radius = torch.as_tensor(self.data.half.coords[:, :2]).norm(dim=-1).to(self.device)
+        self._pixels = None  # the half-plane pixels fitted at this step (None: all)
+        self._pixels_radius = None
         dense = [p for name, p in self.model.named_parameters() if not _in_table(self.model, name)]
         self.optimizer = torch.optim.AdamW(
             dense, weight_decay=config.weight_decay,
@@ -403,9 +413,14 @@ class Trainer:
         ``noise`` (len(idx), zdim) draws z from the encoder's Gaussian; without it z is its mean.
         """
         images, rotations, ctf = self.data.batch(idx)
+        pixels = self._pixels
+        if pixels is not None and ctf.ndim:
+            ctf = ctf[:, pixels]
         with self._autocast():
-            out = self._forward(idx, images, rotations, ctf, noise)
+            out = self._forward(idx, images, rotations, ctf, noise, pixels)
         error = torch.view_as_real(out.prediction - out.target).pow(2).sum(-1).mean()
+        if pixels is not None:  # per fitted pixel, in the units of the whole half-plane
+            error = error * (len(self.data.half) / len(pixels))
         kl = out.prior.mean() if out.prior is not None else torch.zeros((), device=self.device)
         return error + self.config.kl_weight * kl / len(self.data.half), error, kl
 
@@ -469,13 +484,23 @@ class Trainer:
         from .graphs import CapturedStep
 
         inputs = (idx,) if noise is None else (idx, noise)
-        if self._captured is None:
-            self._captured = CapturedStep(self._update, self.model, self.optimizer, inputs)
-        return self._captured(*inputs)
+        key = None if self._pixels is None else len(self._pixels)
+        if key not in self._captured:
+            self._captured[key] = CapturedStep(self._update, self.model, self.optimizer, inputs)
+        return self._captured[key](*inputs)
 
     def _apply_schedule(self):
-        """Set this step's learning rate."""
+        """Set this step's learning rate and frequency-marching radius."""
         c = self.config
+        if c.march_epochs:
+            progress = self.step_count / (c.march_epochs * self.batches_per_epoch)
+            nyquist = self.data.D // 2
+            radius = 2 * math.ceil(nyquist * min(1.0, c.march_start + (1 - c.march_start) * progress) / 2)
+            if radius >= nyquist:
+                self._pixels = None
+            elif self._pixels is None or self._pixels_radius != radius:
+                self._pixels = torch.nonzero(self._radius <= radius).squeeze(1)
+                self._pixels_radius = radius
         if c.lr_schedule == "cosine":
             self._set_lr(c.lr * cosine_factor(self.step_count, c.epochs * self.batches_per_epoch, c.lr_final))
 
@@ -664,7 +689,7 @@ class Trainer:
             lr = float(group["lr"])
             group["lr"] = torch.tensor(lr, device=self.device) if self._graphs else lr
             group["capturable"] = self._graphs
-        self._captured = None  # the optimiser's state tensors are new: capture again
+        self._captured = {}  # the optimiser's state tensors are new: capture again
         for group in self.optimizer.param_groups:
             if not (float(group["lr"]) > 0 and math.isfinite(float(group["lr"]))):
                 raise ValueError(f"optimizer learning rate {float(group['lr'])} is not a positive number")

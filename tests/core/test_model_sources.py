@@ -95,3 +95,17 @@ def test_unknown_parts_are_refused():
         TrainConfig(latents="lookup", poses="guess").validate()
     with pytest.raises(InputError, match="needs neutral_map"):
         TrainConfig(decoder="gmm").validate()
+
+
+def test_frequency_marching_fits_a_growing_disc(particles):
+    config = TrainConfig(**TINY, march_epochs=2, march_start=0.5)
+    trainer = Trainer(particles, config)
+    fitted = []
+    trainer.before_step.append(lambda t, idx: fitted.append(len(t.data.half) if t._pixels is None else len(t._pixels)))
+    trainer.fit(3, progress=False)
+    per_epoch = trainer.batches_per_epoch
+    assert fitted[0] < fitted[per_epoch] < len(trainer.data.half)  # grows over the first 2 epochs
+    assert fitted == sorted(fitted) and fitted[-1] == len(trainer.data.half)  # then the whole disc
+    assert all(np.isfinite(h["loss"]) for h in trainer.history)
+    plain = Trainer(particles, TrainConfig(**TINY)).fit(1, progress=False)
+    assert plain._pixels is None
