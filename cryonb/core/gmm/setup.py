@@ -53,24 +53,9 @@ def neutral_model(particles, box: int, apix: float, map_path=None, resolution: f
                        progress=progress, **fit_options)
 
 
-@torch.no_grad()
-def prepare(decoder, encoder, data, rows: int = SCALER_ROWS, batch_size: int = 256) -> None:
-    """Calibrate ``decoder``'s gain on the first batch of ``data`` (an ImageData), then snapshot the
-    neutral model into ``encoder`` and fit its feature scaler on the first ``rows`` particles."""
-    device = data.device
+def prepare(encoder, data, rows: int = SCALER_ROWS, batch_size: int = 256):
+    """:meth:`GradientEncoder.prepare <cryonb.core.gmm.encoder.GradientEncoder.prepare>` on the first
+    ``rows`` particles of ``data`` (an ImageData): the decoder's gain and the feature scaler."""
     n = min(len(data), rows)
-    first = torch.arange(min(n, batch_size), device=device)
-    images, rotations, ctf = data.batch(first)
-    coords = encoder.coords.to(rotations.dtype) @ rotations
-    decoder.calibrate(images, coords, ctf)
-    p, a, w = decoder.gaussians(None)
-    encoder.positions.copy_(p[0])
-    encoder.amplitudes.copy_(a[0])
-    encoder.widths.copy_(w[0])
-
-    def batches():
-        for start in range(0, n, batch_size):
-            idx = torch.arange(start, min(start + batch_size, n), device=device)
-            yield data.batch(idx)
-
-    encoder.fit_scaler(batches())
+    device = data.device
+    return encoder.prepare(data.batch(torch.arange(s, min(s + batch_size, n), device=device)) for s in range(0, n, batch_size))
