@@ -211,7 +211,7 @@ class Abinit:
 
     def _attach(self, trainer):
         self.trainer = trainer
-        self.search_errors: list[tuple[int, float]] = []  # (step, mean squared error of the batch's best poses)
+        self.search_errors: list[tuple[int, float]] = []  # (step, the batch's best poses' squared error per pixel)
         trainer.before_step.append(self._before_step)
         trainer.listeners.append(self._on_event)
         trainer.interrupt_hint = "call fit() to continue"
@@ -274,7 +274,16 @@ class Abinit:
         elif phase == "search":
             result = self.search(idx)
             poses.assign(idx, result.rotations, result.shifts)
-            self.search_errors.append((trainer.step_count, float(result.error.mean())))
+            self.search_errors.append((trainer.step_count, float(result.error.mean()) / self._searched_pixels()))
+
+    def _searched_pixels(self) -> int:
+        """Half-plane pixels compared in the last search round (to report its error per pixel, as the
+        Trainer reports its own)."""
+        from .posesearch import marching_radii
+
+        half = self.trainer.model.half
+        last = marching_radii(self.settings.iterations, self.settings.radius, half.D)[-1]
+        return max(1, int((half.coords[:, :2].norm(dim=-1) <= last).sum()))
 
     @torch.no_grad()
     def search(self, idx):

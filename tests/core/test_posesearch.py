@@ -109,6 +109,7 @@ def test_off_grid_low_noise_with_ctf(decoder, half):
     assert float(plain.error.mean()) > float(search_poses(decoder, images, ctf, half, iterations=1).error.mean())
 
 
+@pytest.mark.slow
 def test_latents_choose_the_map(half):
     maps = torch.stack([hinge(D, 0.0), hinge(D, 1.2)])
     decoders = [MapDecoder(m) for m in maps]

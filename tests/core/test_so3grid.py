@@ -62,7 +62,7 @@ def test_grid_covers_so3_within_the_max_gap(resolution):
     assert angle.max() > 0.6 * g.step_degrees(resolution)  # the bound is not loose by much
 
 
-@pytest.mark.parametrize("resolution", [0, 1, 2])
+@pytest.mark.parametrize("resolution", [0, 1, pytest.param(2, marks=pytest.mark.slow)])
 def test_children_subdivide_the_nearest_cell(resolution):
     R = random_rotations(3000, torch.Generator().manual_seed(5 + resolution)).double()
     parent, _ = g.nearest(resolution, R)
