@@ -39,6 +39,11 @@ def add_args(parser):
     parser.add_argument("--device", help="auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--gpus", type=int, default=1, help="GPUs to train on with DistributedDataParallel, the same steps as one GPU, faster "
                         "from 256 images per GPU on (default: 1)")
+    nodes = parser.add_argument_group("several nodes (run the same command on each; docs: Training on a cluster)")
+    nodes.add_argument("--nnodes", type=int, default=1, help="nodes of the job (default: 1)")
+    nodes.add_argument("--node-rank", type=int, default=0, help="this node's number, 0 to nnodes-1 (default: 0)")
+    nodes.add_argument("--master-addr", default="127.0.0.1", help="address of node 0 (default: 127.0.0.1)")
+    nodes.add_argument("--master-port", type=int, default=29500, help="a free port on node 0 (default: 29500)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (faster for long GPU runs)")
     parser.add_argument("--no-amp", action="store_true", help="train in float32 instead of bfloat16 autocast")
     parser.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (default: 1)")
@@ -121,12 +126,19 @@ def _relaunch_under_torchrun(args) -> int:
         if a.startswith("--gpus="):
             del argv[i]
             break
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.gpus}", "-m", "cryonb", *argv]
+    where = ["--standalone"] if args.nnodes == 1 else [
+        f"--nnodes={args.nnodes}", f"--node_rank={args.node_rank}", f"--master_addr={args.master_addr}", f"--master_port={args.master_port}"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", *where, f"--nproc_per_node={args.gpus}", "-m", "cryonb", *argv]
     return subprocess.call(cmd)
 
 
 def main(args):
-    if args.gpus > 1 and "WORLD_SIZE" not in os.environ:
+    if (args.gpus > 1 or args.nnodes > 1) and "WORLD_SIZE" not in os.environ:
+        from ..core.errors import InputError
+
+        if not 0 <= args.node_rank < args.nnodes:
+            raise InputError(None, f"--node-rank {args.node_rank} is not between 0 and --nnodes - 1 ({args.nnodes - 1})",
+                             "number the nodes 0, 1, ..., nnodes - 1")
         return _relaunch_under_torchrun(args)
 
     from ..core.particles import load_particles, require_images

@@ -50,18 +50,17 @@ def test_two_processes_streamed_match_one(stack):
 
 
 def test_two_nodes_match_one_process(stack):
-    """Two torchrun "nodes" (one process each, on this machine) train exactly as one process: what
-    ``srun torchrun --nnodes 2 ... -m cryonb train`` runs on a cluster (docs/cluster.md)."""
+    """Two "nodes" (``cryonb train --nnodes 2 --node-rank 0|1``: one torchrun process each, on this
+    machine) train as one process does: what a cluster job runs (docs/cluster.md)."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = stack / "two-nodes"
-    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
-                               "--node_rank", str(rank), "--master_addr", "127.0.0.1", "--master_port", str(port),
-                               "-m", "cryonb", "train", str(stack / "sim" / "particles.star"), "--epochs", "3",
-                               "--batch-size", "32", "--zdim", "2", "--device", "cpu", "--outdir", str(out)],
+    nodes = [subprocess.Popen([sys.executable, "-m", "cryonb", "train", str(stack / "sim" / "particles.star"), "--epochs", "3",
+                               "--batch-size", "32", "--zdim", "2", "--device", "cpu", "--outdir", str(out),
+                               "--nnodes", "2", "--node-rank", str(rank), "--master-port", str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
     logs = [node.communicate(timeout=600)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], logs
