@@ -4,7 +4,9 @@ A map at a smaller box ``d`` is the run's map low-passed to the sketch's Nyquist
 on a ``d`` grid: the decoder is asked only for frequencies with ``|k| <= d // 2``, so a sketch at
 half the box costs an eighth of a full map. For cryonb's :class:`~cryonb.core.model.FourierDecoder`
 the z-independent part of the first layer is computed once per chunk of frequencies and only the
-half-space ``kz >= 0`` is evaluated (the rest follows from Hermitian symmetry); any other run goes
+half-space ``kz >= 0`` is evaluated (the rest follows from Hermitian symmetry). A sketch of any
+other decoder with ``forward(coords, z)`` (cryoDRGN's, rebuilt in cryonb) evaluates its half-space
+through ``forward``, once checked against ``run.volumes`` on the first latent; anything else goes
 through ``run.volumes`` and a Fourier crop.
 """
 
@@ -27,6 +29,14 @@ def _fast_decoder(run):
     if getattr(decoder, "latent_in", None) is None or not isinstance(decoder, torch.nn.Module):
         return None
     return decoder
+
+
+def _forward_decoder(run):
+    """The run's decoder if it gives the map's transform as ``forward(coords, z)`` (no parts to split), else None."""
+    decoder = getattr(getattr(run, "model", None), "decoder", None)
+    if isinstance(decoder, torch.nn.Module) and hasattr(decoder, "D") and hasattr(run, "scale") and getattr(run, "zdim", 0):
+        return decoder
+    return None
 
 
 def _model_device(run) -> torch.device:
@@ -110,6 +120,9 @@ class MapGenerator:
         self.run, self.D, self.box = run, D, d
         self.apix = float(run.apix) * D / d
         self.decoder = _fast_decoder(run)
+        # A sketch of another decoder that gives its transform: its forward, once checked on a first latent.
+        self.forward_decoder = _forward_decoder(run) if self.decoder is None and d < D else None
+        self._checked = False
         if self.decoder is not None:
             self.device = next(self.decoder.parameters()).device
         else:
@@ -120,7 +133,7 @@ class MapGenerator:
         self.compiled = bool(compile) and self.decoder is not None
         mode = compile if isinstance(compile, str) else None
         self._evaluate = torch.compile(_evaluate, dynamic=False, mode=mode) if self.compiled else _evaluate
-        if self.decoder is not None:
+        if self.decoder is not None or self.forward_decoder is not None:
             self.coords, self.flat = _half_space(d, self.device, nyquist=d == D)
 
     @property
@@ -128,12 +141,43 @@ class MapGenerator:
         """True when maps come from the decoder's parts (half-space, sketch frequencies only)."""
         return self.decoder is not None
 
+    @property
+    def path(self) -> str:
+        """How maps are made: ``"parts"`` (:attr:`fast`), ``"forward"`` (a sketch through the decoder's
+        forward) or ``"volumes"`` (``run.volumes`` and a Fourier crop)."""
+        return "parts" if self.decoder is not None else "forward" if self.forward_decoder is not None else "volumes"
+
+    def _from_volumes(self, z: np.ndarray) -> torch.Tensor:
+        maps = torch.from_numpy(np.asarray(self.run.volumes(z), dtype=np.float32)).to(self.device)
+        return crop_to_sphere(maps, self.box)
+
     def __call__(self, z) -> torch.Tensor:
         z = np.asarray(z, dtype=np.float32).reshape(-1, int(self.run.zdim))
-        if self.decoder is None:
-            maps = torch.from_numpy(np.asarray(self.run.volumes(z), dtype=np.float32)).to(self.device)
-            return crop_to_sphere(maps, self.box)
-        return self._generate(torch.from_numpy(z).to(self.device))
+        if self.decoder is not None:
+            return self._generate(torch.from_numpy(z).to(self.device))
+        if self.forward_decoder is not None:
+            maps = self._generate_forward(torch.from_numpy(z).to(self.device))
+            if not self._checked:  # the decoder's forward must give the transform of its maps
+                self._checked = True
+                reference = self._from_volumes(z[:1])
+                if (maps[:1] - reference).abs().max() > 1e-4 * reference.abs().max().clamp_min(1e-30):
+                    self.forward_decoder = None
+                    return self._from_volumes(z)
+            return maps
+        return self._from_volumes(z)
+
+    @torch.no_grad()
+    def _generate_forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Sketch maps through ``decoder(coords (B, P, 3), z)``, in float32, half-space only."""
+        d, r, dec = self.box, self.box // 2, self.forward_decoder
+        size = d * d * (r + 1)
+        spectrum = torch.zeros(len(z), size, dtype=torch.complex64, device=self.device)
+        points = max(1, self.evaluations_per_chunk // len(z))
+        for start in range(0, len(self.coords), points):
+            coords = self.coords[start : start + points]
+            values = dec(coords[None].expand(len(z), -1, -1), z)
+            spectrum[:, self.flat[start : start + points]] = values.to(torch.complex64)
+        return self._to_maps(spectrum.reshape(len(z), d, d, r + 1))
 
     @torch.no_grad()
     def _generate(self, z: torch.Tensor) -> torch.Tensor:
@@ -154,7 +198,11 @@ class MapGenerator:
         for start in range(0, len(coords), points):
             out = self._evaluate(dec, coords[start : start + points], latent, bf16)
             spectrum[:, flat[start : start + points]] = torch.view_as_complex(out)
-        spectrum = spectrum[:n, :size].reshape(n, d, d, r + 1)
+        return self._to_maps(spectrum[:n, :size].reshape(n, d, d, r + 1))
+
+    def _to_maps(self, spectrum: torch.Tensor) -> torch.Tensor:
+        """Maps (B, d, d, d) [z, y, x] from half spectra (B, d, d, d // 2 + 1) [x, y, z] in FFT order."""
+        d, r = self.box, self.box // 2
         # Only the Hermitian part of the spectrum makes the real map: make the kz = 0 plane (and, for
         # an even box, the Nyquist point) exactly Hermitian, as the real part of the full transform has it.
         plane = spectrum[..., 0]

@@ -1,6 +1,8 @@
 """Landscape analysis on runs whose maps are known functions of z: a mixture's classes are recovered,
 a hinge's states are ordered; the fast map generation equals the run's own maps."""
 
+import warnings
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -165,3 +167,24 @@ def test_trained_mixture_states_follow_the_simulated_classes():
     result = analyze_landscape(run, 200, k=3, n_components=5, progress=False, regression_kw=FAST_FIT)
     assert adjusted_rand_score(sim.state[result.particle_index], result.labels) > 0.7
     assert adjusted_rand_score(sim.state, result.particle_states) > 0.7
+
+
+CRYODRGN_RUNS = Path(__file__).resolve().parents[2] / "data" / "cryodrgn_runs"
+
+
+@pytest.mark.parametrize(("name", "path"), [("vae_gaussian_fourier", "forward"), ("box8_geom_lowf_hartley", "forward"),
+                                             ("abinit", "volumes")])
+def test_sketches_of_cryodrgn_runs_equal_their_cropped_maps(name, path):
+    """A cryoDRGN decoder's sketch goes through its forward (checked once against run.volumes); the
+    abinit hypervolume's forward does not give its maps' transform everywhere, so it falls back."""
+    from cryonb.core.interop import open_cryodrgn_run
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the particle files the runs recorded are not on this machine
+        run = open_cryodrgn_run(CRYODRGN_RUNS / name, apix=1.0, device="cpu")
+    d = run.box_size // 2 if run.box_size >= 8 else 4
+    generator = MapGenerator(run, d)
+    maps = generator(run.z[:3])
+    want = crop_to_sphere(torch.from_numpy(run.volumes(run.z[:3])), d)
+    assert generator.path == path and maps.shape == (3, d, d, d)
+    np.testing.assert_allclose(maps.numpy(), want.numpy(), atol=1e-5 * float(want.abs().max()))
