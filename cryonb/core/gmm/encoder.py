@@ -51,6 +51,7 @@ class GradientEncoder(nn.Module):
         self.register_buffer("coords", half.coords, persistent=False)
         self.register_buffer("rings", ring_index(half.coords, decoder.D // 2 if radius is None else radius), persistent=False)
         self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
+        self._prepared = False  # mirrors ``ready`` on the host: no device sync per step (CUDA graphs)
         self._build(*(t.detach() for t in decoder.gaussians(None)), decoder.movable)
 
     def _build(self, positions, amplitudes, widths, select):
@@ -92,6 +93,7 @@ class GradientEncoder(nn.Module):
 
         self.scaler.fit(self.features(*b) for b in all_batches())
         self.ready.fill_(True)
+        self._prepared = True
         return self
 
     def gaussian(self, images: torch.Tensor, rotations: torch.Tensor, ctf) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,8 +101,10 @@ class GradientEncoder(nn.Module):
             raise ValueError("the gradient encoder needs each image's rotation and CTF (rotations=..., ctf=...)")
         if ctf is None:
             ctf = torch.ones((), device=images.device)
-        if not bool(self.ready):
-            self.prepare([(images, rotations, ctf)])
+        if not self._prepared:
+            self._prepared = bool(self.ready)  # a loaded checkpoint was prepared
+            if not self._prepared:
+                self.prepare([(images, rotations, ctf)])
         x = self.scaler(self.features(images, rotations, ctf))
         mu = self.net(x).float()
         return mu, torch.full_like(mu, self.logvar)
