@@ -164,15 +164,17 @@ class TrainConfig:
             radius = HalfPlane.build(D).coords[:, :2].norm(dim=-1)
             pixels = torch.nonzero(radius <= self.enc_radius * (D // 2)).squeeze(1)
             latents = Encoder(pixels, self.zdim, self.enc_width, self.enc_depth, self.residual)
+        poses = PoseTable(n_particles) if self.poses == "table" else KnownPoses()
+        return HeterogeneousModel(self.build_decoder(D), latents, poses)
+
+    def build_decoder(self, D: int) -> torch.nn.Module:
+        """The decoder alone (random weights), e.g. to load a shared run's decoder weights into."""
         if self.decoder == "gmm":
             from .gmm import decoder_from_config
 
-            decoder = decoder_from_config(self, D)
-        else:
-            decoder = FourierDecoder(D, self.zdim, self.dec_width, self.dec_depth, self.encoding, self.n_freqs,
-                                     self.seed, self.residual, self.pe_sigma)
-        poses = PoseTable(n_particles) if self.poses == "table" else KnownPoses()
-        return HeterogeneousModel(decoder, latents, poses)
+            return decoder_from_config(self, D)
+        return FourierDecoder(D, self.zdim, self.dec_width, self.dec_depth, self.encoding, self.n_freqs,
+                              self.seed, self.residual, self.pe_sigma)
 
 
 SCHEDULES = ("constant", "cosine")

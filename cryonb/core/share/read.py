@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from pathlib import Path, PurePosixPath
@@ -110,9 +109,7 @@ def _array(bundle: Path, manifest: dict, relative: str, kinds: str, shape=None) 
 
 def build_decoder(config, box: int) -> torch.nn.Module:
     """The decoder a training configuration describes at box ``box`` (random weights)."""
-    build = config.build_model  # build_model(D), or build_model(D, n) with per-particle tables: one row suffices
-    model = build(box, 1) if len(inspect.signature(build).parameters) > 1 else build(box)
-    return model.decoder
+    return config.build_decoder(box)
 
 
 def _decoder(bundle: Path, manifest: dict, config, box: int) -> torch.nn.Module:
