@@ -286,6 +286,7 @@ def save_selection(particles: ParticleSet, prefix: str | os.PathLike) -> dict[st
     ``<prefix>.ind.pkl`` holding the particles' original row numbers.
     """
     prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
     out = {}
     fmt, src = particles.source.format, particles.source.path
     if fmt == "star":

@@ -117,8 +117,8 @@ def test_particle_set_validates_lengths_and_subsets_keep_original_indices():
 
 def test_save_selection_from_star(real_data, tmp_path):
     particles = load_particles(real_data / "cryodrgn/relion31.star").subset([3, 0])
-    out = save_selection(particles, tmp_path / "keep")
-    assert sorted(out) == ["ind_npy", "ind_pkl", "star"]
+    out = save_selection(particles, tmp_path / "selected" / "keep")  # the folder is made
+    assert sorted(out) == ["ind_npy", "ind_pkl", "star"] and out["star"].parent == tmp_path / "selected"
     back = read_star(out["star"], datadir=real_data / "cryodrgn")
     np.testing.assert_array_equal(back.rotations, particles.rotations)
     assert list(back.blocks) == ["optics", "particles"]
