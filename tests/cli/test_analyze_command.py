@@ -85,3 +85,12 @@ def test_analyze_without_particles_says_so(run_dir, tmp_path, capsys):
 def test_analyze_refuses_bad_options(run_dir, capsys):
     assert cli(["analyze", str(run_dir), "-k", "0", "--no-umap", "--device", "cpu"]) == 2
     assert "k=0 is out of range" in capsys.readouterr().err
+
+
+def test_analyze_a_cryodrgn_run_folder(tmp_path):
+    run = Path(shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "cryodrgn_runs" / "vae_gaussian_fourier",
+                               tmp_path / "drgn"))
+    assert cli(["analyze", str(run), "-k", "2", "--pcs", "1", "--pc-steps", "2", "--no-umap", "--device", "cpu"]) == 0
+    links = linked(run / "analysis" / "report.html")
+    assert {"kmeans2/vol_001.mrc", "pc1/vol_001.mrc", "graph_path/vol_001.mrc"} <= links
+    assert read_map(run / "analysis" / "kmeans2" / "vol_000.mrc")[0].shape == (16, 16, 16)
