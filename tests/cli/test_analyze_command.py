@@ -87,6 +87,7 @@ def test_analyze_refuses_bad_options(run_dir, capsys):
     assert "k=0 is out of range" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_analyze_a_cryodrgn_run_folder(tmp_path):
     run = Path(shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "cryodrgn_runs" / "vae_gaussian_fourier",
                                tmp_path / "drgn"))
