@@ -27,6 +27,9 @@ def add_args(parser):
     parser.add_argument("--box", type=int, help="Fourier-crop the images to this box first")
     parser.add_argument("--width", type=int, help="encoder and decoder width (default: 1024 on a GPU, 256 on a CPU)")
     parser.add_argument("--depth", type=int, help="encoder and decoder hidden layers (default: 3)")
+    parser.add_argument("--decoder", choices=("mlp", "gmm"), help="mlp (default) or gmm: a Gaussian mixture fitted to --neutral-map "
+                        "whose Gaussians move with the latent (cryonb.core.gmm)")
+    parser.add_argument("--neutral-map", help="with --decoder gmm: the consensus map (e.g. from cryonb backproject) or a .npz mixture")
     parser.add_argument("--encoding", help="positional encoding: gaussian, geometric, geometric_lowf (default: gaussian on a GPU, geometric on a CPU)")
     parser.add_argument("--plain", action="store_true", help="plain hidden layers (default: residual layers on a GPU, plain on a CPU)")
     parser.add_argument("--batch-size", type=int, help="images per step, over all GPUs (default: 32 on a GPU, 64 on a CPU)")
@@ -64,6 +67,7 @@ FIXED = {
     "depth": (("enc_depth", "dec_depth"), lambda v: v), "encoding": (("encoding",), lambda v: v),
     "plain": (("residual",), lambda v: False), "box": (("box",), lambda v: v), "batch_size": (("batch_size",), lambda v: v),
     "lr_schedule": (("lr_schedule",), lambda v: v), "beta": (("beta",), lambda v: v), "seed": (("seed",), lambda v: v),
+    "decoder": (("decoder",), lambda v: v), "neutral_map": (("neutral_map",), lambda v: str(Path(v).resolve())),
 }
 # Options a continued run takes up.
 CHANGEABLE = {
@@ -159,6 +163,7 @@ def main(args):
             checkpoint_every=d["checkpoint_every"], particles=str(Path(args.particles).resolve()),
             stream=True if d.get("stream") else (False if d.get("no_stream") else None),
             cache_dtype=d.get("cache_dtype") or "complex64", cache_dir=str(Path(d.get("cache_dir") or args.outdir / "cache").resolve()),
+            decoder=d.get("decoder") or "mlp", neutral_map=str(Path(d["neutral_map"]).resolve()) if d.get("neutral_map") else None,
         ).validate()
         trainer = Trainer(particles, config, run_dir=args.outdir)
     args.epochs = trainer.config.epochs
