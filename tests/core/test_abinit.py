@@ -111,3 +111,24 @@ def test_settings_are_checked(simulation, tmp_path):
         AbinitConfig(radius=(8, 4)).validate()
     with pytest.raises(InputError, match="abinit.json"):
         Abinit.from_run(tmp_path)
+
+
+@pytest.mark.slow
+def test_search_against_a_fitted_map_finds_the_poses_again():
+    # The loop's consistency on CPU: a map fitted at the true poses (the pose table held still),
+    # then every particle searched against it, gives poses within a few degrees after alignment.
+    from cryonb.core.simulate import simulate
+    from cryonb.core.so3grid import step_degrees
+
+    sim = simulate(hinge(24)[None], n=200, snr=10.0, seed=1, progress=False)
+    settings = AbinitConfig(pretrain_images=0, search_epochs=0, base_resolution=1, iterations=3, keep=4, radius=(4, 10), shift_extent=0)
+    ab = Abinit(blind(sim.particles), zdim=0, settings=settings, **{**TINY, "dec_width": 64, "dec_depth": 2, "batch_size": 8, "lr": 2e-3, "table_lr": 1e-9})  # poses held at the truth
+    idx = torch.arange(200)
+    ab.trainer.model.poses.assign(idx, torch.as_tensor(sim.particles.rotations))
+    ab.fit(5, progress=False)
+    found = torch.cat([ab.search(part).rotations for part in idx.split(50)])
+    alignment = align_poses(found.numpy(), sim.particles.rotations)
+    # Measured 7.6° (the last round's step is 3.75°; the same search against the exact map finds
+    # poses within 1°, tests/core/test_posesearch.py): the small map fitted on a CPU limits it.
+    assert alignment.median_error < 2.5 * step_degrees(4)
+    assert alignment.median_error_other_hand > 30
