@@ -138,7 +138,8 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
 
     ``shifts`` points per axis over ±``shift_extent`` pixels (default: 20 px at a box of 128,
     scaled to this box; 0 or ``shifts=1`` searches no shift), halved each round around each kept
-    pose's best shift. ``chunk`` bounds the points per decoder call (and so the memory).
+    pose's best shift. ``chunk`` bounds the points per decoder call, and so the memory (the
+    decoder's activations, a few bytes per point and hidden unit, dominate).
     """
     device, B, D = images.device, len(images), half.D
     coords = half.coords.to(device)
@@ -160,6 +161,7 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
         best_t = torch.empty(B, len(grid), dtype=torch.long, device=device)
         rows = max(1, chunk // max(1, len(k3)))  # slices per decoder call
         if z is None:
+            rows = max(1, min(rows, 8 * chunk // (B * len(offsets))))  # the (B, T, rows) errors stay bounded too
             for q0 in range(0, len(grid), rows):
                 Y = _slices(decoder, k3, grid[q0 : q0 + rows], None)  # (q, P)
                 y_norm = c.pow(2) @ Y.abs().pow(2).T  # (B, q)
