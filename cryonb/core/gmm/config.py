@@ -24,7 +24,7 @@ from .mixture import GaussianMixture
 
 #: Defaults of the options a configuration may leave out (TrainConfig fields of the same names win).
 GMM_DEFAULTS = {"gmm_mode": "both", "gmm_resolution": 3.0, "gmm_max_gaussians": 4096, "gmm_noise": 0.1,
-                "gmm_feature_loss": "frc", "gmm_penalty": 1.0}
+                "gmm_feature_loss": "frc", "gmm_penalty": 1.0, "gmm_mask": None}
 
 
 def option(config, name: str):
@@ -88,11 +88,32 @@ def unit_projection_scale(mixture: GaussianMixture) -> GaussianMixture:
     return GaussianMixture(mixture.positions, mixture.amplitudes / rms, mixture.widths, mixture.D, mixture.apix)
 
 
+def movable_from_mask(mixture: GaussianMixture, path) -> torch.Tensor:
+    """The Gaussians (N,) bool whose centres fall where the mask map at ``path`` exceeds 0.5 (focused analysis).
+
+    The mask covers the same field of view as the mixture's box (any box size: its voxel is looked up
+    at the same fraction of the box)."""
+    from ..io.mrc import read_map
+
+    mask, _ = read_map(path)
+    if mask.ndim != 3 or len(set(mask.shape)) != 1:
+        raise InputError(path, f"the mask is not cubic ({mask.shape})", "pass a cubic mask of the particles' field of view")
+    M = mask.shape[-1]
+    idx = ((mixture.positions + mixture.D // 2) * (M / mixture.D)).round().long().clamp(0, M - 1)
+    movable = torch.from_numpy(mask.copy())[idx[:, 2], idx[:, 1], idx[:, 0]] > 0.5
+    if not bool(movable.any()):
+        raise InputError(path, "no Gaussian lies inside the mask", "check that the mask is in the frame of the neutral map")
+    return movable
+
+
 def decoder_from_config(config, D: int) -> GaussianDecoder:
-    """The Gaussian decoder that ``config`` (``decoder="gmm"``, ``neutral_map``) describes, for a ``D`` box."""
+    """The Gaussian decoder that ``config`` (``decoder="gmm"``, ``neutral_map``) describes, for a ``D`` box;
+    with ``gmm_mask`` (a map) only the Gaussians inside the mask vary."""
     neutral = neutral_for_box(config.neutral_map, D, option(config, "gmm_resolution"), option(config, "gmm_max_gaussians"))
+    mask = option(config, "gmm_mask")
+    movable = None if mask is None else movable_from_mask(neutral, mask)
     return GaussianDecoder(unit_projection_scale(neutral), config.zdim, config.dec_width or 256, config.dec_depth,
-                           option(config, "gmm_mode"))
+                           option(config, "gmm_mode"), movable)
 
 
 def latents_from_config(config, decoder: GaussianDecoder) -> GradientEncoder:

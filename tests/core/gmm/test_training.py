@@ -47,3 +47,15 @@ def test_a_map_is_fitted_once_and_cached(tmp_path, monkeypatch):
     decoder = decoder_from_config(config, 16)
     assert len(decoder) == len(first)
     assert np.isfinite(decoder.volumes().numpy()).all()
+
+
+def test_a_mask_chooses_the_movable_gaussians(tmp_path):
+    from cryonb.core.gmm.config import movable_from_mask
+
+    system = moving_domain(16, n_body=16, n_domain=4)
+    neutral = system.at(0.0)
+    domain_map = system.start.select(system.domain).render()
+    mask = (domain_map > 0.5 * domain_map.max()).float()
+    write_map(tmp_path / "mask.mrc", torch.nn.functional.interpolate(mask[None, None], size=32)[0, 0].numpy(), 2.0)
+    movable = movable_from_mask(neutral, tmp_path / "mask.mrc")  # a mask of another box, same field of view
+    assert movable[system.domain].float().mean() >= 0.75 and not movable[~system.domain].any()
