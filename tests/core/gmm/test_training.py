@@ -41,9 +41,10 @@ def test_a_map_is_fitted_once_and_cached(tmp_path, monkeypatch):
     again = neutral_for_box(tmp_path / "consensus.mrc", 16, resolution_px=4.0, max_gaussians=64, progress=False)
     assert torch.equal(first.positions, again.positions) and first.apix == 4.0
     config = TrainConfig(zdim=0, decoder="gmm", neutral_map=str(tmp_path / "consensus.mrc"), dec_depth=1)
-    monkeypatch.setattr("cryonb.core.gmm.config.GMM_DEFAULTS", {"gmm_mode": "both", "gmm_resolution": 4.0,
-                                                               "gmm_max_gaussians": 64, "gmm_noise": 0.1,
-                                                               "gmm_feature_loss": "frc", "gmm_penalty": 1.0})
+    from cryonb.core.gmm import config as gmm_config
+
+    monkeypatch.setitem(gmm_config.GMM_DEFAULTS, "gmm_resolution", 4.0)  # the cached fit's options
+    monkeypatch.setitem(gmm_config.GMM_DEFAULTS, "gmm_max_gaussians", 64)
     decoder = decoder_from_config(config, 16)
     assert len(decoder) == len(first)
     assert np.isfinite(decoder.volumes().numpy()).all()
