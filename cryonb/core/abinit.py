@@ -288,7 +288,8 @@ class Abinit:
     @torch.no_grad()
     def search(self, idx):
         """The best poses of the particles at ``idx`` (a device tensor) against the current model
-        (:class:`~cryonb.core.posesearch.PoseSearchResult`, shifts in pixels of the training box)."""
+        (:class:`~cryonb.core.posesearch.PoseSearchResult`, shifts in pixels of the training box), on
+        the grid turned by a random rotation drawn from the seed and step."""
         from .posesearch import search_poses
 
         t = self.trainer
@@ -299,9 +300,13 @@ class Abinit:
             z = model.latents(idx, images, None).z.float()
         was_training = model.training
         model.eval()
+        from .rotations import random_rotations
+
+        g = torch.Generator().manual_seed(t.config.seed * 7_919 + 1 + t.step_count)
         try:
             with self._autocast():
-                return search_poses(model.decoder, images, ctf, model.half, z, **self.settings.search_options())
+                return search_poses(model.decoder, images, ctf, model.half, z, grid_rotation=random_rotations(1, g)[0],
+                                    **self.settings.search_options())
         finally:
             model.train(was_training)
 

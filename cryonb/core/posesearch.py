@@ -128,7 +128,8 @@ def _drop_repeats(cand: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
 def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | None = None, *,
                  base_resolution: int = BASE_RESOLUTION, keep: int = KEEP, iterations: int = ITERATIONS,
                  shifts: int = SHIFT_POINTS, shift_extent: float | None = None,
-                 radius: tuple[float, float] = RADIUS, chunk: int = 2**21) -> PoseSearchResult:
+                 radius: tuple[float, float] = RADIUS, chunk: int = 2**21,
+                 grid_rotation: torch.Tensor | None = None) -> PoseSearchResult:
     """The best rotation and shift of each image (B, P) against ``decoder``'s slices.
 
     ``decoder(coords (n, P, 3), z (n, zdim) or None)`` returns complex (n, P); ``images`` are
@@ -138,7 +139,9 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
 
     ``shifts`` points per axis over ±``shift_extent`` pixels (default: 20 px at a box of 128,
     scaled to this box; 0 or ``shifts=1`` searches no shift), halved each round around each kept
-    pose's best shift. ``chunk`` bounds the points per decoder call, and so the memory (the
+    pose's best shift. ``grid_rotation`` (3, 3) turns the whole grid (each candidate ``R`` becomes
+    ``R @ grid_rotation``): a fresh random turn per call, as an ab initio run uses, keeps the
+    poses from clustering on the grid's points while the map is still vague. ``chunk`` bounds the points per decoder call, and so the memory (the
     decoder's activations, a few bytes per point and hidden unit, dominate).
     """
     device, B, D = images.device, len(images), half.D
@@ -148,7 +151,8 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
     extent = SHIFT_EXTENT_128 * D / 128 if shift_extent is None else float(shift_extent)
     offsets = shift_grid(shifts if extent > 0 else 1, extent, device)
     radii = marching_radii(iterations, radius, D)
-    grid = _grid(base_resolution).to(device)
+    turn = torch.eye(3, device=device) if grid_rotation is None else grid_rotation.to(device, torch.float32)
+    grid = _grid(base_resolution).to(device) @ turn
     keep = min(keep, len(grid))
 
     with torch.autocast(device.type, enabled=False):
@@ -184,7 +188,7 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
             resolution = base_resolution + i
             cand = so3grid.children(resolution - 1, index.cpu()).reshape(B, -1).to(device)  # (B, M)
             M = cand.shape[1]
-            R = so3grid.rotations(resolution, cand.cpu()).float().to(device)  # (B, M, 3, 3)
+            R = so3grid.rotations(resolution, cand.cpu()).float().to(device) @ turn  # (B, M, 3, 3)
             centre = centres.repeat_interleave(8, dim=1)  # (B, M, 2)
             inside = radius_px <= radii[i]
             x, c, k3 = images[:, inside].to(torch.complex64), ctf[:, inside], coords[inside]
@@ -206,5 +210,5 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
             index = cand.gather(1, pick)
             centres = centre.gather(1, pick[..., None].expand(-1, -1, 2)) + (offsets / 2**i)[t.gather(1, pick)]
     final = base_resolution + iterations
-    return PoseSearchResult(so3grid.rotations(final, index[:, 0].cpu()).float().to(device), centres[:, 0],
+    return PoseSearchResult(so3grid.rotations(final, index[:, 0].cpu()).float().to(device) @ turn, centres[:, 0],
                             err[:, 0], index[:, 0])

@@ -137,3 +137,13 @@ def test_chunking_does_not_change_the_result(decoder, half):
     small = search_poses(decoder, images, 1.0, half, iterations=2, chunk=60_000)  # 16 decoder calls for the base grid instead of 1
     np.testing.assert_array_equal(big.index, small.index)
     np.testing.assert_allclose(big.shifts, small.shifts)
+
+
+def test_a_turned_grid_finds_poses_on_the_turned_grid(decoder, half):
+    turn = random_rotations(1, torch.Generator().manual_seed(9))[0]
+    idx = on_grid(8, 5, seed=8)
+    R = so3grid.rotations(5, idx).float() @ turn
+    images = decoder(half.coords @ R)
+    result = search_poses(decoder, images, 1.0, half, keep=16, iterations=3, shift_extent=0, grid_rotation=turn)
+    assert int((result.index == idx).sum()) >= 7
+    np.testing.assert_allclose(result.rotations[result.index == idx], R[result.index == idx], atol=1e-5)
