@@ -274,7 +274,18 @@ class Abinit:
         elif phase == "search":
             result = self.search(idx)
             poses.assign(idx, result.rotations, result.shifts)
+            self._forget_momentum(idx)
             self.search_errors.append((trainer.step_count, float(result.error.mean()) / self._searched_pixels()))
+
+    def _forget_momentum(self, idx):
+        """Clear the table optimiser's moments of the rows just assigned, so that descent does not
+        push new poses with the momentum of the old ones."""
+        opt = self.trainer.table_optimizer
+        for param in self.trainer.model.poses.parameters():
+            state = opt.state.get(param, {}) if opt is not None else {}
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in state:
+                    state[key][idx] = 0
 
     def _searched_pixels(self) -> int:
         """Half-plane pixels compared in the last search round (to report its error per pixel, as the
