@@ -14,8 +14,8 @@ true maps, seconds per epoch, images/s and peak GPU memory.
 CPU check (1,000 images, box 32, SNR 0.3, 20 states, 6 epochs, widths 64, the command above plus
 ``--states 20 --snr 0.3 --apix 4 --threads 1 --width 64 --depth 2 --max-gaussians 256
 --fit-resolution 4 --batch 50``): the Gaussian model's |Spearman| 0.959, maps at FSC 0.5 of
-12.3-12.7 Å (Nyquist 8 Å), 224 Gaussians fitted in 12 s; the MLP model at cryonb's CPU defaults
-(lr 1e-4) 0.005, 23-26 Å.
+12.3-12.7 Å (Nyquist 8 Å), 224 Gaussians fitted in 12 s; the MLP model (image encoder, width 256)
+0.005 and 23-26 Å at cryonb's CPU learning rate (1e-4), 0.075 and 13.7 Å with ``--mlp-lr 1e-3``.
 """
 
 from __future__ import annotations
