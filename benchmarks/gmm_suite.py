@@ -66,6 +66,7 @@ def train_gmm(particles, args, device):
 
     from cryonb.core import training
     from cryonb.core.gmm.config import decoder_from_config, latents_from_config
+    from cryonb.core.gmm.loss import image_loss
     from cryonb.core.gmm.setup import neutral_model, prepare
 
     t0 = time.perf_counter()
@@ -104,7 +105,7 @@ def train_gmm(particles, args, device):
             images, rotations, ctf = data.batch(idx)
             latents = encoder(idx, images, torch.randn(len(idx), args.zdim, device=device), rotations=rotations, ctf=ctf)
             pred = decoder(encoder.coords @ rotations, latents.z) * ctf
-            error = torch.view_as_real(pred - images).pow(2).sum(-1).mean()
+            error = image_loss(args.loss, pred, images, encoder.rings).mean()
             loss = error + config.kl_weight * latents.prior.mean() / len(data.half)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -151,6 +152,8 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--lr", type=float, default=1e-3, help="the Gaussian model's learning rate")
+    ap.add_argument("--loss", default="mse", choices=("mse", "frc"),
+                    help="the Gaussian model's loss in the benchmark's own loop: squared error with CTF, or 1 - FRC")
     ap.add_argument("--mlp-lr", type=float, default=None, help="the MLP model's (default: cryonb's, 2e-4 GPU / 1e-4 CPU)")
     ap.add_argument("--fit-resolution", type=float, default=3.0, help="neutral-model target, in pixels (3: 2/3 Nyquist)")
     ap.add_argument("--max-gaussians", type=int, default=2048)

@@ -139,7 +139,7 @@ def fit_mixture(volume, apix: float = 1.0, *, resolution: float | None = None, n
     g = torch.Generator().manual_seed(seed)
     target = _Target(volume)
     res = max(start_resolution, resolution)
-    mixture = _seed(volume, mask, n_start, max(MIN_WIDTH, 0.2 * res / apix), g).to(device)
+    mixture = _seed(volume, mask, min(n_start, max_gaussians), max(MIN_WIDTH, 0.2 * res / apix), g).to(device)
     result = FitResult(mixture)
     bar = tqdm(unit="step", desc="fitting Gaussians", disable=None if progress is None else not progress)
     while True:
