@@ -29,6 +29,9 @@ def add_args(parser):
     parser.add_argument("--depth", type=int, help="encoder and decoder hidden layers (default: 3)")
     parser.add_argument("--decoder", choices=("mlp", "gmm"), help="mlp (default) or gmm: a Gaussian mixture fitted to --neutral-map "
                         "whose Gaussians move with the latent (cryonb.core.gmm)")
+    parser.add_argument("--gmm-mode", choices=("both", "position", "amplitude"),
+                        help="with --decoder gmm: what the latent changes, positions (conformations), amplitudes (composition) or both (default)")
+    parser.add_argument("--gmm-mask", help="with --decoder gmm: a mask map; only the Gaussians inside it move (focused analysis)")
     parser.add_argument("--neutral-map", help="with --decoder gmm: the consensus map (e.g. from cryonb backproject) or a .npz mixture")
     parser.add_argument("--encoding", help="positional encoding: gaussian, geometric, geometric_lowf (default: gaussian on a GPU, geometric on a CPU)")
     parser.add_argument("--plain", action="store_true", help="plain hidden layers (default: residual layers on a GPU, plain on a CPU)")
@@ -68,6 +71,7 @@ FIXED = {
     "plain": (("residual",), lambda v: False), "box": (("box",), lambda v: v), "batch_size": (("batch_size",), lambda v: v),
     "lr_schedule": (("lr_schedule",), lambda v: v), "beta": (("beta",), lambda v: v), "seed": (("seed",), lambda v: v),
     "decoder": (("decoder",), lambda v: v), "neutral_map": (("neutral_map",), lambda v: str(Path(v).resolve())),
+    "gmm_mode": (("gmm_mode",), lambda v: v), "gmm_mask": (("gmm_mask",), lambda v: str(Path(v).resolve())),
 }
 # Options a continued run takes up.
 CHANGEABLE = {
@@ -164,6 +168,7 @@ def main(args):
             stream=True if d.get("stream") else (False if d.get("no_stream") else None),
             cache_dtype=d.get("cache_dtype") or "complex64", cache_dir=str(Path(d.get("cache_dir") or args.outdir / "cache").resolve()),
             decoder=d.get("decoder") or "mlp", neutral_map=str(Path(d["neutral_map"]).resolve()) if d.get("neutral_map") else None,
+            gmm_mode=d.get("gmm_mode"), gmm_mask=str(Path(d["gmm_mask"]).resolve()) if d.get("gmm_mask") else None,
         ).validate()
         trainer = Trainer(particles, config, run_dir=args.outdir)
     args.epochs = trainer.config.epochs

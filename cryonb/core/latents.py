@@ -1,7 +1,7 @@
 """Where each particle's latent ``z`` comes from: an amortised encoder, or a table of latents.
 
-A latent source is a module called as ``source(idx, images, noise)`` for the particles at ``idx``
-(their half-plane transforms ``images``) returning :class:`Latents`: the ``z`` the decoder sees,
+A latent source is a module called as ``source(idx, images, noise, rotations=, ctf=)`` for the
+particles at ``idx`` (their half-plane transforms ``images``, poses and CTF) returning :class:`Latents`: the ``z`` the decoder sees,
 the means reported by :meth:`~Encoder.means`, and a per-particle ``prior`` penalty (the KL term of
 a VAE, or the Gaussian prior of an autodecoder). ``noise`` (B, zdim) is a standard normal draw,
 or None to use the means.
@@ -45,12 +45,12 @@ class Encoder(nn.Module):
         out = self.net(x).float()
         return out[:, : self.zdim], out[:, self.zdim :].clamp(-20, 10)
 
-    def forward(self, idx, images, noise: torch.Tensor | None = None) -> Latents:
+    def forward(self, idx, images, noise: torch.Tensor | None = None, rotations=None, ctf=None) -> Latents:
         mu, logvar = self.gaussian(images)
         z = mu if noise is None else mu + noise * torch.exp(0.5 * logvar)
         return Latents(z, mu, gaussian_kl(mu, logvar))
 
-    def means(self, idx, images) -> torch.Tensor:
+    def means(self, idx, images, rotations=None, ctf=None) -> torch.Tensor:
         return self.gaussian(images)[0]
 
 
@@ -72,12 +72,12 @@ class LatentTable(nn.Module):
         with torch.no_grad():
             self.table.weight.copy_(torch.randn(n, zdim, generator=g) * 0.1)
 
-    def forward(self, idx, images, noise: torch.Tensor | None = None) -> Latents:
+    def forward(self, idx, images, noise: torch.Tensor | None = None, rotations=None, ctf=None) -> Latents:
         mu = self.table(idx)
         z = mu if noise is None else mu + self.sigma * noise
         return Latents(z, mu, 0.5 * mu.pow(2).sum(-1))
 
-    def means(self, idx, images) -> torch.Tensor:
+    def means(self, idx, images, rotations=None, ctf=None) -> torch.Tensor:
         return self.table(idx)
 
 

@@ -185,24 +185,26 @@ class HeterogeneousModel(nn.Module):
                 pixels: torch.Tensor | None = None) -> ModelOutput:
         """Prediction for the particles at ``idx``: images (B, P) at their poses, times their CTF.
 
-        ``pixels`` (optional) selects the half-plane pixels predicted (the CTF is given at those);
-        the latent source still sees whole images.
+        ``pixels`` (optional) selects the half-plane pixels predicted; the latent source still sees
+        whole images (and, for a gradient encoder, the poses and CTF).
         """
         rotations, shifts = self.poses(idx, rotations)
         if shifts is not None:
             images = recentre(images, self.coords, shifts, self.decoder.D)
         z = mu = prior = None
         if self.latents is not None:
-            latents = self.latents(idx, images, noise)
+            latents = self.latents(idx, images, noise, rotations=rotations, ctf=ctf)
             z, mu, prior = latents.z, latents.mu, latents.prior
         coords = self.coords if pixels is None else self.coords[pixels]
         target = images if pixels is None else images[:, pixels]
+        if pixels is not None and ctf.ndim:
+            ctf = ctf[:, pixels]
         pred = self.decoder(coords.to(rotations.dtype) @ rotations, z) * ctf
         return ModelOutput(pred, target, mu, prior)
 
-    def embed(self, idx, images, rotations) -> torch.Tensor:
+    def embed(self, idx, images, rotations, ctf=None) -> torch.Tensor:
         """Latent means (B, zdim) of the particles at ``idx``."""
-        _, shifts = self.poses(idx, rotations)
+        rotations, shifts = self.poses(idx, rotations)
         if shifts is not None:
             images = recentre(images, self.coords, shifts, self.decoder.D)
-        return self.latents.means(idx, images)
+        return self.latents.means(idx, images, rotations=rotations, ctf=ctf)

@@ -79,10 +79,20 @@ class TrainConfig:
     # autodecoder's per-particle latents); "known" poses (the metadata's) or a "table" refined with the
     # model (ab initio: cryonb.core.abinit fills it by pose search); an "mlp" decoder or a Gaussian
     # mixture ("gmm", fitted to ``neutral_map`` first: cryonb.core.gmm).
-    latents: str = "encoder"
+    latents: str | None = None  # None: "gradient" (cryonb.core.gmm.GradientEncoder) for a gmm decoder, else "encoder"
     poses: str = "known"
     decoder: str = "mlp"
     neutral_map: str | None = None
+    # The Gaussian-mixture decoder's options (None: the defaults of cryonb.core.gmm.config.GMM_DEFAULTS):
+    # what moves ("both", "position", "amplitude"), a mask map of the Gaussians that may move, the neutral
+    # fit's resolution (pixels) and size, the latent noise, the encoder's feature loss, the spread penalty
+    gmm_mode: str | None = None
+    gmm_mask: str | None = None
+    gmm_resolution: float | None = None
+    gmm_max_gaussians: int | None = None
+    gmm_noise: float | None = None
+    gmm_feature_loss: str | None = None
+    gmm_penalty: float | None = None
 
     def validate(self) -> TrainConfig:
         problems = []
@@ -113,9 +123,11 @@ class TrainConfig:
             problems.append(f"cache_dtype must be complex64, float16 or bfloat16 (got {self.cache_dtype!r})")
         if self.shuffle not in ("full", "chunked"):
             problems.append(f"shuffle must be 'full' or 'chunked' (got {self.shuffle!r})")
-        for name, allowed in (("latents", LATENT_SOURCES), ("poses", POSE_SOURCES), ("decoder", DECODERS)):
+        for name, allowed in (("latents", (None, *LATENT_SOURCES)), ("poses", POSE_SOURCES), ("decoder", DECODERS)):
             if getattr(self, name) not in allowed:
-                problems.append(f"{name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})")
+                problems.append(f"{name} must be one of {', '.join(allowed[-3:])} (got {getattr(self, name)!r})")
+        if self.latent_source == "gradient" and self.decoder != "gmm":
+            problems.append("latents 'gradient' (loss gradients at a neutral Gaussian mixture) needs decoder 'gmm'")
         if self.decoder == "gmm" and not self.neutral_map:
             problems.append("decoder 'gmm' needs neutral_map, the consensus map its Gaussians are fitted to")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
@@ -124,6 +136,11 @@ class TrainConfig:
             raise InputError(None, "invalid training configuration: " + "; ".join(problems),
                              "correct these values in TrainConfig (or the command-line options)")
         return self
+
+    @property
+    def latent_source(self) -> str:
+        """``latents``, with None resolved for the decoder."""
+        return self.latents or ("gradient" if self.decoder == "gmm" else "encoder")
 
     @property
     def kl_weight(self) -> float:
@@ -149,7 +166,7 @@ class TrainConfig:
         return replace(self, enc_width=self.enc_width or width, dec_width=self.dec_width or width,
                        batch_size=self.batch_size or (32 if gpu else 64), lr=self.lr or (2e-4 if gpu else 1e-4),
                        lr_schedule=self.lr_schedule or ("cosine" if gpu else "constant"), epochs=self.epochs or 20,
-                       residual=gpu if self.residual is None else self.residual,
+                       residual=gpu if self.residual is None else self.residual, latents=self.latent_source,
                        encoding=self.encoding or ("gaussian" if gpu else "geometric"))
 
     def build_model(self, D: int, n_particles: int) -> HeterogeneousModel:
@@ -157,15 +174,21 @@ class TrainConfig:
         from .latents import Encoder, LatentTable
         from .poses import KnownPoses, PoseTable
 
-        latents = None  # built before the decoder: runs keep the initial weights a seed gave them before
-        if self.zdim and self.latents == "table":
+        source = self.latent_source if self.zdim else None
+        latents = decoder = None  # the latents first: runs keep the initial weights a seed gave them before
+        if source == "table":
             latents = LatentTable(n_particles, self.zdim, seed=self.seed)
-        elif self.zdim:
+        elif source == "encoder":
             radius = HalfPlane.build(D).coords[:, :2].norm(dim=-1)
             pixels = torch.nonzero(radius <= self.enc_radius * (D // 2)).squeeze(1)
             latents = Encoder(pixels, self.zdim, self.enc_width, self.enc_depth, self.residual)
+        elif source == "gradient":  # reads the decoder's neutral model
+            from .gmm import latents_from_config
+
+            decoder = self.build_decoder(D)
+            latents = latents_from_config(self, decoder)
         poses = PoseTable(n_particles) if self.poses == "table" else KnownPoses()
-        return HeterogeneousModel(self.build_decoder(D), latents, poses)
+        return HeterogeneousModel(decoder or self.build_decoder(D), latents, poses)
 
     def build_decoder(self, D: int) -> torch.nn.Module:
         """The decoder alone (random weights), e.g. to load a shared run's decoder weights into."""
@@ -178,7 +201,7 @@ class TrainConfig:
 
 
 SCHEDULES = ("constant", "cosine")
-LATENT_SOURCES = ("encoder", "table")
+LATENT_SOURCES = ("encoder", "table", "gradient")
 POSE_SOURCES = ("known", "table")
 DECODERS = ("mlp", "gmm")
 # Keys added after the first release, with the value that runs written before them used.
@@ -347,6 +370,10 @@ class Trainer:
             # a graph reads the learning rate from a tensor, so it can change without a new capture
             **({"lr": torch.tensor(config.lr, device=self.device), "capturable": True} if self._graphs else {"lr": config.lr}),
         )
+        if config.zdim and config.latent_source == "gradient":  # the features' scale, from the first particles
+            from .gmm.setup import prepare
+
+            prepare(self.model.latents, self.data)
         sparse = [p for name, p in self.model.named_parameters() if _in_table(self.model, name)]
         self.table_optimizer = torch.optim.SparseAdam(sparse, lr=config.table_lr) if sparse else None
         self.before_step: list = []  # callables (trainer, idx) run before each step, e.g. a pose search
@@ -416,8 +443,6 @@ class Trainer:
         """
         images, rotations, ctf = self.data.batch(idx)
         pixels = self._pixels
-        if pixels is not None and ctf.ndim:
-            ctf = ctf[:, pixels]
         with self._autocast():
             out = self._forward(idx, images, rotations, ctf, noise, pixels)
         error = torch.view_as_real(out.prediction - out.target).pow(2).sum(-1).mean()
@@ -647,8 +672,10 @@ class Trainer:
         out = []
         for start in range(0, len(self.data), batch_size):
             idx = torch.arange(start, min(start + batch_size, len(self.data)), device=self.device)
+            images = self.data.images[start : start + batch_size]
+            _, rotations, ctf = self.data.batch(idx) if self.config.latent_source == "gradient" else (None, self.data.rotations[idx], None)
             with self._autocast():
-                mu = self.model.embed(idx, self.data.images[start : start + batch_size], self.data.rotations[idx])
+                mu = self.model.embed(idx, images, rotations, ctf)
             out.append(mu.float().cpu())
         return torch.cat(out).numpy()
 

@@ -10,6 +10,7 @@ from cryonb.core.gmm import GaussianDecoder, moving_domain
 from cryonb.core.run import Run
 from cryonb.core.simulate import simulate
 
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """Small tensor operations on a busy 2-core machine: one intra-op thread is several times faster."""
@@ -35,9 +36,10 @@ def data(tmp_path_factory):
 def test_train_with_a_gaussian_decoder(data, tmp_path):
     star, consensus = data
     assert cli(["train", str(star), "--outdir", str(tmp_path / "run"), "--epochs", "1", "--decoder", "gmm",
-                "--neutral-map", str(consensus), *SMALL]) == 0
+                "--neutral-map", str(consensus), "--gmm-mode", "position", *SMALL]) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
     assert config["decoder"] == "gmm" and config["neutral_map"] == str(consensus.resolve())
+    assert config["gmm_mode"] == "position" and config["latents"] == "gradient"
     run = Run.open(tmp_path / "run", device="cpu")
     assert isinstance(run.model.decoder, GaussianDecoder) and run.z.shape == (64, 1)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from cryonb.core.gmm import GaussianDecoder, moving_domain
+from cryonb.core.gmm import GaussianDecoder, GradientEncoder, moving_domain
 from cryonb.core.gmm.config import decoder_from_config, neutral_for_box
 from cryonb.core.io.mrc import write_map
 from cryonb.core.run import Run
@@ -24,6 +24,8 @@ def test_trainer_trains_and_a_run_reopens_a_gaussian_decoder(tmp_path):
                          enc_width=16, enc_depth=1, batch_size=16, lr=1e-3, device="cpu")
     trainer = Trainer(ps, config, run_dir=tmp_path / "run")
     assert isinstance(trainer.model.decoder, GaussianDecoder) and len(trainer.model.decoder) == 20
+    assert isinstance(trainer.model.latents, GradientEncoder) and trainer.config.latents == "gradient"  # gmm's default
+    assert trainer.model.latents.ready  # the feature scale was set from the first particles
     trainer.fit(2, progress=False)
     assert trainer.history[-1]["loss"] < trainer.history[0]["loss"]
     run = Run.open(tmp_path / "run", particles=ps, device="cpu")
