@@ -55,6 +55,7 @@ class TrainingMonitor(w.VBox):
         self.add_class("cryonb-monitor")
         self._lock = threading.Lock()
         self._recent = deque(maxlen=50)  # (time, step_count) of recent steps, for images/s
+        self._last_rate: float | None = None  # images/s last measured from steps, kept over a pause
         self._last_status = self._last_plot = -np.inf
         self._closed = False
         self._listener = self._on_event
@@ -84,9 +85,9 @@ class TrainingMonitor(w.VBox):
         if event == "step":
             self._recent.append((now, trainer.step_count))
         elif event in ("resumed", "stopped"):
-            # Time spent paused or stopped is not training time: the rate is measured afresh. While
-            # paused no step arrives, so the rate of the steps before the pause stays shown (it
-            # used to fall back to the last epoch's, which could be higher).
+            # Time spent paused or stopped is not training time: the rate is measured afresh from
+            # the steps after it. Until two have arrived the rate measured before stays shown (not
+            # the last epoch's, which could be higher), so images/s never climbs over a pause.
             self._recent.clear()
         if event == "step" and now - self._last_status < self.status_interval:
             return
@@ -120,18 +121,37 @@ class TrainingMonitor(w.VBox):
                 self._last_plot = self._last_status
                 self.curves.value = render_curves(t.steps, t.history, t.batches_per_epoch)
 
-    def _speed_text(self, running: bool, batches_left: int) -> str:
-        rate = None
+    def batch_rate(self) -> float | None:
+        """Batches per second over the recent steps (the trainer's progress bar counts the same
+        batches), the last rate measured before a pause while too few steps followed it, else the
+        last epoch's (whose ``seconds`` exclude pauses); None before any."""
         if len(self._recent) >= 2:
             (t0, s0), (t1, s1) = self._recent[0], self._recent[-1]
-            rate = (s1 - s0) * self.trainer.config.batch_size / max(t1 - t0, 1e-9)
-        elif self.trainer.history:
-            rate = self.trainer.history[-1]["images_per_s"]
+            if t1 > t0:
+                self._last_rate = (s1 - s0) / (t1 - t0)
+        if self._last_rate is not None:
+            return self._last_rate
+        history = self.trainer.history
+        if history and history[-1].get("seconds", 0) > 0:
+            return self.trainer.batches_per_epoch / history[-1]["seconds"]
+        return None
+
+    def eta(self, batches_left: int) -> float | None:
+        """Seconds left: batches left over the recent batch rate, as tqdm estimates it."""
+        rate = self.batch_rate()
+        return None if not rate else batches_left / rate
+
+    def _speed_text(self, running: bool, batches_left: int) -> str:
+        rate = self.batch_rate()
         if rate is None:
-            return "– images/s"
-        text = f"{rate:,.0f} images/s"
-        if running and rate > 0:
-            text += f" · ETA {format_duration(batches_left * self.trainer.config.batch_size / rate)}"
+            if not self.trainer.history:
+                return "– images/s"
+            images = self.trainer.history[-1]["images_per_s"]
+        else:
+            images = rate * self.trainer.config.batch_size
+        text = f"{images:,.0f} images/s"
+        if running and rate:
+            text += f" · ETA {format_duration(self.eta(batches_left))}"
         return text
 
 

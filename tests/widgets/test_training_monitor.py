@@ -202,3 +202,56 @@ def test_images_per_second_hold_still_while_paused(monkeypatch):
         trainer.step_count += 1
         view._on_event("step", trainer)
     assert rate() == pytest.approx(50)
+
+
+class FakeTrainer:
+    """What the monitor reads of a trainer, moved by hand."""
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        self.listeners, self.history, self.steps = [], [], []
+        self.config = SimpleNamespace(batch_size=10)
+        self.batches_per_epoch, self.target_epoch = 100, 5
+        self.epoch = self.position = self.step_count = 0
+        self.running, self.paused = True, False
+
+    def advance(self, steps: int = 1):
+        for _ in range(steps):
+            self.step_count += 1
+            self.position += 1
+            if self.position == self.batches_per_epoch:
+                self.epoch, self.position = self.epoch + 1, 0
+
+
+def test_eta_is_batches_left_over_the_recent_rate_and_a_pause_does_not_raise_the_rate(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(training_monitor.time, "monotonic", lambda: clock[0])
+    trainer = FakeTrainer()
+    view = TrainingMonitor(trainer)
+    for _ in range(20):  # 4 batches a second
+        clock[0] += 0.25
+        trainer.advance()
+        view._on_event("step", trainer)
+    assert view.batch_rate() == pytest.approx(4.0)
+    left = 5 * 100 - 20
+    assert view.eta(left) == pytest.approx(left / 4.0)  # what tqdm shows for the same batches and rate
+    assert view.speed_label.value == f"40 images/s · ETA {format_duration(left / 4.0)}"
+    trainer.paused = True
+    view._on_event("paused", trainer)
+    for _ in range(5):  # a long pause, the view refreshed now and then
+        clock[0] += 60
+        view.refresh()
+        assert view.speed_label.value.startswith("40 images/s")
+    trainer.paused = False
+    view._on_event("resumed", trainer)
+    clock[0] += 0.5  # one slow step after the pause: not enough to measure, the old rate stays
+    trainer.advance()
+    view._on_event("step", trainer)
+    assert view.speed_label.value.startswith("40 images/s")
+    for _ in range(4):  # then 2 batches a second, measured afresh without the pause
+        clock[0] += 0.5
+        trainer.advance()
+        view._on_event("step", trainer)
+    assert view.batch_rate() == pytest.approx(2.0)
+    assert view.eta(5 * 100 - 25) == pytest.approx((500 - 25) / 2.0)
