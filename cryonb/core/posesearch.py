@@ -152,7 +152,8 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
     offsets = shift_grid(shifts if extent > 0 else 1, extent, device)
     radii = marching_radii(iterations, radius, D)
     turn = torch.eye(3, device=device) if grid_rotation is None else grid_rotation.to(device, torch.float32)
-    grid = _grid(base_resolution).to(device) @ turn
+    with torch.autocast(device.type, enabled=False):  # rotations in float32 under a caller's autocast too
+        grid = _grid(base_resolution).to(device) @ turn
     keep = min(keep, len(grid))
 
     with torch.autocast(device.type, enabled=False):
@@ -209,6 +210,6 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
             err, pick = err_min.topk(min(keep, M) if i < iterations else 1, dim=1, largest=False)
             index = cand.gather(1, pick)
             centres = centre.gather(1, pick[..., None].expand(-1, -1, 2)) + (offsets / 2**i)[t.gather(1, pick)]
-    final = base_resolution + iterations
-    return PoseSearchResult(so3grid.rotations(final, index[:, 0].cpu()).float().to(device) @ turn, centres[:, 0],
-                            err[:, 0], index[:, 0])
+        final = base_resolution + iterations
+        best = so3grid.rotations(final, index[:, 0].cpu()).float().to(device) @ turn
+    return PoseSearchResult(best, centres[:, 0], err[:, 0], index[:, 0])
