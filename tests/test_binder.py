@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,42 @@ def test_binder_python_is_one_cryonb_supports():
     assert int(version.group(1)) >= int(re.fullmatch(r">=3\.(\d+)", requires).group(1))
 
 
+@dataclass
+class Measured:
+    returncode: int
+    out: str
+    err: str
+    kernel: int  # the kernel's own peak RSS, reported by the driver
+    sampled: int  # the largest sum over the driver's process tree, sampled every 20 ms
+    sampled_driver: int
+    peak: int  # what the notebook needed at most: max(sampled, kernel + driver)
+
+
+def run_notebook_measured(notebook: Path, workdir: Path) -> Measured:
+    """Run ``notebook`` top to bottom in a fresh kernel (``DRIVER``) and measure its memory.
+
+    The driver's own ru_maxrss is not used: Linux carries a parent's peak across fork and exec,
+    so it would report the test runner's memory. The driver is sampled instead.
+    """
+    import psutil
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "agg"}
+    driver = psutil.Popen([sys.executable, "-c", DRIVER, str(notebook), str(workdir)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampled = sampled_driver = 0
+    while driver.poll() is None:
+        sampled = max(sampled, tree_rss(driver))
+        try:
+            sampled_driver = max(sampled_driver, driver.memory_info().rss)
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(0.02)
+    out, err = driver.communicate()
+    found = re.search(r"^KERNEL PEAK (\d+)$", out, re.M)
+    kernel = int(found.group(1)) if found else 0
+    return Measured(driver.returncode, out, err, kernel, sampled, sampled_driver, max(sampled, kernel + sampled_driver))
+
+
 def tree_rss(process) -> int:
     """Resident bytes of ``process`` and all its descendants (those that exit meanwhile count 0)."""
     import psutil
@@ -84,28 +121,13 @@ def tree_rss(process) -> int:
 def test_quickstart_runs_within_binders_memory(tmp_path):
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("psutil")
 
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "agg"}
-    driver = psutil.Popen([sys.executable, "-c", DRIVER, str(QUICKSTART), str(tmp_path)], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampled = sampled_driver = 0
-    while driver.poll() is None:
-        sampled = max(sampled, tree_rss(driver))
-        try:
-            sampled_driver = max(sampled_driver, driver.memory_info().rss)
-        except psutil.NoSuchProcess:
-            pass
-        time.sleep(0.02)
-    out, err = driver.communicate()
-    assert driver.returncode == 0, f"the quickstart failed:\n{err[-4000:]}"
-
-    # The driver's own ru_maxrss is not used: Linux carries a parent's peak across fork and exec,
-    # so it would report the test runner's memory. The driver is sampled instead.
-    kernel = int(re.search(r"^KERNEL PEAK (\d+)$", out, re.M).group(1))
+    m = run_notebook_measured(QUICKSTART, tmp_path)
+    assert m.returncode == 0, f"the quickstart failed:\n{m.err[-4000:]}"
+    kernel, sampled, sampled_driver, peak = m.kernel, m.sampled, m.sampled_driver, m.peak
     assert kernel > 200e6  # torch and a trained model really were in the kernel
     assert sampled >= kernel * 0.5  # the sampling saw the kernel, not just the driver
-    peak = max(sampled, kernel + sampled_driver)
     assert peak < BINDER_MEMORY, (
         f"the quickstart peaks at {peak / 1e9:.2f} GB (kernel {kernel / 1e9:.2f} GB, driver "
         f"{sampled_driver / 1e9:.2f} GB, sampled tree {sampled / 1e9:.2f} GB): over Binder's 2 GB")

@@ -4,27 +4,22 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_binder import BINDER_MEMORY, DRIVER, tree_rss  # noqa: E402
+from test_binder import BINDER_MEMORY, run_notebook_measured  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
 def test_bundle_notebook_runs_within_binders_memory(tmp_path):
     pytest.importorskip("nbclient")
     pytest.importorskip("holoviews")
-    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("psutil")
     from cryonb.core.particles import load_particles, write_star
     from cryonb.core.run import Run
     from cryonb.core.simulate import simulate
@@ -38,21 +33,9 @@ def test_bundle_notebook_runs_within_binders_memory(tmp_path):
               traversals={"line": run.z[:5]}, progress=False)
     (tmp_path / "particles.mrcs").unlink()  # the stack is not there: the bundle must do without it
 
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "agg"}
-    driver = psutil.Popen([sys.executable, "-c", DRIVER, str(bundle / "explore.ipynb"), str(bundle)], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampled = sampled_driver = 0
-    while driver.poll() is None:
-        sampled = max(sampled, tree_rss(driver))
-        try:
-            sampled_driver = max(sampled_driver, driver.memory_info().rss)
-        except psutil.NoSuchProcess:
-            pass
-        time.sleep(0.02)
-    out, err = driver.communicate()
-    assert driver.returncode == 0, f"the bundle's notebook failed:\n{err[-4000:]}"
-    kernel = int(re.search(r"^KERNEL PEAK (\d+)$", out, re.M).group(1))
-    peak = max(sampled, kernel + sampled_driver)
+    m = run_notebook_measured(bundle / "explore.ipynb", bundle)
+    assert m.returncode == 0, f"the bundle's notebook failed:\n{m.err[-4000:]}"
+    kernel, peak = m.kernel, m.peak
     print(f"bundle notebook: peak {peak / 1e9:.2f} GB (kernel {kernel / 1e9:.2f} GB)")
     assert kernel > 150e6 and peak < BINDER_MEMORY, f"the bundle's notebook peaks at {peak / 1e9:.2f} GB"
     saved = bundle / "my_selection.star"
