@@ -18,6 +18,8 @@ _VIEWS = {
     "VolumeViewer": "volume_viewer",
     "TrajectoryPlayer": "trajectory_player",
     "LandscapeView": "landscape",
+    "PairGrid": "latent_views",
+    "Scatter3D": "latent_views",
 }
 
 __all__ = [*_VIEWS, "register_display"]

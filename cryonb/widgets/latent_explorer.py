@@ -16,14 +16,22 @@ import re
 import numpy as np
 import pandas as pd
 
-from cryonb.core.analysis import auto_clusters, box_select, kmeans, lasso_select, latent_norm, pca, range_select, umap_embedding
+from cryonb.core.analysis import (Regions, auto_clusters, box_select, kmeans, lasso_select, latent_norm, pca, range_select,
+                                  read_region, trajectory, umap_embedding)
 from cryonb.core.ctf import CTF_COLUMNS
 from cryonb.core.errors import InputError
 from cryonb.core.particles import save_selection
+from cryonb.core.rotations import matrix_to_relion
 
-COLORS = ("cluster", "norm", *CTF_COLUMNS)
+POSE_VALUES = ("rot", "tilt", "psi", "shift_x", "shift_y")  # RELION Euler angles (degrees) and shifts (pixels)
+CYCLIC = ("rot", "psi")  # angles drawn with a cyclic colour map
+COLORS = ("cluster", "norm", *CTF_COLUMNS, *POSE_VALUES)
 RANGE_MODES = ("replace", "within", "add")  # how select_range combines with the current selection
+SELECT_MODES = ("replace", "add", "remove", "within")  # how a cluster or region enters the selection
 SELECTED_COLOR = "#e6007e"
+REGION_COLORS = ("#ff7f0e", "#17becf", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#bcbd22", "#1f77b4")
+ANCHOR_COLOR = "#111111"
+MAX_CATEGORIES = 256  # integer colour arrays with more distinct values are drawn as numbers
 PADDING = 0.05  # of the data's own range, on each side of the plot
 
 
@@ -76,13 +84,30 @@ def color_values(run, color, labels: np.ndarray | None) -> tuple[np.ndarray, boo
                 raise InputError(None, f"colour {color!r} needs the particles' CTF, which this run lacks",
                                  "open the run with its particles: Run.open(run_dir, particles)")
             return run.particles.ctf[:, CTF_COLUMNS.index(color)], False
+        if color in POSE_VALUES:
+            return pose_values(run.particles, color), False
         options = ", ".join(repr(c) for c in COLORS)
         raise InputError(None, f"unknown colour {color!r}", f"choose one of {options}, or pass an array of {n} values")
     values = np.asarray(color)
     if values.shape != (n,):
         raise InputError(None, f"colour array has shape {values.shape}, expected ({n},)", "pass one value per particle")
-    categorical = not np.issubdtype(values.dtype, np.floating)
-    return values, categorical
+    if values.dtype == object or not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+        raise InputError(None, f"colour array holds {values.dtype}, not numbers", "pass numbers (integers are drawn as categories)")
+    categorical = not np.issubdtype(values.dtype, np.floating) and len(np.unique(values)) <= MAX_CATEGORIES
+    return (values if categorical else values.astype(np.float64)), categorical
+
+
+def pose_values(particles, name: str) -> np.ndarray:
+    """The particles' RELION Euler angle ``rot``/``tilt``/``psi`` (degrees) or shift ``shift_x``/``shift_y`` (pixels)."""
+    if name in ("rot", "tilt", "psi"):
+        if particles is None or particles.rotations is None:
+            raise InputError(None, f"colour {name!r} needs the particles' poses, which this run lacks",
+                             "open the run with its particles: Run.open(run_dir, particles)")
+        return np.asarray(matrix_to_relion(particles.rotations.astype(np.float64))[("rot", "tilt", "psi").index(name)])
+    if particles is None or particles.shifts is None:
+        raise InputError(None, f"colour {name!r} needs the particles' shifts, which this run lacks",
+                         "open the run with particles that have shifts (a .star or .cs with origins)")
+    return particles.shifts[:, ("shift_x", "shift_y").index(name)].astype(np.float64)
 
 
 class LatentExplorer:
@@ -93,7 +118,14 @@ class LatentExplorer:
     are drawn as categories). ``k``: the number of k-means clusters; ``"auto"`` takes one per 10
     particles, from 2 to 8 (:func:`~cryonb.core.analysis.auto_clusters`); ``None`` skips k-means
     (no cluster colours, no centre markers). ``n_neighbors`` and ``min_dist`` are UMAP's
-    (``n_neighbors=None``: 15, fewer for small sets).
+    (``n_neighbors=None``: 15, fewer for small sets). ``point_size``: every particle is drawn at
+    least this many pixels out from its centre (a 3×3 square at 1), so that a rare state of 70
+    particles among a million is seen, not a few faint pixels.
+
+    Beyond the current selection, named regions (:attr:`regions`, a
+    :class:`~cryonb.core.analysis.Regions`) are kept at once: store a selection, load an index
+    file or a .star subset, combine, save or remove each on its own. Anchors (clicked particles
+    or k-means centres) make a trajectory (:meth:`make_trajectory`) to export and play.
 
     ``positions`` are the selected rows of ``run.z``; ``selection`` the same particles' row numbers
     in the original particle file, which is what :meth:`save` writes.
@@ -104,7 +136,7 @@ class LatentExplorer:
     """
 
     def __init__(self, run, coords="umap", color="cluster", k: int | str | None = "auto", width: int = 600, height: int = 450,
-                 *, n_neighbors: int | None = None, min_dist: float = 0.1):
+                 *, n_neighbors: int | None = None, min_dist: float = 0.1, point_size: int = 1):
         if run.z is None:
             raise InputError(run.run_dir, "the run has no latents (zdim=0)", "train a heterogeneous model (zdim > 0)")
         self.run = run
@@ -114,15 +146,23 @@ class LatentExplorer:
                 raise InputError(None, f"k={k!r} is not a number of clusters", 'pass an integer, "auto" or None (no k-means)')
             k = auto_clusters(len(run.z))
         self.clusters = None if k is None else kmeans(run.z, k)
+        self.point_size = int(point_size)
+        self._loaded_values: dict[str, np.ndarray] = {}  # arrays given to colour_by, by name
         self.color = color
         self.values, self.categorical = color_values(run, color, None if self.clusters is None else self.clusters.labels)
+        if not isinstance(color, str):
+            self._loaded_values["value"] = np.asarray(color)
         self._table = pd.DataFrame({"x": self.coords[:, 0], "y": self.coords[:, 1], "color": _column(self.values, self.categorical)})
         self._size = (width, height)
         self.working = np.arange(len(self.coords))
         self.positions = np.zeros(0, np.int64)
         self.path = np.zeros(0, np.int64)
         self.picked: int | None = None  # row of run.z of the particle last clicked
-        self._listeners, self._pick_listeners = [], []
+        self.regions = Regions(len(self.coords))
+        self.shown_regions: list[str] = []  # names of the regions drawn on the plot
+        self.anchors: list[int] = []  # rows of run.z that a trajectory goes through
+        self.trajectory = None  # the last made, a cryonb.core.analysis.Trajectory
+        self._listeners, self._pick_listeners, self._region_listeners = [], [], []
         self._build_streams()
 
     # --- state -------------------------------------------------------------------------------
@@ -149,20 +189,249 @@ class LatentExplorer:
         self._changed()
 
     def value_names(self) -> list[str]:
-        """Names :meth:`values_of` knows for this run: ``"norm"`` (‖z‖), ``"z1"``… and the CTF columns if any."""
+        """Names :meth:`values_of` knows for this run: ``"norm"`` (‖z‖), ``"z1"``…, the CTF columns, the
+        pose (``"rot"``, ``"tilt"``, ``"psi"`` in degrees, ``"shift_x"``, ``"shift_y"`` in pixels) if the
+        particles have them, and the arrays given to :meth:`colour_by` by their names."""
         names = ["norm", *(f"z{i + 1}" for i in range(self.run.z.shape[1]))]
-        if self.run.particles is not None and self.run.particles.ctf is not None:
+        particles = self.run.particles
+        if particles is not None and particles.ctf is not None:
             names += list(CTF_COLUMNS)
-        return names
+        if particles is not None and particles.rotations is not None:
+            names += list(POSE_VALUES[:3])
+        if particles is not None and particles.shifts is not None:
+            names += list(POSE_VALUES[3:])
+        return names + [name for name in self._loaded_values if name not in names]
+
+    def colour_names(self) -> list[str]:
+        """What the plot can be coloured by: ``"cluster"`` (with k-means) and :meth:`value_names`."""
+        return (["cluster"] if self.clusters is not None else []) + self.value_names()
 
     def values_of(self, name) -> np.ndarray:
         """Per-particle values (N,) by name (see :meth:`value_names`), or an array of N values as given."""
+        if isinstance(name, str) and name in self._loaded_values:
+            return self._loaded_values[name]
         if isinstance(name, str) and name[:1] == "z" and name[1:].isdigit() and 1 <= int(name[1:]) <= self.run.z.shape[1]:
             return self.run.z[:, int(name[1:]) - 1]
-        if isinstance(name, str) and name not in ("cluster", "norm", *CTF_COLUMNS):
+        if isinstance(name, str) and name not in COLORS:
             names = ", ".join(repr(n) for n in self.value_names())
             raise InputError(None, f"unknown value {name!r}", f"choose one of {names}, or pass an array of {len(self.run.z)} values")
         return np.asarray(color_values(self.run, name, None if self.clusters is None else self.clusters.labels)[0])
+
+    def colour_by(self, values, name: str | None = None) -> None:
+        """Colour the particles by ``values``: a name of :meth:`colour_names` (``"tilt"``, ``"defocus_u"``,
+        ``"z2"``…) or any per-particle array of N numbers (integers: categories; floats: a colour bar),
+        kept under ``name`` (default ``"value"``) for the histogram and the colour menu.
+
+        >>> explorer.colour_by(np.load("local_resolution.npy"), "local resolution")
+        """
+        if isinstance(values, str):
+            array = self.values_of(values) if values != "cluster" else None
+            label = values
+        else:
+            label = name or "value"
+            array = self._loaded_values[label] = self._check_values(values)
+        color = values if isinstance(values, str) and values in COLORS else array
+        self.values, self.categorical = color_values(self.run, color, None if self.clusters is None else self.clusters.labels)
+        self.color = label
+        self._table["color"] = _column(self.values, self.categorical)
+        if "plot" in self.__dict__:  # drawn already: draw again in the new colours
+            import holoviews as hv
+
+            del self.__dict__["plot"]
+            # A pipe of its own for the new plot: the old one's operation expects the old colours.
+            self._shown_pipe = hv.streams.Pipe(data=self._table.iloc[self.working])
+            if "widget" in self.__dict__:
+                self._pane.object = self.plot
+                self._sync_colour_menu()
+        for callback in self._region_listeners:
+            callback()
+
+    color_by = colour_by
+
+    def _check_values(self, values) -> np.ndarray:
+        values = np.asarray(values)
+        if values.shape != (len(self.coords),):
+            raise InputError(None, f"colour array has shape {values.shape}, expected ({len(self.coords)},)", "pass one value per particle of the run")
+        return values
+
+    # --- clusters ------------------------------------------------------------------------------
+
+    def cluster_members(self, cluster: int) -> np.ndarray:
+        """Rows of ``run.z`` of k-means cluster ``cluster`` that are shown."""
+        if self.clusters is None:
+            raise InputError(None, "this explorer has no k-means clusters", "make it with k=<number of clusters>")
+        k = len(self.clusters.centers)
+        if not 0 <= int(cluster) < k:
+            raise InputError(None, f"cluster {cluster} does not exist", f"pick a cluster from 0 to {k - 1}")
+        return np.flatnonzero((self.clusters.labels == int(cluster)) & self._mask(self.working))
+
+    def select_clusters(self, clusters, mode: str = "replace") -> None:
+        """Select whole k-means clusters: ``mode`` ``"replace"``, ``"add"`` them, ``"remove"`` them or keep
+        only the selected particles ``"within"`` them."""
+        clusters = [clusters] if np.ndim(clusters) == 0 else list(clusters)
+        members = np.concatenate([self.cluster_members(c) for c in clusters]) if clusters else np.zeros(0, np.int64)
+        self._combine(members, mode)
+
+    def cluster_selected(self) -> dict[int, bool]:
+        """For each cluster with shown particles: whether all of them are selected (its toggle is on)."""
+        if self.clusters is None:
+            return {}
+        labels = self.clusters.labels
+        shown, selected = self._mask(self.working), self._mask(self.positions)
+        members = np.bincount(labels[shown], minlength=len(self.clusters.centers))
+        chosen = np.bincount(labels[shown & selected], minlength=len(self.clusters.centers))
+        return {c: bool(chosen[c] == members[c]) for c in range(len(members)) if members[c]}
+
+    def _combine(self, positions, mode: str) -> None:
+        if mode not in SELECT_MODES:
+            raise InputError(None, f"unknown mode {mode!r}", f"use one of {', '.join(map(repr, SELECT_MODES))}")
+        inside = self._mask(np.asarray(positions, dtype=np.int64)) & self._mask(self.working)
+        current = self._mask(self.positions)
+        inside = {"replace": inside, "add": current | inside, "remove": current & ~inside, "within": current & inside}[mode]
+        self.positions = np.flatnonzero(inside)
+        self._changed()
+
+    # --- named regions -------------------------------------------------------------------------
+
+    def store_region(self, name: str | None = None, positions=None, show: bool = True) -> str:
+        """Keep the selection (or ``positions``, rows of ``run.z``) as region ``name`` (default
+        ``"region 1"``, ``"region 2"``…); drawn on the plot if ``show``. Returns the name."""
+        positions = self.positions if positions is None else positions
+        name = self.regions.unique_name("region") if name is None else name
+        self.regions.add(name, positions)
+        if show and name not in self.shown_regions:
+            self.shown_regions.append(name)
+        self._regions_changed()
+        return name
+
+    def load_region(self, path: str | os.PathLike, name: str | None = None, show: bool = True) -> str:
+        """Load a cryoDRGN index .pkl, a .npy/.txt of particle rows or a .star subset as a region
+        (see :func:`~cryonb.core.analysis.read_region`), drawn on the plot; returns its name (default: the file's stem)."""
+        positions = read_region(path, self.run.particles, len(self.coords))
+        stem = os.path.basename(os.fspath(path)).split(".")[0] or "loaded"
+        return self.store_region(self.regions.unique_name(stem) if name is None else name, positions, show)
+
+    def select_region(self, name: str, mode: str = "replace") -> None:
+        """Select region ``name`` (its shown particles): replacing, adding to, removing from or within the selection."""
+        self._combine(self.regions[name], mode)
+
+    def combine_regions(self, name: str, operation: str, names, show: bool = True) -> str:
+        """Store the ``"union"``, ``"intersection"`` or ``"difference"`` (first less the others) of regions ``names`` as ``name``."""
+        return self.store_region(name, self.regions.evaluate(operation, names), show)
+
+    def remove_region(self, name: str) -> None:
+        """Forget region ``name`` (the files it was saved to stay)."""
+        self.regions.remove(name)
+        self.shown_regions = [n for n in self.shown_regions if n != name]
+        self._regions_changed()
+
+    def show_regions(self, names) -> None:
+        """Draw exactly the regions ``names`` on the plot, each in its colour (:meth:`region_color`)."""
+        names = [names] if isinstance(names, str) else list(names)
+        for name in names:
+            self.regions.mask(name)  # an InputError for an unknown name
+        self.shown_regions = names
+        self._regions_changed()
+
+    def region_color(self, name: str) -> str:
+        """The colour region ``name`` is drawn in (by its place among the regions)."""
+        return REGION_COLORS[self.regions.names.index(name) % len(REGION_COLORS)]
+
+    def save_region(self, name: str, prefix: str | os.PathLike) -> dict:
+        """Write region ``name`` next to ``prefix`` (.star or .cs, .ind.npy, .ind.pkl), as :meth:`save` the selection."""
+        return self.regions.save(name, self.run.particles, prefix)
+
+    def on_regions(self, callback) -> None:
+        """Call ``callback()`` after regions are stored, removed or shown, and after the colours change."""
+        self._region_listeners.append(callback)
+
+    def _regions_changed(self) -> None:
+        self._regions_pipe.send(self._region_table())
+        for callback in self._region_listeners:
+            callback()
+
+    def _region_table(self) -> pd.DataFrame:
+        """One row per (shown particle, shown region), the region's colour slot as category."""
+        parts = [(np.flatnonzero(self.regions.mask(n) & self._mask(self.working)), self.regions.names.index(n) % len(REGION_COLORS))
+                 for n in self.shown_regions if n in self.regions]
+        rows = np.concatenate([p for p, _ in parts]) if parts else np.zeros(0, np.int64)
+        slots = np.concatenate([np.full(len(p), c) for p, c in parts]) if parts else np.zeros(0, np.int64)
+        return pd.DataFrame({"x": self.coords[rows, 0], "y": self.coords[rows, 1], "region": slots.astype(np.float32)})
+
+    # --- trajectories --------------------------------------------------------------------------
+
+    def add_anchor(self, position: int | None = None) -> None:
+        """Add the particle at ``position`` (default: the one last clicked) as the next anchor of a trajectory."""
+        position = self.picked if position is None else int(position)
+        if position is None:
+            raise InputError(None, "no particle is clicked", "click a particle on the plot, or pass its row of run.z")
+        if not 0 <= position < len(self.coords):
+            raise InputError(None, f"position {position} is out of range", f"pass a row of run.z, 0 to {len(self.coords) - 1}")
+        self.anchors.append(position)
+        self._anchors_changed()
+
+    def anchors_from_centres(self) -> None:
+        """Take the particles at the shown k-means centres as the anchors (in cluster order)."""
+        if self.clusters is None:
+            raise InputError(None, "this explorer has no k-means clusters", "make it with k=<number of clusters>, or click anchors")
+        self.anchors = [int(c) for c in self.centres]
+        self._anchors_changed()
+
+    def clear_anchors(self) -> None:
+        self.anchors = []
+        self.trajectory = None
+        self._anchors_changed()
+        self.show_path([])
+
+    def make_trajectory(self, order: str = "given", path: str = "graph", n: int | None = 20, **graph_kw):
+        """A :class:`~cryonb.core.analysis.Trajectory` through the anchors, drawn on the plot.
+
+        ``order``: ``"given"`` or ``"shortest"`` (the shortest open tour of the anchors in latent
+        space). ``path``: ``"graph"`` (through the particles' nearest-neighbour graph, on the data)
+        or ``"straight"`` (lines in latent space). ``n``: latents along the way, evenly spaced.
+        """
+        self.trajectory = trajectory(self.run.z, self.anchors, order=order, path=path, n=n, **graph_kw)
+        self.anchors = [int(a) for a in self.trajectory.anchors]  # in the order visited
+        self._anchors_changed()
+        if path == "graph":  # through the particles it passes (latents between them have no 2D place)
+            particles = self.trajectory.particles
+            self.show_path(particles[particles >= 0])
+        else:  # straight lines in latent space: drawn between the anchors' 2D places
+            self.path = self.trajectory.anchors.copy()
+            self._path_pipe.send([self.coords[self.trajectory.anchors]])
+        return self.trajectory
+
+    def export_trajectory(self, outdir: str | os.PathLike, maps: bool = True, prefix: str = "traj") -> dict:
+        """Write the trajectory's latents as ``<outdir>/z-path.txt`` and, with ``maps``, its maps
+        ``<outdir>/<prefix>_000.mrc``… (``Run.write_volumes``). Returns ``{"z": path, "maps": [paths]}``."""
+        if self.trajectory is None:
+            raise InputError(outdir, "no trajectory is made yet", "add anchors and call make_trajectory() (or press Make path)")
+        from pathlib import Path
+
+        outdir = Path(outdir)
+        outdir.mkdir(parents=True, exist_ok=True)
+        written = {"z": self.trajectory.save(outdir / "z-path.txt"), "maps": []}
+        if maps:
+            if getattr(self.run, "model", None) is None:
+                raise InputError(outdir, "this run has no model to make maps with (z-path.txt is written)",
+                                 "open the run from its folder (Run.open) to decode maps")
+            written["maps"] = self.run.write_volumes(self.trajectory.z, outdir, prefix)
+        return written
+
+    def play_trajectory(self, **kwargs):
+        """A :class:`~cryonb.widgets.trajectory_player.TrajectoryPlayer` of the trajectory's maps."""
+        if self.trajectory is None:
+            raise InputError(None, "no trajectory is made yet", "add anchors and call make_trajectory() (or press Make path)")
+        from .trajectory_player import TrajectoryPlayer
+
+        return TrajectoryPlayer(self.run, self.trajectory.z, **kwargs)
+
+    def _anchors_changed(self) -> None:
+        anchors = np.asarray(self.anchors, dtype=np.int64)
+        self._anchors_pipe.send(pd.DataFrame({"x": self.coords[anchors, 0], "y": self.coords[anchors, 1],
+                                              "label": [str(i + 1) for i in range(len(anchors))]}))
+        for callback in self._region_listeners:
+            callback()
 
     def select_range(self, values, low: float | None = None, high: float | None = None, mode: str = "replace") -> None:
         """Select the shown particles whose value lies in [low, high] (``None``: open on that side).
@@ -220,6 +489,11 @@ class LatentExplorer:
             callback(self.picked)
         return self.picked
 
+    def _clicked(self, x: float, y: float) -> None:
+        self.pick(x, y)
+        if self.anchor_on_click:
+            self.add_anchor(self.picked)
+
     def on_pick(self, callback) -> None:
         """Call ``callback(position)`` when a particle is clicked (see :meth:`pick`)."""
         self._pick_listeners.append(callback)
@@ -271,6 +545,8 @@ class LatentExplorer:
             if self.picked is not None and not self._mask(self.working)[self.picked]:
                 self.picked = None  # removed from view: no longer marked
                 self._picked_pipe.send(self.coords[:0])
+            if self.shown_regions:
+                self._regions_pipe.send(self._region_table())
         self._selected_pipe.send(self._table.iloc[self.positions])
         if "widget" in self.__dict__:  # only once the view has been built
             self._label.value = self.summary
@@ -289,21 +565,23 @@ class LatentExplorer:
         self._path_pipe = hv.streams.Pipe(data=[])
         self._centres_pipe = hv.streams.Pipe(data=self.coords[self.centres])
         self._picked_pipe = hv.streams.Pipe(data=self.coords[:0])
+        self._regions_pipe = hv.streams.Pipe(data=self._region_table())
+        self._anchors_pipe = hv.streams.Pipe(data=pd.DataFrame({"x": [], "y": [], "label": []}))
+        self.anchor_on_click = False  # a click adds the particle as an anchor (besides picking it)
         self.lasso = hv.streams.Lasso()
         self.box = hv.streams.BoundsXY()
         self.tap = hv.streams.Tap()
-        self.tap.add_subscriber(lambda x, y: None if x is None or not len(self.working) else self.pick(x, y))
+        self.tap.add_subscriber(lambda x, y: None if x is None or not len(self.working) else self._clicked(x, y))
         self.lasso.add_subscriber(lambda geometry: None if geometry is None else self.select_polygon(geometry))
         self.box.add_subscriber(lambda bounds: None if bounds is None else self.select_box(*bounds))
 
     @functools.cached_property
     def plot(self):
         """The HoloViews overlay: shaded particles, selection, k-means centres and path."""
-        import colorcet
         import datashader as ds
         import holoviews as hv
         import holoviews.plotting.bokeh  # noqa: F401  (registers the Bokeh backend, displays nothing)
-        from holoviews.operation.datashader import datashade, dynspread, rasterize
+        from holoviews.operation.datashader import datashade, rasterize
 
         points = lambda data: hv.Points(data, ["x", "y"], ["color"])  # noqa: E731
         shown = hv.DynamicMap(points, streams=[self._shown_pipe])
@@ -312,23 +590,27 @@ class LatentExplorer:
         # ranges: HoloViews' PlotSize stream (its default) logs UnsetValueError tracebacks when the
         # browser reports the frame's width before its height, and would shade every image twice.
         size = dict(width=self._size[0], height=self._size[1], streams=[hv.streams.RangeXY])
-        if self.categorical:
-            n = len(self._table["color"].cat.categories)
-            palette = dict(zip(self._table["color"].cat.categories, colorcet.palette["glasbey_category10"][:n]))
-            base = datashade(shown, aggregator=ds.count_cat("color"), color_key=palette, **size)
-        else:
-            base = rasterize(shown, aggregator=ds.mean("color"), **size).opts(cmap="viridis", colorbar=True, clabel=label)
-        base = dynspread(base, threshold=0.8).opts(tools=["lasso_select", "box_select", "tap"])
+        base = self.shade(shown, **size).opts(tools=["lasso_select", "box_select", "tap"])
         self.lasso.source = self.box.source = self.tap.source = base
-        selected = dynspread(datashade(hv.DynamicMap(points, streams=[self._selected_pipe]), cmap=[SELECTED_COLOR], **size), threshold=0.8)
+        selected = self._spread(datashade(hv.DynamicMap(points, streams=[self._selected_pipe]), cmap=[SELECTED_COLOR], **size), 1)
+        # Regions: each particle in the colour of a shown region holding it (an image of colour
+        # slots; datashade's count_cat fails on an empty or single-point layer).
+        region_points = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"], ["region"]), streams=[self._regions_pipe])
+        regions = rasterize(region_points, aggregator=ds.max("region"), **size)
+        regions = self._spread(regions, 1, how="max").opts(cmap=list(REGION_COLORS), clim=(-0.5, len(REGION_COLORS) - 0.5),
+                                                         colorbar=False, alpha=0.9)
         path = hv.DynamicMap(hv.Path, streams=[self._path_pipe]).opts(color="black", line_width=2)
+        anchors = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"], ["label"]), streams=[self._anchors_pipe])
+        anchors = anchors.opts(marker="diamond", size=13, color="white", line_color=ANCHOR_COLOR, line_width=2)
+        anchor_labels = hv.DynamicMap(lambda data: hv.Labels(data, ["x", "y"], ["label"]), streams=[self._anchors_pipe])
+        anchor_labels = anchor_labels.opts(text_font_size="8pt", text_color=ANCHOR_COLOR, yoffset=0, text_font_style="bold")
         # The selection is an image (no legend of its own) and the clicked ring is often not drawn:
         # markers at no place give both a legend entry.
         ring = dict(marker="circle", size=18, fill_alpha=0, line_color="black", line_width=2.5)
         key = hv.Points([(np.nan, np.nan)], ["x", "y"], label="selected").opts(marker="square", size=10, color=SELECTED_COLOR)
         key = key * hv.Points([(np.nan, np.nan)], ["x", "y"], label="clicked").opts(**ring)
         picked = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"]), streams=[self._picked_pipe]).opts(**ring)
-        overlay = base * selected * key * path * picked
+        overlay = base * regions * selected * key * path * anchors * anchor_labels * picked
         if self.clusters is not None:
             centres = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"], label="k-means centres"), streams=[self._centres_pipe])
             overlay = overlay * centres.opts(marker="x", size=14, color="black", line_width=3)
@@ -338,6 +620,42 @@ class LatentExplorer:
         return overlay.opts(width=self._size[0], height=self._size[1], xlabel="", ylabel="", xlim=xlim, ylim=ylim,
                             title=f"coloured by {label}", legend_position="top", legend_cols=4, active_tools=["pan"],
                             hooks=[_no_wheel_zoom, _selections_start_in_margins])
+
+    def shade(self, points, **size):
+        """The operation drawing ``points`` (an ``hv.Points`` or a DynamicMap of them, value ``"color"``)
+        in the explorer's colours: categories as a blend of their palette colours, numbers as a mean
+        with a colour bar. Every point is spread to at least ``point_size`` pixels around it."""
+        import colorcet
+        import datashader as ds
+        from holoviews.operation.datashader import datashade, rasterize
+
+        label = self.color if isinstance(self.color, str) else "value"
+        if self.categorical:
+            categories = self._table["color"].cat.categories
+            palette = dict(zip(categories, colorcet.palette["glasbey_category10"][: len(categories)]))
+            # min_alpha: a pixel of one particle is coloured nearly as strongly as a dense one.
+            shaded = datashade(points, aggregator=ds.count_cat("color"), color_key=palette, min_alpha=160, **size)
+        else:
+            cmap = "colorwheel" if label in CYCLIC else "viridis"
+            shaded = rasterize(points, aggregator=ds.mean("color"), **size).opts(cmap=cmap, colorbar=True, clabel=label)
+            # "source": a pixel keeps its own mean and empty ones take a neighbour's (the default,
+            # "add", summed the means of neighbouring pixels: colours beyond the data's range).
+            return self._spread(shaded, self.point_size, how="source")
+        return self._spread(shaded, self.point_size)
+
+    @staticmethod
+    def _spread(shaded, px: int, how: str | None = None):
+        from holoviews.operation.datashader import dynspread, spread
+
+        if px > 0:
+            shaded = spread(shaded, px=px, how=how)
+        return dynspread(shaded, threshold=0.8, max_px=max(3, px + 1), how=how)
+
+    def cluster_color(self, cluster: int) -> str:
+        """The colour of k-means cluster ``cluster`` when the plot is coloured by cluster."""
+        import colorcet
+
+        return colorcet.palette["glasbey_category10"][int(cluster) % 256]
 
     # --- ipywidgets --------------------------------------------------------------------------
 
@@ -364,10 +682,43 @@ class LatentExplorer:
         # Below the button, wrapping: a Label cuts the message, and long paths ran off the edge.
         self._saved = w.HTML(layout=w.Layout(width=f"{self._size[0]}px"))
         self._saved.add_class("cryonb-explorer-saved")
-        plot = plot_widget(pn.pane.HoloViews(self.plot))
-        widget = w.VBox([self._label, plot, w.HBox(buttons), self._range_control(), w.HBox([self._prefix, save_button]), self._saved])
+        from . import explorer_panels as panels
+
+        self._pane = pn.pane.HoloViews(self.plot)
+        plot = self._plot_widget = plot_widget(self._pane)
+        self._colour_menu = w.Dropdown(options=self.colour_names(), description="colour by", style={"description_width": "initial"},
+                                       layout=w.Layout(width="240px"))
+        self._colour_menu.add_class("cryonb-explorer-colour")
+        self._syncing_menu = False
+        self._sync_colour_menu()
+        self._colour_menu.observe(self._colour_chosen, "value")
+        top = [w.HBox([self._label, self._colour_menu], layout=w.Layout(justify_content="space-between", width=f"{self._size[0]}px"))]
+        if self.clusters is not None:
+            top.append(panels.cluster_toggles(self))
+        sections = [("Select by value (histogram)", self._range_control()), ("Regions", panels.regions_panel(self)),
+                    ("Trajectory", panels.trajectory_panel(self)), ("More views: pair grid, 3-D", panels.views_panel(self))]
+        accordion = w.Accordion(children=[child for _, child in sections], titles=tuple(title for title, _ in sections), selected_index=None)
+        accordion.add_class("cryonb-explorer-tools")
+        self._tools = accordion
+        widget = w.VBox([*top, plot, w.HBox(buttons), accordion, w.HBox([self._prefix, save_button]), self._saved])
         widget.add_class("cryonb-explorer")
         return widget
+
+    def _colour_chosen(self, change) -> None:
+        if not self._syncing_menu and change["new"] is not None and change["new"] != self.color:
+            self.colour_by(change["new"])
+
+    def _sync_colour_menu(self) -> None:
+        names = self.colour_names()
+        label = self.color if isinstance(self.color, str) else "value"
+        if label not in names:
+            names.append(label)
+        self._syncing_menu = True
+        try:
+            self._colour_menu.options = names
+            self._colour_menu.value = label
+        finally:
+            self._syncing_menu = False
 
     def _range_control(self):
         """"Select by value": a histogram of a per-particle value over the shown particles, a range
@@ -390,9 +741,16 @@ class LatentExplorer:
         self._range_slider.observe(lambda _: self._draw_histogram(), "value")
         self._range_value_changed()
         box = w.VBox([w.HBox([self._range_name, self._range_mode, button]), self._range_slider, self._histogram])
-        accordion = w.Accordion(children=[box], titles=("Select by value (histogram)",), selected_index=None)
-        accordion.add_class("cryonb-explorer-range")
-        return accordion
+        box.add_class("cryonb-explorer-range")
+        self.on_regions(self._range_names_changed)  # arrays given to colour_by join the menu
+        return box
+
+    def _range_names_changed(self):
+        names = self.value_names()
+        if list(self._range_name.options) != names:
+            value = self._range_name.value
+            self._range_name.options = names
+            self._range_name.value = value if value in names else "norm"
 
     def _range_value_changed(self):
         values = self.values_of(self._range_name.value)

@@ -61,7 +61,7 @@ def test_box_event_and_rendered_widget(run):
     view = explorer.widget  # the HoloViews plot is rendered and the streams attached to it
     explorer.box.event(bounds=(-4.0, -1.0, 0.5, 2.0))
     np.testing.assert_array_equal(explorer.positions, box_select(explorer.coords, -4.0, 0.5, -1.0, 2.0))
-    assert explorer.summary in [child.value for child in view.children if hasattr(child, "value")]
+    assert explorer.summary in [child.value for child in view.children[0].children if hasattr(child, "value")]
     assert "application/vnd.jupyter.widget-view+json" in explorer._repr_mimebundle_()
 
 
@@ -215,7 +215,8 @@ def test_the_rendered_plot_imports_no_stylesheet(run):
     from bokeh.models import ImportedStyleSheet, InlineStyleSheet
 
     explorer = LatentExplorer(run, coords="pca", k=3)
-    model = explorer.widget.children[1]._model  # the jupyter_bokeh widget's Bokeh model
+    explorer.widget
+    model = explorer._plot_widget._model  # the jupyter_bokeh widget's Bokeh model
     assert [s.url for s in model.select({"type": ImportedStyleSheet})] == []
     assert list(model.select({"type": InlineStyleSheet}))
     explorer.lasso.event(geometry=SQUARE)
@@ -230,7 +231,8 @@ def test_notebook_friction(run):
     from bokeh.models import Legend, Toolbar
 
     explorer = LatentExplorer(run, coords="pca", k=3)
-    model = explorer.widget.children[1]._model
+    explorer.widget
+    model = explorer._plot_widget._model
     (toolbar,) = model.select({"type": Toolbar})
     assert toolbar.active_scroll is None
     labels = [getattr(item.label, "value", None) for legend in model.select({"type": Legend}) for item in legend.items]
@@ -250,7 +252,7 @@ def test_select_range_of_any_value_combines_with_the_lasso(run):
     from cryonb.core.analysis import range_select
 
     explorer = LatentExplorer(run, coords="pca", k=3)
-    assert explorer.value_names() == ["norm", "z1", "z2", "z3", *CTF_COLUMNS]
+    assert explorer.value_names() == ["norm", "z1", "z2", "z3", *CTF_COLUMNS, "rot", "tilt", "psi"]
     norm = latent_norm(run.z)
     low, high = np.quantile(norm, [0.3, 0.7])
     explorer.select_range("norm", low, high)
@@ -281,7 +283,7 @@ def test_range_control_in_the_view(run):
     assert explorer._range_slider.value == pytest.approx((run.z[:, 0].min(), run.z[:, 0].max()), rel=1e-6)
     explorer._range_slider.value = (0.0, float(run.z[:, 0].max()))
     explorer._range_mode.value = "replace"
-    button = [b for b in view.children[3].children[0].children[0].children if getattr(b, "description", "") == "Select range"][0]
+    button = [b for b in explorer._tools.children[0].children[0].children if getattr(b, "description", "") == "Select range"][0]
     button.click()
     np.testing.assert_array_equal(explorer.positions, np.flatnonzero(run.z[:, 0] >= 0))
     assert explorer._label.value == explorer.summary

@@ -140,7 +140,9 @@ def trajectory(z, anchors, *, order: str = "given", path: str = "graph", n: int 
     shortest path through the particles' nearest-neighbour graph (:func:`graph_path`, staying
     on the data; ``graph_kw`` go to :func:`knn_graph`), or ``"straight"`` lines between anchors.
     ``n``: the number of latents, evenly spaced by distance along the way, every anchor kept
-    (``None``: every particle of a graph path; on straight lines, 10 per segment).
+    (``None``: every particle of a graph path; on straight lines, 10 per segment). A graph path
+    with fewer particles than ``n`` keeps them all and adds latents on the segments between them
+    (``particles`` -1 there).
     """
     from .graph import graph_path
 
@@ -155,6 +157,8 @@ def trajectory(z, anchors, *, order: str = "given", path: str = "graph", n: int 
     if path == "graph":
         walk = graph_path(z, anchors, graph=graph, **graph_kw)
         rows, distances = walk.indices, walk.distances
+        if n is not None and n > len(rows):  # fewer particles on the way than latents asked for
+            return _resample(z[rows], rows, distances, _anchor_steps(rows, anchors), anchors, n)
         keep = _spread(distances, np.isin(np.arange(len(rows)), _anchor_steps(rows, anchors)), n)
         return Trajectory(z=z[rows[keep]].astype(np.float32), anchors=anchors, particles=rows[keep])
     points = z[anchors].astype(np.float64)
@@ -172,6 +176,22 @@ def trajectory(z, anchors, *, order: str = "given", path: str = "graph", n: int 
         out.append(a + t * (b - a))
         rows.append(np.r_[np.full(steps - 1, -1), end])
     return Trajectory(z=np.concatenate(out).astype(np.float32), anchors=anchors, particles=np.concatenate(rows).astype(np.int64))
+
+
+def _resample(points, rows, distances, anchor_steps, anchors, n: int) -> Trajectory:
+    """``n`` latents along the polyline through ``points`` evenly spaced by distance, every
+    particle of the walk among them; between particles, latents on the straight segment."""
+    extra = n - len(rows)
+    gaps = np.diff(distances)
+    share = extra * gaps / max(gaps.sum(), 1e-30)
+    per_gap = np.floor(share).astype(int)
+    per_gap[np.argsort(share - per_gap)[::-1][: extra - per_gap.sum()]] += 1
+    out, particles = [points[:1]], [rows[:1]]
+    for i, steps in enumerate(per_gap):
+        t = np.arange(1, steps + 2)[:, None] / (steps + 1)
+        out.append(points[i] + t * (points[i + 1] - points[i]))
+        particles.append(np.r_[np.full(steps, -1), rows[i + 1]])
+    return Trajectory(z=np.concatenate(out).astype(np.float32), anchors=anchors, particles=np.concatenate(particles).astype(np.int64))
 
 
 def _anchor_rows(anchors, n: int) -> np.ndarray:

@@ -57,6 +57,15 @@ def test_graph_trajectory_stays_on_the_data_and_keeps_anchors(tmp_path):
     np.testing.assert_allclose(np.loadtxt(saved), path.z, rtol=1e-5, atol=1e-5)
 
 
+def test_a_short_graph_path_is_filled_in_between_its_particles():
+    z = np.array([[0.0, 0], [1, 0], [2, 0], [2, 2]], np.float32)
+    path = trajectory(z, [0, 3], path="graph", n=9, k=1)  # the graph walks 0-1-2-3: four particles
+    assert len(path.z) == 9
+    np.testing.assert_array_equal(path.particles[path.particles >= 0], [0, 1, 2, 3])
+    steps = np.linalg.norm(np.diff(path.z, axis=0), axis=1)
+    assert steps.max() <= 0.51 and steps.min() >= 0.49  # 4 units in 8 even steps
+
+
 def test_straight_trajectory_spaces_latents_by_length():
     z = np.array([[0.0, 0], [1, 0], [4, 0]], np.float32)
     path = trajectory(z, [0, 1, 2], path="straight", n=9)
