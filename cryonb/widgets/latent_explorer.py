@@ -593,12 +593,12 @@ class LatentExplorer:
         base = self.shade(shown, **size).opts(tools=["lasso_select", "box_select", "tap"])
         self.lasso.source = self.box.source = self.tap.source = base
         selected = self._spread(datashade(hv.DynamicMap(points, streams=[self._selected_pipe]), cmap=[SELECTED_COLOR], **size), 1)
-        # Regions: each particle in the colour of a shown region holding it (an image of colour
-        # slots; datashade's count_cat fails on an empty or single-point layer).
+        # Regions: each particle in the colour of a shown region holding it (the largest colour slot
+        # among them, mapped linearly onto the region colours; datashade's count_cat fails on an
+        # empty or single-point layer). One pixel wider than the particles and the selection: a
+        # region shows as a halo around them.
         region_points = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"], ["region"]), streams=[self._regions_pipe])
-        regions = rasterize(region_points, aggregator=ds.max("region"), **size)
-        regions = self._spread(regions, 1, how="max").opts(cmap=list(REGION_COLORS), clim=(-0.5, len(REGION_COLORS) - 0.5),
-                                                         colorbar=False, alpha=0.9)
+        regions = self.shade_regions(region_points, **size)
         path = hv.DynamicMap(hv.Path, streams=[self._path_pipe]).opts(color="black", line_width=2)
         anchors = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"], ["label"]), streams=[self._anchors_pipe])
         anchors = anchors.opts(marker="diamond", size=13, color="white", line_color=ANCHOR_COLOR, line_width=2)
@@ -642,6 +642,15 @@ class LatentExplorer:
             # "add", summed the means of neighbouring pixels: colours beyond the data's range).
             return self._spread(shaded, self.point_size, how="source")
         return self._spread(shaded, self.point_size)
+
+    def shade_regions(self, points, **size):
+        """The operation drawing region points (value ``"region"``: the colour slot) in :data:`REGION_COLORS`."""
+        import datashader as ds
+        from holoviews.operation.datashader import datashade
+
+        shaded = datashade(points, aggregator=ds.max("region"), cmap=list(REGION_COLORS), clims=(0, len(REGION_COLORS) - 1),
+                           cnorm="linear", min_alpha=255, **size)
+        return self._spread(shaded, self.point_size + 1)
 
     @staticmethod
     def _spread(shaded, px: int, how: str | None = None):

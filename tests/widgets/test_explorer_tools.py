@@ -169,6 +169,23 @@ def shaded(explorer, width, height):
     return image[()] if isinstance(image, hv.DynamicMap) else image
 
 
+def test_regions_are_drawn_in_their_own_colours(explorer):
+    explorer.select_clusters([0])
+    explorer.store_region("zero")
+    explorer.select_clusters([2])
+    explorer.store_region("two")
+    (x0, x1), (y0, y1) = explorer.ranges
+    image = explorer.shade_regions(hv.Points(explorer._region_table(), ["x", "y"], ["region"]), width=300, height=200,
+                                   x_range=(x0, x1), y_range=(y0, y1))
+    image = image[()] if isinstance(image, hv.DynamicMap) else image
+    rgba = np.dstack([image.dimension_values(d, flat=False) for d in "RGBA"]).astype(int)
+    drawn = rgba[rgba[..., 3] > 0][:, :3]
+    for name in ("zero", "two"):
+        colour = np.array([int(explorer.region_color(name)[i:i + 2], 16) for i in (1, 3, 5)])
+        assert (np.abs(drawn - colour).max(1) <= 3).sum() > 20, name  # exactly the swatch's colour
+    assert explorer.region_color("zero") != explorer.region_color("two")
+
+
 def rare_state(n_common=3000, n_rare=70, seed=0):
     rng = np.random.default_rng(seed)
     z = np.concatenate([rng.normal(0, 1, (n_common, 2)), rng.normal(0, 1, (n_rare, 2)) * 0.3 + (4.0, 4.0)]).astype(np.float32)
