@@ -57,7 +57,8 @@ class TrainConfig:
     # (cheaper early steps; 0: off)
     march_epochs: float = 0.0
     march_start: float = 0.5
-    table_lr: float = 1e-2  # per-particle tables (latents="table", poses="table"): their sparse Adam's rate
+    table_lr: float = 1e-2  # per-particle latents (latents="table"): their sparse Adam's rate
+    pose_lr: float = 1e-3  # per-particle poses (poses="table"): their sparse Adam's rate
     beta: float | None = None  # weight of the KL term; None means 1 / zdim
     amp: bool = True  # bfloat16 autocast on CUDA
     compile: bool = False  # torch.compile the model (CUDA; worth it for long runs)
@@ -109,6 +110,9 @@ class TrainConfig:
             problems.append(f"lr must be a positive number (got {self.lr})")
         if self.box is not None and (self.box < 8 or self.box % 2):
             problems.append(f"box must be an even size of at least 8 (got {self.box})")
+        for name in ("table_lr", "pose_lr"):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                problems.append(f"{name} must be a positive number (got {getattr(self, name)})")
         if self.march_epochs < 0 or not 0 < self.march_start <= 1:
             problems.append(f"march_epochs must be >= 0 and march_start in (0, 1] (got {self.march_epochs}, {self.march_start})")
         if not 0 < self.enc_radius <= 1:
@@ -376,8 +380,10 @@ class Trainer:
             from .gmm.setup import prepare
 
             prepare(self.model.latents, self.data)
-        sparse = [p for name, p in self.model.named_parameters() if _in_table(self.model, name)]
-        self.table_optimizer = torch.optim.SparseAdam(sparse, lr=config.table_lr) if sparse else None
+        groups = [{"params": [p for name, p in self.model.named_parameters() if _in_table(self.model, name, part)], "lr": lr}
+                  for part, lr in (("latents", config.table_lr), ("poses", config.pose_lr))]
+        groups = [g for g in groups if g["params"]]
+        self.table_optimizer = torch.optim.SparseAdam(groups) if groups else None
         self.before_step: list = []  # callables (trainer, idx) run before each step, e.g. a pose search
         forward = self.model
         if self.dist.world > 1:
@@ -799,10 +805,10 @@ class Trainer:
         return trainer
 
 
-def _in_table(model: torch.nn.Module, name: str) -> bool:
-    """Whether parameter ``name`` belongs to a per-particle table (latents or poses)."""
+def _in_table(model: torch.nn.Module, name: str, part: str | None = None) -> bool:
+    """Whether parameter ``name`` belongs to a per-particle table (of ``part``, "latents" or "poses", if given)."""
     owner = name.split(".")[0]
-    return getattr(getattr(model, owner, None), "has_table", False)
+    return (part is None or owner == part) and getattr(getattr(model, owner, None), "has_table", False)
 
 
 def cosine_factor(step: int, total: int, final: float) -> float:

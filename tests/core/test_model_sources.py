@@ -66,7 +66,7 @@ def test_autodecoder_trains_and_resumes_exactly(particles, tmp_path):
 
 def test_pose_table_rows_are_refined_by_descent(particles):
     """Every particle's pose gets sparse updates; the base rotation a search set stays."""
-    trainer = Trainer(particles, TrainConfig(**{**TINY, "zdim": 0}, poses="table", table_lr=3e-3, seed=2))
+    trainer = Trainer(particles, TrainConfig(**{**TINY, "zdim": 0}, poses="table", pose_lr=3e-3, seed=2))
     truth = torch.as_tensor(particles.rotations, dtype=torch.float32)
     g = torch.Generator().manual_seed(3)
     axes = torch.nn.functional.normalize(torch.randn(len(truth), 3, generator=g), dim=-1)
