@@ -166,7 +166,10 @@ def trajectory_panel(explorer) -> w.Widget:
     path = w.ToggleButtons(options=PATHS, value="graph", description="path", style={**WIDE, "button_width": "80px"})
     frames = w.BoundedIntText(value=20, min=2, max=500, description="frames", style=WIDE, layout=w.Layout(width="130px"))
     make = w.Button(description="Make path", icon="route", button_style="info", layout=w.Layout(width="auto"))
-    make.on_click(_guarded(lambda: explorer.make_trajectory(order.value, path.value, max(frames.value, len(explorer.anchors))), message,
+    neighbours = w.BoundedIntText(value=10, min=1, max=200, description="graph neighbours", style=WIDE, layout=w.Layout(width="190px"))
+    graph_kw = lambda: {"k": neighbours.value} if path.value == "graph" else {}  # noqa: E731
+    make.on_click(_guarded(lambda: explorer.make_trajectory(order.value, path.value, max(frames.value, len(explorer.anchors)), **graph_kw()),
+                           message,
                            lambda t: f"{len(t.z)} latents through {len(t.anchors)} anchors"))
     outdir = w.Text(value="trajectory", description="folder", style=WIDE, layout=w.Layout(width="260px"))
     with_maps = w.Checkbox(value=getattr(explorer.run, "model", None) is not None, description="with maps", indent=False)
@@ -189,7 +192,7 @@ def trajectory_panel(explorer) -> w.Widget:
 
     explorer.on_regions(refresh)
     refresh()
-    box = w.VBox([w.HBox([on_click, add, centres, clear]), anchors_label, w.HBox([order, path]), w.HBox([frames, make]),
+    box = w.VBox([w.HBox([on_click, add, centres, clear]), anchors_label, w.HBox([order, path]), w.HBox([frames, neighbours, make]),
                   w.HBox([outdir, with_maps, export, play]), message, player])
     box.add_class("cryonb-explorer-trajectory")
     return box
