@@ -578,10 +578,9 @@ class LatentExplorer:
     @functools.cached_property
     def plot(self):
         """The HoloViews overlay: shaded particles, selection, k-means centres and path."""
-        import datashader as ds
         import holoviews as hv
         import holoviews.plotting.bokeh  # noqa: F401  (registers the Bokeh backend, displays nothing)
-        from holoviews.operation.datashader import datashade, rasterize
+        from holoviews.operation.datashader import datashade
 
         points = lambda data: hv.Points(data, ["x", "y"], ["color"])  # noqa: E731
         shown = hv.DynamicMap(points, streams=[self._shown_pipe])

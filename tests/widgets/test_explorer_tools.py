@@ -10,7 +10,6 @@ pytest.importorskip("datashader")
 pytest.importorskip("panel")
 
 import holoviews as hv  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from cryonb.core.errors import InputError  # noqa: E402
 from cryonb.core.io.pickles import read_index, write_index_pickle  # noqa: E402
