@@ -57,7 +57,8 @@ def test_ctrl_c_exits_130_marks_the_run_and_writes_no_latents(star, tmp_path):
     assert train(star, run) == 0
     assert not (run / INTERRUPTED).exists()
     assert train(star, tmp_path / "straight") == 0
-    np.testing.assert_array_equal(np.load(run / "z.npy"), np.load(tmp_path / "straight" / "z.npy"))
+    # equal but for the last bits: on a loaded CI machine the CPU kernels' threads may add in another order
+    np.testing.assert_allclose(np.load(run / "z.npy"), np.load(tmp_path / "straight" / "z.npy"), rtol=1e-5, atol=1e-6)
 
 
 def test_ctrl_c_removes_latents_of_an_earlier_finished_fit(star, tmp_path):
