@@ -41,3 +41,14 @@ def real_copy(real_data, tmp_path):
         return copies[0]
 
     return copy
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Many small tensor operations on a busy 2-core machine: one intra-op thread is several times faster."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

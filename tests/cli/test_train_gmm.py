@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from cryonb.cli import main as cli
 from cryonb.core.gmm import GaussianDecoder, moving_domain
@@ -11,14 +10,7 @@ from cryonb.core.run import Run
 from cryonb.core.simulate import simulate
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensor operations on a busy 2-core machine: one intra-op thread is several times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SMALL = ["--zdim", "1", "--width", "16", "--depth", "1", "--batch-size", "16", "--lr", "1e-3", "--device", "cpu"]
 
