@@ -61,7 +61,8 @@ python_maximum_signature_line_length = 88
 
 # Every cross-reference must resolve (-n with -W); types of other libraries are not documented here.
 nitpicky = True
-nitpick_ignore_regex = [("py:.*", r"(torch|numpy|scipy|pandas|matplotlib|os|pathlib|collections)\..*")]
+nitpick_ignore_regex = [("py:.*", r"(torch|numpy|scipy|pandas|matplotlib|os|pathlib|collections|ipywidgets)\..*"),
+                        ("py:class", r"dict\[str")]  # a generic annotation split by its comma
 
 
 

@@ -122,7 +122,7 @@ class LatentExplorer:
     least this many pixels out from its centre (a 3×3 square at 1), so that a rare state of 70
     particles among a million is seen, not a few faint pixels.
 
-    Beyond the current selection, named regions (:attr:`regions`, a
+    Beyond the current selection, named regions (``regions``, a
     :class:`~cryonb.core.analysis.Regions`) are kept at once: store a selection, load an index
     file or a .star subset, combine, save or remove each on its own. Anchors (clicked particles
     or k-means centres) make a trajectory (:meth:`make_trajectory`) to export and play.
@@ -643,7 +643,7 @@ class LatentExplorer:
         return self._spread(shaded, self.point_size)
 
     def shade_regions(self, points, **size):
-        """The operation drawing region points (value ``"region"``: the colour slot) in :data:`REGION_COLORS`."""
+        """The operation drawing region points (value ``"region"``: the colour slot) in ``REGION_COLORS``."""
         import datashader as ds
         from holoviews.operation.datashader import datashade
 

@@ -31,7 +31,7 @@ def _check_z(z) -> np.ndarray:
 
 
 def render_pair_grid(z, dims=None, highlight=None, panel: float = 1.5, pixels: int = 120) -> bytes:
-    """PNG of every pair of latent dimensions ``dims`` (default the first :data:`MAX_PAIR_DIMS`):
+    """PNG of every pair of latent dimensions ``dims`` (default the first ``MAX_PAIR_DIMS``):
     densities below the diagonal (datashader, log scale: any number of particles), histograms on
     it; the particles at ``highlight`` (rows of z) in the selection's magenta over both."""
     import datashader as ds
@@ -152,7 +152,7 @@ class Scatter3D:
 
     It is drawn by matplotlib's mplot3d into an image (re-rendered when a slider moves), so it
     needs no WebGL, no internet and no plotting library beyond matplotlib, and a saved notebook or
-    a static docs page shows it as it was. At most :data:`MAX_3D_POINTS` particles are drawn (a
+    a static docs page shows it as it was. At most ``MAX_3D_POINTS`` particles are drawn (a
     random subsample that keeps the selected ones).
 
     >>> Scatter3D(run.z, colors=labels, categorical=True)      # or Scatter3D.of(explorer)

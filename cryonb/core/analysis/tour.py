@@ -28,7 +28,7 @@ def tour_length(points, order) -> float:
 def shortest_tour(points, start: int | None = None) -> np.ndarray:
     """The order of ``points`` (n, d) that visits each once along the shortest open path.
 
-    Exact (dynamic programming over subsets) up to :data:`EXACT_UP_TO` points; beyond, the best
+    Exact (dynamic programming over subsets) up to ``EXACT_UP_TO`` points; beyond, the best
     nearest-neighbour tour from every start, improved by 2-opt (near the optimum, not proven
     optimal). ``start`` fixes the first point; otherwise both ends are free. Of a path and its
     reverse, the one starting at the lower index is returned.

@@ -255,7 +255,7 @@ class CryodrgnDecoder(LatticeDecoder):
 
     def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """The map's transform (B, P) complex at frequencies ``coords`` (B, P, 3) in pixels, for latents
-        ``z`` (B, zdim): what :meth:`volumes` inverts, like :class:`~cryonb.core.model.FourierDecoder`'s
+        ``z`` (B, zdim): what ``volumes()`` inverts, like :class:`~cryonb.core.model.FourierDecoder`'s
         ``forward`` (no sphere mask here: frequencies beyond Nyquist are evaluated too)."""
         points = coords.float() / self.D  # lattice units: Nyquist at ±0.5
         zt = self._batched_latents(points, z)
