@@ -102,6 +102,8 @@ def test_explore_as_a_new_user_meets_it(lab, lab_page):
     (x0, x1), (y0, y1) = frame["x"], frame["y"]
     u, v = (coords[target, 0] - x0) / (x1 - x0), (y1 - coords[target, 1]) / (y1 - y0)
     page.locator(".jp-OutputArea-output .bk-tool-icon-tap-select").click()
+    canvas.scroll_into_view_if_needed()  # clicking Save scrolled the page: the plot is elsewhere now
+    box = canvas.bounding_box()
     page.mouse.click(box["x"] + frame["left"] + u * frame["width"], box["y"] + frame["top"] + v * frame["height"])
     lab_page.wait_until(lambda: kernel_json(lab_page, "explorer.picked") is not None, message="a particle picked")
     picked = kernel_json(lab_page, "explorer.picked")
