@@ -7,7 +7,7 @@ functions that need them.
 
 from .clustering import KMeansResult, auto_clusters, gaussian_mixture, kmeans
 from .embedding import PCAResult, auto_neighbors, latent_norm, pca, umap_embedding
-from .graph import GraphPath, graph_path, knn_graph
+from .graph import GraphGapWarning, GraphPath, graph_path, knn_graph
 from .landscape import Landscape, analyze_landscape
 from .regions import Regions, read_region
 from .selection import box_select, lasso_select, range_select
@@ -15,6 +15,7 @@ from .tour import Trajectory, order_anchors, shortest_tour, trajectory
 from .trajectories import interpolate, pc_traversal
 
 __all__ = [
+    "GraphGapWarning",
     "GraphPath",
     "KMeansResult",
     "Landscape",

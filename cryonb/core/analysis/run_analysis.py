@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from . import figures
 from ._inputs import as_count, as_latents
 from .clustering import kmeans
 from .embedding import latent_norm, pca, umap_embedding
-from .graph import graph_path
+from .graph import GraphGapWarning, graph_path
 from .report import HtmlReport, html_link
 from .trajectories import pc_traversal
 
@@ -273,10 +274,17 @@ def _graph_traversal(run, z, centres, steps: int, folder: Path, apix: float, not
     distance = np.linalg.norm(z[centres][:, None] - z[centres][None], axis=-1)
     a, b = np.unravel_index(distance.argmax(), distance.shape)
     try:
-        path = graph_path(z, [int(centres[a]), int(centres[b])])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", GraphGapWarning)
+            path = graph_path(z, [int(centres[a]), int(centres[b])])
     except InputError as err:
         notes.append(f"no graph path: {err.problem}")
         return None
+    for caught_warning in caught:  # a path jumping between separate parts of the graph: told in the report
+        if issubclass(caught_warning.category, GraphGapWarning):
+            notes.append(f"graph path: {caught_warning.message}")
+        else:
+            warnings.warn_explicit(caught_warning.message, caught_warning.category, caught_warning.filename, caught_warning.lineno)
     along = np.searchsorted(path.distances, np.linspace(0, path.distances[-1], steps)).clip(0, len(path.indices) - 1)
     particles = path.indices[along]
     folder.mkdir(exist_ok=True)

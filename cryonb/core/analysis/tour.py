@@ -112,6 +112,13 @@ class Trajectory:
     z: np.ndarray  # (L, zdim) latents to decode, in order
     anchors: np.ndarray  # (A,) rows of the run's z, in the order visited
     particles: np.ndarray  # (L,) rows of z that each latent is (graph path), or -1 (between anchors on a line)
+    # (L,) bool: True where the way from the previous latent to this one jumps a gap between separate
+    # parts of the graph (a graph path through well-separated clusters; see graph_path): off the data.
+    gaps: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.gaps is None:
+            object.__setattr__(self, "gaps", np.zeros(len(self.z), bool))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the latents as text, one per line (cryoDRGN's ``z-path.txt`` format, for ``eval_vol --zfile``)."""
@@ -132,7 +139,8 @@ def order_anchors(z, anchors, order: str = "given") -> np.ndarray:
     return anchors if order == "given" else anchors[shortest_tour(z[anchors])]
 
 
-def trajectory(z, anchors, *, order: str = "given", path: str = "graph", n: int | None = 20, graph=None, **graph_kw) -> Trajectory:
+def trajectory(z, anchors, *, order: str = "given", path: str = "graph", n: int | None = 20, graph=None,
+               disconnected: str = "bridge", **graph_kw) -> Trajectory:
     """Latents from the first anchor to the last, through the others.
 
     ``anchors``: two or more rows of ``z`` (clicked particles, k-means centres' ``on_data``).
@@ -143,6 +151,11 @@ def trajectory(z, anchors, *, order: str = "given", path: str = "graph", n: int 
     (``None``: every particle of a graph path; on straight lines, 10 per segment). A graph path
     with fewer particles than ``n`` keeps them all and adds latents on the segments between them
     (``particles`` -1 there).
+
+    ``disconnected`` (graph paths): anchors in separate parts of the graph (well-separated
+    clusters) are joined across the shortest gaps between the parts (``"bridge"``, marked in
+    :attr:`Trajectory.gaps`, with a :class:`~cryonb.core.analysis.graph.GraphGapWarning`), by a graph
+    of more neighbours (``"grow"``), or refused (``"raise"``); see :func:`graph_path`.
     """
     from .graph import graph_path
 
@@ -155,12 +168,14 @@ def trajectory(z, anchors, *, order: str = "given", path: str = "graph", n: int 
     if n is not None:
         n = as_count(n, "n", len(anchors))
     if path == "graph":
-        walk = graph_path(z, anchors, graph=graph, **graph_kw)
+        walk = graph_path(z, anchors, graph=graph, disconnected=disconnected, **graph_kw)
         rows, distances = walk.indices, walk.distances
         if n is not None and n > len(rows):  # fewer particles on the way than latents asked for
-            return _resample(z[rows], rows, distances, _anchor_steps(rows, anchors), anchors, n)
+            return _resample(z[rows], rows, distances, walk.gaps, anchors, n)
         keep = _spread(distances, np.isin(np.arange(len(rows)), _anchor_steps(rows, anchors)), n)
-        return Trajectory(z=z[rows[keep]].astype(np.float32), anchors=anchors, particles=rows[keep])
+        jumped = np.cumsum(walk.gaps)[keep]  # a kept latent is off-gap unless a gap lies since the one before
+        gaps = np.r_[False, np.diff(jumped) > 0]
+        return Trajectory(z=z[rows[keep]].astype(np.float32), anchors=anchors, particles=rows[keep], gaps=gaps)
     points = z[anchors].astype(np.float64)
     lengths = np.linalg.norm(np.diff(points, axis=0), axis=1)
     if n is None:
@@ -178,20 +193,23 @@ def trajectory(z, anchors, *, order: str = "given", path: str = "graph", n: int 
     return Trajectory(z=np.concatenate(out).astype(np.float32), anchors=anchors, particles=np.concatenate(rows).astype(np.int64))
 
 
-def _resample(points, rows, distances, anchor_steps, anchors, n: int) -> Trajectory:
+def _resample(points, rows, distances, walk_gaps, anchors, n: int) -> Trajectory:
     """``n`` latents along the polyline through ``points`` evenly spaced by distance, every
-    particle of the walk among them; between particles, latents on the straight segment."""
+    particle of the walk among them; between particles, latents on the straight segment (marked as
+    gaps where the walk jumps one, ``walk_gaps``)."""
     extra = n - len(rows)
     gaps = np.diff(distances)
     share = extra * gaps / max(gaps.sum(), 1e-30)
     per_gap = np.floor(share).astype(int)
     per_gap[np.argsort(share - per_gap)[::-1][: extra - per_gap.sum()]] += 1
-    out, particles = [points[:1]], [rows[:1]]
+    out, particles, gaps = [points[:1]], [rows[:1]], [np.zeros(1, bool)]
     for i, steps in enumerate(per_gap):
         t = np.arange(1, steps + 2)[:, None] / (steps + 1)
         out.append(points[i] + t * (points[i + 1] - points[i]))
         particles.append(np.r_[np.full(steps, -1), rows[i + 1]])
-    return Trajectory(z=np.concatenate(out).astype(np.float32), anchors=anchors, particles=np.concatenate(particles).astype(np.int64))
+        gaps.append(np.full(steps + 1, bool(walk_gaps[i + 1])))
+    return Trajectory(z=np.concatenate(out).astype(np.float32), anchors=anchors, particles=np.concatenate(particles).astype(np.int64),
+                      gaps=np.concatenate(gaps))
 
 
 def _anchor_rows(anchors, n: int) -> np.ndarray:

@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.stats import spearmanr
 
-from cryonb.core.analysis import graph_path, knn_graph
+from cryonb.core.analysis import GraphGapWarning, graph_path, knn_graph
+from cryonb.core.analysis.graph import _bridges
 from cryonb.core.errors import InputError
 
 
@@ -42,8 +44,8 @@ def test_threshold_graph_breaks_where_the_density_drops(curve):
     threshold_parts, labels = connected_components(knn_graph(z, mode="threshold"), directed=False)
     assert knn_parts == 1
     assert threshold_parts > 100 and labels[0] != labels[-1]
-    with pytest.raises(InputError, match=rf"anchors 0 and {len(z) - 1} are not connected.*Fix: .*more neighbours"):
-        graph_path(z, [0, len(z) - 1], mode="threshold")
+    with pytest.raises(InputError, match=rf"anchors 0 and {len(z) - 1} are not connected.*separate parts.*Fix: .*more neighbours"):
+        graph_path(z, [0, len(z) - 1], mode="threshold", disconnected="raise")
 
 
 def test_threshold_graph_uses_one_cutoff_for_the_mean_degree():
@@ -78,8 +80,8 @@ def test_path_through_anchors_on_a_line_and_a_gap():
     path = graph_path(z, [0, 3, 1], graph=graph)
     np.testing.assert_array_equal(path.indices, [0, 1, 2, 3, 2, 1])
     np.testing.assert_allclose(path.distances, [0, 1, 1.9, 2.7, 3.5, 4.4])
-    with pytest.raises(InputError, match=r"anchors 3 and 4 are not connected.*Fix: .*k=20"):
-        graph_path(z, [0, 3, 4], k=1)
+    with pytest.raises(InputError, match=r"anchors 3 and 4 are not connected.*2 separate parts.*Fix: .*k=20"):
+        graph_path(z, [0, 3, 4], k=1, disconnected="raise")
 
 
 def test_duplicate_latents_stay_joined():
@@ -126,3 +128,88 @@ def test_large_inputs_search_approximately_by_default(curve, monkeypatch):
     assert (approximate != exact).nnz > 0  # a different, approximate neighbour search ran
     path = graph_path(z, [0, len(z) - 1])
     assert spearmanr(np.arange(len(path.indices)), t[path.indices])[0] > 0.99
+
+
+# --- anchors in separate parts of the graph ------------------------------------------------------
+
+def separated(centres, n=150, seed=0):
+    """Gaussian clusters of ``n`` 2-D latents around ``centres``, far apart: a k-NN graph in one part each."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.normal(0, 0.3, (n, 2)) + c for c in centres]), np.repeat(np.arange(len(centres)), n)
+
+
+def closest_pair(z, a, b):
+    d = np.linalg.norm(z[a][:, None] - z[b][None], axis=-1)
+    i, j = np.unravel_index(d.argmin(), d.shape)
+    return {int(a[i]), int(b[j])}, d.min()
+
+
+def test_two_separated_clusters_are_bridged_at_their_closest_pair():
+    z, cluster = separated([(0, 0), (6, 0)])
+    assert connected_components(knn_graph(z), directed=False)[0] == 2
+    with pytest.warns(GraphGapWarning, match=r"2 separate parts.*jumps 1 gap off the data \(length ([\d.]+) in z\)") as caught:
+        path = graph_path(z, [0, 299])
+    assert path.indices[0] == 0 and path.indices[-1] == 299 and path.parts == 2
+    # One step jumps, between the two clusters' closest particles, and it is the only step between clusters.
+    assert path.gaps.sum() == 1 and not path.gaps[0]
+    step = int(np.flatnonzero(path.gaps)[0])
+    pair, gap = closest_pair(z, np.flatnonzero(cluster == 0), np.flatnonzero(cluster == 1))
+    assert {int(path.indices[step - 1]), int(path.indices[step])} == pair
+    assert f"{gap:.3g}" in str(caught[0].message)
+    crossings = np.flatnonzero(np.diff(cluster[path.indices]) != 0) + 1
+    np.testing.assert_array_equal(crossings, [step])
+    # Every other step is an edge of the graph: on the data.
+    graph = knn_graph(z)
+    on_graph = np.asarray(graph[path.indices[:-1], path.indices[1:]]).ravel() > 0
+    np.testing.assert_array_equal(on_graph, ~path.gaps[1:])
+    steps = np.linalg.norm(np.diff(z[path.indices], axis=0), axis=1)
+    np.testing.assert_allclose(path.distances, np.r_[0, np.cumsum(steps)])
+
+
+def test_a_path_between_outer_clusters_crosses_the_middle_one():
+    z, cluster = separated([(0, 0), (5, 0), (10, 0)], n=100)
+    with pytest.warns(GraphGapWarning, match="3 separate parts.*2 gaps"):
+        path = graph_path(z, [0, 250])
+    # Two short jumps through the middle cluster, not one long one (the parts joined by their shortest links).
+    assert set(cluster[path.indices]) == {0, 1, 2} and path.gaps.sum() == 2
+    jumps = [{int(path.indices[s - 1]), int(path.indices[s])} for s in np.flatnonzero(path.gaps)]
+    members = [np.flatnonzero(cluster == c) for c in range(3)]
+    assert jumps == [closest_pair(z, members[0], members[1])[0], closest_pair(z, members[1], members[2])[0]]
+
+
+def test_anchors_in_one_part_need_no_bridge(recwarn):
+    z, cluster = separated([(0, 0), (6, 0)])
+    path = graph_path(z, [0, 100])  # both in the first cluster
+    assert not path.gaps.any() and path.parts == 2 and set(cluster[path.indices]) == {0}
+    assert not [w for w in recwarn if issubclass(w.category, GraphGapWarning)]
+
+
+def test_more_neighbours_instead_of_bridges():
+    z, cluster = separated([(0, 0), (6, 0)], n=40)
+    with pytest.warns(GraphGapWarning, match=r"k=5 leaves the anchors in separate parts: k=(\d+) joins them") as caught:
+        path = graph_path(z, [0, 79], k=5, disconnected="grow")
+    k = int(caught[0].message.args[0].split("k=")[2].split()[0])
+    assert k > 5 and not path.gaps.any() and path.parts == 1
+    assert connected_components(knn_graph(z, k=k // 2), directed=False)[0] == 2  # the k before did not join them
+    graph = knn_graph(z, k=k)
+    assert (np.asarray(graph[path.indices[:-1], path.indices[1:]]).ravel() > 0).all()
+    with pytest.raises(InputError, match='"grow" needs a "knn" graph'):
+        graph_path(z, [0, 79], graph=knn_graph(z, k=5), disconnected="grow")
+    with pytest.raises(InputError, match="disconnected='jump' is not a choice"):
+        graph_path(z, [0, 79], disconnected="jump")
+
+
+def test_bridges_join_many_small_parts_into_one(curve):
+    _, z = curve
+    graph = knn_graph(z, mode="threshold")
+    parts, labels = connected_components(graph, directed=False)
+    links = _bridges(z, labels, None)
+    assert parts > 100 and len(links) == parts - 1  # a spanning tree over the parts
+    i, j = links[:, 0].astype(int), links[:, 1].astype(int)
+    assert (labels[i] != labels[j]).all()
+    np.testing.assert_allclose(links[:, 2], np.linalg.norm(z[i] - z[j], axis=1))
+    joined = graph + sp.csr_matrix((links[:, 2], (i, j)), shape=graph.shape)
+    assert connected_components(joined, directed=False)[0] == 1
+    with pytest.warns(GraphGapWarning):
+        path = graph_path(z, [0, len(z) - 1], mode="threshold")
+    assert path.indices[-1] == len(z) - 1 and 0 < path.gaps.sum() < len(path.indices) / 2

@@ -87,3 +87,36 @@ def test_trajectory_refuses_bad_input():
         trajectory(z, [0, 1], path="curved")
     with pytest.raises(InputError, match="unknown order"):
         trajectory(z, [0, 1], order="random")
+
+
+def two_clusters():
+    rng = np.random.default_rng(1)
+    return np.concatenate([rng.normal(0, 0.3, (100, 2)), rng.normal(0, 0.3, (100, 2)) + (8, 0)]).astype(np.float32)
+
+
+def test_graph_trajectory_across_separate_clusters_marks_the_jump():
+    from cryonb.core.analysis import GraphGapWarning, graph_path
+
+    z = two_clusters()
+    with pytest.warns(GraphGapWarning, match="2 separate parts"):
+        walk = graph_path(z, [0, 199])
+    jump = int(np.flatnonzero(walk.gaps)[0])
+    into = walk.indices[jump]  # the first particle of the second cluster on the way
+    # Fewer latents than particles on the way: the one latent after the jump is marked.
+    with pytest.warns(GraphGapWarning):
+        few = trajectory(z, [0, 199], path="graph", n=6)
+    assert few.gaps.sum() == 1 and (few.particles >= 0).all()
+    marked = int(np.flatnonzero(few.gaps)[0])
+    assert few.particles[marked - 1] < 100 <= few.particles[marked]  # the step that leaves the first cluster
+    # More latents than particles: the latents on the straight line across the gap are all marked,
+    # they belong to no particle, and every latent in a cluster is unmarked.
+    with pytest.warns(GraphGapWarning):
+        many = trajectory(z, [0, 199], path="graph", n=len(walk.indices) + 40)
+    across = np.flatnonzero(many.gaps)
+    assert len(across) > 1 and np.array_equal(across, np.arange(across[0], across[-1] + 1))
+    assert (many.particles[across[:-1]] == -1).all() and many.particles[across[-1]] == into
+    assert (many.z[across[:-1], 0] > z[walk.indices[jump - 1], 0]).all() and (many.z[across[:-1], 0] < z[into, 0]).all()
+    # Refused on request; straight lines have no gaps to mark.
+    with pytest.raises(InputError, match="not connected"):
+        trajectory(z, [0, 199], path="graph", disconnected="raise")
+    assert not trajectory(z, [0, 199], path="straight", n=5).gaps.any()
