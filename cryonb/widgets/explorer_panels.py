@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import html
 import os
+import warnings
 
 import ipywidgets as w
 
+from cryonb.core.analysis.graph import GraphGapWarning
 from cryonb.core.analysis.regions import OPERATIONS
 from cryonb.core.analysis.tour import ORDERS, PATHS
 from cryonb.core.errors import InputError
@@ -20,20 +22,27 @@ def _swatch(color: str) -> str:
     return f'<span style="display:inline-block;width:12px;height:12px;background:{color};border-radius:2px;vertical-align:middle"></span>'
 
 
-def _message(target: w.HTML, text: str, error: bool = False) -> None:
+NOTICE_COLOR = "#a04000"  # a notice: done, but the user should know how (e.g. a path that jumps gaps)
+
+
+def _message(target: w.HTML, text: str, error: bool = False, notice: str = "") -> None:
     color = "#b00020" if error else "inherit"
     target.value = f'<div style="overflow-wrap:anywhere;line-height:1.4;color:{color}">{html.escape(text)}</div>'
+    if notice:
+        target.value += (f'<div class="cryonb-notice" style="overflow-wrap:anywhere;line-height:1.4;color:{NOTICE_COLOR}">'
+                         f'&#9888; {html.escape(notice)}</div>')
 
 
-def _guarded(action, message: w.HTML, done=None):
-    """Run ``action()``; show an InputError (or OSError) as a message instead of a traceback."""
+def _guarded(action, message: w.HTML, done=None, notice=None):
+    """Run ``action()``; show an InputError (or OSError) as a message instead of a traceback.
+    ``done(result)``: the message on success; ``notice(result)``: a warning shown below it ("" for none)."""
     def run(*_):
         try:
             result = action()
         except (InputError, OSError) as error:
             _message(message, str(error), error=True)
         else:
-            _message(message, done(result) if done else "")
+            _message(message, done(result) if done else "", notice=notice(result) if notice else "")
     return run
 
 
@@ -167,10 +176,23 @@ def trajectory_panel(explorer) -> w.Widget:
     frames = w.BoundedIntText(value=20, min=2, max=500, description="frames", style=WIDE, layout=w.Layout(width="130px"))
     make = w.Button(description="Make path", icon="route", button_style="info", layout=w.Layout(width="auto"))
     neighbours = w.BoundedIntText(value=10, min=1, max=200, description="graph neighbours", style=WIDE, layout=w.Layout(width="190px"))
-    graph_kw = lambda: {"k": neighbours.value} if path.value == "graph" else {}  # noqa: E731
-    make.on_click(_guarded(lambda: explorer.make_trajectory(order.value, path.value, max(frames.value, len(explorer.anchors)), **graph_kw()),
-                           message,
-                           lambda t: f"{len(t.z)} latents through {len(t.anchors)} anchors"))
+    # Anchors in separate parts of the graph (well-separated clusters): jump the shortest gaps, add
+    # neighbours until they join, or refuse (cryonb.core.analysis.graph_path's disconnected=).
+    disconnected = w.Dropdown(options=[("jump the gaps", "bridge"), ("more neighbours", "grow"), ("refuse", "raise")],
+                              value="bridge", description="separate parts", style=WIDE, layout=w.Layout(width="250px"))
+    graph_kw = lambda: {"k": neighbours.value, "disconnected": disconnected.value} if path.value == "graph" else {}  # noqa: E731
+
+    def make_path():
+        with warnings.catch_warnings():  # shown in the panel, not in a log nobody reads
+            warnings.simplefilter("ignore", GraphGapWarning)
+            return explorer.make_trajectory(order.value, path.value, max(frames.value, len(explorer.anchors)), **graph_kw())
+
+    def made(t) -> str:
+        jumps = int(t.gaps.sum())
+        return (f"{len(t.z)} latents through {len(t.anchors)} anchors"
+                + (f"; {jumps} of them across gaps between separate parts of the graph (dashed orange on the plot)" if jumps else ""))
+
+    make.on_click(_guarded(make_path, message, made, lambda t: explorer.trajectory_notice))
     outdir = w.Text(value="trajectory", description="folder", style=WIDE, layout=w.Layout(width="260px"))
     with_maps = w.Checkbox(value=getattr(explorer.run, "model", None) is not None, description="with maps", indent=False)
     export = w.Button(description="Export", icon="save", layout=w.Layout(width="auto"))
@@ -180,6 +202,7 @@ def trajectory_panel(explorer) -> w.Widget:
     play = w.Button(description="Play", icon="play", layout=w.Layout(width="auto"))
     play.on_click(_guarded(lambda: setattr(player, "children", (explorer.play_trajectory().widget,)), message))
     for part, css in [(add, "add"), (centres, "centres"), (clear, "clear"), (order, "order"), (path, "path"), (make, "make"),
+                      (disconnected, "disconnected"),
                       (export, "export"), (play, "play"), (anchors_label, "anchors")]:
         part.add_class(f"cryonb-explorer-trajectory-{css}")
 
@@ -192,7 +215,8 @@ def trajectory_panel(explorer) -> w.Widget:
 
     explorer.on_regions(refresh)
     refresh()
-    box = w.VBox([w.HBox([on_click, add, centres, clear]), anchors_label, w.HBox([order, path]), w.HBox([frames, neighbours, make]),
+    box = w.VBox([w.HBox([on_click, add, centres, clear]), anchors_label, w.HBox([order, path]),
+                  w.HBox([frames, neighbours, disconnected, make]),
                   w.HBox([outdir, with_maps, export, play]), message, player])
     box.add_class("cryonb-explorer-trajectory")
     return box

@@ -12,12 +12,13 @@ import functools
 import html
 import os
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
 
-from cryonb.core.analysis import (Regions, auto_clusters, box_select, kmeans, lasso_select, latent_norm, pca, range_select,
-                                  read_region, trajectory, umap_embedding)
+from cryonb.core.analysis import (GraphGapWarning, Regions, auto_clusters, box_select, kmeans, lasso_select, latent_norm, pca,
+                                  range_select, read_region, trajectory, umap_embedding)
 from cryonb.core.ctf import CTF_COLUMNS
 from cryonb.core.errors import InputError
 from cryonb.core.particles import save_selection
@@ -31,6 +32,7 @@ SELECT_MODES = ("replace", "add", "remove", "within")  # how a cluster or region
 SELECTED_COLOR = "#e6007e"
 REGION_COLORS = ("#ff7f0e", "#17becf", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#bcbd22", "#1f77b4")
 ANCHOR_COLOR = "#111111"
+GAP_COLOR = "#e65100"  # a trajectory's jumps between separate parts of the graph (dashed)
 MAX_CATEGORIES = 256  # integer colour arrays with more distinct values are drawn as numbers
 PADDING = 0.05  # of the data's own range, on each side of the plot
 
@@ -162,6 +164,7 @@ class LatentExplorer:
         self.shown_regions: list[str] = []  # names of the regions drawn on the plot
         self.anchors: list[int] = []  # rows of run.z that a trajectory goes through
         self.trajectory = None  # the last made, a cryonb.core.analysis.Trajectory
+        self.trajectory_notice = ""  # what the last trajectory's graph path had to do (jump gaps, more neighbours), or ""
         self._listeners, self._pick_listeners, self._region_listeners = [], [], []
         self._build_streams()
 
@@ -380,6 +383,7 @@ class LatentExplorer:
     def clear_anchors(self) -> None:
         self.anchors = []
         self.trajectory = None
+        self.trajectory_notice = ""
         self._anchors_changed()
         self.show_path([])
 
@@ -389,16 +393,28 @@ class LatentExplorer:
         ``order``: ``"given"`` or ``"shortest"`` (the shortest open tour of the anchors in latent
         space). ``path``: ``"graph"`` (through the particles' nearest-neighbour graph, on the data)
         or ``"straight"`` (lines in latent space). ``n``: latents along the way, evenly spaced.
+
+        Anchors in separate parts of the graph (well-separated clusters) are joined across the
+        shortest gaps between the parts (``graph_kw`` ``disconnected="bridge"``, the default; or
+        ``"grow"``, ``"raise"``: see :func:`~cryonb.core.analysis.graph_path`): the jumps are drawn
+        dashed in orange, and the warning is kept as :attr:`trajectory_notice`.
         """
-        self.trajectory = trajectory(self.run.z, self.anchors, order=order, path=path, n=n, **graph_kw)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", GraphGapWarning)
+            made = trajectory(self.run.z, self.anchors, order=order, path=path, n=n, **graph_kw)
+        notices = [str(c.message) for c in caught if issubclass(c.category, GraphGapWarning)]
+        for c in caught:
+            warnings.warn_explicit(c.message, c.category, c.filename, c.lineno)  # as the notebook would have shown them
+        self.trajectory, self.trajectory_notice = made, " ".join(notices)
         self.anchors = [int(a) for a in self.trajectory.anchors]  # in the order visited
         self._anchors_changed()
         if path == "graph":  # through the particles it passes (latents between them have no 2D place)
             particles = self.trajectory.particles
-            self.show_path(particles[particles >= 0])
+            self.show_path(particles[particles >= 0], gaps=_drawn_gaps(particles, self.trajectory.gaps))
         else:  # straight lines in latent space: drawn between the anchors' 2D places
             self.path = self.trajectory.anchors.copy()
             self._path_pipe.send([self.coords[self.trajectory.anchors]])
+            self._gap_pipe.send([])
         return self.trajectory
 
     def export_trajectory(self, outdir: str | os.PathLike, maps: bool = True, prefix: str = "traj") -> dict:
@@ -472,13 +488,22 @@ class LatentExplorer:
         self.positions = np.zeros(0, np.int64)
         self._changed(shown=True)
 
-    def show_path(self, indices) -> None:
-        """Draw a traversal through the particles at ``indices`` (rows of ``run.z``, e.g. ``GraphPath.indices``)."""
+    def show_path(self, indices, gaps=None) -> None:
+        """Draw a traversal through the particles at ``indices`` (rows of ``run.z``, e.g. ``GraphPath.indices``).
+
+        ``gaps``: True where the step into a particle jumps between separate parts of the graph
+        (``GraphPath.gaps``): those steps are drawn dashed in orange, off the data.
+        """
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if indices.size and (indices.min() < 0 or indices.max() >= len(self.coords)):
             raise InputError(None, f"path indices out of range for {len(self.coords)} particles", "pass rows of run.z")
+        gaps = np.zeros(len(indices), bool) if gaps is None else np.asarray(gaps, bool).reshape(-1)
+        if len(gaps) != len(indices):
+            raise InputError(None, f"{len(gaps)} gap flags for a path of {len(indices)} particles", "pass one flag per particle")
         self.path = indices
         self._path_pipe.send([self.coords[indices]])
+        steps = np.flatnonzero(gaps[1:]) + 1
+        self._gap_pipe.send([self.coords[[indices[i - 1], indices[i]]] for i in steps])
 
     def pick(self, x: float, y: float) -> int:
         """Pick the shown particle nearest to (x, y), in the scatter's data coordinates."""
@@ -563,6 +588,7 @@ class LatentExplorer:
         self._shown_pipe = hv.streams.Pipe(data=self._table)
         self._selected_pipe = hv.streams.Pipe(data=self._table.iloc[:0])
         self._path_pipe = hv.streams.Pipe(data=[])
+        self._gap_pipe = hv.streams.Pipe(data=[])  # a path's jumps between separate parts of the graph
         self._centres_pipe = hv.streams.Pipe(data=self.coords[self.centres])
         self._picked_pipe = hv.streams.Pipe(data=self.coords[:0])
         self._regions_pipe = hv.streams.Pipe(data=self._region_table())
@@ -599,6 +625,7 @@ class LatentExplorer:
         region_points = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"], ["region"]), streams=[self._regions_pipe])
         regions = self.shade_regions(region_points, **size)
         path = hv.DynamicMap(hv.Path, streams=[self._path_pipe]).opts(color="black", line_width=2)
+        gaps = hv.DynamicMap(hv.Path, streams=[self._gap_pipe]).opts(color=GAP_COLOR, line_width=3, line_dash="dashed")
         anchors = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"], ["label"]), streams=[self._anchors_pipe])
         anchors = anchors.opts(marker="diamond", size=13, color="white", line_color=ANCHOR_COLOR, line_width=2)
         anchor_labels = hv.DynamicMap(lambda data: hv.Labels(data, ["x", "y"], ["label"]), streams=[self._anchors_pipe])
@@ -609,7 +636,7 @@ class LatentExplorer:
         key = hv.Points([(np.nan, np.nan)], ["x", "y"], label="selected").opts(marker="square", size=10, color=SELECTED_COLOR)
         key = key * hv.Points([(np.nan, np.nan)], ["x", "y"], label="clicked").opts(**ring)
         picked = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"]), streams=[self._picked_pipe]).opts(**ring)
-        overlay = base * regions * selected * key * path * anchors * anchor_labels * picked
+        overlay = base * regions * selected * key * path * gaps * anchors * anchor_labels * picked
         if self.clusters is not None:
             centres = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"], label="k-means centres"), streams=[self._centres_pipe])
             overlay = overlay * centres.opts(marker="x", size=14, color="black", line_width=3)
@@ -891,3 +918,11 @@ def _column(values: np.ndarray, categorical: bool):
         return values.astype(np.float32)
     categories, codes = np.unique(values, return_inverse=True)
     return pd.Categorical.from_codes(codes.reshape(-1), [str(c) for c in categories])
+
+
+def _drawn_gaps(particles: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+    """For the particles of a trajectory (``particles >= 0``): whether the way into each from the
+    particle drawn before it jumps a gap (any latent since then marked in ``gaps``)."""
+    drawn = np.flatnonzero(particles >= 0)
+    jumped = np.cumsum(gaps)[drawn]
+    return np.r_[False, np.diff(jumped) > 0] if len(drawn) else np.zeros(0, bool)

@@ -273,3 +273,44 @@ def test_trajectory_maps_and_player(tiny_trainer, tmp_path):
     assert len(written["maps"]) == len(explorer.trajectory.z)
     player = explorer.play_trajectory()
     assert player.maps.shape[0] == len(explorer.trajectory.z)
+
+
+def test_trajectory_across_separate_clusters_is_drawn_and_told(tmp_path):
+    from cryonb.core.analysis import GraphGapWarning
+
+    particles = tiny_particles()
+    rng = np.random.default_rng(3)
+    half = len(particles) // 2
+    z = np.concatenate([rng.normal(0, 0.3, (half, 2)), rng.normal(0, 0.3, (len(particles) - half, 2)) + (8, 0)]).astype(np.float32)
+    explorer = LatentExplorer(Run(model=None, scale=1.0, apix=particles.apix, z=z, particles=particles), coords="pca", k=2)
+    view = explorer.widget  # noqa: F841
+    panel = explorer._tools.children[2]  # the accordion's "Trajectory"
+    controls = {c.description: c for row in panel.children if hasattr(row, "children") for c in row.children if hasattr(c, "description")}
+    explorer.add_anchor(0)
+    explorer.add_anchor(len(z) - 1)
+    controls["Make path"].click()  # default: the path jumps the gap; the panel says so, the plot draws it dashed
+    said = text(panel.children[5])
+    across = explorer.trajectory.gaps
+    assert across.any() and (explorer.trajectory.particles[across][:-1] == -1).all()  # latents on the jump: no particle's
+    assert f"{across.sum()} of them across gaps between separate parts" in said and "2 separate parts" in said and "jumps 1 gap" in said
+    assert "cryonb-notice" in panel.children[5].value
+    (segment,) = explorer._gap_pipe.data
+    particles_on_path = explorer.trajectory.particles[explorer.trajectory.particles >= 0]
+    step = int(np.flatnonzero(np.diff(particles_on_path >= half))[0])
+    np.testing.assert_allclose(segment, explorer.coords[particles_on_path[step:step + 2]])
+    # Called from the notebook, the same notice is a warning and stays on the explorer.
+    with pytest.warns(GraphGapWarning, match="jumps 1 gap"):
+        explorer.make_trajectory(n=10)
+    assert "jumps 1 gap" in explorer.trajectory_notice
+    # More neighbours: no gap, nothing dashed; refuse: the error, in red, and no new trajectory.
+    controls["separate parts"].value = "grow"
+    controls["Make path"].click()
+    assert not explorer.trajectory.gaps.any() and explorer._gap_pipe.data == []
+    assert "joins them" in text(panel.children[5]) and "across gaps" not in text(panel.children[5])
+    controls["separate parts"].value = "raise"
+    before = explorer.trajectory
+    controls["Make path"].click()
+    assert "are not connected in the graph" in text(panel.children[5]) and "#b00020" in panel.children[5].value
+    assert explorer.trajectory is before
+    explorer.clear_anchors()
+    assert explorer.trajectory_notice == ""
