@@ -397,7 +397,7 @@ class LatentExplorer:
         Anchors in separate parts of the graph (well-separated clusters) are joined across the
         shortest gaps between the parts (``graph_kw`` ``disconnected="bridge"``, the default; or
         ``"grow"``, ``"raise"``: see :func:`~cryonb.core.analysis.graph_path`): the jumps are drawn
-        dashed in orange, and the warning is kept as :attr:`trajectory_notice`.
+        dashed in orange, and the warning is kept as ``trajectory_notice``.
         """
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", GraphGapWarning)
@@ -501,8 +501,8 @@ class LatentExplorer:
         if len(gaps) != len(indices):
             raise InputError(None, f"{len(gaps)} gap flags for a path of {len(indices)} particles", "pass one flag per particle")
         self.path = indices
-        self._path_pipe.send([self.coords[indices]])
-        steps = np.flatnonzero(gaps[1:]) + 1
+        steps = np.flatnonzero(gaps[1:]) + 1  # the black line breaks where it jumps: the jump is drawn dashed
+        self._path_pipe.send([self.coords[piece] for piece in np.split(indices, steps)])
         self._gap_pipe.send([self.coords[[indices[i - 1], indices[i]]] for i in steps])
 
     def pick(self, x: float, y: float) -> int:

@@ -298,6 +298,9 @@ def test_trajectory_across_separate_clusters_is_drawn_and_told(tmp_path):
     particles_on_path = explorer.trajectory.particles[explorer.trajectory.particles >= 0]
     step = int(np.flatnonzero(np.diff(particles_on_path >= half))[0])
     np.testing.assert_allclose(segment, explorer.coords[particles_on_path[step:step + 2]])
+    first, second = explorer._path_pipe.data  # the solid line stops on each side of the jump
+    np.testing.assert_allclose(np.concatenate([first, second]), explorer.coords[particles_on_path])
+    assert len(first) == step + 1
     # Called from the notebook, the same notice is a warning and stays on the explorer.
     with pytest.warns(GraphGapWarning, match="jumps 1 gap"):
         explorer.make_trajectory(n=10)
