@@ -141,6 +141,7 @@ def render_scatter3d(coords, colors=None, categorical: bool = False, highlight=N
     if highlight is not None and len(highlight):
         ax.scatter(*coords[np.asarray(highlight, dtype=np.int64)].T, color=SELECTED_COLOR, s=10, depthshade=False, linewidths=0)
     ax.view_init(elev=elev, azim=azim)
+    ax.set_box_aspect(None, zoom=0.85)  # the axis labels inside the figure (constrained layout does not see them)
     ax.set_xlabel("PC1"), ax.set_ylabel("PC2"), ax.set_zlabel("PC3")
     ax.tick_params(labelsize=7)
     return _png(figure)
