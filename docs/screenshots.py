@@ -1,8 +1,10 @@
 """Take the widget pictures of the documentation: each view rendered in JupyterLab, in headless Chromium.
 
-    python docs/screenshots.py
+    python docs/screenshots.py            # every picture
+    python docs/screenshots.py tools      # only the explorer's tools (a model of its own, no monitor)
 
-Writes PNGs to docs/_static/ (each under 200 KB): one per view, and a strip of maps rendered by
+Writes PNGs to docs/_static/ (each under 150 KB): one per view, the explorer's tools (histogram
+range, named regions, trajectory creator, pair grid, 3-D view), and a strip of maps rendered by
 cryonb.core.movies. Uses the browser-test harness (tests/browser/harness.py), so it needs Chromium
 and the ``browser`` and ``widgets`` extras.
 """
@@ -20,7 +22,7 @@ from PIL import Image, ImageChops
 
 REPO = Path(__file__).resolve().parents[1]
 STATIC = REPO / "docs" / "_static"
-MAX_BYTES = 200_000
+MAX_BYTES = 150_000
 sys.path.insert(0, str(REPO / "tests" / "browser"))
 
 from harness import JupyterLab, LabPage, element_pixels, launch_chromium, missing_requirements, write_notebook  # noqa: E402
@@ -110,7 +112,6 @@ def take(lab_page: LabPage):
     run("run-all-below")
     lab_page.wait_for_output("ALL SHOWN", timeout=900)
     wait_drawn(lab_page, ".cryonb-explorer .bk-Canvas", 5000, "the latent scatter drawn")
-    save_png(settled(lab_page.widget(".cryonb-explorer")), "latent_explorer.png")
     save_png(lab_page.widget(".cryonb-gallery").screenshot(), "particle_gallery.png")
 
     volume = page.locator(".jp-OutputArea-output .cryonb-volume-viewer").first
@@ -122,6 +123,95 @@ def take(lab_page: LabPage):
     player.scroll_into_view_if_needed()
     lab_page.wait_until(lambda: element_pixels(player.locator("canvas")) > 3000, timeout=120, message="the frame drawn")
     save_png(settled(player), "trajectory_player.png")
+
+
+# The explorer's tools: the same data and model, trained in the foreground; each tool is set up in
+# the kernel (as a notebook would), its panel opened and its buttons clicked in the browser.
+TOOL_CELLS = [
+    CELLS[0].rsplit("\ntrainer", 1)[0] + """
+trainer.fit(12, progress=False)
+run = Run.from_trainer(trainer)
+explorer = LatentExplorer(run, coords="umap", color="cluster", k=3)
+explorer.select_clusters([0])
+explorer""",
+    "print('EXPLORER SHOWN')",
+]
+
+
+def clip_between(page, top, bottom, margin: int = 6) -> bytes:
+    """A screenshot of the page from ``top``'s upper edge to ``bottom``'s lower edge, as wide as ``top``
+    (the explorer with one tool panel open, without the rows below it)."""
+    top.evaluate("(e) => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(1500)  # the kernel's last change reaches the plot
+    a, b = top.bounding_box(), bottom.bounding_box()
+    clip = {"x": a["x"] - margin, "y": a["y"] - margin, "width": a["width"] + 2 * margin,
+            "height": b["y"] + b["height"] - a["y"] + 2 * margin}
+    last = page.screenshot(clip=clip)
+    for _ in range(60):  # until it stops changing: the plot and images finished drawing
+        page.wait_for_timeout(500)
+        shot = page.screenshot(clip=clip)
+        if shot == last:
+            return shot
+        last = shot
+    raise TimeoutError("the explorer kept changing")
+
+
+def open_tool(lab_page: LabPage, title: str, css: str | None = None):
+    """Open (or close) the explorer's tool panel ``title`` (an accordion section); its content's locator."""
+    lab_page.page.locator(".jp-OutputArea-output .cryonb-explorer-tools").get_by_text(title, exact=True).click()
+    return None if css is None else lab_page.widget(css)
+
+
+def take_tools(lab_page: LabPage):
+    page = lab_page.page
+    page.set_viewport_size({"width": 1400, "height": 1800})  # the explorer and an open panel at once
+    lab_page.open("tools.ipynb")
+    lab_page.run_all()
+    lab_page.wait_for_output("EXPLORER SHOWN", timeout=1200)
+    explorer = lab_page.widget(".cryonb-explorer")
+    wait_drawn(lab_page, ".cryonb-explorer .bk-Canvas", 5000, "the latent scatter drawn")
+    save_png(clip_between(page, explorer, lab_page.widget(".cryonb-explorer-tools")), "latent_explorer.png")
+
+    # Select by value: the particles with the largest ||z|| (the top fifth) replace the selection.
+    lab_page.execute("import numpy as np; high = float(np.quantile(explorer.values_of('norm'), 0.8)); "
+                     "explorer._range_slider.value = (high, explorer._range_slider.max); explorer.select_range('norm', high)")
+    panel = open_tool(lab_page, "Select by value (histogram)", ".cryonb-explorer-range")
+    save_png(clip_between(page, explorer, panel), "explorer_histogram.png")
+    open_tool(lab_page, "Select by value (histogram)")  # closed again
+
+    # Named regions: a cluster and the high-||z|| particles kept side by side, each drawn as a halo.
+    lab_page.execute("explorer.store_region('high norm'); explorer.select_clusters([1]); explorer.store_region('state B'); "
+                     "explorer.combine_regions('B, high norm', 'intersection', ['state B', 'high norm'], show=False); "
+                     "explorer.select(np.zeros(0, int))")
+    panel = open_tool(lab_page, "Regions", ".cryonb-explorer-regions")
+    lab_page.wait_until(lambda: panel.locator(".cryonb-explorer-region").count() == 3, message="three regions listed")
+    save_png(clip_between(page, explorer, panel), "explorer_regions.png")
+    open_tool(lab_page, "Regions")
+
+    # Trajectory creator: the k-means centres as anchors, the shortest tour, a graph path.
+    lab_page.execute("explorer.show_regions([])")
+    panel = open_tool(lab_page, "Trajectory", ".cryonb-explorer-trajectory")
+    lab_page.click_button("k-means centres")
+    page.locator(".jp-OutputArea-output .cryonb-explorer-trajectory-order").get_by_text("shortest", exact=True).click()
+    lab_page.click_button("Make path")
+    lab_page.wait_until(lambda: "latents through" in lab_page.text(".cryonb-explorer-trajectory-message"), timeout=120,
+                        message="the path made")
+    save_png(clip_between(page, explorer, panel), "explorer_trajectory.png")
+    open_tool(lab_page, "Trajectory")
+
+    # More views: the pair grid of the latent dimensions and the 3-D view of PC1-3.
+    lab_page.execute("explorer.select_clusters([0])")
+    views = open_tool(lab_page, "More views: pair grid, 3-D", ".cryonb-explorer-views")
+    lab_page.click_button("Pair grid")
+    grid = lab_page.widget(".cryonb-pairgrid")
+    lab_page.wait_until(lambda: element_pixels(grid) > 5000, timeout=120, message="the pair grid drawn")
+    grid.scroll_into_view_if_needed()
+    save_png(settled(grid), "pair_grid.png")
+    lab_page.click_button("3-D (PC1-3)")
+    three = lab_page.widget(".cryonb-scatter3d")
+    lab_page.wait_until(lambda: element_pixels(three) > 5000, timeout=120, message="the 3-D view drawn")
+    views.scroll_into_view_if_needed()
+    save_png(settled(views), "scatter_3d.png")
 
 
 def hinge_strip():
@@ -140,24 +230,29 @@ def main():
         sys.exit(f"cannot take the pictures: {reason}")
     from playwright.sync_api import sync_playwright
 
-    hinge_strip()
+    only_tools = sys.argv[1:] == ["tools"]
+    if not only_tools:
+        hinge_strip()
 
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
         tmp = Path(tmp)
         no_news = tmp / "state" / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
         (tmp / "root").mkdir()
         write_notebook(tmp / "root" / "widgets.ipynb", *CELLS)
+        write_notebook(tmp / "root" / "tools.ipynb", *TOOL_CELLS)
         no_news.parent.mkdir(parents=True)  # no "notified about Jupyter news?" toast over the views
         no_news.write_text('{"fetchNews": "false"}')
         with JupyterLab(tmp / "root", tmp / "state") as lab:
             context = launch_chromium(playwright, tmp / "profile")
             context.set_default_timeout(60_000)
-            lab_page = LabPage(context.new_page(), lab)
-            try:
-                take(lab_page)
-            finally:
-                lab_page.shutdown_kernel()
-                context.close()
+            for scenario in [take_tools] if only_tools else [take, take_tools]:
+                lab_page = LabPage(context.new_page(), lab)
+                try:
+                    scenario(lab_page)
+                finally:
+                    lab_page.shutdown_kernel()
+                    lab_page.page.close()
+            context.close()
 
 
 if __name__ == "__main__":
