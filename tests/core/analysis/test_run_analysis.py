@@ -67,3 +67,16 @@ def test_umap_figures_when_asked(tmp_path):
     out = analyze_run(MinimalRun(n=120), tmp_path, k=3, pcs=1, pc_steps=2, umap=True, progress=False)
     assert np.load(tmp_path / "z_umap.npy").shape == (120, 2)
     assert {"umap_kmeans.png", "umap_norm.png"} <= set(out.files)
+
+
+def test_a_graph_path_between_separate_clusters_is_made_and_noted(tmp_path):
+    from cryonb.core.analysis.run_analysis import _graph_traversal
+
+    run = MinimalRun(zdim=2, n=120)
+    run.z[60:] += np.float32(40)  # two clusters far apart: a k-NN graph in two parts
+    notes = []
+    (a, b), maps, paths = _graph_traversal(run, run.z, np.array([0, 119]), 6, tmp_path / "graph_path", run.apix, notes)
+    particles = np.load(tmp_path / "graph_path" / "particles.npy")
+    assert len(maps) == len(paths) == 6 and particles[0] == 0 and particles[-1] == 119
+    assert (particles < 60).any() and (particles >= 60).any()  # it crosses from one cluster to the other
+    assert len(notes) == 1 and notes[0].startswith("graph path: ") and "2 separate parts" in notes[0] and "jumps 1 gap" in notes[0]
