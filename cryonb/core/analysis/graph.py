@@ -4,7 +4,7 @@ A latent space with well-separated clusters gives a graph in several parts (conn
 components). A path between anchors in different parts is still made: by default the parts are
 joined by their shortest links (a minimum spanning tree over the parts, each link the closest pair
 of particles of two parts), the path jumps across those gaps only, each jump is marked
-(:attr:`GraphPath.gaps`) and a :class:`GraphGapWarning` says so. ``disconnected="grow"`` raises
+(``GraphPath.gaps``) and a :class:`GraphGapWarning` says so. ``disconnected="grow"`` raises
 the number of neighbours until the anchors are joined instead, and ``"raise"`` refuses.
 """
 
@@ -111,7 +111,7 @@ def graph_path(z, anchors, graph: sp.spmatrix | None = None, *, disconnected: st
     separated clusters). ``"bridge"`` (the default) joins the parts by their shortest links, the
     closest pair of particles of two parts, as single-linkage clustering would (a minimum spanning
     tree over the parts): the path stays on the data except across those gaps, which
-    :attr:`GraphPath.gaps` marks, and a :class:`GraphGapWarning` gives their number and lengths.
+    ``GraphPath.gaps`` marks, and a :class:`GraphGapWarning` gives their number and lengths.
     ``"grow"`` doubles the number of neighbours ``k`` until the anchors are in one part (only for a
     graph built here in ``"knn"`` mode; it can take a large ``k`` and much time), with a warning
     naming the ``k`` used. ``"raise"`` raises an :class:`~cryonb.core.errors.InputError`.
@@ -154,6 +154,9 @@ def graph_path(z, anchors, graph: sp.spmatrix | None = None, *, disconnected: st
     row = np.searchsorted(np.unique(sources), sources)
     indices, lengths = [anchors[:1]], [np.zeros(1)]
     for r, a, b in zip(row, sources, targets):
+        if not np.isfinite(distance[r, b]):  # only a grown approximate graph can still be split here
+            raise InputError(None, f"anchors {a} and {b} are not connected in the graph",
+                             'use disconnected="bridge", or search neighbours exactly (eps=0)')
         segment = [b]
         while segment[-1] != a:
             segment.append(predecessor[r, segment[-1]])
