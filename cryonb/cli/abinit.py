@@ -1,7 +1,9 @@
 """Find particle poses ab initio and reconstruct (cryoDRGN-AI style), headless (the same engine a notebook drives).
 
 Pretrains on random poses, searches every particle's pose against the current map for
---search-epochs epochs, then refines the poses with the map by gradient descent until --epochs.
+--search-epochs epochs (each followed by --map-epochs epochs fitting the map at the poses found,
+the frequency limit of search and fit growing from one search epoch to the next), then refines the
+poses with the map by gradient descent until --epochs.
 Writes RUN/config.json, RUN/abinit.json, RUN/checkpoints/ and, at the end, RUN/poses.star (RELION
 angles and origins, with the particles' images and CTF), RUN/poses.pkl (cryoDRGN poses),
 RUN/map.mrc (zdim 0) or RUN/z.npy (latents), and with --reference RUN/alignment.json (global
@@ -33,15 +35,17 @@ def add_args(parser):
     parser.add_argument("--batch-size", type=int, help="images per step (default: 32 on a GPU, 64 on a CPU)")
     parser.add_argument("--lr", type=float, help="the map's learning rate (default: 2e-4 on a GPU, 1e-4 on a CPU)")
     parser.add_argument("--table-lr", type=float, help="learning rate of the pose and latent tables (default: the trainer's)")
-    parser.add_argument("--search-epochs", type=int, default=3, help="epochs of pose search before descent (default: 3)")
+    parser.add_argument("--search-epochs", type=int, default=6, help="epochs of pose search before descent (default: 6)")
+    parser.add_argument("--map-epochs", type=int, default=2, help="epochs fitting the map at the poses held after each search epoch (default: 2)")
     parser.add_argument("--pretrain-images", type=int, default=10_000, help="images fitted at random poses first (default: 10000)")
     parser.add_argument("--base-resolution", type=int, default=2, help="coarsest SO(3) grid: 2 is 4,608 rotations, ~15° (default: 2)")
     parser.add_argument("--keep", type=int, default=8, help="poses kept per image between search rounds (default: 8)")
     parser.add_argument("--iterations", type=int, default=4, help="search rounds after the base grid, each halving the step (default: 4)")
     parser.add_argument("--shifts", type=int, default=14, help="shift grid points per axis (default: 14)")
     parser.add_argument("--shift-extent", type=float, help="shifts searched, ± pixels of the training box (default: 20 at box 128, scaled)")
-    parser.add_argument("--radius", type=float, nargs=2, default=(12, 32), metavar=("START", "END"),
-                        help="frequency radius (pixels) compared in the first and last search round (default: 12 32)")
+    parser.add_argument("--radius", type=float, nargs=2, metavar=("START", "END"),
+                        help="frequency limit (pixels) of the first and the last search epoch; the model is fitted within it "
+                             "until descent (default: 12 32 at a box of 128, scaled)")
     parser.add_argument("--reference", help="reference poses (.star, .cs or cryoDRGN .pkl) to align the result to and report errors")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--device", help="auto, cpu or cuda[:N] (default: auto)")
@@ -51,9 +55,9 @@ def add_args(parser):
 def _settings(args):
     from ..core.abinit import AbinitConfig
 
-    return AbinitConfig(pretrain_images=args.pretrain_images, search_epochs=args.search_epochs,
+    return AbinitConfig(pretrain_images=args.pretrain_images, search_epochs=args.search_epochs, map_epochs=args.map_epochs,
                         base_resolution=args.base_resolution, keep=args.keep, iterations=args.iterations,
-                        shifts=args.shifts, shift_extent=args.shift_extent, radius=tuple(args.radius))
+                        shifts=args.shifts, shift_extent=args.shift_extent, radius=None if args.radius is None else tuple(args.radius))
 
 
 def _reference_rotations(path, box):

@@ -1,14 +1,17 @@
 """Ab initio reconstruction: poses found by search, then refined with the model (cryoDRGN-AI style).
 
 :class:`Abinit` is a :class:`~cryonb.core.training.Trainer` whose poses are a per-particle table
-(``TrainConfig(poses="table")``) filled in three phases, by step:
+(``TrainConfig(poses="table")``) filled in phases, by step:
 
-1. *pretrain*: the first ``pretrain_images`` images (10,000 in cryoDRGN-AI) are fitted at uniformly
-   random rotations, which makes the map a rotationally averaged blob: a neutral start for the search;
-2. *search*: for ``search_epochs`` epochs (3), every batch's poses are found by
+1. *pretrain*: the first ``pretrain_images`` images are fitted at uniformly random rotations, which
+   makes the map a rotationally averaged blob: a neutral start for the search;
+2. *search*: ``search_epochs`` times, an epoch in which every batch's poses are found by
    :func:`~cryonb.core.posesearch.search_poses` against the current map (each particle's own map
-   for a latent table) and written into the table before the step trains the model on them;
-3. *refine*: the table's poses are refined by gradient descent with the model.
+   for a latent table) before the step trains the model on them, then ``map_epochs`` epochs that
+   fit the map at the poses held (*map*). The search's frequency limit marches up from one search
+   epoch to the next, and the model's loss is low-passed to it through this phase, so that the
+   map is not fitted beyond what the poses can support;
+3. *refine*: the table's poses are refined by gradient descent with the model, at all frequencies.
 
 Heterogeneity comes from an autodecoder (a latent table, cryoDRGN-AI's default) or the encoder
 (``latents="encoder"``); ``zdim=0`` reconstructs one map. Fitting, pausing, checkpoints and
@@ -32,6 +35,7 @@ import torch
 
 from .errors import InputError
 
+RADIUS_128 = (12.0, 32.0)  # cryoDRGN-AI's search radii (pixels) at a box of 128
 MIRROR = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))
 
 
@@ -121,24 +125,34 @@ def align_map(volume, alignment: PoseAlignment) -> np.ndarray:
 class AbinitConfig:
     """The ab initio schedule and pose search; saved as ``abinit.json`` in the run folder.
 
-    Search settings are those of :func:`~cryonb.core.posesearch.search_poses` (cryoDRGN-AI's
-    defaults); ``shift_extent`` is in pixels of the training box (None: 20 px at a box of 128,
-    scaled).
+    Search settings are those of :func:`~cryonb.core.posesearch.search_poses`. ``radius`` (pixels
+    of the training box; None: cryoDRGN-AI's 12 to 32 pixels at a box of 128, scaled) is the
+    frequency limit of the first and of the last search epoch: in search epoch ``e`` of ``S`` the
+    rounds march from ``radius[0]`` to ``L_e``, which grows linearly from ``radius[0]`` to
+    ``radius[1]`` over the epochs, and the model's loss is restricted to ``|k| <= L_e``.
+    ``map_epochs`` epochs fit the map at the poses found after each search epoch (a search costs
+    far more than an epoch of fitting, and the next search needs a map that has caught up).
+    ``shift_extent`` is in pixels of the training box (None: 20 px at a box of 128, scaled).
     """
 
     pretrain_images: int = 10_000
-    search_epochs: int = 3
+    search_epochs: int = 6
+    map_epochs: int = 2
     base_resolution: int = 2
     keep: int = 8
     iterations: int = 4
     shifts: int = 14
     shift_extent: float | None = None
-    radius: tuple[float, float] = (12, 32)
+    radius: tuple[float, float] | None = None
     chunk: int = 2**21  # decoder points per call during the search (bounds its memory)
+
+    def radii(self, D: int) -> tuple[float, float]:
+        """The first and last search epochs' frequency limits (pixels) at box ``D``."""
+        return tuple(self.radius) if self.radius is not None else tuple(r * D / 128 for r in RADIUS_128)
 
     def validate(self) -> AbinitConfig:
         problems = []
-        for name in ("pretrain_images", "search_epochs", "base_resolution", "iterations"):
+        for name in ("pretrain_images", "search_epochs", "map_epochs", "base_resolution", "iterations"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be 0 or more (got {getattr(self, name)})")
         for name in ("keep", "shifts", "chunk"):
@@ -148,17 +162,19 @@ class AbinitConfig:
             problems.append("base_resolution + iterations must be at most 8 (a finer grid than 0.12° is not searched)")
         if self.shift_extent is not None and self.shift_extent < 0:
             problems.append(f"shift_extent must be 0 or more pixels (got {self.shift_extent})")
-        if len(self.radius) != 2 or not 0 < self.radius[0] <= self.radius[1]:
+        if self.radius is not None and (len(self.radius) != 2 or not 0 < self.radius[0] <= self.radius[1]):
             problems.append(f"radius must be two frequencies 0 < start <= end (got {self.radius})")
         if problems:
             raise InputError(None, "invalid ab initio configuration: " + "; ".join(problems),
                              "correct these values in AbinitConfig (or the command-line options)")
-        self.radius = tuple(self.radius)
+        if self.radius is not None:
+            self.radius = tuple(self.radius)
         return self
 
     def search_options(self) -> dict:
+        """:func:`~cryonb.core.posesearch.search_poses`'s options but the radius (see :meth:`Abinit.search_radius`)."""
         return dict(base_resolution=self.base_resolution, keep=self.keep, iterations=self.iterations,
-                    shifts=self.shifts, shift_extent=self.shift_extent, radius=self.radius, chunk=self.chunk)
+                    shifts=self.shifts, shift_extent=self.shift_extent, chunk=self.chunk)
 
     @classmethod
     def read(cls, run_dir) -> AbinitConfig:
@@ -179,7 +195,7 @@ class AbinitConfig:
             raise InputError(path, f"has a value of the wrong type ({err})", "restore it, or start a new run folder") from None
 
 
-PHASES = ("pretrain", "search", "refine")
+PHASES = ("pretrain", "search", "map", "refine")
 
 
 class Abinit:
@@ -212,6 +228,7 @@ class Abinit:
     def _attach(self, trainer):
         self.trainer = trainer
         self.search_errors: list[tuple[int, float]] = []  # (step, the batch's best poses' squared error per pixel)
+        self._restricted = False  # whether the trainer's loss is low-passed by this run
         trainer.before_step.append(self._before_step)
         trainer.listeners.append(self._on_event)
         trainer.interrupt_hint = "call fit() to continue"
@@ -243,16 +260,41 @@ class Abinit:
 
     @property
     def search_end(self) -> int:
-        """The step at which the search ends and descent refines the poses."""
-        return self.pretrain_steps + self.settings.search_epochs * self.trainer.batches_per_epoch
+        """The step at which the search (and map) epochs end and descent refines the poses."""
+        cycle = 1 + self.settings.map_epochs
+        return self.pretrain_steps + self.settings.search_epochs * cycle * self.trainer.batches_per_epoch
+
+    def _cycle(self, step: int) -> tuple[int, int]:
+        """(search epoch, epoch within its cycle: 0 searches, 1… fit the map) of a step after pretraining."""
+        epoch = max(0, step - self.pretrain_steps) // self.trainer.batches_per_epoch
+        return divmod(epoch, 1 + self.settings.map_epochs)
 
     def phase_at(self, step: int) -> str:
-        return PHASES[0] if step < self.pretrain_steps else PHASES[1] if step < self.search_end else PHASES[2]
+        if step < self.pretrain_steps:
+            return "pretrain"
+        if step >= self.search_end:
+            return "refine"
+        return "search" if self._cycle(step)[1] == 0 else "map"
 
     @property
     def phase(self) -> str:
-        """The phase of the next step: "pretrain", "search" or "refine"."""
+        """The phase of the next step: "pretrain", "search", "map" or "refine"."""
         return self.phase_at(self.trainer.step_count)
+
+    def search_radius(self, step: int | None = None) -> tuple[float, float]:
+        """The frequency limits (pixels) of the first and last search rounds at ``step`` (default:
+        the next): the last grows linearly over the search epochs, from ``radius[0]`` to ``radius[1]``."""
+        step = self.trainer.step_count if step is None else step
+        lo, hi = self.settings.radii(self.trainer.data.D)
+        last = self.settings.search_epochs - 1
+        progress = 1.0 if last <= 0 else min(self._cycle(step)[0], last) / last
+        return lo, lo + (hi - lo) * progress
+
+    def loss_radius(self, step: int | None = None) -> float | None:
+        """The frequency limit (pixels) of the model's loss at ``step``: the search's during the
+        search and map epochs, None (all frequencies) before and after."""
+        step = self.trainer.step_count if step is None else step
+        return self.search_radius(step)[1] if self.phase_at(step) in ("search", "map") else None
 
     def _autocast(self):
         import contextlib
@@ -265,6 +307,8 @@ class Abinit:
     def _before_step(self, trainer, idx):
         phase = self.phase_at(trainer.step_count)
         poses = trainer.model.poses
+        self._restrict_loss(trainer, self.loss_radius(trainer.step_count))
+        self._hold_poses(trainer, phase != "refine")
         if phase == "pretrain":
             from .rotations import random_rotations
 
@@ -276,6 +320,28 @@ class Abinit:
             poses.assign(idx, result.rotations, result.shifts)
             self._forget_momentum(idx)
             self.search_errors.append((trainer.step_count, float(result.error.mean()) / self._searched_pixels()))
+
+    def _restrict_loss(self, trainer, radius: float | None):
+        """Fit the model inside ``radius`` pixels at this step (the Trainer's own frequency marching
+        selects its pixels the same way); None gives the pixels back to the Trainer's schedule."""
+        if radius is None or radius >= trainer.data.D // 2:
+            if self._restricted:
+                trainer._pixels, trainer._pixels_radius, self._restricted = None, None, False
+            return
+        if trainer._pixels_radius != radius or trainer._pixels is None:
+            trainer._pixels = torch.nonzero(trainer._radius <= radius).squeeze(1)
+            trainer._pixels_radius = radius
+        self._restricted = True
+
+    def _hold_poses(self, trainer, hold: bool):
+        """Descent moves the pose table only in the refine phase (before it, the search sets the poses)."""
+        opt = trainer.table_optimizer
+        if opt is None:
+            return
+        pose_params = {id(p) for p in trainer.model.poses.parameters()}
+        for group in opt.param_groups:
+            if any(id(p) in pose_params for p in group["params"]):
+                group["lr"] = 0.0 if hold else trainer.config.pose_lr
 
     def _forget_momentum(self, idx):
         """Clear the table optimiser's moments of the rows just assigned, so that descent does not
@@ -293,14 +359,15 @@ class Abinit:
         from .posesearch import marching_radii
 
         half = self.trainer.model.half
-        last = marching_radii(self.settings.iterations, self.settings.radius, half.D)[-1]
+        last = marching_radii(self.settings.iterations, self.search_radius(), half.D)[-1]
         return max(1, int((half.coords[:, :2].norm(dim=-1) <= last).sum()))
 
     @torch.no_grad()
     def search(self, idx):
         """The best poses of the particles at ``idx`` (a device tensor) against the current model
         (:class:`~cryonb.core.posesearch.PoseSearchResult`, shifts in pixels of the training box), on
-        the grid turned by a random rotation drawn from the seed and step."""
+        the grid turned by a random rotation drawn from the seed and step, within the step's
+        :meth:`search_radius`."""
         from .posesearch import search_poses
 
         t = self.trainer
@@ -317,7 +384,7 @@ class Abinit:
         try:
             with self._autocast():
                 return search_poses(model.decoder, images, ctf, model.half, z, grid_rotation=random_rotations(1, g)[0],
-                                    **self.settings.search_options())
+                                    radius=self.search_radius(), **self.settings.search_options())
         finally:
             model.train(was_training)
 

@@ -9,7 +9,7 @@ from cryonb.core.particles import load_particles
 from cryonb.core.simulate import simulate
 
 QUICK = ["--width", "32", "--depth", "1", "--batch-size", "16", "--lr", "1e-3", "--device", "cpu", "--pretrain-images", "16",
-         "--search-epochs", "1", "--base-resolution", "0", "--iterations", "1", "--keep", "2", "--radius", "3", "6",
+         "--search-epochs", "1", "--map-epochs", "1", "--base-resolution", "0", "--iterations", "1", "--keep", "2", "--radius", "3", "6",
          "--shifts", "3", "--shift-extent", "1"]
 
 

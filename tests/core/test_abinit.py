@@ -9,7 +9,7 @@ from cryonb.core.projection import sample_volume
 from cryonb.core.rotations import random_rotations
 
 TINY = dict(device="cpu", dec_width=32, dec_depth=1, enc_width=32, enc_depth=1, batch_size=16, lr=1e-3)
-QUICK = AbinitConfig(pretrain_images=16, search_epochs=1, base_resolution=0, iterations=1, keep=2, radius=(3, 6), shift_extent=1.0, shifts=3)
+QUICK = AbinitConfig(pretrain_images=16, search_epochs=1, map_epochs=1, base_resolution=0, iterations=1, keep=2, radius=(3, 6), shift_extent=1.0, shifts=3)
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +65,16 @@ def test_phases_fill_the_pose_table_and_write_poses(simulation, tmp_path):
 
     ab = Abinit(blind(simulation.particles), zdim=0, settings=QUICK, run_dir=tmp_path / "run", **TINY)
     assert ab.trainer.config.poses == "table" and ab.phase == "pretrain"
-    assert (ab.pretrain_steps, ab.search_end) == (1, 4)
+    assert (ab.pretrain_steps, ab.search_end) == (1, 7)
     ab.fit(1, progress=False)  # 3 batches: pretrain, search, search
     assert ab.history[-1]["phase"] == "search" and "search_error" in ab.history[-1]
     assert ab.phase == "search"
     idx = torch.arange(16)
     result = ab.search(idx)
     assert result.rotations.shape == (16, 3, 3) and result.shifts.abs().max() <= 1.0
-    ab.fit(1, progress=False)
+    ab.fit(1, progress=False)  # search, map, map
+    assert ab.history[-1]["phase"] == "map"
+    ab.fit(1, progress=False)  # map, refine, refine
     assert ab.phase == "refine" and ab.history[-1]["phase"] == "refine"
     rotations, shifts = ab.poses()
     assert rotations.shape == (48, 3, 3) and shifts.shape == (48, 2)
@@ -101,7 +103,29 @@ def test_a_run_resumes_in_its_phase(simulation, tmp_path):
     np.testing.assert_allclose(again.poses()[0], rotations)
     np.testing.assert_allclose(again.poses()[1], shifts)
     again.fit(1, progress=False)
-    assert again.history[-1]["phase"] == "refine" and again.embed().shape == (48, 2)
+    assert again.history[-1]["phase"] == "map" and again.embed().shape == (48, 2)
+
+
+def test_radius_marches_over_search_epochs_and_poses_are_held_until_refinement(simulation):
+    settings = AbinitConfig(pretrain_images=48, search_epochs=3, map_epochs=1, base_resolution=0, iterations=1, keep=2, shift_extent=0)
+    ab = Abinit(blind(simulation.particles), zdim=0, settings=settings, **TINY)
+    bpe = ab.trainer.batches_per_epoch  # 3; pretraining is one epoch, then (search, map) x 3
+    assert settings.radii(16) == (1.5, 4.0)  # 12 and 32 pixels at a box of 128
+    assert [ab.phase_at(bpe * e) for e in range(8)] == ["pretrain"] + ["search", "map"] * 3 + ["refine"]
+    assert [ab.search_radius(bpe * (1 + 2 * e)) for e in range(3)] == [(1.5, 1.5), (1.5, 2.75), (1.5, 4.0)]
+    assert ab.loss_radius(0) is None and ab.loss_radius(bpe * 4) == 2.75 and ab.loss_radius(bpe * 7) is None
+    ab.fit(3, progress=False)  # pretrain, search, map
+    assert ab.trainer._pixels_radius == 1.5 and len(ab.trainer._pixels) < len(ab.trainer.model.half)
+    held = ab.poses()[0]
+    ab.fit(3, progress=False)  # search, map, search: the poses move when searched
+    searched = ab.poses()[0]
+    assert not np.allclose(held, searched)
+    ab.trainer.model.poses.assign(torch.arange(48), torch.as_tensor(held))
+    ab.fit(1, progress=False)  # the last map epoch: poses held, all frequencies fitted again after it
+    np.testing.assert_array_equal(ab.poses()[0], held)
+    ab.fit(1, progress=False)  # refine: descent moves the poses, at all frequencies
+    assert ab.history[-1]["phase"] == "refine" and ab.trainer._pixels is None
+    assert np.abs(ab.poses()[0] - held).max() > 1e-4
 
 
 def test_settings_are_checked(simulation, tmp_path):
