@@ -28,6 +28,8 @@ _LAZY = {
     "simulate": ".core.simulate",
     "Trainer": ".core.training",
     "TrainConfig": ".core.training",
+    "Abinit": ".core.abinit",
+    "AbinitConfig": ".core.abinit",
     "Run": ".core.run",
     "explore": ".widgets.explore",  # the notebook views load on first use only
 }
@@ -35,6 +37,7 @@ _LAZY = {
 __all__ = ["CryonbError", "InputError", "__version__", *_LAZY]
 
 if TYPE_CHECKING:  # for editors and type checkers; at run time these load lazily
+    from .core.abinit import Abinit, AbinitConfig
     from .core.particles import ParticleSet, load_particles, save_selection
     from .core.run import Run
     from .core.simulate import simulate

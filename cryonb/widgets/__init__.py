@@ -20,6 +20,7 @@ _VIEWS = {
     "LandscapeView": "landscape",
     "PairGrid": "latent_views",
     "Scatter3D": "latent_views",
+    "AbinitView": "abinit_view",
 }
 
 __all__ = [*_VIEWS, "register_display"]
