@@ -158,7 +158,7 @@ class HeterogeneousModel(nn.Module):
     ``decoder(coords, z)`` gives the map's transform at rotated frequencies (:class:`FourierDecoder`
     or any module with its interface); ``latents`` (:mod:`cryonb.core.latents`; None for a
     homogeneous model) gives each particle's z; ``poses`` (:mod:`cryonb.core.poses`; default the
-    metadata's) gives its pose. :meth:`cryonb.core.training.TrainConfig.build_model` assembles one.
+    metadata's) gives its pose. :meth:`cryonb.core.train_config.TrainConfig.build_model` assembles one.
     """
 
     def __init__(self, decoder: nn.Module, latents: nn.Module | None = None, poses: nn.Module | None = None):

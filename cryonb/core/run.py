@@ -16,7 +16,8 @@ import torch
 
 from .errors import InputError
 from .model import HeterogeneousModel
-from .training import INTERRUPTED, TrainConfig, Trainer, _first_line, find_checkpoint, read_run_config, resolve_device
+from .checkpoints import first_line
+from .training import INTERRUPTED, TrainConfig, Trainer, find_checkpoint, read_run_config, resolve_device
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Run:
         try:
             model.load_state_dict(state["model"])
         except (RuntimeError, KeyError, ValueError, TypeError) as err:
-            raise InputError(path, f"checkpoint does not fit the run's config.json ({_first_line(err)})",
+            raise InputError(path, f"checkpoint does not fit the run's config.json ({first_line(err)})",
                              "open it with the config.json it was written with, or train the run again") from None
         model.to(resolve_device(device)).eval()
         z = None
@@ -139,10 +140,10 @@ def _load_latents(path: Path) -> np.ndarray:
         z = np.load(path, allow_pickle=False)
     except ValueError as err:
         problem = ("holds Python objects, not numbers" if "Object arrays" in str(err)
-                   else f"is not a readable .npy array ({_first_line(err)})")
+                   else f"is not a readable .npy array ({first_line(err)})")
         raise InputError(path, problem, fix) from None
     except (OSError, EOFError) as err:
-        raise InputError(path, f"is not a readable .npy array ({_first_line(err)})", fix) from None
+        raise InputError(path, f"is not a readable .npy array ({first_line(err)})", fix) from None
     if not isinstance(z, np.ndarray) or not np.issubdtype(z.dtype, np.number) or np.issubdtype(z.dtype, np.complexfloating):
         raise InputError(path, f"holds {getattr(z, 'dtype', type(z).__name__)} values, not real numbers", fix)
     if z.ndim == 2 and not np.isfinite(z).all():

@@ -1,6 +1,6 @@
 """Training data larger than memory: preprocess once into an on-disk cache, stream it per batch.
 
-:class:`ImageData <cryonb.core.training.ImageData>` keeps every image's transform on the device;
+:class:`ImageData <cryonb.core.imagedata.ImageData>` keeps every image's transform on the device;
 :class:`StreamedImageData` has the same interface but keeps them in a cache file and moves one
 batch at a time to the device, read ahead by a background thread into pinned memory. Host memory
 stays bounded by the batches in flight, whatever the number of particles.
@@ -451,7 +451,7 @@ class _Batches:
 
 
 class StreamedImageData:
-    """The interface of :class:`~cryonb.core.training.ImageData`, the transforms streamed from a disk cache.
+    """The interface of :class:`~cryonb.core.imagedata.ImageData`, the transforms streamed from a disk cache.
 
     ``rotations``, ``ctf`` and ``freqs`` are on the device (68 bytes a particle); the images are
     read per batch from the cache (see :class:`ImageCache`). The trainer tells it each epoch's

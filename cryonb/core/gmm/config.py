@@ -1,4 +1,4 @@
-"""Building the Gaussian-mixture model's parts from a :class:`~cryonb.core.training.TrainConfig`.
+"""Building the Gaussian-mixture model's parts from a :class:`~cryonb.core.train_config.TrainConfig`.
 
 ``decoder_from_config(config, D)`` (``TrainConfig(decoder="gmm", neutral_map=...)``): the neutral
 model is ``neutral_map`` itself when it is a mixture file (``.npz`` from

@@ -1,0 +1,193 @@
+"""What defines a training run: :class:`TrainConfig`, saved as ``config.json`` in the run folder,
+and the device-dependent defaults it resolves to."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+from .errors import InputError
+from .model import ENCODINGS, FourierDecoder, HalfPlane, HeterogeneousModel
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as ``config.json`` in the run folder."""
+
+    zdim: int = 8
+    enc_width: int | None = None  # None: 1024 on a GPU, 256 on a CPU
+    enc_depth: int = 3
+    dec_width: int | None = None  # None: 1024 on a GPU, 256 on a CPU
+    dec_depth: int = 3
+    residual: bool | None = None  # skip connections (depth layers after the input layer); None: on a GPU
+    encoding: str | None = None  # positional encoding; None: "gaussian" on a GPU, "geometric" on a CPU
+    pe_sigma: float = 0.5  # spread of the gaussian encoding's frequencies, in units of D/2 radians
+    n_freqs: int | None = None
+    enc_radius: float = 1.0  # encoder low-pass, as a fraction of Nyquist
+    box: int | None = None  # Fourier-crop the images to this box first
+    batch_size: int | None = None  # None: 32 on a GPU, 64 on a CPU
+    lr: float | None = None  # None: 2e-4 on a GPU, 1e-4 on a CPU
+    lr_schedule: str | None = None  # "constant" or "cosine"; None: cosine on a GPU, constant on a CPU
+    lr_final: float = 0.1  # cosine: warm-up, then down to lr_final × lr at epoch `epochs`, and there after
+    epochs: int | None = None  # the planned length of the run, for the schedule; None: 20
+    weight_decay: float = 0.0
+    # Frequency marching: over the first `march_epochs` epochs the decoder is fitted inside a disc whose
+    # radius grows linearly from `march_start` (a fraction of Nyquist) to Nyquist, in steps of 2 pixels
+    # (cheaper early steps; 0: off)
+    march_epochs: float = 0.0
+    march_start: float = 0.5
+    table_lr: float = 1e-2  # per-particle latents (latents="table"): their sparse Adam's rate
+    pose_lr: float = 1e-3  # per-particle poses (poses="table"): their sparse Adam's rate
+    beta: float | None = None  # weight of the KL term; None means 1 / zdim
+    amp: bool = True  # bfloat16 autocast on CUDA
+    compile: bool = False  # torch.compile the model (CUDA; worth it for long runs)
+    cuda_graphs: bool = True  # replay each step as a CUDA graph (one GPU)
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 1  # epochs
+    particles: str | None = None  # where the particle set came from, for resuming
+    # Images in memory or streamed from a disk cache (cryonb.core.streaming). None: streamed when their
+    # transforms (N × P × 8 bytes, P ≈ 0.39 box²) would take over half the available host memory or,
+    # on a GPU, over half its free memory; True/False force it.
+    stream: bool | None = None
+    cache_dir: str | None = None  # the streamed cache's folder; None: <run_dir>/cache, or a temporary folder
+    cache_dtype: str = "complex64"  # the cache's numbers: complex64, or "float16"/"bfloat16" pairs (half the bytes)
+    # "full": every epoch a uniform permutation; "chunked": blocks of 4,096 consecutive particles in a random
+    # order, shuffled within groups of 8 blocks, so that streamed data is read from a few regions at a time
+    shuffle: str = "full"
+    # The model's parts (cryonb.core.model.HeterogeneousModel): "encoder" (a VAE encoder) or "table" (an
+    # autodecoder's per-particle latents); "known" poses (the metadata's) or a "table" refined with the
+    # model (ab initio: cryonb.core.abinit fills it by pose search); an "mlp" decoder or a Gaussian
+    # mixture ("gmm", fitted to ``neutral_map`` first: cryonb.core.gmm).
+    latents: str | None = None  # None: "gradient" (cryonb.core.gmm.GradientEncoder) for a gmm decoder, else "encoder"
+    poses: str = "known"
+    decoder: str = "mlp"
+    neutral_map: str | None = None
+    # The Gaussian-mixture decoder's options (None: the defaults of cryonb.core.gmm.config.GMM_DEFAULTS):
+    # what moves ("both", "position", "amplitude"), a mask map of the Gaussians that may move, the neutral
+    # fit's resolution (pixels) and size, the latent noise, the encoder's feature loss, the spread penalty
+    gmm_mode: str | None = None
+    gmm_mask: str | None = None
+    gmm_resolution: float | None = None
+    gmm_max_gaussians: int | None = None
+    gmm_noise: float | None = None
+    gmm_feature_loss: str | None = None
+    gmm_penalty: float | None = None
+
+    def validate(self) -> TrainConfig:
+        problems = []
+        for name in ("enc_width", "enc_depth", "dec_width", "batch_size", "checkpoint_every", "epochs"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if self.zdim < 0:
+            problems.append(f"zdim must be 0 (homogeneous) or more (got {self.zdim})")
+        if self.dec_depth < 1:
+            problems.append(f"dec_depth must be at least 1 (got {self.dec_depth})")
+        if self.encoding is not None and self.encoding not in ENCODINGS:
+            problems.append(f"encoding must be one of {', '.join(ENCODINGS)} (got {self.encoding!r})")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            problems.append(f"lr must be a positive number (got {self.lr})")
+        if self.box is not None and (self.box < 8 or self.box % 2):
+            problems.append(f"box must be an even size of at least 8 (got {self.box})")
+        for name in ("table_lr", "pose_lr"):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                problems.append(f"{name} must be a positive number (got {getattr(self, name)})")
+        if self.march_epochs < 0 or not 0 < self.march_start <= 1:
+            problems.append(f"march_epochs must be >= 0 and march_start in (0, 1] (got {self.march_epochs}, {self.march_start})")
+        if not 0 < self.enc_radius <= 1:
+            problems.append(f"enc_radius must be in (0, 1] (got {self.enc_radius})")
+        if self.lr_schedule is not None and self.lr_schedule not in SCHEDULES:
+            problems.append(f"lr_schedule must be one of {', '.join(SCHEDULES)} (got {self.lr_schedule!r})")
+        if not 0 < self.lr_final <= 1:
+            problems.append(f"lr_final must be in (0, 1] (got {self.lr_final})")
+        if self.beta is not None and self.beta < 0:
+            problems.append(f"beta must be non-negative (got {self.beta})")
+        if self.cache_dtype not in ("complex64", "float16", "bfloat16"):
+            problems.append(f"cache_dtype must be complex64, float16 or bfloat16 (got {self.cache_dtype!r})")
+        if self.shuffle not in ("full", "chunked"):
+            problems.append(f"shuffle must be 'full' or 'chunked' (got {self.shuffle!r})")
+        for name, allowed in (("latents", (None, *LATENT_SOURCES)), ("poses", POSE_SOURCES), ("decoder", DECODERS)):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {', '.join(allowed[-3:])} (got {getattr(self, name)!r})")
+        if self.latent_source == "gradient" and self.decoder != "gmm":
+            problems.append("latents 'gradient' (loss gradients at a neutral Gaussian mixture) needs decoder 'gmm'")
+        if self.decoder == "gmm" and not self.neutral_map:
+            problems.append("decoder 'gmm' needs neutral_map, the consensus map its Gaussians are fitted to")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            problems.append(f"device must be 'auto', 'cpu' or 'cuda[:N]' (got {self.device!r})")
+        if problems:
+            raise InputError(None, "invalid training configuration: " + "; ".join(problems),
+                             "correct these values in TrainConfig (or the command-line options)")
+        return self
+
+    @property
+    def latent_source(self) -> str:
+        """``latents``, with None resolved for the decoder."""
+        return self.latents or ("gradient" if self.decoder == "gmm" else "encoder")
+
+    @property
+    def kl_weight(self) -> float:
+        return (1.0 / self.zdim if self.zdim else 0.0) if self.beta is None else self.beta
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """The configuration a run folder recorded (runs from before a key existed get its old default)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InputError(None, f"unknown configuration keys {sorted(unknown)}", f"use only {sorted(known)}")
+        return cls(**{**LEGACY_DEFAULTS, **d})
+
+    def for_device(self, device: torch.device) -> TrainConfig:
+        """This configuration with the choices left open filled in for ``device``.
+
+        A GPU gets the model that the benchmark suite chose (docs/benchmarks.md); a CPU, a smaller
+        one that trains in minutes (the demo, the notebooks and the tests).
+        """
+        gpu = device.type == "cuda"
+        width = 1024 if gpu else 256
+        return replace(self, enc_width=self.enc_width or width, dec_width=self.dec_width or width,
+                       batch_size=self.batch_size or (32 if gpu else 64), lr=self.lr or (2e-4 if gpu else 1e-4),
+                       lr_schedule=self.lr_schedule or ("cosine" if gpu else "constant"), epochs=self.epochs or 20,
+                       residual=gpu if self.residual is None else self.residual, latents=self.latent_source,
+                       encoding=self.encoding or ("gaussian" if gpu else "geometric"))
+
+    def build_model(self, D: int, n_particles: int) -> HeterogeneousModel:
+        """The model this configuration describes, for ``n_particles`` images of box ``D``."""
+        from .latents import Encoder, LatentTable
+        from .poses import KnownPoses, PoseTable
+
+        source = self.latent_source if self.zdim else None
+        latents = decoder = None  # the latents first: runs keep the initial weights a seed gave them before
+        if source == "table":
+            latents = LatentTable(n_particles, self.zdim, seed=self.seed)
+        elif source == "encoder":
+            radius = HalfPlane.build(D).coords[:, :2].norm(dim=-1)
+            pixels = torch.nonzero(radius <= self.enc_radius * (D // 2)).squeeze(1)
+            latents = Encoder(pixels, self.zdim, self.enc_width, self.enc_depth, self.residual)
+        elif source == "gradient":  # reads the decoder's neutral model
+            from .gmm import latents_from_config
+
+            decoder = self.build_decoder(D)
+            latents = latents_from_config(self, decoder)
+        poses = PoseTable(n_particles) if self.poses == "table" else KnownPoses()
+        return HeterogeneousModel(decoder or self.build_decoder(D), latents, poses)
+
+    def build_decoder(self, D: int) -> torch.nn.Module:
+        """The decoder alone (random weights), e.g. to load a shared run's decoder weights into."""
+        if self.decoder == "gmm":
+            from .gmm import decoder_from_config
+
+            return decoder_from_config(self, D)
+        return FourierDecoder(D, self.zdim, self.dec_width, self.dec_depth, self.encoding, self.n_freqs,
+                              self.seed, self.residual, self.pe_sigma)
+
+
+SCHEDULES = ("constant", "cosine")
+LATENT_SOURCES = ("encoder", "table", "gradient")
+POSE_SOURCES = ("known", "table")
+DECODERS = ("mlp", "gmm")
+# Keys added after the first release, with the value that runs written before them used.
+LEGACY_DEFAULTS = {"residual": False, "pe_sigma": math.pi / 2, "lr_schedule": "constant"}
