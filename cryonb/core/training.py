@@ -70,6 +70,7 @@ class Trainer:
             from .gmm.setup import prepare
 
             prepare(self.model.latents, self.data)
+            self.model.latents.cache_features(self.data)  # computed once, at the first step, when they fit
         groups = [{"params": [p for name, p in self.model.named_parameters() if _in_table(self.model, name, part)], "lr": lr}
                   for part, lr in (("latents", config.table_lr), ("poses", config.pose_lr))]
         groups = [g for g in groups if g["params"]]

@@ -32,7 +32,9 @@ class GradientEncoder(nn.Module):
     ``penalty``: weight of the decoder's offset penalty in the prior.
 
     Before training, :meth:`prepare` calibrates the decoder's gain and fits the feature scaler on the
-    data; if it was not called, the first training batch does both.
+    data; if it was not called, the first training batch does both. A particle's features depend only
+    on its image and the frozen neutral model, so training computes them once
+    (:meth:`cache_features`, as e2gmm does) when they fit in memory, not at every step.
     """
 
     has_table = False
@@ -52,6 +54,8 @@ class GradientEncoder(nn.Module):
         self.register_buffer("rings", ring_index(half.coords, decoder.D // 2 if radius is None else radius), persistent=False)
         self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
         self._prepared = False  # mirrors ``ready`` on the host: no device sync per step (CUDA graphs)
+        self._cache_data = None  # the training data whose features are cached (cache_features)
+        self._cache = None  # (N, F) raw features of every particle of _cache_data, made at first use
         self._build(*(t.detach() for t in decoder.gaussians(None)), decoder.movable)
 
     def _build(self, positions, amplitudes, widths, select):
@@ -73,6 +77,7 @@ class GradientEncoder(nn.Module):
     def snapshot(self) -> None:
         """Copy the decoder's current neutral model (gain included) as the features' reference."""
         p, a, w = self.decoder.gaussians(None)
+        self._cache = None
         self.positions.copy_(p[0])
         self.amplitudes.copy_(a[0])
         self.widths.copy_(w[0])
@@ -96,7 +101,32 @@ class GradientEncoder(nn.Module):
         self._prepared = True
         return self
 
-    def gaussian(self, images: torch.Tensor, rotations: torch.Tensor, ctf) -> tuple[torch.Tensor, torch.Tensor]:
+    def cache_features(self, data, batch_size: int = 256, budget: int | None = None) -> bool:
+        """Serve training batches of ``data`` (an ImageData or its streamed twin: ``len`` and
+        ``batch(idx)``) from features computed once for every particle, if they take at most
+        ``budget`` bytes (default: a quarter of the free GPU memory, 2 GiB on a CPU). They are
+        computed at the first training step, in a fixed order (a resumed run gets the same numbers),
+        and again after the neutral model changes. False: they would not fit; each step computes them.
+        """
+        n_bytes = len(data) * self.scaler.mean.numel() * 4
+        if budget is None:
+            device = self.coords.device
+            budget = torch.cuda.mem_get_info(device)[0] // 4 if device.type == "cuda" else 2 * 2**30
+        self._cache_data, self._cache = (data if n_bytes <= budget else None), None
+        self._cache_batch = batch_size
+        return self._cache_data is not None
+
+    @torch.no_grad()
+    def _cached(self, idx: torch.Tensor) -> torch.Tensor:
+        if self._cache is None:
+            data, n, step = self._cache_data, len(self._cache_data), self._cache_batch
+            rows = (data.batch(torch.arange(s, min(s + step, n), device=self.coords.device)) for s in range(0, n, step))
+            self._cache = torch.cat([self.features(*batch) for batch in rows])
+        return self._cache[idx]
+
+    def gaussian(self, images: torch.Tensor, rotations: torch.Tensor, ctf, idx: torch.Tensor | None = None):
+        """Mean and (constant) log-variance of z; with ``idx``, the features are read from the cache
+        (:meth:`cache_features`) when one is set: the training path (:meth:`means` computes them)."""
         if rotations is None:
             raise ValueError("the gradient encoder needs each image's rotation and CTF (rotations=..., ctf=...)")
         if ctf is None:
@@ -105,14 +135,15 @@ class GradientEncoder(nn.Module):
             self._prepared = bool(self.ready)  # a loaded checkpoint was prepared
             if not self._prepared:
                 self.prepare([(images, rotations, ctf)])
-        x = self.scaler(self.features(images, rotations, ctf))
+        cached = idx is not None and self._cache_data is not None
+        x = self.scaler(self._cached(idx) if cached else self.features(images, rotations, ctf))
         mu = self.net(x).float()
         return mu, torch.full_like(mu, self.logvar)
 
     def forward(self, idx, images, noise: torch.Tensor | None = None, rotations=None, ctf=None):
         from ..latents import Latents
 
-        mu, _ = self.gaussian(images, rotations, ctf)
+        mu, _ = self.gaussian(images, rotations, ctf, idx)
         z = mu if noise is None else mu + self.noise_std * noise
         prior = 0.5 * mu.pow(2).sum(-1)
         if self.penalty_weight and self.decoder.net is not None:
@@ -124,6 +155,7 @@ class GradientEncoder(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         key = prefix + "positions"
+        self._cache = None
         if key in state_dict and state_dict[key].shape != self.positions.shape:
             self._build(state_dict[key], state_dict[prefix + "amplitudes"], state_dict[prefix + "widths"],
                         state_dict[prefix + "select"].bool())
