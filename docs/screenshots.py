@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -133,8 +134,24 @@ trainer.fit(12, progress=False)
 run = Run.from_trainer(trainer)
 explorer = LatentExplorer(run, coords="umap", color="cluster", k=3)
 explorer.select_clusters([0])
+print("EXPLORER SHOWN")
 explorer""",
-    "print('EXPLORER SHOWN')",
+    # The top fifth of ||z||, selected through the histogram's range.
+    """\
+high = float(np.quantile(explorer.values_of("norm"), 0.8))
+explorer._range_slider.value = (high, explorer._range_slider.max)
+explorer.select_range("norm", high)
+print("STEP RANGE")""",
+    # Named regions: the high-||z|| particles, a cluster, and where they meet.
+    """\
+explorer.store_region("high norm")
+explorer.select_clusters([1])
+explorer.store_region("state B")
+explorer.combine_regions("B, high norm", "intersection", ["state B", "high norm"], show=False)
+explorer.select(np.zeros(0, int))
+print("STEP REGIONS")""",
+    'explorer.show_regions([])\nprint("STEP HIDDEN")',
+    'explorer.select_clusters([0])\nprint("STEP CLUSTER")',
 ]
 
 
@@ -162,34 +179,44 @@ def open_tool(lab_page: LabPage, title: str, css: str | None = None):
     return None if css is None else lab_page.widget(css)
 
 
+def run_cell(lab_page: LabPage, index: int, sentinel: str, timeout: float = 120):
+    """Run the notebook's cell ``index`` (the kernel's side of a step) and wait for it to print ``sentinel``.
+
+    Cells rather than kernel requests from the page (``LabPage.execute``): under load, such a
+    request's reply was lost now and then ("Resulting promise was garbage collected"). By index:
+    a click in an output makes its cell the active one."""
+    lab_page.page.evaluate("""async (index) => {
+        const notebook = window.jupyterapp.shell.currentWidget.content;
+        notebook.activeCellIndex = index;
+        await window.jupyterapp.commands.execute('notebook:run-cell');
+    }""", index)
+    lab_page.wait_for_output(sentinel, timeout=timeout)
+
+
 def take_tools(lab_page: LabPage):
     page = lab_page.page
     page.set_viewport_size({"width": 1400, "height": 1800})  # the explorer and an open panel at once
     lab_page.open("tools.ipynb")
-    lab_page.run_all()
-    lab_page.wait_for_output("EXPLORER SHOWN", timeout=1200)
+    run_cell(lab_page, 0, "EXPLORER SHOWN", timeout=1200)
     explorer = lab_page.widget(".cryonb-explorer")
     wait_drawn(lab_page, ".cryonb-explorer .bk-Canvas", 5000, "the latent scatter drawn")
     save_png(clip_between(page, explorer, lab_page.widget(".cryonb-explorer-tools")), "latent_explorer.png")
 
     # Select by value: the particles with the largest ||z|| (the top fifth) replace the selection.
-    lab_page.execute("import numpy as np; high = float(np.quantile(explorer.values_of('norm'), 0.8)); "
-                     "explorer._range_slider.value = (high, explorer._range_slider.max); explorer.select_range('norm', high)")
+    run_cell(lab_page, 1, "STEP RANGE")
     panel = open_tool(lab_page, "Select by value (histogram)", ".cryonb-explorer-range")
     save_png(clip_between(page, explorer, panel), "explorer_histogram.png")
     open_tool(lab_page, "Select by value (histogram)")  # closed again
 
     # Named regions: a cluster and the high-||z|| particles kept side by side, each drawn as a halo.
-    lab_page.execute("explorer.store_region('high norm'); explorer.select_clusters([1]); explorer.store_region('state B'); "
-                     "explorer.combine_regions('B, high norm', 'intersection', ['state B', 'high norm'], show=False); "
-                     "explorer.select(np.zeros(0, int))")
+    run_cell(lab_page, 2, "STEP REGIONS")
     panel = open_tool(lab_page, "Regions", ".cryonb-explorer-regions")
     lab_page.wait_until(lambda: panel.locator(".cryonb-explorer-region").count() == 3, message="three regions listed")
     save_png(clip_between(page, explorer, panel), "explorer_regions.png")
     open_tool(lab_page, "Regions")
 
     # Trajectory creator: the k-means centres as anchors, the shortest tour, a graph path.
-    lab_page.execute("explorer.show_regions([])")
+    run_cell(lab_page, 3, "STEP HIDDEN")
     panel = open_tool(lab_page, "Trajectory", ".cryonb-explorer-trajectory")
     lab_page.click_button("k-means centres")
     page.locator(".jp-OutputArea-output .cryonb-explorer-trajectory-order").get_by_text("shortest", exact=True).click()
@@ -200,7 +227,7 @@ def take_tools(lab_page: LabPage):
     open_tool(lab_page, "Trajectory")
 
     # More views: the pair grid of the latent dimensions and the 3-D view of PC1-3.
-    lab_page.execute("explorer.select_clusters([0])")
+    run_cell(lab_page, 4, "STEP CLUSTER")
     views = open_tool(lab_page, "More views: pair grid, 3-D", ".cryonb-explorer-views")
     lab_page.click_button("Pair grid")
     grid = lab_page.widget(".cryonb-pairgrid")
@@ -230,28 +257,33 @@ def main():
         sys.exit(f"cannot take the pictures: {reason}")
     from playwright.sync_api import sync_playwright
 
-    only_tools = sys.argv[1:] == ["tools"]
-    if not only_tools:
+    if sys.argv[1:] != ["tools"]:
         hinge_strip()
-
+        with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
+            shoot(playwright, Path(tmp), take, "widgets.ipynb", CELLS)
+        # The tools in a process of their own: run after the views in this one, the first kernel
+        # request of the new page never came back ("Resulting promise was garbage collected").
+        subprocess.run([sys.executable, __file__, "tools"], check=True)
+        return
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
-        tmp = Path(tmp)
-        no_news = tmp / "state" / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-        (tmp / "root").mkdir()
-        write_notebook(tmp / "root" / "widgets.ipynb", *CELLS)
-        write_notebook(tmp / "root" / "tools.ipynb", *TOOL_CELLS)
-        no_news.parent.mkdir(parents=True)  # no "notified about Jupyter news?" toast over the views
-        no_news.write_text('{"fetchNews": "false"}')
-        with JupyterLab(tmp / "root", tmp / "state") as lab:
-            context = launch_chromium(playwright, tmp / "profile")
-            context.set_default_timeout(60_000)
-            for scenario in [take_tools] if only_tools else [take, take_tools]:
-                lab_page = LabPage(context.new_page(), lab)
-                try:
-                    scenario(lab_page)
-                finally:
-                    lab_page.shutdown_kernel()
-                    lab_page.page.close()
+        shoot(playwright, Path(tmp), take_tools, "tools.ipynb", TOOL_CELLS)
+
+
+def shoot(playwright, tmp: Path, scenario, name: str, cells: list[str]):
+    """Run ``scenario`` on notebook ``name`` of ``cells`` in a JupyterLab and a Chromium of its own."""
+    no_news = tmp / "state" / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    (tmp / "root").mkdir()
+    write_notebook(tmp / "root" / name, *cells)
+    no_news.parent.mkdir(parents=True)  # no "notified about Jupyter news?" toast over the views
+    no_news.write_text('{"fetchNews": "false"}')
+    with JupyterLab(tmp / "root", tmp / "state") as lab:
+        context = launch_chromium(playwright, tmp / "profile")
+        context.set_default_timeout(60_000)
+        lab_page = LabPage(context.new_page(), lab)
+        try:
+            scenario(lab_page)
+        finally:
+            lab_page.shutdown_kernel()
             context.close()
 
 
