@@ -261,8 +261,8 @@ def main():
         hinge_strip()
         with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
             shoot(playwright, Path(tmp), take, "widgets.ipynb", CELLS)
-        # The tools in a process of their own: run after the views in this one, the first kernel
-        # request of the new page never came back ("Resulting promise was garbage collected").
+        # The tools as `python docs/screenshots.py tools` runs them: a process, a JupyterLab and a
+        # browser of their own.
         subprocess.run([sys.executable, __file__, "tools"], check=True)
         return
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
