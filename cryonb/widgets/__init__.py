@@ -18,6 +18,7 @@ _VIEWS = {
     "VolumeViewer": "volume_viewer",
     "TrajectoryPlayer": "trajectory_player",
     "LandscapeView": "landscape",
+    "GaussianView": "gmm_view",
     "PairGrid": "latent_views",
     "Scatter3D": "latent_views",
     "AbinitView": "abinit_view",

@@ -3,13 +3,12 @@
 Thin over :mod:`cryonb.core.gmm.views`: moving the pointer over the scatter of ``z`` (two latent
 dimensions, or ``z`` against particle index for a 1-D latent) draws the decoder's Gaussians at the
 pointer's latent as spheres (coloured by amplitude); :meth:`GaussianView.quiver` draws arrows for the
-motion between two latents. Shapes are replaced by a small script run in the view, outside
-nglview's message archive, so moving the mouse does not pile up messages.
+motion between two latents, :meth:`GaussianView.eigen_motion` along a principal axis of the latents.
+Drawings are small scripts run in the view (:mod:`cryonb.widgets.gmm_scripts`): while the mouse moves,
+only the spheres' coordinates change in the browser.
 """
 
 from __future__ import annotations
-
-import json
 
 import ipywidgets as w
 import numpy as np
@@ -17,21 +16,8 @@ import numpy as np
 from ..core.errors import InputError
 from ..core.gmm.decoder import GaussianDecoder
 from ..core.gmm.views import motion, spheres
-from .volume_viewer import _call_ngl, nglview
-
-_NAME = "cryonb-gmm"
-
-
-def _replace_script(buffers: list[tuple[str, dict]]) -> str:
-    """JavaScript that removes the previous Gaussians and adds ``buffers`` (NGL buffer kind, arrays)."""
-    adds = "".join(
-        "shape.addBuffer(new NGL." + kind + "Buffer("
-        + "{" + ", ".join(f"{k}: new Float32Array({json.dumps(v)})" for k, v in data.items()) + "}));"
-        for kind, data in buffers)
-    return ("var stage = this.stage;"
-            f"stage.getComponentsByName('{_NAME}').list.slice().forEach(function (c) {{ stage.removeComponent(c); }});"
-            f"var shape = new NGL.Shape('{_NAME}');" + adds +
-            "var comp = stage.addComponentFromObject(shape); comp.addRepresentation('buffer');")
+from .gmm_scripts import draw_script, execute
+from .volume_viewer import nglview
 
 
 def _gaussian_decoder(run) -> GaussianDecoder:
@@ -50,9 +36,11 @@ class GaussianView:
     >>> GaussianView(run).quiver(z0, z1)        # arrows from z0's Gaussians to z1's
     """
 
-    def __init__(self, run, dims: tuple[int, int] = (0, 1), max_points: int = 20000, seed: int = 0):
+    def __init__(self, run, dims: tuple[int, int] = (0, 1), max_points: int = 20000, seed: int = 0,
+                 sphere_scale: float = 0.5):
         self.decoder = _gaussian_decoder(run)
         self.apix = float(getattr(run, "apix", None) or self.decoder.apix)
+        self.sphere_scale = sphere_scale  # sphere radius / Gaussian width: smaller spheres show the inside (and draw faster)
         z = np.asarray(run.z, dtype=np.float32)
         self.z = z.reshape(len(z), -1)
         self.dims = tuple(d for d in dims if d < self.z.shape[1])[:2] or (0,)
@@ -60,9 +48,13 @@ class GaussianView:
         rng = np.random.default_rng(seed)
         self.shown = np.sort(rng.choice(len(self.z), min(max_points, len(self.z)), replace=False))
         self.view = nglview.NGLWidget()
+        self.view.layout.width, self.view.layout.height = "420px", "380px"  # nglview sizes its stage from these
         self.label = w.HTML()
         self.current = self.centre.copy()
         self._plot = None
+        self._widget = None
+        self._sent = None  # the colours and radii last sent to the browser
+        self.pad = None  # the LatentPad, once the widget is made
 
     def latent_at(self, x: float, y: float | None) -> np.ndarray:
         """The latent at scatter coordinates (x, y): the median latent with the plotted dimensions replaced."""
@@ -73,13 +65,23 @@ class GaussianView:
             z[self.dims[0]] = y if y is not None else x  # 1-D: z is on the vertical axis
         return z
 
-    def show(self, z) -> GaussianView:
-        """Draw the Gaussians at latent ``z``."""
+    def show(self, z, full: bool = False) -> GaussianView:
+        """Draw the Gaussians at latent ``z`` (``full``: send colours and radii even if unchanged)."""
+        if full:
+            self._sent = None
         self.current = np.asarray(z, dtype=np.float32).reshape(-1)
         s = spheres(self.decoder, self.current, self.apix)
-        _call_ngl(self.view, "executeCode", _replace_script([("Sphere", s.buffer())]))
+        radii = self.sphere_scale * s.radii
+        # colours and radii travel only when they changed (positions alone in the "position" mode)
+        same = self._sent is not None and np.array_equal(self._sent[0], s.colors) and np.array_equal(self._sent[1], radii)
+        self._sent = (s.colors, radii)
+        execute(self.view, draw_script(s.centers, None if same else s.colors, None if same else radii, pad=self._pad_key))
         self.label.value = "z = (" + ", ".join(f"{v:.2f}" for v in self.current) + ")"
         return self
+
+    @property
+    def _pad_key(self) -> str | None:
+        return None if self.pad is None else self.pad.key
 
     def quiver(self, z0, z1, min_shift: float = 0.0, scale: float = 1.0) -> GaussianView:
         """Draw the Gaussians at ``z0`` and arrows along their motion to ``z1`` (× ``scale``)."""
@@ -87,10 +89,19 @@ class GaussianView:
         start, shift = motion(self.decoder, z0, z1, self.apix, min_shift)
         end = start + scale * shift
         n = len(start)
-        arrows = {"position1": start.ravel().tolist(), "position2": end.ravel().tolist(),
-                  "color": np.tile([0.9, 0.2, 0.2], n).tolist(), "radius": np.full(n, 0.3 * self.apix).tolist()}
-        _call_ngl(self.view, "executeCode", _replace_script([("Sphere", s.buffer()), ("Arrow", arrows)]))
+        arrows = {"position1": start, "position2": end, "color": np.tile([0.9, 0.2, 0.2], (n, 1)),
+                  "radius": np.full(n, 0.3 * self.apix)}
+        self._sent = None
+        execute(self.view, draw_script(s.centers, s.colors, self.sphere_scale * s.radii, arrows, pad=self._pad_key))
+        self.label.value = f"arrows: {n} Gaussians moving more than {min_shift:g} Å, × {scale:g}"
         return self
+
+    def eigen_motion(self, pc: int = 0, scale: float = 1.0, min_shift: float = 0.0) -> GaussianView:
+        """Arrows for the motion along principal axis ``pc`` of the latents, from its 5th to its 95th percentile."""
+        from ..core.analysis import pc_traversal
+
+        z0, z1 = pc_traversal(self.z, pc=pc, n=2)
+        return self.quiver(z0, z1, min_shift, scale)
 
     def scatter(self):
         """The latent scatter (HoloViews) whose pointer moves the Gaussians."""
@@ -105,20 +116,37 @@ class GaussianView:
         else:
             data = np.column_stack([self.shown, self.z[self.shown, self.dims[0]]])
             labels = ["particle", f"z{self.dims[0] + 1}"]
-        points = hv.Points(data, kdims=labels).opts(size=3, alpha=0.4, width=420, height=380, tools=["crosshair"])
-        self.pointer = pointer = hv.streams.PointerXY(source=points)
-        pointer.add_subscriber(lambda x=None, y=None: None if x is None else self.show(self.latent_at(x, y)))
+        # no drag tool: a drag over the pad moves the Gaussians (Draw), as a plain move does (PointerXY)
+        points = hv.Points(data, kdims=labels).opts(size=3, alpha=0.4, width=420, height=380, default_tools=[],
+                                                    tools=["crosshair", "wheel_zoom", "reset"], active_tools=[])
+        self.pointer = hv.streams.PointerXY(source=points)
+        self.drag = hv.streams.Draw(source=points)
+        for stream in (self.pointer, self.drag):
+            stream.add_subscriber(self._follow)
         self._plot = points
         return points
 
+    def _follow(self, x=None, y=None, **_):
+        if x is not None:
+            self.show(self.latent_at(x, y))
+
+    def pad_coordinates(self) -> tuple[np.ndarray, np.ndarray, tuple[str, str]]:
+        """The plotted coordinates of the shown particles, and the axes' labels."""
+        if len(self.dims) == 2:
+            z = self.z[self.shown]
+            return z[:, self.dims[0]], z[:, self.dims[1]], (f"z{self.dims[0] + 1}", f"z{self.dims[1] + 1}")
+        return self.shown.astype(np.float32), self.z[self.shown, self.dims[0]], ("particle", f"z{self.dims[0] + 1}")
+
     def widget(self) -> w.Widget:
-        """The scatter and the 3D view side by side (an ipywidget)."""
-        import panel as pn
+        """The latent pad and the 3D view side by side (an ipywidget); one per view."""
+        if self._widget is None:
+            from .gmm_pad import LatentPad
 
-        from .latent_explorer import plot_widget
-
-        self.show(self.centre)
-        return w.HBox([plot_widget(pn.pane.HoloViews(self.scatter())), w.VBox([self.view, self.label])])
+            self.pad = LatentPad(self, *self.pad_coordinates())
+            self._widget = w.HBox([self.pad.image, w.VBox([self.view, self.label])])
+            self._widget.add_class("cryonb-gaussians")
+            self.show(self.current)
+        return self._widget
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget()._repr_mimebundle_(**kwargs)

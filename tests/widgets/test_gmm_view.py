@@ -1,3 +1,5 @@
+import base64
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,17 +26,27 @@ def run():
 @pytest.fixture
 def calls(monkeypatch):
     sent = []
-    monkeypatch.setattr(gmm_view, "_call_ngl", lambda view, method, *args, **kw: sent.append((method, args)))
+    monkeypatch.setattr(gmm_view, "execute", lambda view, code: sent.append(code))
     return sent
+
+
+def arrays(script: str) -> dict[str, list[np.ndarray]]:
+    """The float32 arrays a drawing script carries, by name (in order of appearance)."""
+    out = {}
+    for name, data in re.findall(r"(\w+): f32\('([^']*)'\)", script):
+        out.setdefault(name, []).append(np.frombuffer(base64.b64decode(data), dtype="<f4"))
+    return out
 
 
 def test_show_draws_one_sphere_per_gaussian_at_the_latent(run, calls):
     view = gmm_view.GaussianView(run)
     view.show(view.latent_at(1.5, -0.5))
-    method, (script,) = calls[-1]
-    assert method == "executeCode" and "SphereBuffer" in script and "removeComponent" in script
-    radius = script.split("radius: new Float32Array(")[1].split(")")[0]
-    assert len(eval(radius)) == 14
+    script = calls[-1]
+    assert "SphereBuffer" in script and "setAttributes" in script
+    sent = arrays(script)
+    assert len(sent["radius"][0]) == 14 and sent["position"][0].shape == (42,)
+    expected = gmm_view.spheres(view.decoder, [1.5, -0.5], 2.0)
+    assert np.allclose(sent["position"][0], expected.centers.ravel())
     assert np.allclose(view.current, [1.5, -0.5])
     assert "1.50" in view.label.value
 
@@ -42,10 +54,9 @@ def test_show_draws_one_sphere_per_gaussian_at_the_latent(run, calls):
 def test_quiver_draws_arrows_only_for_what_moves(run, calls):
     view = gmm_view.GaussianView(run)
     view.quiver([0, 0], [2, 2], min_shift=1e-3)
-    script = calls[-1][1][0]
+    script = calls[-1]
     assert "ArrowBuffer" in script
-    starts = eval(script.split("position1: new Float32Array(")[1].split(")")[0])
-    assert len(starts) == 3 * 4  # the 4 domain Gaussians move, the body does not
+    assert len(arrays(script)["position1"][0]) == 3 * 4  # the 4 domain Gaussians move, the body does not
 
 
 def test_one_dimensional_latents_use_the_vertical_axis(run, calls):
@@ -66,4 +77,16 @@ def test_the_pointer_over_the_scatter_moves_the_gaussians(run, calls):
     view.scatter()
     view.pointer.event(x=0.25, y=-1.0)
     assert np.allclose(view.current, [0.25, -1.0])
-    assert calls and calls[-1][0] == "executeCode"
+    assert calls and "SphereBuffer" in calls[-1]
+
+
+def test_eigen_motion_draws_arrows_along_the_first_principal_axis(run, calls):
+    view = gmm_view.GaussianView(run)
+    view.eigen_motion(pc=0, scale=2.0)
+    sent = arrays(calls[-1])
+    from cryonb.core.analysis import pc_traversal
+
+    z0, z1 = pc_traversal(run.z, pc=0, n=2)
+    start, shift = gmm_view.motion(view.decoder, z0, z1, 2.0)
+    assert np.allclose(sent["position1"][0], start.ravel(), atol=1e-5)
+    assert np.allclose(sent["position2"][0], (start + 2.0 * shift).ravel(), atol=1e-5)
