@@ -100,9 +100,12 @@ def _grid(resolution: int) -> torch.Tensor:
     return so3grid.rotations(resolution).float()
 
 
-def _slices(decoder, coords: torch.Tensor, R: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-    """``decoder(coords @ R, z)`` (n, P) complex64 for rotations ``R`` (n, 3, 3)."""
-    out = decoder(coords @ R, z)
+def _slices(decoder, coords: torch.Tensor, R: torch.Tensor, z: torch.Tensor | None, amp=None) -> torch.Tensor:
+    """``decoder(coords @ R, z)`` (n, P) complex64 for rotations ``R`` (n, 3, 3); the decoder runs in
+    ``amp``'s dtype (the caller's autocast, or None: float32), the rotations and errors in float32."""
+    rotated = coords @ R
+    with torch.autocast(coords.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+        out = decoder(rotated, z)
     return out.to(torch.complex64)
 
 
@@ -145,6 +148,7 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
     decoder's activations, a few bytes per point and hidden unit, dominate).
     """
     device, B, D = images.device, len(images), half.D
+    amp = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
     coords = half.coords.to(device)
     radius_px = coords[:, :2].norm(dim=-1)
     ctf = torch.as_tensor(ctf, device=device).float().expand(B, coords.shape[0])
@@ -168,7 +172,7 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
         if z is None:
             rows = max(1, min(rows, 8 * chunk // (B * len(offsets))))  # the (B, T, rows) errors stay bounded too
             for q0 in range(0, len(grid), rows):
-                Y = _slices(decoder, k3, grid[q0 : q0 + rows], None)  # (q, P)
+                Y = _slices(decoder, k3, grid[q0 : q0 + rows], None, amp)  # (q, P)
                 y_norm = c.pow(2) @ Y.abs().pow(2).T  # (B, q)
                 err = x_norm[:, None, None] + y_norm[:, None, :] - 2 * _real_dot(ramped, Y)
                 best_err[:, q0 : q0 + rows], best_t[:, q0 : q0 + rows] = err.min(1)
@@ -176,7 +180,7 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
             for b in range(B):
                 for q0 in range(0, len(grid), rows):
                     R = grid[q0 : q0 + rows]
-                    Y = _slices(decoder, k3, R, z[b : b + 1].expand(len(R), -1))
+                    Y = _slices(decoder, k3, R, z[b : b + 1].expand(len(R), -1), amp)
                     y_norm = Y.abs().pow(2) @ c[b].pow(2)
                     err = x_norm[b] + y_norm[None, :] - 2 * _real_dot(ramped[b], Y)  # (T, q)
                     best_err[b, q0 : q0 + len(R)], best_t[b, q0 : q0 + len(R)] = err.min(0)
@@ -197,7 +201,7 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
             rows = max(1, chunk // max(1, len(k3)))
             flat_R = R.reshape(-1, 3, 3)
             flat_z = None if z is None else z.repeat_interleave(M, dim=0)
-            Y = torch.cat([_slices(decoder, k3, flat_R[r0 : r0 + rows], None if flat_z is None else flat_z[r0 : r0 + rows])
+            Y = torch.cat([_slices(decoder, k3, flat_R[r0 : r0 + rows], None if flat_z is None else flat_z[r0 : r0 + rows], amp)
                            for r0 in range(0, len(flat_R), rows)]).reshape(B, M, -1)
             y_norm = (Y.abs().pow(2) * c[:, None, :].pow(2)).sum(-1)  # (B, M)
             centred = (c * x)[:, None, :] * phase_ramps(k3[:, :2], centres, D)  # (B, K, P)

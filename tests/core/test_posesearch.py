@@ -160,3 +160,25 @@ def test_a_callers_autocast_changes_nothing(decoder, half):
     assert cast.rotations.dtype == torch.float32
     torch.testing.assert_close(cast.rotations, plain.rotations)
     np.testing.assert_array_equal(cast.index, plain.index)
+
+
+def test_the_decoder_runs_in_the_callers_autocast(decoder, half):
+    """The decoder's slices are evaluated in the caller's autocast dtype (a 1024-wide MLP searched in
+    float32 ran at a twentieth of its bf16 rate), while rotations and errors stay float32."""
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, coords, z=None):
+            seen.append((torch.is_autocast_enabled("cpu"), coords.dtype))
+            return decoder(coords, z)
+
+    idx = on_grid(2, 3, seed=4)
+    images = decoder(half.coords @ so3grid.rotations(3, idx).float())
+    search_poses(Spy(), images, 1.0, half, iterations=1, shift_extent=0)
+    assert seen and not any(enabled for enabled, _ in seen)  # no autocast asked for: none used
+    seen.clear()
+    with torch.autocast("cpu", torch.bfloat16):
+        result = search_poses(Spy(), images, 1.0, half, iterations=1, shift_extent=0)
+    assert seen and all(enabled for enabled, _ in seen)
+    assert all(dtype == torch.float32 for _, dtype in seen)  # the rotated coordinates are float32
+    np.testing.assert_array_equal(result.index, idx)
