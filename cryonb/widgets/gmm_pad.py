@@ -72,4 +72,4 @@ class LatentPad:
             self.moves += 1
             self.gaussians.show(self.gaussians.latent_at(float(content["x"]), float(content["y"])))
         elif content.get("type") == PAD_READY:
-            self.gaussians.show(self.gaussians.current, full=True)  # a view just displayed has no Gaussians yet
+            self.gaussians.redraw()  # a view just displayed has no Gaussians yet

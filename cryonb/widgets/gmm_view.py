@@ -32,7 +32,7 @@ class GaussianView:
     """Spheres for the Gaussians of ``run`` (a :class:`~cryonb.core.run.Run` with a Gaussian decoder)
     at the latent under the mouse.
 
-    >>> GaussianView(run)                       # displays the scatter and the 3D view side by side
+    >>> GaussianView(run)                       # displays the latent pad and the 3D view side by side
     >>> GaussianView(run).quiver(z0, z1)        # arrows from z0's Gaussians to z1's
     """
 
@@ -54,6 +54,7 @@ class GaussianView:
         self._plot = None
         self._widget = None
         self._sent = None  # the colours and radii last sent to the browser
+        self._last = lambda: self.show(self.current)  # what redraw() draws
         self.pad = None  # the LatentPad, once the widget is made
 
     def latent_at(self, x: float, y: float | None) -> np.ndarray:
@@ -65,10 +66,16 @@ class GaussianView:
             z[self.dims[0]] = y if y is not None else x  # 1-D: z is on the vertical axis
         return z
 
+    def redraw(self) -> GaussianView:
+        """Draw again what was last drawn, colours and radii included (a view just displayed has nothing)."""
+        self._sent = None
+        return self._last()
+
     def show(self, z, full: bool = False) -> GaussianView:
         """Draw the Gaussians at latent ``z`` (``full``: send colours and radii even if unchanged)."""
         if full:
             self._sent = None
+        self._last = lambda: self.show(self.current)
         self.current = np.asarray(z, dtype=np.float32).reshape(-1)
         s = spheres(self.decoder, self.current, self.apix)
         radii = self.sphere_scale * s.radii
@@ -92,6 +99,7 @@ class GaussianView:
         arrows = {"position1": start, "position2": end, "color": np.tile([0.9, 0.2, 0.2], (n, 1)),
                   "radius": np.full(n, 0.3 * self.apix)}
         self._sent = None
+        self._last = lambda: self.quiver(z0, z1, min_shift, scale)
         execute(self.view, draw_script(s.centers, s.colors, self.sphere_scale * s.radii, arrows, pad=self._pad_key))
         self.label.value = f"arrows: {n} Gaussians moving more than {min_shift:g} Å, × {scale:g}"
         return self
@@ -145,7 +153,7 @@ class GaussianView:
             self.pad = LatentPad(self, *self.pad_coordinates())
             self._widget = w.HBox([self.pad.image, w.VBox([self.view, self.label])])
             self._widget.add_class("cryonb-gaussians")
-            self.show(self.current)
+            self.redraw()
         return self._widget
 
     def _repr_mimebundle_(self, **kwargs):

@@ -73,3 +73,13 @@ def test_spheres_are_drawn_at_a_fraction_of_the_gaussians_width(view):
 def test_a_drawing_script_without_colours_reuses_those_drawn():
     script = draw_script(np.zeros((3, 3)))
     assert "spheres.color || drawn.color" in script and "setAttributes" in script
+
+
+def test_arrows_drawn_before_the_view_is_shown_are_drawn_again_when_it_is(view):
+    view.eigen_motion(pc=0, scale=2.0)
+    view.widget()
+    assert "ArrowBuffer" in view.sent[-1]
+    view.pad._on_message(view.view, {"type": PAD_READY})
+    assert "ArrowBuffer" in view.sent[-1]
+    view.pad._on_message(view.view, {"type": PAD_MOVE, "x": 0.5, "y": 0.5})  # the pointer draws spheres alone
+    assert "ArrowBuffer" not in view.sent[-1]
