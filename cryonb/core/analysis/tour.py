@@ -154,7 +154,7 @@ def trajectory(z, anchors, *, order: str = "given", path: str = "graph", n: int 
 
     ``disconnected`` (graph paths): anchors in separate parts of the graph (well-separated
     clusters) are joined across the shortest gaps between the parts (``"bridge"``, marked in
-    :attr:`Trajectory.gaps`, with a :class:`~cryonb.core.analysis.graph.GraphGapWarning`), by a graph
+    ``Trajectory.gaps``, with a :class:`~cryonb.core.analysis.graph.GraphGapWarning`), by a graph
     of more neighbours (``"grow"``), or refused (``"raise"``); see :func:`graph_path`.
     """
     from .graph import graph_path
