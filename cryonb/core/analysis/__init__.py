@@ -10,7 +10,7 @@ from .embedding import PCAResult, auto_neighbors, latent_norm, pca, umap_embeddi
 from .graph import GraphGapWarning, GraphPath, graph_path, knn_graph
 from .landscape import Landscape, analyze_landscape
 from .regions import Regions, read_region
-from .selection import box_select, lasso_select, range_select
+from .selection import box_select, lasso_select, range_select, selection_latent
 from .tour import Trajectory, order_anchors, shortest_tour, trajectory
 from .trajectories import interpolate, pc_traversal
 

@@ -55,3 +55,22 @@ def range_select(values, low: float | None = None, high: float | None = None) ->
     if high is not None:
         keep &= values <= high
     return np.flatnonzero(keep)
+
+
+def selection_latent(z, positions, how: str = "mean", most: int = 2000, seed: int = 0) -> np.ndarray:
+    """One latent (1, zdim) standing for the particles at ``positions``: their ``"mean"``, or their
+    ``"medoid"`` (the member with the least summed distance to the others; over a random ``most``
+    of them for larger selections)."""
+    z = as_array(z, "z", min_rows=1)
+    positions = np.asarray(positions, np.int64).reshape(-1)
+    if not len(positions):
+        raise InputError(None, "the selection is empty", "select particles first")
+    chosen = z[positions]
+    if how == "mean":
+        return chosen.mean(0, keepdims=True)
+    if how != "medoid":
+        raise InputError(None, f"unknown selection latent {how!r}", "use 'mean' or 'medoid'")
+    if len(chosen) > most:
+        chosen = chosen[np.random.default_rng(seed).choice(len(chosen), most, replace=False)]
+    distances = np.linalg.norm(chosen[:, None] - chosen[None], axis=-1).sum(1)
+    return chosen[distances.argmin()][None]

@@ -81,3 +81,17 @@ def test_range_select_combines_with_a_lasso_and_refuses_bad_input():
         range_select(np.array(["a", "b"]), 0, 1)
     with pytest.raises(InputError, match="low is NaN"):
         range_select(norm, np.nan, 1)
+
+
+def test_selection_latent_mean_and_medoid():
+    from cryonb.core.analysis import selection_latent
+
+    z = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [10.0, 0.0], [5.0, 5.0]])
+    np.testing.assert_allclose(selection_latent(z, [0, 1, 2, 3]), [[3.25, 0.0]])
+    # The medoid is a member, the one with the least summed distance: not pulled by the outlier.
+    np.testing.assert_array_equal(selection_latent(z, [0, 1, 2, 3], "medoid"), [[1.0, 0.0]])
+    assert selection_latent(z, [0, 1, 2, 3], "medoid", most=3).shape == (1, 2)
+    with pytest.raises(InputError, match="empty"):
+        selection_latent(z, [])
+    with pytest.raises(InputError, match="unknown selection latent"):
+        selection_latent(z, [0], "median")
