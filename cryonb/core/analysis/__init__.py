@@ -37,6 +37,7 @@ __all__ = [
     "pca",
     "range_select",
     "read_region",
+    "selection_latent",
     "order_anchors",
     "shortest_tour",
     "trajectory",
