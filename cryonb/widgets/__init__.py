@@ -17,6 +17,8 @@ _VIEWS = {
     "Exploration": "explore",  # the function explore is cryonb.explore: cryonb.widgets.explore is its module
     "VolumeViewer": "volume_viewer",
     "TrajectoryPlayer": "trajectory_player",
+    "MapCompare": "map_compare",
+    "SliceViewer": "slice_viewer",
     "LandscapeView": "landscape",
     "GaussianView": "gmm_view",
     "PairGrid": "latent_views",

@@ -33,6 +33,11 @@ class Exploration(w.VBox):
         self.viewer, why_not = _volume_viewer(run)
         self.volume_button = w.Button(description="Mean-z volume", icon="cube", disabled=True)
         self.volume_button.on_click(lambda _: self.show_mean_volume())
+        self.compare_button = w.Button(description="Compare: pin A", icon="columns", disabled=True,
+                                       tooltip="pin this selection, then select another and compare their maps")
+        self.compare_button.add_class("cryonb-explore-compare")
+        self.compare_button.on_click(lambda _: self._compare_clicked())
+        self.pinned = None  # the positions pinned as A
         if self.viewer is None:
             volume = [w.Label(f"No 3D view: {why_not}")]
         else:
@@ -41,7 +46,7 @@ class Exploration(w.VBox):
             self.volume_hint = w.HTML(HINT)
             self.volume_hint.add_class("cryonb-explore-volume-hint")
             self.volume_box = w.VBox([self.volume_hint])
-            volume = [self.volume_button, self.volume_box]
+            volume = [w.HBox([self.volume_button, self.compare_button]), self.volume_box]
         explorer.on_selection(self._selection_changed)
         if self.viewer is not None:
             explorer.on_pick(lambda position: self.show_volume(self.run.z[position]))
@@ -61,9 +66,28 @@ class Exploration(w.VBox):
         if self.volume_box.children != (self.viewer.widget,):
             self.volume_box.children = (self.viewer.widget,)
 
+    def compare(self, positions_a, positions_b, how: str = "mean"):
+        """Show the maps at two selections' mean (or medoid) latents side by side; returns the MapCompare."""
+        from .map_compare import MapCompare
+
+        view = MapCompare.from_selections(self.run, positions_a, positions_b, how)
+        self.volume_box.children = (view.widget,)
+        return view
+
+    def _compare_clicked(self):
+        positions = np.asarray(self.explorer.positions)
+        if self.pinned is None:
+            self.pinned = positions
+            self.compare_button.description = f"Compare with A ({len(positions)})"
+        else:
+            self.comparison = self.compare(self.pinned, positions)
+            self.pinned = None
+            self.compare_button.description = "Compare: pin A"
+
     def _selection_changed(self, positions):
         self.gallery.show(positions)
         self.volume_button.disabled = not len(positions)
+        self.compare_button.disabled = not len(positions)
 
 
 def explore(

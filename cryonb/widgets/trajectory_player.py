@@ -52,7 +52,13 @@ class TrajectoryPlayer:
         self.play.add_class("cryonb-trajectory-play")
         self.slider.add_class("cryonb-trajectory-frame")
         self.slider.observe(lambda change: self.viewer._show_only(change["new"]), "value")
-        self.widget = w.VBox([self.viewer.view, w.HBox([self.play, self.slider]), self.viewer.controls])
+        self.compare_button = w.Button(description="Compare with frame 0", icon="columns",
+                                       tooltip="the first frame and the one shown, side by side")
+        self.compare_button.add_class("cryonb-trajectory-compare")
+        self.compare_button.on_click(lambda _: self.compare(0, self.frame))
+        self.compare_box = w.VBox()
+        self.widget = w.VBox([self.viewer.view, w.HBox([self.play, self.slider, self.compare_button]),
+                              self.viewer.controls, self.compare_box])
         self.widget.add_class("cryonb-trajectory-player")
 
     @property
@@ -74,6 +80,14 @@ class TrajectoryPlayer:
         if not 0 <= index < len(self.maps):
             raise InputError(None, f"frame {index} is out of range", f"pick a frame from 0 to {len(self.maps) - 1}")
         self.slider.value = index
+
+    def compare(self, i: int = 0, j: int = -1):
+        """Frames ``i`` and ``j`` side by side, cameras linked, below the player; returns the MapCompare."""
+        from .map_compare import MapCompare
+
+        self.comparison = MapCompare.from_trajectory(self, i, j, threshold=self.viewer.threshold.value)
+        self.compare_box.children = (self.comparison.widget,)
+        return self.comparison
 
     def save_gif(self, path: str | os.PathLike, fps: float = 5, **render) -> Path:
         """Write the frames as an animated GIF (see :func:`cryonb.core.movies.render_frames`)."""

@@ -1,0 +1,108 @@
+"""Two maps side by side in NGL, their cameras linked and one contour level for both."""
+
+from __future__ import annotations
+
+import ipywidgets as w
+import numpy as np
+
+from ..core.analysis.selection import selection_latent
+from ..core.errors import InputError
+from .volume_viewer import VolumeViewer, _call_ngl, check_maps
+
+# Orientation matrices closer than this (elementwise) are the same camera: no echo back.
+SAME_CAMERA = 1e-6
+
+
+class MapCompare:
+    """Maps ``a`` and ``b`` ([z, y, x], ``apix`` Å) in two NGL views whose cameras move together.
+
+    >>> MapCompare(map_a, map_b, labels=("open", "closed"))
+    >>> MapCompare.from_selections(run, positions_a, positions_b, how="medoid")
+    >>> MapCompare.from_trajectory(player, 0, -1)
+
+    Rotating or zooming one view turns the other in the browser; a camera set from Python
+    (``view._set_camera_orientation``) is passed on too. The threshold (σ of each map) and
+    opacity sliders act on both.
+    """
+
+    def __init__(self, a, b, apix: float | None = None, *, labels=("A", "B"), threshold: float = 2.0,
+                 opacity: float = 1.0):
+        (a, b), apix = (_one_map(a, apix), _one_map(b, apix)), check_maps(a, apix)[1]
+        self.labels = tuple(str(label) for label in labels)
+        if len(self.labels) != 2:
+            raise InputError(None, f"two labels are needed, got {len(self.labels)}", "pass labels=(name_a, name_b)")
+        self.viewer = VolumeViewer(threshold=threshold, opacity=opacity)  # the shared sliders live here
+        self.other = VolumeViewer(threshold=threshold, opacity=opacity, color="#d9a88f")
+        self.threshold, self.opacity = self.viewer.threshold, self.viewer.opacity
+        for name in ("threshold", "opacity"):
+            w.link((getattr(self.viewer, name), "value"), (getattr(self.other, name), "value"))
+        self.viewer.show_map(a, apix)
+        self.other.show_map(b, apix)
+        self.views = (self.viewer.view, self.other.view)
+        self._link_cameras()
+        panes = []
+        for viewer, label in zip((self.viewer, self.other), self.labels):
+            title = w.HTML(f"<b>{label}</b>")
+            viewer.view.layout.width = "100%"
+            pane = w.VBox([title, viewer.view, viewer.level_label], layout=w.Layout(width="50%"))
+            pane.add_class("cryonb-compare-pane")
+            panes.append(pane)
+        self.widget = w.VBox([w.HBox(panes), w.HBox([self.threshold, self.opacity])])
+        self.widget.add_class("cryonb-map-compare")
+
+    @property
+    def maps(self) -> np.ndarray:
+        """The two maps (2, D, D, D)."""
+        return np.concatenate([self.viewer.maps, self.other.maps])
+
+    def _link_cameras(self):
+        a, b = self.views
+        # In the browser: nglview orients the other view's camera as the pointer moves one.
+        a._set_sync_camera([b])
+        b._set_sync_camera([a])
+        # Through the kernel: a camera changed any other way (from Python, or by another page).
+        a.observe(lambda change: self._follow(b, change["new"]), "_camera_orientation")
+        b.observe(lambda change: self._follow(a, change["new"]), "_camera_orientation")
+
+    @staticmethod
+    def _follow(view, orientation):
+        current = view._camera_orientation
+        if len(orientation) != 16:
+            return
+        if len(current) == 16 and np.allclose(current, orientation, rtol=0, atol=SAME_CAMERA):
+            return
+        _call_ngl(view, "set_camera_orientation", list(orientation))
+
+    @classmethod
+    def from_selections(cls, run, positions_a, positions_b, how: str = "mean", *, labels=None,
+                        **options) -> MapCompare:
+        """The run's maps at two selections' ``"mean"`` or ``"medoid"`` latents."""
+        if not run.zdim:
+            raise InputError(None, "the run has no latent space", "compare two maps with MapCompare(a, b)")
+        z = np.concatenate([selection_latent(run.z, p, how) for p in (positions_a, positions_b)])
+        maps = run.volumes(z.astype(np.float32))
+        if labels is None:
+            labels = [f"{name}: {how} of {len(np.atleast_1d(p))}" for name, p in (("A", positions_a), ("B", positions_b))]
+        return cls(maps[0], maps[1], run.apix, labels=labels, **options)
+
+    @classmethod
+    def from_trajectory(cls, player, i: int = 0, j: int = -1, **options) -> MapCompare:
+        """Frames ``i`` and ``j`` of a :class:`TrajectoryPlayer` (or of maps (B, D, D, D) with ``apix=``)."""
+        maps = getattr(player, "maps", player)
+        apix = options.pop("apix", getattr(player, "apix", None))
+        n = len(maps)
+        for k in (i, j):
+            if not -n <= k < n:
+                raise InputError(None, f"frame {k} is out of range", f"pick frames from 0 to {n - 1}")
+        labels = options.pop("labels", (f"frame {i % n}", f"frame {j % n}"))
+        return cls(maps[i], maps[j], apix, labels=labels, **options)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _one_map(volume, apix) -> np.ndarray:
+    maps, _ = check_maps(volume, apix)
+    if len(maps) != 1:
+        raise InputError(None, f"MapCompare takes one map on each side, got {len(maps)}", "pass two [z, y, x] maps")
+    return maps[0]
