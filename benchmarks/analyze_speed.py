@@ -94,10 +94,12 @@ def main(argv=None):
         record["cryodrgn_analyze"] = cryodrgn("analyze", drgn, args.cryodrgn_epoch, *analyze,
                                               *(["--skip-umap"] if args.no_umap else []), **common)
         if args.landscape:
-            record["cryodrgn_analyze_landscape"] = cryodrgn(
-                "analyze_landscape", drgn, args.cryodrgn_epoch, "--sketch-size", args.sketch_size,
-                "-o", outdir / "cryodrgn_landscape", **common)
-            record["cryodrgn_landscape_s_per_map"] = round(record["cryodrgn_analyze_landscape"]["wall_s"] / args.sketch_size, 4)
+            sketch = min(128, int(run.box_size))  # its default --downsample 128 fails on smaller runs
+            landscape = cryodrgn("analyze_landscape", drgn, args.cryodrgn_epoch, "--sketch-size", args.sketch_size,
+                                 "--downsample", sketch, "-o", outdir / "cryodrgn_landscape", **common)
+            record["cryodrgn_analyze_landscape"] = landscape
+            record["cryodrgn_landscape_s_per_map"] = (round(landscape["wall_s"] / args.sketch_size, 4)
+                                                      if landscape["returncode"] == 0 else None)  # a failed run times nothing
 
     record.update({
         "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
