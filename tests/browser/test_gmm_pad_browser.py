@@ -5,7 +5,7 @@ The rate is counted in the browser: every drawing the NGL view receives appends 
 ``performance.now()`` to ``window.cryonbGaussianUpdates`` (cryonb.widgets.gmm_scripts); the test
 counts those whose time falls inside the mouse gesture, over the gesture's browser time.
 Acceptance: at least 10 drawings a second, both while the pointer moves and while it drags. Measured
-14-17 a second in headless Chromium (software WebGL) on a two-core machine at load average 7-9;
+12-17 a second in headless Chromium (software WebGL) on a shared two-core machine (load average 2-9);
 a real Playwright move and drag check that the Gaussians follow the mouse at all.
 """
 
