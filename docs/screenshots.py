@@ -2,6 +2,7 @@
 
     python docs/screenshots.py            # every picture
     python docs/screenshots.py tools      # only the explorer's tools (a model of its own, no monitor)
+    python docs/screenshots.py maps       # only MapCompare and SliceViewer (the hinge phantom, no model)
 
 Writes PNGs to docs/_static/ (each under 150 KB): one per view, the explorer's tools (histogram
 range, named regions, trajectory creator, pair grid, 3-D view), and a strip of maps rendered by
@@ -241,6 +242,41 @@ def take_tools(lab_page: LabPage):
     save_png(settled(views), "scatter_3d.png")
 
 
+# Two states of the hinge phantom side by side, and a tilted section of one: no model needed.
+MAP_CELLS = [
+    """\
+from cryonb.core.phantoms import hinge_states
+from cryonb.widgets import MapCompare, SliceViewer
+
+maps = hinge_states(48, n_states=6)[0].numpy()
+MapCompare(maps[0], maps[-1], 4.0, labels=("state 0 (open)", "state 5 (closed)"))""",
+    'SliceViewer(maps[0], 4.0, size=280).set(axis="z", tilt=(25, 0), offset=2)',
+    "print('ALL SHOWN')",
+]
+
+
+def take_maps(lab_page: LabPage):
+    page = lab_page.page
+    lab_page.open("maps.ipynb")
+    lab_page.run_all()
+    lab_page.wait_for_output("ALL SHOWN", timeout=300)
+    compare = page.locator(".jp-OutputArea-output .cryonb-map-compare").first
+    canvases = compare.locator("canvas")
+    lab_page.wait_until(lambda: canvases.count() == 2 and all(element_pixels(canvases.nth(i)) > 3000 for i in range(2)),
+                        timeout=120, message="both maps drawn")
+    # A turn of the left view, which the right one follows.
+    box = canvases.nth(0).bounding_box()
+    page.mouse.move(box["x"] + 0.35 * box["width"], box["y"] + 0.5 * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.6 * box["width"], box["y"] + 0.4 * box["height"], steps=10)
+    page.mouse.up()
+    page.mouse.move(0, 0)
+    save_png(settled(compare), "map_compare.png")
+    slices = lab_page.widget(".cryonb-slice-viewer")
+    slices.scroll_into_view_if_needed()
+    save_png(settled(slices), "slice_viewer.png")
+
+
 def hinge_strip():
     """The hinge phantom's motion in six frames, rendered by cryonb.core.movies (no browser needed)."""
     from cryonb.core.movies import write_strip
@@ -257,6 +293,10 @@ def main():
         sys.exit(f"cannot take the pictures: {reason}")
     from playwright.sync_api import sync_playwright
 
+    if sys.argv[1:] == ["maps"]:
+        with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
+            shoot(playwright, Path(tmp), take_maps, "maps.ipynb", MAP_CELLS)
+        return
     if sys.argv[1:] != ["tools"]:
         hinge_strip()
         with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
@@ -264,6 +304,7 @@ def main():
         # The tools as `python docs/screenshots.py tools` runs them: a process, a JupyterLab and a
         # browser of their own.
         subprocess.run([sys.executable, __file__, "tools"], check=True)
+        subprocess.run([sys.executable, __file__, "maps"], check=True)
         return
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
         shoot(playwright, Path(tmp), take_tools, "tools.ipynb", TOOL_CELLS)

@@ -24,6 +24,8 @@ WIDGET_PAGES = {
     "particle_gallery": ("ParticleGallery", "cryonb/widgets/gallery.py"),
     "volume_viewer": ("VolumeViewer", "cryonb/widgets/volume_viewer.py"),
     "trajectory_player": ("TrajectoryPlayer", "cryonb/widgets/trajectory_player.py"),
+    "map_compare": ("MapCompare", "cryonb/widgets/map_compare.py"),
+    "slice_viewer": ("SliceViewer", "cryonb/widgets/slice_viewer.py"),
 }
 
 
