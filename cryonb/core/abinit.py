@@ -207,7 +207,7 @@ class Abinit:
     >>> ab.fit(26)                 # refine poses and map
     >>> ab.write_poses("runs/abinit/poses.star", "runs/abinit/poses.pkl")
 
-    ``config``/``overrides`` are :class:`~cryonb.core.training.TrainConfig` fields (``poses`` is
+    ``config``/``overrides`` are :class:`~cryonb.core.train_config.TrainConfig` fields (``poses`` is
     always "table"; ``latents`` defaults to "table", an autodecoder, when ``zdim > 0``);
     ``settings`` the :class:`AbinitConfig`. The particles need images and CTF parameters (or none),
     not poses; shifts they carry are applied first and the search adds to them.
