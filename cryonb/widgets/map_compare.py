@@ -9,10 +9,6 @@ from ..core.analysis.selection import selection_latent
 from ..core.errors import InputError
 from .volume_viewer import VolumeViewer, _call_ngl, check_maps
 
-# Orientation matrices closer than this (elementwise) are the same camera: no echo back.
-SAME_CAMERA = 1e-6
-
-
 class MapCompare:
     """Maps ``a`` and ``b`` ([z, y, x], ``apix`` Å) in two NGL views whose cameras move together.
 
@@ -20,9 +16,9 @@ class MapCompare:
     >>> MapCompare.from_selections(run, positions_a, positions_b, how="medoid")
     >>> MapCompare.from_trajectory(player, 0, -1)
 
-    Rotating or zooming one view turns the other in the browser; a camera set from Python
-    (``view._set_camera_orientation``) is passed on too. The threshold (σ of each map) and
-    opacity sliders act on both.
+    Rotating or zooming one view turns the other in the browser (nglview's camera sync, no kernel
+    round trip); :meth:`orient` sets both from Python. The threshold (σ of each map) and opacity
+    sliders act on both.
     """
 
     def __init__(self, a, b, apix: float | None = None, *, labels=("A", "B"), threshold: float = 2.0,
@@ -60,18 +56,23 @@ class MapCompare:
         # In the browser: nglview orients the other view's camera as the pointer moves one.
         a._set_sync_camera([b])
         b._set_sync_camera([a])
-        # Through the kernel: a camera changed any other way (from Python, or by another page).
-        a.observe(lambda change: self._follow(b, change["new"]), "_camera_orientation")
-        b.observe(lambda change: self._follow(a, change["new"]), "_camera_orientation")
+        # Once, through the kernel: B starts from A's first camera (two maps can be fitted differently).
+        def first_camera(change):
+            if len(change["new"]) == 16:
+                a.unobserve(first_camera, "_camera_orientation")
+                _call_ngl(b, "set_camera_orientation", list(change["new"]))
 
-    @staticmethod
-    def _follow(view, orientation):
-        current = view._camera_orientation
+        a.observe(first_camera, "_camera_orientation")
+
+    def orient(self, orientation) -> MapCompare:
+        """Set both cameras to ``orientation`` (NGL's 16 numbers, as in ``view._camera_orientation``)."""
+        orientation = [float(v) for v in np.asarray(orientation, float).reshape(-1)]
         if len(orientation) != 16:
-            return
-        if len(current) == 16 and np.allclose(current, orientation, rtol=0, atol=SAME_CAMERA):
-            return
-        _call_ngl(view, "set_camera_orientation", list(orientation))
+            raise InputError(None, f"a camera orientation has 16 numbers, got {len(orientation)}",
+                             "pass a 4×4 matrix or view._camera_orientation")
+        for view in self.views:
+            _call_ngl(view, "set_camera_orientation", orientation)
+        return self
 
     @classmethod
     def from_selections(cls, run, positions_a, positions_b, how: str = "mean", *, labels=None,

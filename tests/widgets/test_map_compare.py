@@ -65,20 +65,26 @@ def test_each_view_loads_its_map_and_the_sliders_act_on_both(maps):
     assert "open" in compare.widget.children[0].children[0].children[0].value
 
 
-def test_cameras_are_linked_in_the_browser_and_through_the_kernel(maps):
+def test_cameras_are_linked_in_the_browser_and_start_together(maps):
     compare = MapCompare(*maps)
     a, b = compare.views
     # nglview's own link: each view orients the other as the pointer moves it.
     assert a._synced_model_ids == [b._model_id] and b._synced_model_ids == [a._model_id]
-    # A camera that reaches the kernel from one view is sent to the other...
+    # A's first camera, once it reaches the kernel, is sent to B; later ones travel in the browser only
+    # (through the kernel too they would race the browser's link and pull a view back mid-drag).
     a._camera_orientation = TURNED
-    sent = [m for m in queued(b) if m["methodName"] == "set_camera_orientation"]
-    assert [m["args"] for m in sent] == [[TURNED]]
-    # ...and the other's echo of the same camera goes no further.
-    b._camera_orientation = list(TURNED)
+    a._camera_orientation = list(reversed(TURNED))
+    b._camera_orientation = list(TURNED[::2] * 2)
+    assert [m["args"] for m in queued(b) if m["methodName"] == "set_camera_orientation"] == [[TURNED]]
     assert not [m for m in queued(a) if m["methodName"] == "set_camera_orientation"]
-    # Camera moves stay out of nglview's archive (re-sent whole, maps included, to each new page).
-    assert "set_camera_orientation" not in [m["methodName"] for m in b._ngl_msg_archive]
+    # orient() sets both, outside nglview's archive (re-sent whole, maps included, to each new page).
+    compare.orient(np.eye(4))
+    for view in (a, b):
+        assert [m["args"] for m in queued(view) if m["methodName"] == "set_camera_orientation"][-1] == [
+            list(np.eye(4).ravel())]
+        assert "set_camera_orientation" not in [m["methodName"] for m in view._ngl_msg_archive]
+    with pytest.raises(InputError, match="16 numbers"):
+        compare.orient([1, 2, 3])
 
 
 def test_from_selections_shows_the_mean_and_medoid_maps():
