@@ -38,6 +38,7 @@ class Exploration(w.VBox):
         self.compare_button.add_class("cryonb-explore-compare")
         self.compare_button.on_click(lambda _: self._compare_clicked())
         self.pinned = None  # the positions pinned as A
+        self.comparison = _map_compare() if self.viewer is not None else None
         if self.viewer is None:
             volume = [w.Label(f"No 3D view: {why_not}")]
         else:
@@ -68,11 +69,9 @@ class Exploration(w.VBox):
 
     def compare(self, positions_a, positions_b, how: str = "mean"):
         """Show the maps at two selections' mean (or medoid) latents side by side; returns the MapCompare."""
-        from .map_compare import MapCompare
-
-        view = MapCompare.from_selections(self.run, positions_a, positions_b, how)
-        self.volume_box.children = (view.widget,)
-        return view
+        self.comparison.show_selections(self.run, positions_a, positions_b, how)
+        self.volume_box.children = (self.comparison.widget,)
+        return self.comparison
 
     def _compare_clicked(self):
         positions = np.asarray(self.explorer.positions)
@@ -80,7 +79,7 @@ class Exploration(w.VBox):
             self.pinned = positions
             self.compare_button.description = f"Compare with A ({len(positions)})"
         else:
-            self.comparison = self.compare(self.pinned, positions)
+            self.compare(self.pinned, positions)
             self.pinned = None
             self.compare_button.description = "Compare: pin A"
 
@@ -134,6 +133,13 @@ def _as_run(source, particles) -> Run:
             run.particles = load_particles(run.config.particles)
         return run
     raise InputError(None, f"cannot explore a {type(source).__name__}", "pass a Run, a Trainer or a run folder")
+
+
+def _map_compare():
+    """An empty MapCompare, made now: NGL views first made inside a button's callback stay blank."""
+    from .map_compare import MapCompare
+
+    return MapCompare()
 
 
 def _volume_viewer(run):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import ipywidgets as w
 import numpy as np
 
@@ -21,30 +23,50 @@ class MapCompare:
     sliders act on both.
     """
 
-    def __init__(self, a, b, apix: float | None = None, *, labels=("A", "B"), threshold: float = 2.0,
+    def __init__(self, a=None, b=None, apix: float | None = None, *, labels=("A", "B"), threshold: float = 2.0,
                  opacity: float = 1.0):
-        (a, b), apix = (_one_map(a, apix), _one_map(b, apix)), check_maps(a, apix)[1]
-        self.labels = tuple(str(label) for label in labels)
-        if len(self.labels) != 2:
-            raise InputError(None, f"two labels are needed, got {len(self.labels)}", "pass labels=(name_a, name_b)")
         self.viewer = VolumeViewer(threshold=threshold, opacity=opacity)  # the shared sliders live here
         self.other = VolumeViewer(threshold=threshold, opacity=opacity, color="#d9a88f")
         self.threshold, self.opacity = self.viewer.threshold, self.viewer.opacity
         for name in ("threshold", "opacity"):
             w.link((getattr(self.viewer, name), "value"), (getattr(self.other, name), "value"))
-        self.viewer.show_map(a, apix)
-        self.other.show_map(b, apix)
         self.views = (self.viewer.view, self.other.view)
         self._link_cameras()
+        self.titles = (w.HTML(), w.HTML())
         panes = []
-        for viewer, label in zip((self.viewer, self.other), self.labels):
-            title = w.HTML(f"<b>{label}</b>")
+        for viewer, title in zip((self.viewer, self.other), self.titles):
             viewer.view.layout.width = "100%"
             pane = w.VBox([title, viewer.view, viewer.level_label], layout=w.Layout(width="50%"))
             pane.add_class("cryonb-compare-pane")
             panes.append(pane)
         self.widget = w.VBox([w.HBox(panes), w.HBox([self.threshold, self.opacity])])
         self.widget.add_class("cryonb-map-compare")
+        self.labels = ("A", "B")
+        if a is not None or b is not None:
+            self.show_maps(a, b, apix, labels=labels)
+
+    def show_maps(self, a, b, apix: float | None = None, *, labels=("A", "B")) -> MapCompare:
+        """Show maps ``a`` and ``b`` in place of the current ones (the cameras stay)."""
+        labels = tuple(str(label) for label in labels)
+        if len(labels) != 2:
+            raise InputError(None, f"two labels are needed, got {len(labels)}", "pass labels=(name_a, name_b)")
+        (a, b), apix = (_one_map(a, apix), _one_map(b, apix)), check_maps(a, apix)[1]
+        self.viewer.show_map(a, apix)
+        self.other.show_map(b, apix)
+        self.labels = labels
+        for title, label in zip(self.titles, labels):
+            title.value = f"<b>{html.escape(label)}</b>"
+        return self
+
+    def show_selections(self, run, positions_a, positions_b, how: str = "mean", *, labels=None) -> MapCompare:
+        """Show the run's maps at two selections' ``"mean"`` or ``"medoid"`` latents."""
+        if not run.zdim:
+            raise InputError(None, "the run has no latent space", "compare two maps with MapCompare(a, b)")
+        z = np.concatenate([selection_latent(run.z, p, how) for p in (positions_a, positions_b)])
+        maps = run.volumes(z.astype(np.float32))
+        if labels is None:
+            labels = [f"{name}: {how} of {len(np.atleast_1d(p))}" for name, p in (("A", positions_a), ("B", positions_b))]
+        return self.show_maps(maps[0], maps[1], run.apix, labels=labels)
 
     @property
     def maps(self) -> np.ndarray:
@@ -78,17 +100,12 @@ class MapCompare:
     def from_selections(cls, run, positions_a, positions_b, how: str = "mean", *, labels=None,
                         **options) -> MapCompare:
         """The run's maps at two selections' ``"mean"`` or ``"medoid"`` latents."""
-        if not run.zdim:
-            raise InputError(None, "the run has no latent space", "compare two maps with MapCompare(a, b)")
-        z = np.concatenate([selection_latent(run.z, p, how) for p in (positions_a, positions_b)])
-        maps = run.volumes(z.astype(np.float32))
-        if labels is None:
-            labels = [f"{name}: {how} of {len(np.atleast_1d(p))}" for name, p in (("A", positions_a), ("B", positions_b))]
-        return cls(maps[0], maps[1], run.apix, labels=labels, **options)
+        return cls(**options).show_selections(run, positions_a, positions_b, how, labels=labels)
 
     @classmethod
     def from_trajectory(cls, player, i: int = 0, j: int = -1, **options) -> MapCompare:
-        """Frames ``i`` and ``j`` of a :class:`TrajectoryPlayer` (or of maps (B, D, D, D) with ``apix=``)."""
+        """Frames ``i`` and ``j`` of a :class:`TrajectoryPlayer` (or of maps (B, D, D, D) with ``apix=``);
+        ``into=`` an existing MapCompare shows them there."""
         maps = getattr(player, "maps", player)
         apix = options.pop("apix", getattr(player, "apix", None))
         n = len(maps)
@@ -96,7 +113,8 @@ class MapCompare:
             if not -n <= k < n:
                 raise InputError(None, f"frame {k} is out of range", f"pick frames from 0 to {n - 1}")
         labels = options.pop("labels", (f"frame {i % n}", f"frame {j % n}"))
-        return cls(maps[i], maps[j], apix, labels=labels, **options)
+        into = options.pop("into", None) or cls(**options)
+        return into.show_maps(maps[i], maps[j], apix, labels=labels)
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..core import movies
 from ..core.errors import InputError
+from .map_compare import MapCompare
 from .volume_viewer import VolumeViewer, check_maps
 
 
@@ -57,6 +58,7 @@ class TrajectoryPlayer:
         self.compare_button.add_class("cryonb-trajectory-compare")
         self.compare_button.on_click(lambda _: self.compare(0, self.frame))
         self.compare_box = w.VBox()
+        self.comparison = MapCompare(threshold=threshold)  # made now: NGL views made in a button's callback stay blank
         self.widget = w.VBox([self.viewer.view, w.HBox([self.play, self.slider, self.compare_button]),
                               self.viewer.controls, self.compare_box])
         self.widget.add_class("cryonb-trajectory-player")
@@ -83,9 +85,7 @@ class TrajectoryPlayer:
 
     def compare(self, i: int = 0, j: int = -1):
         """Frames ``i`` and ``j`` side by side, cameras linked, below the player; returns the MapCompare."""
-        from .map_compare import MapCompare
-
-        self.comparison = MapCompare.from_trajectory(self, i, j, threshold=self.viewer.threshold.value)
+        MapCompare.from_trajectory(self, i, j, into=self.comparison)
         self.compare_box.children = (self.comparison.widget,)
         return self.comparison
 
