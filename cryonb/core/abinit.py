@@ -326,11 +326,10 @@ class Abinit:
         selects its pixels the same way); None gives the pixels back to the Trainer's schedule."""
         if radius is None or radius >= trainer.data.D // 2:
             if self._restricted:
-                trainer._pixels, trainer._pixels_radius, self._restricted = None, None, False
+                trainer.fit_within(None)
+                self._restricted = False
             return
-        if trainer._pixels_radius != radius or trainer._pixels is None:
-            trainer._pixels = torch.nonzero(trainer._radius <= radius).squeeze(1)
-            trainer._pixels_radius = radius
+        trainer.fit_within(radius)
         self._restricted = True
 
     def _hold_poses(self, trainer, hold: bool):

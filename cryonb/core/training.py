@@ -215,18 +215,23 @@ class Trainer:
             self._captured[key] = CapturedStep(self._update, self.model, self.optimizer, inputs)
         return self._captured[key](*inputs)
 
+    def fit_within(self, radius: float | None):
+        """Fit the model to the half-plane pixels within ``radius`` pixels of frequency from the next
+        step on (None, or Nyquist and beyond: all of them). Frequency marching and the ab initio
+        schedule set it; each radius's step is captured as its own CUDA graph."""
+        if radius is None or radius >= self.data.D // 2:
+            self._pixels = self._pixels_radius = None
+        elif self._pixels is None or self._pixels_radius != radius:
+            self._pixels = torch.nonzero(self._radius <= radius).squeeze(1)
+            self._pixels_radius = radius
+
     def _apply_schedule(self):
         """Set this step's learning rate and frequency-marching radius."""
         c = self.config
         if c.march_epochs:
             progress = self.step_count / (c.march_epochs * self.batches_per_epoch)
             nyquist = self.data.D // 2
-            radius = 2 * math.ceil(nyquist * min(1.0, c.march_start + (1 - c.march_start) * progress) / 2)
-            if radius >= nyquist:
-                self._pixels = None
-            elif self._pixels is None or self._pixels_radius != radius:
-                self._pixels = torch.nonzero(self._radius <= radius).squeeze(1)
-                self._pixels_radius = radius
+            self.fit_within(2 * math.ceil(nyquist * min(1.0, c.march_start + (1 - c.march_start) * progress) / 2))
         if c.lr_schedule == "cosine":
             self._set_lr(c.lr * cosine_factor(self.step_count, c.epochs * self.batches_per_epoch, c.lr_final))
 
