@@ -178,6 +178,14 @@ class LabPage:
     def run_all(self):
         self.page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
+    def run_notebook(self, name: str, *cells: str, until: str, timeout: float = 60) -> str:
+        """Write ``cells`` as notebook ``name`` in the server's root, open it, run every cell and wait
+        until ``until`` appears in the outputs (which are returned)."""
+        write_notebook(self.lab.root / name, *cells)
+        self.open(name)
+        self.run_all()
+        return self.wait_for_output(until, timeout=timeout)
+
     def outputs(self) -> str:
         """All the notebook's outputs as text, as the model holds them."""
         return self.page.evaluate(_OUTPUTS_JS)

@@ -5,7 +5,7 @@ its map drawn."""
 
 import numpy as np
 import pytest
-from harness import element_pixels, write_notebook
+from harness import element_pixels
 from test_explorer_browser import _FRAME_JS, kernel_json
 
 pytestmark = pytest.mark.slow
@@ -50,10 +50,7 @@ def fits(locator) -> bool:
 
 
 def test_explore_as_a_new_user_meets_it(lab, lab_page):
-    write_notebook(lab.root / "explore.ipynb", *NOTEBOOK)
-    lab_page.open("explore.ipynb")
-    lab_page.run_all()
-    lab_page.wait_for_output("EXPLORE SHOWN", timeout=120)
+    lab_page.run_notebook("explore.ipynb", *NOTEBOOK, until="EXPLORE SHOWN", timeout=120)
     page = lab_page.page
     canvas = lab_page.widget(".bk-Canvas")
     lab_page.wait_until(lambda: element_pixels(canvas) > 500, message="the shaded particles drawn")

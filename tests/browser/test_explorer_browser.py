@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from harness import drag, element_pixels, lasso, write_notebook
+from harness import drag, element_pixels, lasso
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("holoviews")
@@ -46,10 +46,7 @@ def kernel_json(lab_page, expression: str):
 
 def show_explorer(lab, lab_page, name: str):
     """Run the notebook; return the page, the plot's canvas and its frame (see ``_FRAME_JS``)."""
-    write_notebook(lab.root / name, *NOTEBOOK)
-    lab_page.open(name)
-    lab_page.run_all()
-    lab_page.wait_for_output("EXPLORER SHOWN", timeout=120)
+    lab_page.run_notebook(name, *NOTEBOOK, until="EXPLORER SHOWN", timeout=120)
     canvas = lab_page.widget(".bk-Canvas")
     lab_page.wait_until(lambda: element_pixels(canvas) > 500, message="the shaded particles drawn")
     return lab_page.page, canvas, lab_page.page.evaluate(_FRAME_JS)

@@ -4,7 +4,7 @@ through the k-means centres, with no console errors on the way; a path between s
 is made, and the panel says that it jumps a gap (or shows the refusal when asked to refuse)."""
 
 import pytest
-from harness import element_pixels, write_notebook
+from harness import element_pixels
 from test_explorer_browser import kernel_json, show_explorer
 
 pytestmark = pytest.mark.slow
@@ -78,10 +78,7 @@ explorer""",
 
 
 def test_a_path_between_separate_clusters_is_told_in_the_panel(lab, lab_page):
-    write_notebook(lab.root / "separate_clusters.ipynb", *SEPARATE_CLUSTERS)
-    lab_page.open("separate_clusters.ipynb")
-    lab_page.run_all()
-    lab_page.wait_for_output("EXPLORER SHOWN", timeout=120)
+    lab_page.run_notebook("separate_clusters.ipynb", *SEPARATE_CLUSTERS, until="EXPLORER SHOWN", timeout=120)
     page = lab_page.page
     canvas = lab_page.widget(".bk-Canvas")
     lab_page.wait_until(lambda: element_pixels(canvas) > 200, message="the particles drawn")

@@ -13,7 +13,7 @@ import io
 
 import numpy as np
 import pytest
-from harness import element_pixels, write_notebook
+from harness import element_pixels
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -78,10 +78,7 @@ def screenshot(locator) -> np.ndarray:
 
 
 def test_the_pad_redraws_2000_gaussians_at_least_ten_times_a_second(lab, lab_page):
-    write_notebook(lab.root / "gmm_pad.ipynb", PAD, "print('PAD SHOWN')")
-    lab_page.open("gmm_pad.ipynb")
-    lab_page.run_all()
-    lab_page.wait_for_output("PAD SHOWN", timeout=120)
+    lab_page.run_notebook("gmm_pad.ipynb", PAD, "print('PAD SHOWN')", until="PAD SHOWN", timeout=120)
     page = lab_page.page
 
     scatter = lab_page.widget("img.widget-image")

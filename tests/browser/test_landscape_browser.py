@@ -1,7 +1,7 @@
 """LandscapeView in JupyterLab: both plots drawn, and choosing a state draws its map in NGL."""
 
 import pytest
-from harness import element_pixels, write_notebook
+from harness import element_pixels
 
 pytestmark = pytest.mark.slow
 
@@ -27,10 +27,7 @@ view"""
 
 
 def test_landscape_view_draws_its_plots_and_a_state_map(lab, lab_page):
-    write_notebook(lab.root / "landscape.ipynb", LANDSCAPE, "print('LANDSCAPE SHOWN')")
-    lab_page.open("landscape.ipynb")
-    lab_page.run_all()
-    lab_page.wait_for_output("LANDSCAPE SHOWN", timeout=120)
+    lab_page.run_notebook("landscape.ipynb", LANDSCAPE, "print('LANDSCAPE SHOWN')", until="LANDSCAPE SHOWN", timeout=120)
 
     canvases = lab_page.page.locator(".jp-OutputArea-output .bk-Canvas")
     lab_page.wait_until(lambda: canvases.count() >= 2, message="two Bokeh plots")

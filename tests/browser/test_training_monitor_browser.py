@@ -4,7 +4,7 @@ import re
 import time
 
 import pytest
-from harness import element_pixels, write_notebook
+from harness import element_pixels
 
 pytestmark = pytest.mark.slow
 
@@ -40,10 +40,7 @@ def state(lab_page) -> tuple[bool, bool, int]:
 
 
 def test_monitor_follows_and_controls_background_training(lab, lab_page):
-    write_notebook(lab.root / "monitor.ipynb", *NOTEBOOK)
-    lab_page.open("monitor.ipynb")
-    lab_page.run_all()
-    lab_page.wait_for_output("TRAINING STARTED")
+    lab_page.run_notebook("monitor.ipynb", *NOTEBOOK, until="TRAINING STARTED")
 
     # The rendered bar grows, and the epoch counter counts up to the 200 epochs asked for.
     progress = ".cryonb-monitor-progress"

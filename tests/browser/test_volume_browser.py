@@ -104,10 +104,7 @@ player"""
 
 
 def test_trajectory_player_plays(lab, lab_page):
-    write_notebook(lab.root / "trajectory.ipynb", TINY_RUN, "print('PLAYER SHOWN')")
-    lab_page.open("trajectory.ipynb")
-    lab_page.run_all()
-    lab_page.wait_for_output("PLAYER SHOWN", timeout=120)
+    lab_page.run_notebook("trajectory.ipynb", TINY_RUN, "print('PLAYER SHOWN')", until="PLAYER SHOWN", timeout=120)
 
     def frame() -> int:
         return int(lab_page.execute("print(player.frame)"))
