@@ -3,13 +3,13 @@ three central sections, and, given reference poses, the median pose error per ep
 
 from __future__ import annotations
 
-import io
 import logging
 
 import ipywidgets as w
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from ._figures import figure_png
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,4 @@ def render(volume: np.ndarray, errors=()) -> bytes:
         ax.set_title("median pose error (°)", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.legend(fontsize=7, frameon=False)
-    buf = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buf)
-    return buf.getvalue()
+    return figure_png(fig)

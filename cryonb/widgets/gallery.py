@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import ipywidgets as w
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from ._figures import figure_png
 
 
 EMPTY = "No particles selected: draw a lasso or a box on the plot to see them here."
@@ -79,9 +79,7 @@ class ParticleGallery(w.VBox):
 
 def render_gallery(images: np.ndarray, titles, average: np.ndarray, columns: int = 8) -> bytes:
     """PNG of the average then ``images`` (B, D, D) in a grid, each scaled to its own 1–99 percentiles."""
-    buffer = io.BytesIO()
-    gallery_figure(images, titles, average, columns).savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure_png(gallery_figure(images, titles, average, columns))
 
 
 def gallery_figure(images: np.ndarray, titles, average: np.ndarray, columns: int = 8) -> Figure:

@@ -10,12 +10,12 @@ between the mouse and the drawing.
 
 from __future__ import annotations
 
-import io
 import uuid
 
 import ipywidgets as w
 import numpy as np
 
+from ._figures import figure_png
 from .gmm_scripts import PAD_MOVE, PAD_READY, pad_script
 
 SIZE = (420, 380)  # pixels
@@ -42,12 +42,11 @@ def render(x: np.ndarray, y: np.ndarray, labels: tuple[str, str]) -> tuple[bytes
     axes.scatter(x, y, s=3, alpha=0.4, linewidths=0, color="#1f77b4")
     (x0, x1), (y0, y1) = limits(x), limits(y)
     axes.set(xlim=(x0, x1), ylim=(y0, y1), xlabel=labels[0], ylabel=labels[1])
-    stream = io.BytesIO()
-    figure.savefig(stream, format="png", dpi=dpi)
+    png = figure_png(figure)  # at the figure's dpi
     left, bottom, width, height = AXES
     frame = {"left": left, "top": 1 - bottom - height, "width": width, "height": height,
              "x0": x0, "x1": x1, "y0": y0, "y1": y1}
-    return stream.getvalue(), frame
+    return png, frame
 
 
 class LatentPad:

@@ -24,6 +24,8 @@ from cryonb.core.errors import InputError
 from cryonb.core.particles import save_selection
 from cryonb.core.rotations import matrix_to_relion
 
+from ._figures import figure_png
+
 POSE_VALUES = ("rot", "tilt", "psi", "shift_x", "shift_y")  # RELION Euler angles (degrees) and shifts (pixels)
 CYCLIC = ("rot", "psi")  # angles drawn with a cyclic colour map
 COLORS = ("cluster", "norm", *CTF_COLUMNS, *POSE_VALUES)
@@ -834,8 +836,6 @@ def load_bokehjs() -> None:
 
 def render_histogram(values, low: float, high: float, label: str = "", width: float = 7.5, bins: int = 60) -> bytes:
     """PNG of a histogram of ``values`` with the range [low, high] shaded in the selection's colour."""
-    import io
-
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -850,9 +850,7 @@ def render_histogram(values, low: float, high: float, label: str = "", width: fl
     axes.set_title(f"{label}: {inside:,} of {len(values):,} shown particles in range", fontsize=9)
     axes.tick_params(labelsize=8)
     axes.set_yticks([])
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure_png(figure)
 
 
 def plot_widget(pane):

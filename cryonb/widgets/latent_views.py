@@ -3,24 +3,16 @@ dimensions (datashaded small multiples) and a 3-D scatter of PC1-3 (matplotlib's
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 
 from cryonb.core.analysis import pca
 from cryonb.core.errors import InputError
 
+from ._figures import figure_png
+
 SELECTED_COLOR = "#e6007e"
 MAX_PAIR_DIMS = 8  # a grid of 8 dimensions has 28 panels; more would be unreadable
 MAX_3D_POINTS = 5_000  # mplot3d draws every marker: a subsample keeps a redraw under a second
-
-
-def _png(figure) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer)
-    return buffer.getvalue()
 
 
 def _check_z(z) -> np.ndarray:
@@ -72,7 +64,7 @@ def render_pair_grid(z, dims=None, highlight=None, panel: float = 1.5, pixels: i
                 ax.set_xlabel(xname, fontsize=9)
             if j == 0:
                 ax.set_ylabel(yname, fontsize=9)
-    return _png(figure)
+    return figure_png(figure)
 
 
 class PairGrid:
@@ -144,7 +136,7 @@ def render_scatter3d(coords, colors=None, categorical: bool = False, highlight=N
     ax.set_box_aspect(None, zoom=0.85)  # the axis labels inside the figure (constrained layout does not see them)
     ax.set_xlabel("PC1"), ax.set_ylabel("PC2"), ax.set_zlabel("PC3")
     ax.tick_params(labelsize=7)
-    return _png(figure)
+    return figure_png(figure)
 
 
 class Scatter3D:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import os
 import re
@@ -20,6 +19,8 @@ import numpy as np
 
 from cryonb.core.share import open_bundle
 from cryonb.core.share.preview import preview_volumes
+
+from ._figures import figure_png
 
 MAX_CLUSTER_MAPS = 12
 
@@ -160,9 +161,7 @@ def _sections(volume: np.ndarray, name: str):
 
 
 def _png(figure) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return base64.b64encode(buffer.getvalue()).decode()
+    return base64.b64encode(figure_png(figure)).decode()
 
 
 _EXPORTS = re.compile(r"var __webpack_exports__=__webpack_require__\((\d+)\);return __webpack_exports__")

@@ -6,7 +6,6 @@ changes from there, so the view stays live while the notebook runs other cells.
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
@@ -15,8 +14,9 @@ from collections import deque
 
 import ipywidgets as w
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from ._figures import figure_png
 
 MAX_CURVE_POINTS = 1000
 log = logging.getLogger(__name__)
@@ -185,9 +185,7 @@ def render_curves(steps, history, batches_per_epoch: int) -> bytes:
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step", fontsize=9)
         ax.tick_params(labelsize=8)
-    buf = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buf)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 _monitors: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
