@@ -324,13 +324,12 @@ class Abinit:
     def _restrict_loss(self, trainer, radius: float | None):
         """Fit the model inside ``radius`` pixels at this step (the Trainer's own frequency marching
         selects its pixels the same way); None gives the pixels back to the Trainer's schedule."""
-        if radius is None or radius >= trainer.data.D // 2:
-            if self._restricted:
-                trainer.fit_within(None)
-                self._restricted = False
-            return
-        trainer.fit_within(radius)
-        self._restricted = True
+        if radius is not None and radius < trainer.data.D // 2:
+            trainer.fit_within(radius)
+            self._restricted = True
+        elif self._restricted:  # hand every pixel back once, then leave the Trainer's own schedule alone
+            trainer.fit_within(None)
+            self._restricted = False
 
     def _hold_poses(self, trainer, hold: bool):
         """Descent moves the pose table only in the refine phase (before it, the search sets the poses)."""

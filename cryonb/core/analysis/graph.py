@@ -10,10 +10,9 @@ the number of neighbours until the anchors are joined instead, and ``"raise"`` r
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
-
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
