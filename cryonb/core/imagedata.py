@@ -24,16 +24,17 @@ class ImageData:
     def __init__(self, particles, box: int | None = None, device="cpu", chunk: int = 1024, poses: bool = True):
         from .streaming import Preprocess, check_fits, estimate_scale
 
-        prep = Preprocess(particles, box, poses)
-        self.D, self.apix, self.half = prep.D, prep.apix, prep.half
         self.device = torch.device(device)
+        prep = Preprocess(particles, box, poses, self.device)
+        self.D, self.apix, self.half = prep.D, prep.apix, prep.half
         check_fits(len(particles), self.D, self.device, getattr(particles.source, "path", None))
-        out = torch.empty(len(particles), len(self.half), dtype=torch.complex64)
+        # Transformed on the device, straight into the device's copy: no host copy of the whole set.
+        out = torch.empty(len(particles), len(self.half), dtype=torch.complex64, device=self.device)
         for start in range(0, len(particles), chunk):
             out[start : start + chunk] = prep(start, min(start + chunk, len(particles)))
         self.scale = estimate_scale(lambda a, b: out[a:b], len(out), getattr(particles.source, "path", None))
         out /= self.scale
-        self.images = out.to(self.device)
+        self.images = out
         self.rotations = metadata_rotations(particles, self.device)
         if particles.ctf is None:
             self.ctf = None

@@ -66,11 +66,11 @@ class Preprocess:
     """The per-image transform of the training data, chunk by chunk.
 
     ``prep(start, stop)`` reads images ``start:stop`` of the particle set and returns their
-    half-plane transforms (n, P) complex64, not yet scaled: windowed, Fourier-cropped to ``box``,
-    centred FFT, and translated by their shifts so the particle sits at the centre.
+    half-plane transforms (n, P) complex64 on ``device``, not yet scaled: windowed, Fourier-cropped
+    to ``box``, centred FFT, and translated by their shifts so the particle sits at the centre.
     """
 
-    def __init__(self, particles, box: int | None = None, poses: bool = True):
+    def __init__(self, particles, box: int | None = None, poses: bool = True, device="cpu"):
         if poses:
             require_poses(particles)
         self.particles = particles
@@ -80,22 +80,24 @@ class Preprocess:
             raise InputError(None, f"box {self.D} is larger than the images ({D0})", f"use box <= {D0}")
         self.apix = (particles.apix or 1.0) * D0 / self.D
         self.half = HalfPlane.build(self.D)
-        self.window = soft_circular_mask(D0, radius=0.85 * D0 / 2, width=0.1 * D0 / 2)
+        self.device = torch.device(device)
+        self.window = soft_circular_mask(D0, radius=0.85 * D0 / 2, width=0.1 * D0 / 2).to(self.device)
         shifts = np.zeros((len(particles), 2), np.float32) if particles.shifts is None else np.asarray(particles.shifts, dtype=np.float32)
         self.shifts = torch.as_tensor(shifts) * (self.D / D0)
-        self.kx, self.ky = self.half.coords[:, 0] / self.D, self.half.coords[:, 1] / self.D
+        self.index = self.half.index.to(self.device)
+        self.kx, self.ky = (self.half.coords[:, :2] / self.D).to(self.device).unbind(1)
 
     def __len__(self) -> int:
         return len(self.particles)
 
     def __call__(self, start: int, stop: int) -> torch.Tensor:
-        imgs = torch.as_tensor(np.asarray(self.particles.images[start:stop], dtype=np.float32))
+        imgs = torch.as_tensor(np.asarray(self.particles.images[start:stop], dtype=np.float32)).to(self.device)
         check_finite_images(imgs, self.particles, start)
         imgs = fourier_crop(imgs * self.window, self.D)
-        F = fft2_center(imgs).flatten(1)[:, self.half.index]
-        s = self.shifts[start:stop]
+        F = fft2_center(imgs).flatten(1)[:, self.index]
+        s = self.shifts[start:stop].to(self.device)
         # Translate each image by +shift so the particle sits at the centre.
-        ramp = torch.polar(torch.ones(()), -2 * math.pi * (s[:, :1] * self.kx + s[:, 1:] * self.ky))
+        ramp = torch.polar(torch.ones((), device=self.device), -2 * math.pi * (s[:, :1] * self.kx + s[:, 1:] * self.ky))
         return F * ramp
 
 
@@ -140,23 +142,19 @@ def free_memory(device) -> tuple[int, int | None]:
 
 def should_stream(n: int, box: int, device) -> bool:
     """The rule for ``TrainConfig(stream=None)``: stream when the in-memory transforms
-    (``n × P × 8`` bytes, P ≈ 0.39 box²) would take more than half of the available host memory,
-    or, on a GPU, more than half of its free memory."""
-    need = transform_bytes(n, box)
+    (``n × P × 8`` bytes, P ≈ 0.39 box²) would take more than half of the memory they live in:
+    the GPU's free memory on a GPU (they are transformed there), else the available host memory."""
     host, gpu = free_memory(device)
-    return need > host / 2 or (gpu is not None and need > gpu / 2)
+    return transform_bytes(n, box) > (host if gpu is None else gpu) / 2
 
 
 def check_fits(n: int, box: int, device, path=None) -> None:
     """Raise a clear error, before allocating, when in-memory data cannot fit (item: no raw allocator errors)."""
     need = transform_bytes(n, box)
     host, gpu = free_memory(device)
-    where = None
-    if need > 0.9 * host:
-        where = f"host memory ({host / 2**30:.1f} GiB available)"
-    elif gpu is not None and need > 0.9 * gpu:
-        where = f"GPU memory ({gpu / 2**30:.1f} GiB free)"
-    if where is not None:
+    free, where = (host, f"host memory ({host / 2**30:.1f} GiB available)") if gpu is None else \
+        (gpu, f"GPU memory ({gpu / 2**30:.1f} GiB free)")
+    if need > 0.9 * free:
         raise InputError(path, f"the transforms of {n:,} images at box {box} need {need / 2**30:.1f} GiB, more than the {where}",
                          "stream them from a disk cache (TrainConfig(stream=True), or leave stream=None), "
                          "train at a smaller box (box=... or `cryonb downsample`), or free memory")
@@ -210,8 +208,8 @@ def _row_shape(P: int, dtype: str) -> tuple[int, ...]:
 def _encode(F: torch.Tensor, dtype: str) -> np.ndarray:
     """Scaled transforms (n, P) complex64 as the cache's rows."""
     if dtype == "complex64":
-        return F.numpy()
-    pairs = torch.view_as_real(F).to(_TORCH[dtype])
+        return F.cpu().numpy()
+    pairs = torch.view_as_real(F).to(_TORCH[dtype]).cpu()
     return pairs.view(torch.int16).numpy().view(_NUMPY[dtype]) if dtype == "bfloat16" else pairs.numpy()
 
 
@@ -244,8 +242,9 @@ class ImageCache:
 
     @classmethod
     def open(cls, folder, particles, box: int, dtype: str = "complex64", progress: bool = True,
-             chunk: int = 1024, rebuild: bool = False) -> ImageCache:
-        """The cache for ``particles`` at ``box`` in ``folder``: reused if it matches, else (re)built."""
+             chunk: int = 1024, rebuild: bool = False, device="cpu") -> ImageCache:
+        """The cache for ``particles`` at ``box`` in ``folder``: reused if it matches, else (re)built
+        (the transforms computed on ``device``)."""
         if dtype not in CACHE_DTYPES:
             raise InputError(None, f"cache dtype must be one of {', '.join(CACHE_DTYPES)} (got {dtype!r})", "pick one of those")
         folder = Path(folder)
@@ -259,7 +258,7 @@ class ImageCache:
                 cache = cls._existing(data, sidecar, want)
                 if cache is not None:
                     return cache
-            return cls.build(data, sidecar, particles, box, dtype, want, progress, chunk)
+            return cls.build(data, sidecar, particles, box, dtype, want, progress, chunk, device)
 
     @classmethod
     def _existing(cls, data: Path, sidecar: Path, want: dict) -> ImageCache | None:
@@ -285,14 +284,14 @@ class ImageCache:
 
     @classmethod
     def build(cls, data: Path, sidecar: Path, particles, box: int, dtype: str, meta: dict,
-              progress: bool = True, chunk: int = 1024) -> ImageCache:
+              progress: bool = True, chunk: int = 1024, device="cpu") -> ImageCache:
         """Transform every image once and write the cache, in chunks, atomically (sidecar last)."""
         from tqdm.auto import tqdm
 
         from .io.atomic import atomic_path, atomic_write
 
         sidecar.unlink(missing_ok=True)  # the old data is invalid from here on
-        prep = Preprocess(particles, box, poses=False)
+        prep = Preprocess(particles, box, poses=False, device=device)
         n, P = len(prep), len(prep.half)
         scale = estimate_scale(prep, n, _source_path(particles), block=chunk)
         row_shape = _row_shape(P, dtype)
@@ -473,7 +472,7 @@ class StreamedImageData:
         if cache_dir is None:
             cache_dir = tempfile.mkdtemp(prefix="cryonb-cache-")
             weakref.finalize(self, shutil.rmtree, cache_dir, True)
-        self.cache = ImageCache.open(cache_dir, particles, self.D, dtype, progress, chunk)
+        self.cache = ImageCache.open(cache_dir, particles, self.D, dtype, progress, chunk, device=self.device)
         self.apix = (particles.apix or 1.0) * D0 / self.D
         self.half = HalfPlane.build(self.D)
         self.scale = self.cache.scale
