@@ -38,7 +38,8 @@ class Trainer:
     >>> z = trainer.embed()     # (N, zdim) latent means
     """
 
-    def __init__(self, particles, config: TrainConfig | None = None, run_dir: str | os.PathLike | None = None, **overrides):
+    def __init__(self, particles, config: TrainConfig | None = None, run_dir: str | os.PathLike | None = None, *,
+                 data=None, **overrides):
         config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides}).validate()
         self.dist = Distributed.from_environment()
         self.device = resolve_device(config.device, self.dist)
@@ -46,7 +47,8 @@ class Trainer:
         self.particles = particles
         self.run_dir = None if run_dir is None else Path(run_dir)
         torch.manual_seed(config.seed)
-        self.data = image_data(particles, config, self.device, self.run_dir)
+        # ``data``: these particles' prepared images at this box and device, shared (another trainer's)
+        self.data = data if data is not None else image_data(particles, config, self.device, self.run_dir)
         self.model = config.build_model(self.data.D, len(self.data)).to(self.device)
         tables = self.model.has_tables
         if tables and self.dist.world > 1:
@@ -465,7 +467,7 @@ class Trainer:
         return path
 
     @classmethod
-    def from_run(cls, run_dir, particles=None, **overrides) -> Trainer:
+    def from_run(cls, run_dir, particles=None, *, data=None, **overrides) -> Trainer:
         """Continue a run from its latest complete checkpoint (``particles`` default: the file in its config).
 
         An unreadable latest checkpoint is skipped for the previous one, with a warning; files left
@@ -487,7 +489,7 @@ class Trainer:
         clean_partial_writes(run_dir)
         if config.cache_dir is None:  # a streamed run reuses the cache in its folder
             config = replace(config, cache_dir=str(run_dir / "cache"))
-        trainer = cls(particles, config, run_dir=None)
+        trainer = cls(particles, config, run_dir=None, data=data)
         trainer.run_dir = run_dir
         found = find_checkpoint(run_dir)
         if found is not None:
