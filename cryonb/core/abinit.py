@@ -133,6 +133,13 @@ class AbinitConfig:
     ``map_epochs`` epochs fit the map at the poses found after each search epoch (a search costs
     far more than an epoch of fitting, and the next search needs a map that has caught up).
     ``shift_extent`` is in pixels of the training box (None: 20 px at a box of 128, scaled).
+
+    ``starts`` independent starts (their own seeds: initial model, pretraining poses, search grids)
+    run through pretraining and the first ``start_cycles`` search cycles (a search epoch and its map
+    epochs) side by side; then each searches the same ``start_images`` particles against its map at
+    the next search epoch's radius, and the start whose best poses fit them best (the lowest mean
+    squared error per pixel, no reference needed) is kept and continued; the others are dropped.
+    A start that locks into a wrong solution shows it by then: its poses explain the images worse.
     """
 
     pretrain_images: int = 10_000
@@ -145,6 +152,9 @@ class AbinitConfig:
     shift_extent: float | None = None
     radius: tuple[float, float] | None = None
     chunk: int = 2**21  # decoder points per call during the search (bounds its memory)
+    starts: int = 4
+    start_cycles: int = 2
+    start_images: int = 512
 
     def radii(self, D: int) -> tuple[float, float]:
         """The first and last search epochs' frequency limits (pixels) at box ``D``."""
@@ -155,7 +165,7 @@ class AbinitConfig:
         for name in ("pretrain_images", "search_epochs", "map_epochs", "base_resolution", "iterations"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be 0 or more (got {getattr(self, name)})")
-        for name in ("keep", "shifts", "chunk"):
+        for name in ("keep", "shifts", "chunk", "starts", "start_cycles", "start_images"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1 (got {getattr(self, name)})")
         if self.base_resolution + self.iterations > 8:
@@ -189,6 +199,7 @@ class AbinitConfig:
         if not isinstance(d, dict) or set(d) - known:
             raise InputError(path, f"holds unknown settings {sorted(set(d) - known) if isinstance(d, dict) else d!r}",
                              "restore it, or start a new run folder")
+        d.setdefault("starts", 1)  # a run written before several starts existed had one
         try:
             return cls(**d).validate()
         except TypeError as err:
@@ -196,6 +207,17 @@ class AbinitConfig:
 
 
 PHASES = ("pretrain", "search", "map", "refine")
+
+
+def start_seed(seed: int, k: int) -> int:
+    """The seed of start ``k`` of a run seeded ``seed`` (start 0 is the run's own)."""
+    return seed + 1_000_003 * k
+
+
+def random_grid_rotation(generator: torch.Generator) -> torch.Tensor:
+    from .rotations import random_rotations
+
+    return random_rotations(1, generator)[0]
 
 
 class Abinit:
@@ -210,10 +232,11 @@ class Abinit:
     ``config``/``overrides`` are :class:`~cryonb.core.train_config.TrainConfig` fields (``poses`` is
     always "table"; ``latents`` defaults to "table", an autodecoder, when ``zdim > 0``);
     ``settings`` the :class:`AbinitConfig`. The particles need images and CTF parameters (or none),
-    not poses; shifts they carry are applied first and the search adds to them.
+    not poses; shifts they carry are applied first and the search adds to them. ``data``: their
+    prepared images, shared with another run (several starts share one copy).
     """
 
-    def __init__(self, particles, config=None, run_dir=None, settings: AbinitConfig | None = None, **overrides):
+    def __init__(self, particles, config=None, run_dir=None, settings: AbinitConfig | None = None, *, data=None, **overrides):
         from .training import TrainConfig, Trainer
 
         base = asdict(config) if config is not None else {}
@@ -221,20 +244,23 @@ class Abinit:
         latents = overrides.get("latents", base.get("latents") if config is not None else ("table" if zdim else "encoder"))
         overrides = {**overrides, "poses": "table", "latents": latents or "encoder"}
         self.settings = (settings or AbinitConfig()).validate()
-        self._attach(Trainer(particles, config, run_dir=run_dir, **overrides))
+        self._attach(Trainer(particles, config, run_dir=run_dir, data=data, **overrides))
         if self.trainer.run_dir is not None and self.trainer.dist.main:
             self._write_settings()
+        self._starts = [self._other_start(k) for k in range(1, self.settings.starts)]
 
     def _attach(self, trainer):
         self.trainer = trainer
         self.search_errors: list[tuple[int, float]] = []  # (step, the batch's best poses' squared error per pixel)
         self._restricted = False  # whether the trainer's loss is low-passed by this run
+        self._starts: list[Abinit] = []  # the other starts, until the best is chosen
+        self._discard: tuple[Path, int] | None = None  # their folders, removed once a checkpoint at this step or later holds the choice
         trainer.before_step.append(self._before_step)
         trainer.listeners.append(self._on_event)
         trainer.interrupt_hint = "call fit() to continue"
 
     @classmethod
-    def from_run(cls, run_dir, particles=None, **overrides) -> Abinit:
+    def from_run(cls, run_dir, particles=None, *, data=None, **overrides) -> Abinit:
         """Continue an ab initio run from its latest checkpoint (see :meth:`Trainer.from_run
         <cryonb.core.training.Trainer.from_run>`)."""
         from .training import Trainer
@@ -242,7 +268,16 @@ class Abinit:
         settings = AbinitConfig.read(run_dir)
         self = cls.__new__(cls)
         self.settings = settings
-        self._attach(Trainer.from_run(run_dir, particles, **overrides))
+        self._attach(Trainer.from_run(run_dir, particles, data=data, **overrides))
+        folder = Path(run_dir) / "starts"
+        if self.choice_pending:
+            for k in range(1, settings.starts):
+                if not (folder / str(k) / "abinit.json").is_file():
+                    raise InputError(folder / str(k), f"start {k} of {settings.starts} is missing (the best start is not chosen yet)",
+                                     "restore the folder, or start a new run folder")
+                self._starts.append(Abinit.from_run(folder / str(k), self.trainer.particles, data=self._shared_data(), **overrides))
+        elif folder.is_dir():
+            self._discard = (folder, 0)  # the checkpoint read holds the choice
         return self
 
     def _write_settings(self):
@@ -251,6 +286,79 @@ class Abinit:
         self.trainer.run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.trainer.run_dir / "abinit.json", "w") as f:
             json.dump(asdict(self.settings), f, indent=2)
+
+    # ------------------------------------------------------------------ several starts
+    def _other_start(self, k: int) -> Abinit:
+        """Start ``k`` (1, 2, …): this run's configuration with its own seed, one start, and its own
+        folder ``starts/k`` under the run folder (if any) until the choice."""
+        t = self.trainer
+        run_dir = None if t.run_dir is None else t.run_dir / "starts" / str(k)
+        cache_dir = t.config.cache_dir or (None if t.run_dir is None else str(t.run_dir / "cache"))  # streamed: one cache
+        return Abinit(t.particles, replace(t.config, seed=start_seed(t.config.seed, k), cache_dir=cache_dir), run_dir=run_dir,
+                      settings=replace(self.settings, starts=1), data=self._shared_data())
+
+    def _shared_data(self):
+        """The images the other starts share: this run's when held in memory (stateless); streamed
+        data follows its own trainer's epochs, so each start streams its own (from the same cache)."""
+        from .imagedata import ImageData
+
+        return self.trainer.data if type(self.trainer.data) is ImageData else None
+
+    @property
+    def choice_epoch(self) -> int:
+        """The epoch after which the best of several starts is kept: the end of the first
+        ``start_cycles`` search cycles (of all of them if there are fewer)."""
+        t = self.trainer
+        cycles = min(self.settings.start_cycles, self.settings.search_epochs)
+        step = self.pretrain_steps + cycles * (1 + self.settings.map_epochs) * t.batches_per_epoch
+        return math.ceil(step / t.batches_per_epoch)
+
+    @property
+    def choice_pending(self) -> bool:
+        """Whether several starts are still run side by side (the best not chosen yet)."""
+        return self.settings.starts > 1 and not any("start" in row for row in self.trainer.history)
+
+    def start_score(self, idx, grid_rotation=None) -> float:
+        """How well this start's map explains the particles at ``idx``: their best poses' mean squared
+        error per pixel, searched at the next search epoch's radius (lower is better)."""
+        errors = [self.search(part, grid_rotation).error for part in idx.split(self.trainer.config.batch_size)]
+        return float(torch.cat(errors).float().mean()) / self._searched_pixels()
+
+    def _advance_starts(self) -> bool:
+        """Bring the other starts to this one's epoch (no further than the choice) and, at the choice
+        epoch, keep the best start's state in this run's trainer. False if stopped before (by
+        :meth:`stop` or Ctrl-C): they catch up when the run goes on."""
+        t = self.trainer
+        target = min(t.epoch, self.choice_epoch)
+        for start in self._starts:
+            if t._stop.is_set():
+                return False
+            if start.trainer.epoch < target:
+                start.trainer.fit(target - start.trainer.epoch, progress=False)
+            if start.trainer.epoch < target:  # stopped during its epochs
+                t.interrupted = t.interrupted or start.trainer.interrupted
+                t.stop(wait=False)
+                return False
+        if t.epoch >= self.choice_epoch and t.position == 0:
+            self._choose()
+        return True
+
+    def _choose(self):
+        t = self.trainer
+        g = torch.Generator().manual_seed(t.config.seed * 7_919 + 2)
+        idx = torch.randperm(len(t.data), generator=g)[: self.settings.start_images].to(t.device)
+        turn = random_grid_rotation(g)
+        runs = [self, *self._starts]
+        scores = [run.start_score(idx, turn) for run in runs]
+        best = int(np.argmin(scores))
+        if best:
+            winner = runs[best]
+            t.load_state_dict(winner.trainer.state_dict())
+            self.search_errors = list(winner.search_errors)
+        t.history[-1].update(start=best, start_scores=[float(f"{s:.6g}") for s in scores])
+        self._starts = []
+        if t.run_dir is not None:
+            self._discard = (t.run_dir / "starts", t.step_count)
 
     # ------------------------------------------------------------------ phases
     @property
@@ -361,11 +469,11 @@ class Abinit:
         return max(1, int((half.coords[:, :2].norm(dim=-1) <= last).sum()))
 
     @torch.no_grad()
-    def search(self, idx):
+    def search(self, idx, grid_rotation=None):
         """The best poses of the particles at ``idx`` (a device tensor) against the current model
         (:class:`~cryonb.core.posesearch.PoseSearchResult`, shifts in pixels of the training box), on
-        the grid turned by a random rotation drawn from the seed and step, within the step's
-        :meth:`search_radius`."""
+        the grid turned by ``grid_rotation`` (default: a random rotation drawn from the seed and
+        step), within the step's :meth:`search_radius`."""
         from .posesearch import search_poses
 
         t = self.trainer
@@ -376,12 +484,11 @@ class Abinit:
             z = model.latents(idx, images, None).z.float()
         was_training = model.training
         model.eval()
-        from .rotations import random_rotations
-
-        g = torch.Generator().manual_seed(t.config.seed * 7_919 + 1 + t.step_count)
+        if grid_rotation is None:
+            grid_rotation = random_grid_rotation(torch.Generator().manual_seed(t.config.seed * 7_919 + 1 + t.step_count))
         try:
             with self._autocast():
-                return search_poses(model.decoder, images, ctf, model.half, z, grid_rotation=random_rotations(1, g)[0],
+                return search_poses(model.decoder, images, ctf, model.half, z, grid_rotation=grid_rotation,
                                     radius=self.search_radius(), **self.settings.search_options())
         finally:
             model.train(was_training)
@@ -393,11 +500,24 @@ class Abinit:
             recent = [e for s, e in self.search_errors if s >= trainer.step_count - trainer.batches_per_epoch]
             if recent:
                 row["search_error"] = float(np.mean(recent))
+            written = trainer._last_checkpoint
+            if self._discard is not None and written and int(written[5:-3]) >= self._discard[1]:
+                import shutil  # a checkpoint holds the choice: the other starts can go
+
+                shutil.rmtree(self._discard[0], ignore_errors=True)
+                self._discard = None
+            if self._starts:
+                self._advance_starts()
 
     # ------------------------------------------------------------------ driving (the Trainer's)
     def fit(self, epochs: int = 1, background: bool = False, progress: bool = True) -> Abinit:
         """Train ``epochs`` more epochs, whatever phase they fall in (see :meth:`Trainer.fit
-        <cryonb.core.training.Trainer.fit>`)."""
+        <cryonb.core.training.Trainer.fit>`). Until the best of several starts is chosen, the others
+        train an epoch each time this one ends one (in the same thread)."""
+        if self._starts and self.trainer.epoch >= self.choice_epoch:  # a choice interrupted before it was made
+            self.trainer.interrupted = False
+            if not self._advance_starts():
+                return self
         self.trainer.fit(epochs, background=background, progress=progress)
         return self
 
@@ -408,6 +528,8 @@ class Abinit:
         self.trainer.resume()
 
     def stop(self, wait: bool = True):
+        for start in self._starts:  # one may be training its epoch (it stops with a checkpoint and catches up later)
+            start.trainer.stop(wait=False)
         self.trainer.stop(wait)
 
     def wait(self):
