@@ -21,7 +21,7 @@ def star(tmp_path_factory):
 
 def test_abinit_writes_poses_map_and_alignment_then_continues(star, tmp_path, capsys):
     run = tmp_path / "run"
-    assert cli(["abinit", str(star), "--outdir", str(run), "--epochs", "2", "--reference", str(star), *QUICK]) == 0
+    assert cli(["abinit", str(star), "--outdir", str(run), "--epochs", "2", "--reference", str(star), "--starts", "2", *QUICK]) == 0
     out = capsys.readouterr().out
     assert "median error" in out and "map:" in out
     poses = load_particles(run / "poses.star")
@@ -31,10 +31,15 @@ def test_abinit_writes_poses_map_and_alignment_then_continues(star, tmp_path, ca
     report = json.loads((run / "alignment.json").read_text())
     assert report["median_error_degrees"] <= report["median_error_other_hand_degrees"]
     assert (run / "map.mrc").exists() and json.loads((run / "abinit.json").read_text())["search_epochs"] == 1
+    assert json.loads((run / "abinit.json").read_text())["starts"] == 2 and (run / "starts" / "1" / "checkpoints").is_dir()
     # the same command with more epochs continues the run
     assert cli(["abinit", str(star), "--outdir", str(run), "--epochs", "3", "--device", "cpu"]) == 0
     assert "continuing" in capsys.readouterr().out
     assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 3
+    from cryonb.core.abinit import Abinit
+
+    chosen = Abinit.from_run(run).history[2]  # the second start caught up and the better of two kept at epoch 3
+    assert chosen["start"] in (0, 1) and len(chosen["start_scores"]) == 2
 
 
 def test_abinit_refuses_a_reference_of_other_particles(star, tmp_path, capsys):
