@@ -66,7 +66,8 @@ class MapDecoder(nn.Module):
         self.register_buffer("transform", padded)
 
     def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        return sample_volume(self.transform, coords.float() * self.pad)
+        with torch.autocast(coords.device.type, enabled=False):  # a known map is sampled in float32
+            return sample_volume(self.transform, coords.float() * self.pad)
 
 
 def marching_radii(iterations: int, radius: tuple[float, float], D: int) -> list[float]:
