@@ -247,7 +247,8 @@ class Abinit:
         self._attach(Trainer(particles, config, run_dir=run_dir, data=data, **overrides))
         if self.trainer.run_dir is not None and self.trainer.dist.main:
             self._write_settings()
-        self._starts = [self._other_start(k) for k in range(1, self.settings.starts)]
+        if self.choice_pending:
+            self._starts = [self._other_start(k) for k in range(1, self.settings.starts)]
 
     def _attach(self, trainer):
         self.trainer = trainer
@@ -315,8 +316,10 @@ class Abinit:
 
     @property
     def choice_pending(self) -> bool:
-        """Whether several starts are still run side by side (the best not chosen yet)."""
-        return self.settings.starts > 1 and not any("start" in row for row in self.trainer.history)
+        """Whether several starts are still run side by side (the best not chosen yet). Without
+        pretraining or search epochs there is nothing to choose on: one start."""
+        return (self.settings.starts > 1 and self.choice_epoch > 0
+                and not any("start" in row for row in self.trainer.history))
 
     def start_score(self, idx, grid_rotation=None) -> float:
         """How well this start's map explains the particles at ``idx``: their best poses' mean squared

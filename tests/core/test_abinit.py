@@ -270,3 +270,11 @@ def test_a_start_interrupted_in_its_epoch_catches_up_when_the_run_goes_on(simula
     assert ab.trainer.epoch == 4 and not ab.choice_pending
     assert ab.history[2]["start_scores"] == whole.history[2]["start_scores"]
     np.testing.assert_array_equal(ab.poses()[0], whole.poses()[0])
+
+
+def test_without_pretraining_or_search_there_is_one_start(simulation):
+    settings = replace(STARTS, pretrain_images=0, search_epochs=0)
+    ab = Abinit(blind(simulation.particles), zdim=0, settings=settings, **TINY)
+    assert ab.choice_epoch == 0 and not ab.choice_pending and ab._starts == []
+    ab.fit(1, progress=False)
+    assert ab.history[-1]["phase"] == "refine" and "start" not in ab.history[-1]
