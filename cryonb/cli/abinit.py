@@ -4,7 +4,7 @@ Pretrains on random poses, searches every particle's pose against the current ma
 --search-epochs epochs (each followed by --map-epochs epochs fitting the map at the poses found,
 the frequency limit of search and fit growing from one search epoch to the next), then refines the
 poses with the map by gradient descent until --epochs. --starts independent starts run the first
-two search cycles side by side; the one whose map explains a subset of the images best is kept.
+three search cycles side by side; the one whose map explains a subset of the images best is kept.
 Writes RUN/config.json, RUN/abinit.json, RUN/checkpoints/ and, at the end, RUN/poses.star (RELION
 angles and origins, with the particles' images and CTF), RUN/poses.pkl (cryoDRGN poses),
 RUN/map.mrc (zdim 0) or RUN/z.npy (latents), and with --reference RUN/alignment.json (global
@@ -39,7 +39,7 @@ def add_args(parser):
     parser.add_argument("--search-epochs", type=int, default=6, help="epochs of pose search before descent (default: 6)")
     parser.add_argument("--map-epochs", type=int, default=2, help="epochs fitting the map at the poses held after each search epoch (default: 2)")
     parser.add_argument("--starts", type=int,
-                        help="independent starts run through the first two search cycles, the best kept (default: 4)")
+                        help="independent starts run through the first three search cycles, the best kept (default: 4)")
     parser.add_argument("--pretrain-images", type=int, default=10_000, help="images fitted at random poses first (default: 10000)")
     parser.add_argument("--base-resolution", type=int, default=2, help="coarsest SO(3) grid: 2 is 4,608 rotations, ~15° (default: 2)")
     parser.add_argument("--keep", type=int, default=8, help="poses kept per image between search rounds (default: 8)")

@@ -13,6 +13,10 @@
    map is not fitted beyond what the poses can support;
 3. *refine*: the table's poses are refined by gradient descent with the model, at all frequencies.
 
+A start can still lock into a wrong solution, so ``AbinitConfig.starts`` independent starts (4 by
+default) run through pretraining and the first ``start_cycles`` search cycles side by side; the one
+whose map best explains a subset of the images (a fresh search's error, no reference) is kept.
+
 Heterogeneity comes from an autodecoder (a latent table, cryoDRGN-AI's default) or the encoder
 (``latents="encoder"``); ``zdim=0`` reconstructs one map. Fitting, pausing, checkpoints and
 resuming are the Trainer's: a notebook calls ``fit`` a few epochs at a time and looks in between.
@@ -153,7 +157,7 @@ class AbinitConfig:
     radius: tuple[float, float] | None = None
     chunk: int = 2**21  # decoder points per call during the search (bounds its memory)
     starts: int = 4
-    start_cycles: int = 2
+    start_cycles: int = 3
     start_images: int = 512
 
     def radii(self, D: int) -> tuple[float, float]:
