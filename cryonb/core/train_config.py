@@ -59,7 +59,7 @@ class TrainConfig:
     shuffle: str = "full"
     # The model's parts (cryonb.core.model.HeterogeneousModel): "encoder" (a VAE encoder) or "table" (an
     # autodecoder's per-particle latents); "known" poses (the metadata's) or a "table" refined with the
-    # model (ab initio: cryonb.core.abinit fills it by pose search); an "mlp" decoder or a Gaussian
+    # model, starting from the metadata's poses (ab initio: cryonb.core.abinit fills it by pose search); an "mlp" decoder or a Gaussian
     # mixture ("gmm", fitted to ``neutral_map`` first: cryonb.core.gmm).
     latents: str | None = None  # None: "gradient" (cryonb.core.gmm.GradientEncoder) for a gmm decoder, else "encoder"
     poses: str = "known"

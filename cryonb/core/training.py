@@ -50,6 +50,8 @@ class Trainer:
         # ``data``: these particles' prepared images at this box and device, shared (another trainer's)
         self.data = data if data is not None else image_data(particles, config, self.device, self.run_dir)
         self.model = config.build_model(self.data.D, len(self.data)).to(self.device)
+        if self.model.poses.has_table and particles.rotations is not None:  # refined from the metadata's poses
+            self.model.poses.assign(torch.arange(len(self.data), device=self.device), self.data.rotations)
         tables = self.model.has_tables
         if tables and self.dist.world > 1:
             raise CryonbError("per-particle tables (latents='table' or poses='table') train on one process; "

@@ -79,6 +79,14 @@ def test_pose_table_rows_are_refined_by_descent(particles):
     assert not torch.allclose(rotations, start)
 
 
+def test_a_pose_table_starts_from_the_metadata_poses(particles):
+    """Refining a consensus (poses="table") starts at its poses, not at the identity."""
+    trainer = Trainer(particles, TrainConfig(**TINY, poses="table"))
+    rotations, shifts = trainer.model.poses.poses()
+    assert torch.allclose(rotations, torch.as_tensor(particles.rotations, dtype=torch.float32), atol=1e-6)
+    assert torch.equal(shifts, torch.zeros_like(shifts))  # the metadata's shifts are applied to the images already
+
+
 def test_old_checkpoints_name_the_encoder_encoder(particles):
     trainer = Trainer(particles, TrainConfig(**TINY))
     state = {k.replace("latents.", "encoder.", 1): v for k, v in trainer.model.state_dict().items()}
