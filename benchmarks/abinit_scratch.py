@@ -20,15 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cryonb.core.abinit import Abinit, AbinitConfig, align_map  # noqa: E402
-from cryonb.core.fsc import fsc  # noqa: E402
-from cryonb.core.phantoms import hinge  # noqa: E402
-from cryonb.core.simulate import simulate  # noqa: E402
+from benchmarks.abinit_side import score, simulate_hinge  # noqa: E402
+from cryonb.core.abinit import Abinit, AbinitConfig  # noqa: E402
 
 
 def main(argv=None):
@@ -44,7 +41,7 @@ def main(argv=None):
     p.add_argument("--start-cycles", type=int, default=AbinitConfig.start_cycles, help="search cycles before the choice")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    sim = simulate(hinge(a.box)[None], n=a.n, snr=a.snr, seed=0, progress=False)
+    sim = simulate_hinge(a.box, a.n, a.snr)
     truth = sim.particles
     blind = type(truth)(truth.images, None, None, truth.ctf, truth.apix)
     settings = AbinitConfig(pretrain_images=a.n, search_epochs=a.search_epochs, map_epochs=a.map_epochs,
@@ -56,16 +53,11 @@ def main(argv=None):
     start, cpu = time.perf_counter(), time.process_time()
     for _ in range(epochs):
         ab.fit(1, progress=False)
-        alignment = ab.align(truth.rotations)
-        curve = fsc(align_map(ab.volume(), alignment), sim.volumes[0], apix=truth.apix)
         row = ab.history[-1]
         print(json.dumps({"epoch": row["epoch"], "phase": row["phase"], "loss_radius": ab.loss_radius(ab.trainer.step_count - 1),
                           "loss": float(f"{row['loss']:.4g}"),
                           **({"search_error": float(f"{row['search_error']:.4g}")} if "search_error" in row else {}),
-                          "median_error": round(alignment.median_error, 2),
-                          "median_error_other_hand": round(alignment.median_error_other_hand, 2),
-                          "within_10": round(float(np.mean(alignment.errors < 10)), 3),
-                          "fsc_0.5_A": round(curve.resolution(0.5), 1), "seconds": round(time.perf_counter() - start, 1),
+                          **score(ab.poses()[0], ab.volume(), sim), "seconds": round(time.perf_counter() - start, 1),
                           "cpu_seconds": round(time.process_time() - cpu, 1),
                           **{k: row[k] for k in ("start", "start_scores") if k in row}}),
               flush=True)

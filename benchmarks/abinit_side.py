@@ -37,7 +37,7 @@ cryoDRGN-AI's defaults changed, and why:
 
 cryonb: :class:`AbinitConfig` defaults (cryoDRGN-AI's grid: 4,608 base rotations, 8 kept, 4
 rounds; radii 12 -> 32 px at box 128, scaled; pretraining on 10,000 images) but one start
-(``--starts``; AbinitConfig's 4 run side by side through the first 2 search cycles, about twice the
+(``--starts``; AbinitConfig's 4 run side by side through the first 3 search cycles, about twice the
 time; cryoDRGN-AI has one); ``--search-epochs`` 6 x (1 + ``--map-epochs`` 2), then
 ``--refine-epochs`` 3; a decoder the size of cryoDRGN-AI's hypervolume (3 layers of 256, gaussian
 encoding of 64 frequencies); other training settings cryonb's defaults for the device. Estimated on
