@@ -62,6 +62,10 @@ class AbinitConfig:
     the next search epoch's radius, and the start whose best poses fit them best (the lowest mean
     squared error per pixel, no reference needed) is kept and continued; the others are dropped.
     A start that locks into a wrong solution shows it by then: its poses explain the images worse.
+
+    ``classes`` > 1: that many maps (one decoder, a one-hot class per particle, labels random at
+    first); each search matches every image against every class's map and keeps the best class
+    and pose (a minority state gets a map of its own instead of wrong poses on the majority's).
     """
 
     pretrain_images: int = 10_000
@@ -77,6 +81,7 @@ class AbinitConfig:
     starts: int = 4
     start_cycles: int = 3
     start_images: int = 512
+    classes: int = 1
 
     def radii(self, D: int) -> tuple[float, float]:
         """The first and last search epochs' frequency limits (pixels) at box ``D``."""
@@ -87,7 +92,7 @@ class AbinitConfig:
         for name in ("pretrain_images", "search_epochs", "map_epochs", "base_resolution", "iterations"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be 0 or more (got {getattr(self, name)})")
-        for name in ("keep", "shifts", "chunk", "starts", "start_cycles", "start_images"):
+        for name in ("keep", "shifts", "chunk", "starts", "start_cycles", "start_images", "classes"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1 (got {getattr(self, name)})")
         if self.base_resolution + self.iterations > 8:
@@ -161,11 +166,18 @@ class Abinit:
     def __init__(self, particles, config=None, run_dir=None, settings: AbinitConfig | None = None, *, data=None, **overrides):
         from .training import TrainConfig, Trainer
 
+        self.settings = (settings or AbinitConfig()).validate()
         base = asdict(config) if config is not None else {}
         zdim = overrides.get("zdim", base.get("zdim", TrainConfig.zdim))
         latents = overrides.get("latents", base.get("latents") if config is not None else ("table" if zdim else "encoder"))
-        overrides = {**overrides, "poses": "table", "latents": latents or "encoder"}
-        self.settings = (settings or AbinitConfig()).validate()
+        K = self.settings.classes
+        if K > 1:  # K maps in one decoder, a one-hot class per particle
+            asked = (overrides.get("zdim"), overrides.get("latents", base.get("latents")))
+            if asked[0] not in (None, 0, K) or asked[1] not in (None, "class"):
+                raise InputError(None, f"{K} classes are one-hot latents of length {K}, not zdim={asked[0]} with latents={asked[1]!r}",
+                                 "leave zdim and latents unset with classes > 1 (or classes=1 for a continuous latent)")
+            zdim, latents = K, "class"
+        overrides = {**overrides, "zdim": zdim, "poses": "table", "latents": latents or "encoder"}
         self._attach(Trainer(particles, config, run_dir=run_dir, data=data, **overrides))
         if self.trainer.run_dir is not None and self.trainer.dist.main:
             self._write_settings()
@@ -351,6 +363,8 @@ class Abinit:
         elif phase == "search":
             result = self.search(idx)
             poses.assign(idx, result.rotations, result.shifts)
+            if result.labels is not None:
+                trainer.model.latents.assign(idx, result.labels)
             self._forget_momentum(idx)
             self.search_errors.append((trainer.step_count, float(result.error.mean()) / self._searched_pixels()))
 
@@ -399,22 +413,25 @@ class Abinit:
         (:class:`~cryonb.core.posesearch.PoseSearchResult`, shifts in pixels of the training box), on
         the grid turned by ``grid_rotation`` (default: a random rotation drawn from the seed and
         step), within the step's :meth:`search_radius`."""
-        from .posesearch import search_poses
+        from .posesearch import search_classes, search_poses
 
         t = self.trainer
         model = t.model
         images, _, ctf = t.data.batch(idx)
+        classes = t.config.latents == "class"
         z = None
-        if model.latents is not None:
+        if model.latents is not None and not classes:
             z = model.latents(idx, images, None).z.float()
         was_training = model.training
         model.eval()
         if grid_rotation is None:
             grid_rotation = random_grid_rotation(torch.Generator().manual_seed(t.config.seed * 7_919 + 1 + t.step_count))
+        options = dict(grid_rotation=grid_rotation, radius=self.search_radius(), **self.settings.search_options())
         try:
             with self._autocast():
-                return search_poses(model.decoder, images, ctf, model.half, z, grid_rotation=grid_rotation,
-                                    radius=self.search_radius(), **self.settings.search_options())
+                if classes:  # each image against every class's map; the best class and pose kept
+                    return search_classes(model.decoder, images, ctf, model.half, torch.eye(t.config.zdim, device=t.device), **options)
+                return search_poses(model.decoder, images, ctf, model.half, z, **options)
         finally:
             model.train(was_training)
 
@@ -485,6 +502,12 @@ class Abinit:
         found = shifts.float().cpu().numpy() * (D0 / t.data.D)
         given = np.zeros_like(found) if particles.shifts is None else np.asarray(particles.shifts, dtype=np.float32)
         return rotations.float().cpu().numpy(), given + found
+
+    def classes(self) -> np.ndarray:
+        """Each particle's class (N,) (``AbinitConfig(classes=K)``), in the particles' order."""
+        if self.trainer.config.latents != "class":
+            raise InputError(None, "this run has no classes", "start it with AbinitConfig(classes=K), K > 1")
+        return self.trainer.model.latents.labels.cpu().numpy().copy()
 
     def particles_with_poses(self):
         """The particle set with the poses found (a copy; images and CTF unchanged)."""

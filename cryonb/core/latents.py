@@ -81,6 +81,34 @@ class LatentTable(nn.Module):
         return self.table(idx)
 
 
+class ClassTable(nn.Module):
+    """Discrete classes: each particle's class (a label, set by a search), seen by the decoder as a
+    one-hot ``z`` of length ``classes`` (so one decoder holds ``classes`` maps). No prior penalty.
+    Labels start uniformly random (seeded)."""
+
+    has_table = True
+
+    def __init__(self, n: int, classes: int, seed: int = 0):
+        super().__init__()
+        self.classes = classes
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("labels", torch.randint(classes, (n,), generator=g))
+
+    def codes(self, labels: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(labels, self.classes).float()
+
+    def forward(self, idx, images, noise: torch.Tensor | None = None, rotations=None, ctf=None) -> Latents:
+        z = self.codes(self.labels[idx])
+        return Latents(z, z, torch.zeros(len(z), device=z.device))
+
+    def means(self, idx, images, rotations=None, ctf=None) -> torch.Tensor:
+        return self.codes(self.labels[idx])
+
+    @torch.no_grad()
+    def assign(self, idx, labels: torch.Tensor):
+        self.labels[idx] = labels.to(self.labels)
+
+
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) per image."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)

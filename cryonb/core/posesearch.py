@@ -45,6 +45,7 @@ class PoseSearchResult:
     shifts: torch.Tensor  # (B, 2) pixels of the searched box: translating the image by +shift centres it
     error: torch.Tensor  # (B,) squared error over the half-plane pixels within the last radius
     index: torch.Tensor  # (B,) grid index of the rotation at the final resolution
+    labels: torch.Tensor | None = None  # (B,) the best class (search_classes)
 
 
 class MapDecoder(nn.Module):
@@ -218,3 +219,29 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
         final = base_resolution + iterations
         best = so3grid.rotations(final, index[:, 0].cpu()).float().to(device) @ turn
     return PoseSearchResult(best, centres[:, 0], err[:, 0], index[:, 0])
+
+
+class _FixedCode(nn.Module):
+    """``decoder`` with its latent held at ``code`` (zdim,): one map, searched like a homogeneous one."""
+
+    def __init__(self, decoder, code: torch.Tensor):
+        super().__init__()
+        self.decoder, self.code = decoder, code
+
+    def forward(self, coords: torch.Tensor, z=None) -> torch.Tensor:
+        return self.decoder(coords, self.code.expand(coords.shape[0], -1))
+
+
+def search_classes(decoder, images: torch.Tensor, ctf, half, codes: torch.Tensor, **options) -> PoseSearchResult:
+    """The best class and pose of each image: :func:`search_poses` against each class's map
+    (``decoder`` at each row of ``codes`` (K, zdim)), the class with the lowest error kept per image.
+    Costs K homogeneous searches; ``labels`` holds the classes."""
+    found = [search_poses(_FixedCode(decoder, code), images, ctf, half, None, **options) for code in codes]
+    labels = torch.stack([r.error for r in found]).argmin(0)  # (B,)
+    rows = torch.arange(len(labels), device=labels.device)
+
+    def pick(name):
+        return torch.stack([getattr(r, name) for r in found])[labels, rows]
+
+    return PoseSearchResult(pick("rotations"), pick("shifts"), pick("error"), pick("index"), labels)
+

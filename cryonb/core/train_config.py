@@ -57,8 +57,8 @@ class TrainConfig:
     # "full": every epoch a uniform permutation; "chunked": blocks of 4,096 consecutive particles in a random
     # order, shuffled within groups of 8 blocks, so that streamed data is read from a few regions at a time
     shuffle: str = "full"
-    # The model's parts (cryonb.core.model.HeterogeneousModel): "encoder" (a VAE encoder) or "table" (an
-    # autodecoder's per-particle latents); "known" poses (the metadata's) or a "table" refined with the
+    # The model's parts (cryonb.core.model.HeterogeneousModel): "encoder" (a VAE encoder), "table" (an
+    # autodecoder's per-particle latents) or "class" (zdim discrete classes, one-hot); "known" poses (the metadata's) or a "table" refined with the
     # model, starting from the metadata's poses (ab initio: cryonb.core.abinit fills it by pose search); an "mlp" decoder or a Gaussian
     # mixture ("gmm", fitted to ``neutral_map`` first: cryonb.core.gmm).
     latents: str | None = None  # None: "gradient" (cryonb.core.gmm.GradientEncoder) for a gmm decoder, else "encoder"
@@ -156,13 +156,15 @@ class TrainConfig:
 
     def build_model(self, D: int, n_particles: int) -> HeterogeneousModel:
         """The model this configuration describes, for ``n_particles`` images of box ``D``."""
-        from .latents import Encoder, LatentTable
+        from .latents import ClassTable, Encoder, LatentTable
         from .poses import KnownPoses, PoseTable
 
         source = self.latent_source if self.zdim else None
         latents = decoder = None  # the latents first: runs keep the initial weights a seed gave them before
         if source == "table":
             latents = LatentTable(n_particles, self.zdim, seed=self.seed)
+        elif source == "class":  # zdim classes, one-hot (ab initio's classes: cryonb.core.abinit)
+            latents = ClassTable(n_particles, self.zdim, seed=self.seed)
         elif source == "encoder":
             radius = HalfPlane.build(D).coords[:, :2].norm(dim=-1)
             pixels = torch.nonzero(radius <= self.enc_radius * (D // 2)).squeeze(1)
@@ -186,7 +188,7 @@ class TrainConfig:
 
 
 SCHEDULES = ("constant", "cosine")
-LATENT_SOURCES = ("encoder", "table", "gradient")
+LATENT_SOURCES = ("encoder", "table", "gradient", "class")
 POSE_SOURCES = ("known", "table")
 DECODERS = ("mlp", "gmm")
 # Keys added after the first release, with the value that runs written before them used.

@@ -280,3 +280,24 @@ def test_without_pretraining_or_search_there_is_one_start(simulation):
     assert ab.choice_epoch == 0 and not ab.choice_pending and ab._starts == []
     ab.fit(1, progress=False)
     assert ab.history[-1]["phase"] == "refine" and "start" not in ab.history[-1]
+
+
+def test_classes_are_searched_written_and_resumed(simulation, tmp_path):
+    settings = replace(QUICK, classes=2, starts=1)
+    ab = Abinit(blind(simulation.particles), settings=settings, run_dir=tmp_path / "run", **TINY)
+    assert (ab.trainer.config.zdim, ab.trainer.config.latents) == (2, "class")
+    first = ab.classes()
+    assert set(first) == {0, 1}  # random at first
+    ab.fit(1, progress=False)  # pretrain, then two batches whose classes and poses a search chose
+    searched = ab.classes()
+    assert (searched != first).any()
+    result = ab.search(torch.arange(16, 32))
+    assert result.labels.shape == (16,) and set(result.labels.tolist()) <= {0, 1}
+    np.testing.assert_array_equal(ab.trainer.embed(), np.eye(2)[searched])  # the decoder sees one-hot classes
+    again = Abinit.from_run(tmp_path / "run", blind(simulation.particles))
+    assert again.settings.classes == 2
+    np.testing.assert_array_equal(again.classes(), searched)
+    with pytest.raises(InputError, match="one-hot latents of length 2, not zdim=3"):
+        Abinit(blind(simulation.particles), zdim=3, settings=settings, **TINY)
+    with pytest.raises(InputError, match="no classes"):
+        Abinit(blind(simulation.particles), zdim=0, settings=replace(QUICK, starts=1), **TINY).classes()

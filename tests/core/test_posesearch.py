@@ -8,7 +8,7 @@ from cryonb.core import so3grid
 from cryonb.core.ctf import compute_ctf
 from cryonb.core.model import HalfPlane
 from cryonb.core.phantoms import hinge
-from cryonb.core.posesearch import MapDecoder, marching_radii, phase_ramps, search_poses, shift_grid
+from cryonb.core.posesearch import MapDecoder, marching_radii, phase_ramps, search_classes, search_poses, shift_grid
 from cryonb.core.rotations import random_rotations
 
 D = 32
@@ -53,6 +53,29 @@ def test_exact_pose_of_noiseless_images_drawn_on_the_grid(decoder, half):
     np.testing.assert_allclose(result.rotations, R, atol=1e-6)
     assert result.shifts.abs().max() == 0
     assert result.error.max() < 1e-6 * images.abs().pow(2).sum(1).min()
+
+
+class TwoMaps(torch.nn.Module):
+    """Two known maps as one decoder of a one-hot z (2,): class 0 the closed hinge, class 1 swung."""
+
+    def __init__(self):
+        super().__init__()
+        self.maps = torch.nn.ModuleList([MapDecoder(hinge(D, 0.0)), MapDecoder(hinge(D, 0.9))])
+
+    def forward(self, coords, z):
+        return sum(z[:, k, None] * m(coords) for k, m in enumerate(self.maps))
+
+
+def test_each_image_gets_its_class_and_pose(half):
+    idx = on_grid(12, 6, seed=3)
+    R = so3grid.rotations(6, idx).float()
+    truth = torch.tensor([0, 1] * 6)
+    two = TwoMaps()
+    images = torch.where(truth[:, None] == 0, two.maps[0](half.coords @ R), two.maps[1](half.coords @ R))
+    result = search_classes(two, images, 1.0, half, torch.eye(2), keep=16, shift_extent=0)
+    np.testing.assert_array_equal(result.labels, truth)
+    np.testing.assert_array_equal(result.index, idx)
+    np.testing.assert_allclose(result.rotations, R, atol=1e-6)
 
 
 def test_shifts_follow_the_metadata_convention(decoder, half):
