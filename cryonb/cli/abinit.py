@@ -7,7 +7,8 @@ poses with the map by gradient descent until --epochs. --starts independent star
 three search cycles side by side; the one whose map explains a subset of the images best is kept.
 Writes RUN/config.json, RUN/abinit.json, RUN/checkpoints/ and, at the end, RUN/poses.star (RELION
 angles and origins, with the particles' images and CTF), RUN/poses.pkl (cryoDRGN poses),
-RUN/map.mrc (zdim 0) or RUN/z.npy (latents), and with --reference RUN/alignment.json (global
+RUN/map.mrc (zdim 0), RUN/z.npy (latents) or, with --classes K, RUN/classes.npy and
+RUN/map_class0.mrc … (one per class), and with --reference RUN/alignment.json (global
 rotation, hand, median angular errors both ways). Running again with the same --outdir continues
 from the last checkpoint (a new --epochs or --device is applied; the other settings are the run's).
 Ctrl-C stops with a checkpoint and exits 130.
@@ -40,6 +41,9 @@ def add_args(parser):
     parser.add_argument("--map-epochs", type=int, default=2, help="epochs fitting the map at the poses held after each search epoch (default: 2)")
     parser.add_argument("--starts", type=int,
                         help="independent starts run through the first three search cycles, the best kept (default: 4)")
+    parser.add_argument("--classes", type=int, default=1,
+                        help="maps searched side by side, each image given the best class and pose; writes classes.npy "
+                             "and a map per class (default: 1)")
     parser.add_argument("--pretrain-images", type=int, default=10_000, help="images fitted at random poses first (default: 10000)")
     parser.add_argument("--base-resolution", type=int, default=2, help="coarsest SO(3) grid: 2 is 4,608 rotations, ~15° (default: 2)")
     parser.add_argument("--keep", type=int, default=8, help="poses kept per image between search rounds (default: 8)")
@@ -61,7 +65,7 @@ def _settings(args):
     return AbinitConfig(pretrain_images=args.pretrain_images, search_epochs=args.search_epochs, map_epochs=args.map_epochs,
                         base_resolution=args.base_resolution, keep=args.keep, iterations=args.iterations,
                         shifts=args.shifts, shift_extent=args.shift_extent, radius=None if args.radius is None else tuple(args.radius),
-                        **({"starts": args.starts} if args.starts is not None else {}))
+                        classes=args.classes, **({"starts": args.starts} if args.starts is not None else {}))
 
 
 def _reference_rotations(path, box):
@@ -103,8 +107,13 @@ def main(args):
         if changes:
             ab.trainer._write_config()
     else:
+        if args.classes > 1 and args.zdim:
+            from ..core.errors import InputError
+
+            raise InputError(None, f"--classes {args.classes} and --zdim {args.zdim} both ask for heterogeneity",
+                             "use one: --classes K for K discrete maps, or --zdim N for a continuous latent")
         config = TrainConfig(
-            zdim=args.zdim, latents=args.latents, enc_width=args.width, dec_width=args.width, enc_depth=args.depth,
+            zdim=args.zdim, latents=None if args.classes > 1 else args.latents, enc_width=args.width, dec_width=args.width, enc_depth=args.depth,
             dec_depth=args.depth, box=args.box, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs or 30,
             seed=args.seed, device=args.device or "auto", amp=not args.no_amp, particles=str(Path(args.particles).resolve()),
             **({"table_lr": args.table_lr} if args.table_lr is not None else {}),
@@ -119,7 +128,14 @@ def main(args):
         return 130
     out = args.outdir
     written = ab.write_poses(out / "poses.star", out / "poses.pkl")
-    if trainer.config.zdim:
+    if trainer.config.latents == "class":
+        with atomic_write(out / "classes.npy") as f:
+            np.save(f, ab.classes())
+        written["classes"] = out / "classes.npy"
+        for k, code in enumerate(np.eye(trainer.config.zdim, dtype=np.float32)):
+            write_map(out / f"map_class{k}.mrc", ab.volume(code), trainer.data.apix)
+            written[f"map of class {k}"] = out / f"map_class{k}.mrc"
+    elif trainer.config.zdim:
         with atomic_write(out / "z.npy") as f:
             np.save(f, ab.embed())
         written["latents"] = out / "z.npy"

@@ -46,3 +46,14 @@ def test_abinit_refuses_a_reference_of_other_particles(star, tmp_path, capsys):
     other = simulate("hinge", 10, D=16, apix=8.0, snr=None, seed=2, progress=False).save(tmp_path / "other")["star"]
     assert cli(["abinit", str(star), "--outdir", str(tmp_path / "run"), "--reference", str(other), *QUICK]) == 2
     assert "10 poses for 48 particles" in capsys.readouterr().err
+
+
+def test_abinit_classes_write_labels_and_a_map_per_class(star, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli(["abinit", str(star), "--outdir", str(run), "--epochs", "2", "--classes", "2", "--starts", "1", *QUICK]) == 0
+    labels = np.load(run / "classes.npy")
+    assert labels.shape == (48,) and set(labels.tolist()) <= {0, 1}
+    assert (run / "map_class0.mrc").exists() and (run / "map_class1.mrc").exists() and not (run / "map.mrc").exists()
+    assert json.loads((run / "abinit.json").read_text())["classes"] == 2
+    assert cli(["abinit", str(star), "--outdir", str(tmp_path / "both"), "--classes", "2", "--zdim", "4", *QUICK]) == 2
+    assert "use one: --classes K" in capsys.readouterr().err
