@@ -31,10 +31,19 @@ def kmeans(z, k: int, seed: int = 0) -> KMeansResult:
     """
     from sklearn.cluster import KMeans
 
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
     z = as_latents(z)
     k = as_count(k, "k", 1, len(z))
-    model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(z)
+    with warnings.catch_warnings():  # fewer distinct latents than k (e.g. one-hot classes): handled below
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(z)
     labels, centers = model.labels_.astype(np.int64), model.cluster_centers_
+    used = np.unique(labels)
+    if len(used) < k:  # the empty clusters are dropped
+        labels, centers, k = np.searchsorted(used, labels), centers[used], len(used)
     distance = np.linalg.norm(z - centers[labels], axis=1)
     order = np.lexsort((distance, labels))  # by cluster, then nearest first
     first = np.searchsorted(labels[order], np.arange(k))

@@ -19,6 +19,16 @@ def test_kmeans_finds_the_blobs_and_a_member_nearest_each_centre(blobs):
         assert np.linalg.norm(z - result.centers[j], axis=1).argmin() == i  # nearest of all, too
 
 
+def test_kmeans_of_fewer_distinct_latents_than_clusters_keeps_the_clusters_that_exist():
+    # one-hot classes (an ab initio run with classes): 2 distinct latents, 8 clusters asked
+    labels = np.tile([0, 1, 1], 100)
+    z = np.eye(2)[labels]
+    result = kmeans(z, 8, seed=0)
+    assert len(result.centers) == len(result.on_data) == 2
+    assert adjusted_rand_score(labels, result.labels) == 1
+    np.testing.assert_allclose(z[result.on_data], result.centers, atol=1e-6)
+
+
 def test_gaussian_mixture_finds_the_blobs(blobs):
     z, truth = blobs
     labels = gaussian_mixture(z, 3, seed=0)
