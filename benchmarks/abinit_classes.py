@@ -50,7 +50,7 @@ def main(argv=None):
     settings = AbinitConfig(pretrain_images=2000, search_epochs=a.search_epochs, map_epochs=a.map_epochs, base_resolution=1,
                             iterations=3, keep=4, shift_extent=0, starts=a.starts, classes=a.classes)
     epochs = 1 + (1 + a.map_epochs) * a.search_epochs + 3
-    ab = Abinit(replace(sim.particles, rotations=None, shifts=None), settings=settings, dec_width=64, dec_depth=2,
+    ab = Abinit(replace(sim.particles, rotations=None, shifts=None), zdim=0, settings=settings, dec_width=64, dec_depth=2,
                 batch_size=32, lr=2e-3, epochs=epochs, device="cpu", seed=a.seed)
     start, cpu = time.perf_counter(), time.process_time()
     labels = np.zeros(len(state), dtype=np.int64)
