@@ -430,7 +430,8 @@ class Abinit:
         try:
             with self._autocast():
                 if classes:  # each image against every class's map; the best class and pose kept
-                    return search_classes(model.decoder, images, ctf, model.half, torch.eye(t.config.zdim, device=t.device), **options)
+                    codes = model.latents.codes(torch.arange(model.latents.classes, device=t.device))
+                    return search_classes(model.decoder, images, ctf, model.half, codes, **options)
                 return search_poses(model.decoder, images, ctf, model.half, z, **options)
         finally:
             model.train(was_training)

@@ -52,14 +52,14 @@ def _procrustes(reference: torch.Tensor, estimated: torch.Tensor) -> tuple[torch
 
 def _robust_procrustes(reference, estimated, rounds: int = 3):
     """Procrustes, then again on the better half of the particles (a few wrong poses must not tilt the fit)."""
+    from .so3grid import angle_between
+
     A, errors = _procrustes(reference, estimated)
     for _ in range(rounds):
         good = errors <= errors.median()
         if int(good.sum()) < 3:
             break
         A, _ = _procrustes(reference[good], estimated[good])
-        from .so3grid import angle_between
-
         errors = angle_between(reference @ A, estimated)
     return A, errors
 
