@@ -23,7 +23,38 @@ class Residual(nn.Module):
         self.linear = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x + self.linear(x))
+        return ResidualReLU.apply(x, self.linear.weight, self.linear.bias)
+
+
+class ResidualReLU(torch.autograd.Function):
+    """``relu(x + x Wᵀ + b)`` as one matrix product: ``relu(x (W + I)ᵀ + b)``.
+
+    Folding the identity into the weight lets the product's epilogue add the bias and apply the
+    ReLU, and makes the input's gradient one product too (``g (W + I)``); autograd's version of the
+    layer makes separate passes over the activations for the sum, the ReLU and the two gradients of
+    ``x``. With the 1024-wide decoder at D = 128 those passes took a fifth of a step
+    (docs/benchmarks.md). Under autocast the product runs in its dtype, as ``nn.Linear``'s would;
+    ``W + I`` is rounded to it as a whole, so in bfloat16 a diagonal weight is kept to about 0.004.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        x2 = x.reshape(-1, x.shape[-1]).to(dtype)
+        w = torch.eye(len(weight), device=weight.device, dtype=weight.dtype).add_(weight).to(dtype)
+        with torch.autocast(device, enabled=False):
+            y = torch._addmm_activation(bias.to(dtype), x2, w.t())  # bias and ReLU in the product's epilogue
+        ctx.save_for_backward(x2, w, y)
+        ctx.input_shape, ctx.param_dtype = x.shape, weight.dtype
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x2, w, y = ctx.saved_tensors
+        g = torch.ops.aten.threshold_backward(grad.reshape(y.shape).to(y.dtype), y, 0)
+        grad_x = (g @ w).view(ctx.input_shape)
+        return grad_x, (g.t() @ x2).to(ctx.param_dtype), g.sum(0).to(ctx.param_dtype)
 
 
 def residual_mlp(n_in: int, width: int, depth: int, n_out: int) -> nn.Sequential:
