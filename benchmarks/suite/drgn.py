@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -70,8 +71,9 @@ def epoch_train_seconds(log_text: str) -> dict[int, float]:
     return {int(e): int(h) * 3600 + int(m) * 60 + float(s) for e, h, m, s in EPOCH_LINE.findall(log_text)}
 
 
-def true_map_function(folder: Path):
-    """``i -> true map`` of particle ``i``: the suite's sets (rebuilt from atoms) or cryonb's simulator (volumes/)."""
+def true_map_function(folder: Path, device=None):
+    """``i -> true map`` of particle ``i``: the suite's sets (rebuilt from atoms on ``device``, a map that
+    particles share built once) or cryonb's simulator (volumes/)."""
     with np.load(folder / "truth.npz", allow_pickle=False) as f:
         keys = set(f.files)
         if "set" not in keys and "state_names" in keys:
@@ -81,7 +83,17 @@ def true_map_function(folder: Path):
         from benchmarks.suite import sets
 
         truth = sets.load_truth(folder / "truth.npz")
-        return lambda i: sets.true_volume(truth, i).numpy()
+        shared = {}
+
+        def true_map(i):
+            key = sets.shared_map(truth, i)
+            if key is None:
+                return sets.true_volume(truth, i, device=device)
+            if key not in shared:
+                shared[key] = sets.true_volume(truth, i, device=device)
+            return shared[key]
+
+        return true_map
     return None
 
 
@@ -134,7 +146,7 @@ def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int
               "complete": complete, "wall_s": round(t2 - t0, 2), "convert_s": round(t1 - t0, 2), "train_s": round(t2 - t1, 2),
               "device": _device(run_log), "epochs": per_epoch, "final": dict(per_epoch[-1]["metrics"]) if per_epoch else {}}
     final_z = train_dir / "z.pkl" if complete else (train_dir / f"z.{len(per_epoch)}.pkl" if per_epoch else None)
-    true_map = true_map_function(folder)
+    true_map = true_map_function(folder, "cuda" if torch.cuda.is_available() else None)
     if complete and fsc_particles and true_map is not None:
         t3 = time.time()
         z = read_z(final_z)

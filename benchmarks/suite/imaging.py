@@ -133,13 +133,13 @@ def splat_images(coords, weights, sigma, rotations, shifts, D: int, apix: float)
     return torch.bmm(gy.transpose(1, 2), gx)
 
 
-def splat_volume(coords, weights, sigma, D: int, apix: float, chunk: int = 512) -> torch.Tensor:
-    """Map (D, D, D) [z, y, x] of Gaussian atoms ``coords`` (M, 3) Å, sampled at voxel centres."""
-    coords = torch.as_tensor(coords, dtype=torch.float32)
-    s = pixel_sigma(sigma, apix).expand(len(coords))
-    amp = torch.as_tensor(weights, dtype=torch.float32).expand(len(coords)) / (2 * math.pi * s * s) ** 1.5
+def splat_volume(coords, weights, sigma, D: int, apix: float, chunk: int = 512, device=None) -> torch.Tensor:
+    """Map (D, D, D) [z, y, x] of Gaussian atoms ``coords`` (M, 3) Å, sampled at voxel centres (on ``device``)."""
+    coords = torch.as_tensor(coords, dtype=torch.float32, device=device)
+    s = pixel_sigma(sigma, apix).to(coords.device).expand(len(coords))
+    amp = torch.as_tensor(weights, dtype=torch.float32, device=coords.device).expand(len(coords)) / (2 * math.pi * s * s) ** 1.5
     p = coords / apix
-    out = torch.zeros(D * D, D)
+    out = torch.zeros(D * D, D, device=coords.device)
     for i in range(0, len(coords), chunk):
         sl = slice(i, i + chunk)
         gx, gy, gz = (_profiles(p[sl, k], s[sl], D) for k in range(3))

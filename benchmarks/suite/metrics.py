@@ -173,7 +173,7 @@ def per_image_fsc_auc(
     for start in range(0, len(picks), batch):
         idx = picks[start : start + batch]
         for m, i in zip(maps_at(np.asarray(z)[idx]), idx):
-            aucs.append(fsc(m, true_map(int(i))).auc())
+            aucs.append(fsc(true_map(int(i)), m).auc())
     return {"fsc_auc_mean": float(np.mean(aucs)), "fsc_auc_median": float(np.median(aucs)), "fsc_particles": len(aucs)}
 
 

@@ -287,17 +287,25 @@ def load_truth(path: str | os.PathLike) -> dict:
         return {k: (f[k].item() if f[k].ndim == 0 else f[k]) for k in f.files}
 
 
-def true_volume(truth: dict, i: int, box: int | None = None, apix: float | None = None) -> torch.Tensor:
-    """The true map (D, D, D) of particle ``i`` (at the dataset's box and apix unless given)."""
+def true_volume(truth: dict, i: int, box: int | None = None, apix: float | None = None, device=None) -> torch.Tensor:
+    """The true map (D, D, D) of particle ``i`` (at the dataset's box and apix unless given), on ``device``."""
     coords, weights, sigma = MODELS[str(truth["set"])](truth, np.array([i]))
     if np.ndim(coords) == 3:  # per-particle atoms
         coords, weights, sigma = (np.asarray(a)[0] if np.ndim(a) >= 2 else a for a in (coords, weights, sigma))
-    return _volume(truth, coords, weights, sigma, box, apix)
+    return _volume(truth, coords, weights, sigma, box, apix, device)
 
 
-def _volume(truth, coords, weights, sigma, box, apix) -> torch.Tensor:
+def shared_map(truth: dict, i: int):
+    """A key that particles with the same true map share (an assembly class but junk), or None."""
+    if str(truth["set"]) == "assembly" and ASSEMBLY_CLASSES[int(truth["class"][i])] != "junk":
+        return int(truth["class"][i])
+    return None
+
+
+def _volume(truth, coords, weights, sigma, box, apix, device=None) -> torch.Tensor:
     f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
-    return imaging.splat_volume(f32(coords), f32(weights), f32(sigma), box or int(truth["box"]), apix or float(truth["apix"]))
+    return imaging.splat_volume(f32(coords), f32(weights), f32(sigma), box or int(truth["box"]),
+                                apix or float(truth["apix"]), device=device)
 
 
 def true_volumes(truth: dict, indices, box: int | None = None, apix: float | None = None) -> torch.Tensor:

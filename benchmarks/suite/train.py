@@ -67,7 +67,7 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int = 20, seed: int = 0, o
         z = refine_latents(trainer)
         record["refine_s"] = round(time.perf_counter() - t1, 2)
         record["refined"] = rounded(metrics.latent_metrics(z, truth, seed))
-    true_map = true_map_function(folder)
+    true_map = true_map_function(folder, trainer.device)
     if fsc_particles and true_map is not None:
         fsc = metrics.per_image_fsc_auc(latents[-1][2], trainer.volumes, true_map, k=fsc_particles, seed=seed,
                                         candidates=truth.keep())

@@ -217,3 +217,16 @@ def test_assembly_classes(assembly_set):
     for i in idx:  # each class's atoms and true map agree (junk too)
         assert corr(oracle_images(particles, truth, [i], ctf=False), suite_projections(truth, [i]))[0] > 0.98
     assert assembly_set["measured_snr"] == pytest.approx(0.1, rel=0.1)
+
+
+def test_true_maps_for_scoring_share_class_maps(assembly_set):
+    from benchmarks.suite.drgn import true_map_function
+
+    truth = assembly_set["truth_arrays"]
+    true_map = true_map_function(Path(assembly_set["star"]).parent, device="cpu")
+    junk = int(truth["junk_class"])
+    a, b = (int(i) for i in np.flatnonzero(truth["class"] == 0)[:2])
+    j1, j2 = (int(i) for i in np.flatnonzero(truth["class"] == junk)[:2])
+    assert true_map(a) is true_map(b)  # one map per class, built once
+    torch.testing.assert_close(true_map(a), sets.true_volume(truth, b))
+    assert sets.shared_map(truth, j1) is None and not torch.equal(true_map(j1), true_map(j2))  # junk: each its own
