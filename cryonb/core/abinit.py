@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .abinit_starts import SeveralStarts, random_grid_rotation, start_seed  # noqa: F401 (start_seed: part of this module's interface)
 from .alignment import MIRROR, PoseAlignment, align_map, align_poses  # noqa: F401 (part of this module's interface)
 from .errors import InputError
 
@@ -136,18 +137,7 @@ class AbinitConfig:
 PHASES = ("pretrain", "search", "map", "refine")
 
 
-def start_seed(seed: int, k: int) -> int:
-    """The seed of start ``k`` of a run seeded ``seed`` (start 0 is the run's own)."""
-    return seed + 1_000_003 * k
-
-
-def random_grid_rotation(generator: torch.Generator) -> torch.Tensor:
-    from .rotations import random_rotations
-
-    return random_rotations(1, generator)[0]
-
-
-class Abinit:
+class Abinit(SeveralStarts):
     """Ab initio reconstruction a notebook drives like a :class:`~cryonb.core.training.Trainer`.
 
     >>> ab = Abinit(particles, zdim=0, run_dir="runs/abinit", epochs=30)
@@ -204,15 +194,7 @@ class Abinit:
         self = cls.__new__(cls)
         self.settings = settings
         self._attach(Trainer.from_run(run_dir, particles, data=data, **overrides))
-        folder = Path(run_dir) / "starts"
-        if self.choice_pending:
-            for k in range(1, settings.starts):
-                if not (folder / str(k) / "abinit.json").is_file():
-                    raise InputError(folder / str(k), f"start {k} of {settings.starts} is missing (the best start is not chosen yet)",
-                                     "restore the folder, or start a new run folder")
-                self._starts.append(Abinit.from_run(folder / str(k), self.trainer.particles, data=self._shared_data(), **overrides))
-        elif folder.is_dir():
-            self._discard = (folder, 0)  # the checkpoint read holds the choice
+        self._resume_starts(Path(run_dir) / "starts", overrides)
         return self
 
     def _write_settings(self):
@@ -221,81 +203,6 @@ class Abinit:
         self.trainer.run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.trainer.run_dir / "abinit.json", "w") as f:
             json.dump(asdict(self.settings), f, indent=2)
-
-    # ------------------------------------------------------------------ several starts
-    def _other_start(self, k: int) -> Abinit:
-        """Start ``k`` (1, 2, …): this run's configuration with its own seed, one start, and its own
-        folder ``starts/k`` under the run folder (if any) until the choice."""
-        t = self.trainer
-        run_dir = None if t.run_dir is None else t.run_dir / "starts" / str(k)
-        cache_dir = t.config.cache_dir or (None if t.run_dir is None else str(t.run_dir / "cache"))  # streamed: one cache
-        return Abinit(t.particles, replace(t.config, seed=start_seed(t.config.seed, k), cache_dir=cache_dir), run_dir=run_dir,
-                      settings=replace(self.settings, starts=1), data=self._shared_data())
-
-    def _shared_data(self):
-        """The images the other starts share: this run's when held in memory (stateless); streamed
-        data follows its own trainer's epochs, so each start streams its own (from the same cache)."""
-        from .imagedata import ImageData
-
-        return self.trainer.data if type(self.trainer.data) is ImageData else None
-
-    @property
-    def choice_epoch(self) -> int:
-        """The epoch after which the best of several starts is kept: the end of the first
-        ``start_cycles`` search cycles (of all of them if there are fewer)."""
-        t = self.trainer
-        cycles = min(self.settings.start_cycles, self.settings.search_epochs)
-        step = self.pretrain_steps + cycles * (1 + self.settings.map_epochs) * t.batches_per_epoch
-        return math.ceil(step / t.batches_per_epoch)
-
-    @property
-    def choice_pending(self) -> bool:
-        """Whether several starts are still run side by side (the best not chosen yet). Without
-        pretraining or search epochs there is nothing to choose on: one start."""
-        return (self.settings.starts > 1 and self.choice_epoch > 0
-                and not any("start" in row for row in self.trainer.history))
-
-    def start_score(self, idx, grid_rotation=None) -> float:
-        """How well this start's map explains the particles at ``idx``: their best poses' mean squared
-        error per pixel, searched at the next search epoch's radius (lower is better)."""
-        errors = [self.search(part, grid_rotation).error for part in idx.split(self.trainer.config.batch_size)]
-        return float(torch.cat(errors).float().mean()) / self._searched_pixels()
-
-    def _advance_starts(self) -> bool:
-        """Bring the other starts to this one's epoch (no further than the choice) and, at the choice
-        epoch, keep the best start's state in this run's trainer. False if stopped before (by
-        :meth:`stop` or Ctrl-C): they catch up when the run goes on."""
-        t = self.trainer
-        target = min(t.epoch, self.choice_epoch)
-        for start in self._starts:
-            if t._stop.is_set():
-                return False
-            if start.trainer.epoch < target:
-                start.trainer.fit(target - start.trainer.epoch, progress=False)
-            if start.trainer.epoch < target:  # stopped during its epochs
-                t.interrupted = t.interrupted or start.trainer.interrupted
-                t.stop(wait=False)
-                return False
-        if t.epoch >= self.choice_epoch and t.position == 0:
-            self._choose()
-        return True
-
-    def _choose(self):
-        t = self.trainer
-        g = torch.Generator().manual_seed(t.config.seed * 7_919 + 2)
-        idx = torch.randperm(len(t.data), generator=g)[: self.settings.start_images].to(t.device)
-        turn = random_grid_rotation(g)
-        runs = [self, *self._starts]
-        scores = [run.start_score(idx, turn) for run in runs]
-        best = int(np.argmin(scores))
-        if best:
-            winner = runs[best]
-            t.load_state_dict(winner.trainer.state_dict())
-            self.search_errors = list(winner.search_errors)
-        t.history[-1].update(start=best, start_scores=[float(f"{s:.6g}") for s in scores])
-        self._starts = []
-        if t.run_dir is not None:
-            self._discard = (t.run_dir / "starts", t.step_count)
 
     # ------------------------------------------------------------------ phases
     @property
