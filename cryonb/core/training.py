@@ -12,8 +12,6 @@ import contextlib
 import json
 import math
 import os
-import signal
-import threading
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -21,21 +19,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoints import CHECKPOINT_NAME, CHECKPOINT_VERSION, INTERRUPTED, clean_partial_writes, find_checkpoint, first_line
-from .checkpoints import has_checkpoint, load_checkpoint, read_run_config  # noqa: F401  (callers import them from here)
+from .checkpoints import CHECKPOINT_NAME, CHECKPOINT_VERSION, clean_partial_writes, find_checkpoint, first_line
+from .checkpoints import INTERRUPTED, has_checkpoint, load_checkpoint, read_run_config  # noqa: F401  (callers import them from here)
 from .distributed import Distributed, distributed_model, resolve_device
+from .driving import Driven
 from .errors import CryonbError, InputError
 from .imagedata import ImageData, image_data  # noqa: F401  (ImageData: callers import it from here)
 from .train_config import TrainConfig
 
 
-class Trainer:
+class Trainer(Driven):
     """Train a :class:`HeterogeneousModel` on a particle set, a few epochs at a time.
 
     >>> trainer = Trainer(particles, TrainConfig(zdim=8), run_dir="runs/hinge")
     >>> trainer.fit(5)          # look at trainer.history, then
     >>> trainer.fit(5)          # five more
     >>> z = trainer.embed()     # (N, zdim) latent means
+
+    ``fit`` (in the background too), ``pause``, ``resume``, ``stop``, ``wait`` and ``listeners``
+    come from :class:`~cryonb.core.driving.Driven`.
     """
 
     def __init__(self, particles, config: TrainConfig | None = None, run_dir: str | os.PathLike | None = None, *,
@@ -91,21 +93,15 @@ class Trainer:
         self.step_count = 0
         self.history: list[dict] = []  # one row per completed epoch
         self.steps: list[tuple[int, float, float]] = []  # (step, loss, kl) for live curves
-        self.listeners: list = []
         self._epoch_sums = np.zeros(3)
         self._epoch_time = 0.0
-        self._target_epochs = 0
-        self._run = threading.Event()
-        self._run.set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._init_driving()
         self._noise = torch.Generator(device=self.device)
         self._epoch_order = (-1, None)
         self._pending: list[torch.Tensor] = []  # per-step losses not yet brought to the host
         self._pending_since = 0.0
         self._sync_every = 16 if self.device.type == "cuda" else 1  # steps between host syncs
         self._last_checkpoint: str | None = None  # kept when the next checkpoint is written
-        self.interrupted = False  # set by Ctrl-C (SIGINT) during fit
         if self.run_dir is not None and self.dist.main:
             clean_partial_writes(self.run_dir)
             self._write_config()
@@ -277,98 +273,12 @@ class Trainer:
         if self.run_dir is not None and self.epoch % self.config.checkpoint_every == 0:
             self.save_checkpoint()
 
-    def fit(self, epochs: int = 1, background: bool = False, progress: bool = True):
-        """Train ``epochs`` more epochs (continuing a part-done epoch first).
-
-        With ``background=True`` training runs in a thread and this returns at once; use
-        ``pause()``, ``resume()``, ``stop()`` and ``wait()``.
-        """
-        if self.running:
-            raise CryonbError("this trainer is already training in the background; call stop() or wait() first")
-        self._target_epochs = self.epoch + int(epochs)
-        self.interrupted = False  # set by Ctrl-C (SIGINT) during this fit
-        if self.run_dir is not None and self.dist.main:
-            (self.run_dir / INTERRUPTED).unlink(missing_ok=True)  # resuming clears an interrupted run's mark
-        self._stop.clear()
-        self._run.set()
-        if background:
-            self._thread = threading.Thread(target=self._loop, args=(False,), daemon=True, name="cryonb-train")
-            self._thread.start()
-            return self
-        with _stop_on_sigint(self):
-            self._loop(progress)
-        return self
-
-    def _loop(self, progress: bool):
-        bar = None
-        if progress and self.dist.main:
-            from tqdm.auto import tqdm
-
-            total = (self._target_epochs - self.epoch) * self.batches_per_epoch - self.position
-            bar = tqdm(total=total, unit="batch", desc=f"epoch {self.epoch + 1}", mininterval=0.5)
-        try:
-            while self.epoch < self._target_epochs and not self._stop.is_set():
-                if self.paused:
-                    self._record()  # the pause must not count as training time
-                    self._run.wait()
-                if self._stop.is_set():
-                    break
-                self._advance()
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_description(f"epoch {self.epoch + (self.position > 0)}")
-                    if self.steps:
-                        bar.set_postfix(loss=f"{self.steps[-1][1]:.4g}", refresh=False)
-        finally:
-            self._record()
-            if bar is not None:
-                bar.close()
-            if self._stop.is_set() and self.run_dir is not None:
-                self.save_checkpoint()
-            self._notify("stopped")
-
     def set_learning_rate(self, lr: float):
         """Change the learning rate from the next step on (e.g. to anneal between ``fit`` calls)."""
         if not (lr > 0 and math.isfinite(lr)):
             raise InputError(None, f"learning rate must be a positive number (got {lr})", "pass e.g. 1e-4")
         self.config.lr = lr
         self._set_lr(lr)
-
-    @property
-    def target_epoch(self) -> int:
-        """The epoch at which the current (or last) ``fit`` ends."""
-        return max(self._target_epochs, self.epoch)
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    @property
-    def paused(self) -> bool:
-        return not self._run.is_set()
-
-    def pause(self):
-        self._run.clear()
-        self._notify("paused")
-
-    def resume(self):
-        self._run.set()
-        self._notify("resumed")
-
-    def stop(self, wait: bool = True):
-        """Stop after the current step (writing a checkpoint if there is a run folder)."""
-        self._stop.set()
-        self._run.set()
-        if wait:
-            self.wait()
-
-    def wait(self):
-        if self._thread is not None:
-            self._thread.join()
-
-    def _notify(self, event: str):
-        for listener in list(self.listeners):
-            listener(event, self)
 
     # ------------------------------------------------------------------ results
     @torch.no_grad()
@@ -519,24 +429,3 @@ def cosine_factor(step: int, total: int, final: float) -> float:
         return (step + 1) / warm
     progress = min(1.0, (step - warm) / max(1, total - warm))
     return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-@contextlib.contextmanager
-def _stop_on_sigint(trainer: Trainer):
-    """Turn Ctrl-C / the notebook's interrupt into a clean stop at the next step boundary."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame):
-        trainer._stop.set()
-        trainer.interrupted = True
-        hint = getattr(trainer, "interrupt_hint", "call fit() to continue")
-        print(f"\ncryonb: interrupted; stopping after step {trainer.step_count + 1} ({hint})")
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
