@@ -97,6 +97,12 @@ def true_map_function(folder: Path, device=None):
     return None
 
 
+def save_fsc_aucs(results, particles: np.ndarray, aucs: np.ndarray) -> None:
+    """``results/fsc_auc.npz``: the scored particles and their per-image FSC AUCs (for analyses per class)."""
+    Path(results).mkdir(parents=True, exist_ok=True)
+    np.savez(Path(results) / "fsc_auc.npz", particles=particles, auc=aucs)
+
+
 def eval_maps(drgn: str, train_dir: Path, z: np.ndarray, apix: float, log: Path) -> np.ndarray:
     """Maps (B, D, D, D) of the final model at latents ``z`` by ``eval_vol --zfile``."""
     out = train_dir / "eval_vol"
@@ -150,10 +156,12 @@ def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int
     if complete and fsc_particles and true_map is not None:
         t3 = time.time()
         z = read_z(final_z)
-        fsc = metrics.per_image_fsc_auc(z, lambda zb: eval_maps(drgn, train_dir, zb, apix, log), true_map,
-                                        k=fsc_particles, seed=seed, batch=fsc_particles, candidates=truth.keep())
-        record["final"].update(rounded(fsc))
+        fsc = metrics.per_image_fsc_aucs(z, lambda zb: eval_maps(drgn, train_dir, zb, apix, log), true_map,
+                                         k=fsc_particles, seed=seed, batch=fsc_particles, candidates=truth.keep())
+        record["final"].update(rounded(metrics.fsc_summary(fsc[1])))
         record["eval_vol_s"] = round(time.time() - t3, 2)
+        if results is not None:
+            save_fsc_aucs(results, *fsc)
 
     if results is not None:
         out = Path(results)
@@ -191,7 +199,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fsc-particles", type=int, default=metrics.FSC_PARTICLES, help="per-image FSC AUC on K particles (0: skip)")
     ap.add_argument("--jsonl", default="drgn.jsonl", help="append the record here")
-    ap.add_argument("--results", help="copy z.pkl (last epoch), run.log, config.yaml, commands.log here")
+    ap.add_argument("--results", help="copy z.pkl (last epoch), run.log, config.yaml, commands.log here; write fsc_auc.npz (per-image FSC AUCs)")
     ap.add_argument("--drgn", default=DEFAULT_DRGN, help="command prefix that runs a cryoDRGN command (default: %(default)s)")
     ap.add_argument("--timeout", type=float, help="stop train_vae after this many seconds and score the epochs written")
     ap.add_argument("--workdir", help="keep cryoDRGN's outputs here (default: a temporary folder, removed)")

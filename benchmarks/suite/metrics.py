@@ -151,7 +151,7 @@ def neighbourhood_similarity(z: np.ndarray, truth: np.ndarray, k: int = NEIGHBOU
     return float((d <= dk[:, None] * (1 + 1e-9) + 1e-12).mean())
 
 
-def per_image_fsc_auc(
+def per_image_fsc_aucs(
     z: np.ndarray,
     maps_at: Callable[[np.ndarray], np.ndarray],
     true_map: Callable[[int], np.ndarray],
@@ -159,11 +159,11 @@ def per_image_fsc_auc(
     seed: int = 0,
     batch: int = 16,
     candidates: np.ndarray | None = None,
-) -> dict:
-    """CryoBench's per-image FSC AUC over ``k`` random particles (of ``candidates``, default all).
+) -> tuple[np.ndarray, np.ndarray]:
+    """CryoBench's per-image FSC AUC of ``k`` random particles (of ``candidates``, default all).
 
     For each, the area under |FSC| (cycles per pixel, DC to Nyquist: at most 0.5) between
-    ``maps_at(z[picks])`` (B, D, D, D) and ``true_map(i)`` (D, D, D). Returns mean, median, count.
+    ``maps_at(z[picks])`` (B, D, D, D) and ``true_map(i)`` (D, D, D). Returns the particles and their AUCs.
     """
     from cryonb.core.fsc import fsc
 
@@ -174,7 +174,17 @@ def per_image_fsc_auc(
         idx = picks[start : start + batch]
         for m, i in zip(maps_at(np.asarray(z)[idx]), idx):
             aucs.append(fsc(true_map(int(i)), m).auc())
+    return picks, np.asarray(aucs)
+
+
+def fsc_summary(aucs: np.ndarray) -> dict:
+    """Mean, median and count of per-image FSC AUCs."""
     return {"fsc_auc_mean": float(np.mean(aucs)), "fsc_auc_median": float(np.median(aucs)), "fsc_particles": len(aucs)}
+
+
+def per_image_fsc_auc(z, maps_at, true_map, **kwargs) -> dict:
+    """:func:`per_image_fsc_aucs` summarised (:func:`fsc_summary`)."""
+    return fsc_summary(per_image_fsc_aucs(z, maps_at, true_map, **kwargs)[1])
 
 
 def latent_metrics(z: np.ndarray, truth: Truth, seed: int = 0) -> dict:

@@ -17,7 +17,7 @@ for s in $sets; do
   for system in $systems; do
     case $system in
       cryonb)
-        python3 -m benchmarks.suite.train "$dir" --epochs "$epochs" --jsonl "$out/suite.jsonl" --refine 2>&1 | tee -a "$out/cryonb-$s.log" | tail -1 | cut -c1-600
+        python3 -m benchmarks.suite.train "$dir" --epochs "$epochs" --jsonl "$out/suite.jsonl" --refine --results "$out/cryonb-$s" 2>&1 | tee -a "$out/cryonb-$s.log" | tail -1 | cut -c1-600
         IFS=';' read -ra variants <<< "${CRYONB_VARIANTS:-}"
         for v in "${variants[@]}"; do
           args=(); for kv in $v; do args+=(--set "$kv"); done

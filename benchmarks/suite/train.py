@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from benchmarks.suite import metrics
-from benchmarks.suite.drgn import rounded, set_name, true_map_function
+from benchmarks.suite.drgn import rounded, save_fsc_aucs, set_name, true_map_function
 from cryonb.core.particles import load_particles
 from cryonb.core.training import Trainer, TrainConfig
 
@@ -34,7 +34,7 @@ def _sync(trainer):
 
 def run(folder, *, jsonl=None, zdim: int = 8, epochs: int = 20, seed: int = 0, overrides: dict | None = None,
         fsc_particles: int = metrics.FSC_PARTICLES, system: str = "cryonb", device: str = "auto",
-        score_every: int = 5, refine: bool = False) -> dict:
+        score_every: int = 5, refine: bool = False, results=None) -> dict:
     """Train cryonb on ``folder``, score every epoch and return (and append to ``jsonl``) the record."""
     folder = Path(folder).resolve()
     truth = metrics.load_truth(folder / "truth.npz")
@@ -68,10 +68,15 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int = 20, seed: int = 0, o
         record["refine_s"] = round(time.perf_counter() - t1, 2)
         record["refined"] = rounded(metrics.latent_metrics(z, truth, seed))
     true_map = true_map_function(folder, trainer.device)
+    if results is not None:  # the last latents, for analyses after the run
+        Path(results).mkdir(parents=True, exist_ok=True)
+        np.save(Path(results) / "z.npy", latents[-1][2])
     if fsc_particles and true_map is not None:
-        fsc = metrics.per_image_fsc_auc(latents[-1][2], trainer.volumes, true_map, k=fsc_particles, seed=seed,
-                                        candidates=truth.keep())
-        record["final"].update(rounded(fsc))
+        fsc = metrics.per_image_fsc_aucs(latents[-1][2], trainer.volumes, true_map, k=fsc_particles, seed=seed,
+                                         candidates=truth.keep())
+        record["final"].update(rounded(metrics.fsc_summary(fsc[1])))
+        if results is not None:
+            save_fsc_aucs(results, *fsc)
     if jsonl is not None:
         with open(jsonl, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -99,10 +104,11 @@ def main(argv=None):
     ap.add_argument("--jsonl", type=Path)
     ap.add_argument("--system", default="cryonb")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--results", type=Path, help="write the last latents (z.npy) and per-image FSC AUCs (fsc_auc.npz) here")
     args = ap.parse_args(argv)
     record = run(args.dataset, jsonl=args.jsonl, zdim=args.zdim, epochs=args.epochs, seed=args.seed,
                  overrides=dict(map(_override, args.set)), fsc_particles=args.fsc_particles, system=args.system,
-                 device=args.device, score_every=args.score_every, refine=args.refine)
+                 device=args.device, score_every=args.score_every, refine=args.refine, results=args.results)
     print(json.dumps({k: record.get(k) for k in ("system", "set", "wall_s", "images_per_s", "final", "refined", "params")}), flush=True)
 
 

@@ -41,3 +41,25 @@ def test_assembly_latents_separate_the_states(tmp_path, real_data):
     scores = latent_scores(tmp_path, "assembly", 30, data_dir=real_data)
     assert scores["kmeans_ari"] >= 0.7, scores  # measured 0.851
     assert scores["neighbourhood"] >= 0.8, scores  # measured 0.887
+
+
+def test_suite_run_keeps_latents_and_per_image_fsc(tmp_path, real_data):
+    import json
+
+    import numpy as np
+
+    from benchmarks.suite import train
+
+    data = tmp_path / "set"
+    sets.SETS["assembly"](data, n=200, box=16, snr=1.0, seed=0, data_dir=real_data)
+    record = train.run(data, jsonl=tmp_path / "suite.jsonl", zdim=2, epochs=2, score_every=1, fsc_particles=6,
+                       device="cpu", overrides={k: v for k, v in SMALL.items() if k not in ("zdim", "device", "seed")},
+                       results=tmp_path / "out")
+    z = np.load(tmp_path / "out" / "z.npy")
+    fsc = np.load(tmp_path / "out" / "fsc_auc.npz")
+    truth = metrics.load_truth(data / "truth.npz")
+    assert z.shape == (200, 2) and len(record["epochs"]) == 2
+    assert len(fsc["auc"]) == 6 and truth.keep()[fsc["particles"]].all()  # junk is never scored
+    assert record["final"]["fsc_auc_mean"] == pytest.approx(fsc["auc"].mean(), abs=1e-4)
+    assert 0 < fsc["auc"].min() and fsc["auc"].max() <= 0.5
+    assert json.loads((tmp_path / "suite.jsonl").read_text())["final"] == record["final"]
