@@ -22,7 +22,8 @@ class ImageData:
     """
 
     def __init__(self, particles, box: int | None = None, device="cpu", chunk: int = 1024, poses: bool = True):
-        from .streaming import Preprocess, check_fits, estimate_scale
+        from .preprocess import Preprocess, estimate_scale
+        from .streaming import check_fits
 
         self.device = torch.device(device)
         prep = Preprocess(particles, box, poses, self.device)

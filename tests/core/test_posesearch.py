@@ -95,7 +95,7 @@ def test_shifts_follow_the_metadata_convention(decoder, half):
 def test_simulated_particles_give_their_poses_and_shifts(decoder, half):
     # End to end with the simulator and the training data's preprocessing (window, FFT, half-plane).
     from cryonb.core.simulate import simulate
-    from cryonb.core.streaming import Preprocess
+    from cryonb.core.preprocess import Preprocess
 
     sim = simulate(hinge(D)[None], n=12, snr=None, ctf=False, shift_sigma=1.5, seed=4, progress=False)
     truth = sim.particles

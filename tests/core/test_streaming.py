@@ -13,7 +13,8 @@ from cryonb.core.errors import InputError
 from cryonb.core.io.mrc import write_stack
 from cryonb.core.particles import ParticleSet, load_particles
 from cryonb.core.simulate import simulate
-from cryonb.core.streaming import ImageCache, StreamedImageData, should_stream, transform_bytes
+from cryonb.core.image_cache import ImageCache
+from cryonb.core.streaming import StreamedImageData, should_stream, transform_bytes
 from cryonb.core.training import ImageData, Trainer, TrainConfig, image_data
 
 TINY = dict(zdim=2, enc_width=32, enc_depth=2, dec_width=32, dec_depth=2, batch_size=16, lr=1e-3)
