@@ -19,7 +19,7 @@ import numpy as np
 from cryonb.core.analysis.embedding import pca
 from cryonb.core.errors import InputError
 
-from .latent_explorer import load_bokehjs, plot_widget
+from .bokeh_views import load_bokehjs, plot_widget
 
 SIZE = (420, 380)
 

@@ -113,7 +113,8 @@ def _scatter(bundle, points: int, seed: int) -> tuple[str, str, str]:
     from bokeh.models import ColumnDataSource
     from bokeh.plotting import figure
 
-    from .latent_explorer import embedding, padded_range
+    from .bokeh_views import padded_range
+    from .latent_explorer import embedding
 
     z = bundle.run.z
     coords = bundle.coords if bundle.coords is not None else embedding(z, "pca")

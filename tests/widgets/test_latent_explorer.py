@@ -172,7 +172,7 @@ def test_axis_ranges_fit_the_data_with_five_percent_padding(run):
     """The axes run over the data's own range plus 5 % each side: not from 0, not clipped at the edge."""
     import holoviews as hv
 
-    from cryonb.widgets.latent_explorer import padded_range
+    from cryonb.widgets.bokeh_views import padded_range
 
     coords = np.random.default_rng(0).normal(size=(N, 2)) * [2.0, 0.5] + [10.0, 20.0]  # far from 0
     explorer = LatentExplorer(run, coords=coords, k=3)
