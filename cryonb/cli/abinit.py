@@ -132,8 +132,8 @@ def main(args):
         with atomic_write(out / "classes.npy") as f:
             np.save(f, ab.classes())
         written["classes"] = out / "classes.npy"
-        for k, code in enumerate(np.eye(trainer.config.zdim, dtype=np.float32)):
-            write_map(out / f"map_class{k}.mrc", ab.volume(code), trainer.data.apix)
+        for k, volume in enumerate(ab.volumes(np.eye(trainer.config.zdim, dtype=np.float32))):  # one map per class
+            write_map(out / f"map_class{k}.mrc", volume, trainer.data.apix)
             written[f"map of class {k}"] = out / f"map_class{k}.mrc"
     elif trainer.config.zdim:
         with atomic_write(out / "z.npy") as f:

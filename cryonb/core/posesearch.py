@@ -244,4 +244,3 @@ def search_classes(decoder, images: torch.Tensor, ctf, half, codes: torch.Tensor
         return torch.stack([getattr(r, name) for r in found])[labels, rows]
 
     return PoseSearchResult(pick("rotations"), pick("shifts"), pick("error"), pick("index"), labels)
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,9 +31,6 @@ def kmeans(z, k: int, seed: int = 0) -> KMeansResult:
     latent can be decoded to a volume that the data actually support.
     """
     from sklearn.cluster import KMeans
-
-    import warnings
-
     from sklearn.exceptions import ConvergenceWarning
 
     z = as_latents(z)
