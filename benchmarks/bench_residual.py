@@ -1,12 +1,16 @@
-"""Step speed with cryonb's folded residual layers against autograd's, at D = 128 (one GPU).
+"""Step speed with cryonb's fused decoder layers against autograd's, at D = 128 (one GPU).
 
     python benchmarks/bench_residual.py --batches 16 32 64 128 --jsonl out.jsonl
-    python benchmarks/bench_residual.py --profile 32    # where an eager step's GPU time goes
+    python benchmarks/bench_residual.py --profile 32 [--layers fused]    # where an eager step's GPU time goes
 
-cryonb's residual layer computes ``relu(x + x Wᵀ + b)`` as one product with the identity folded into
-the weight (:class:`cryonb.core.nets.ResidualReLU`); the reference is the same layer written for
-autograd, ``relu(x + linear(x))``. Both train the default GPU model (1024×3 residual, zdim 8,
-CUDA graphs, bfloat16) on random images; an epoch of warm-up, then two timed epochs each.
+Three forms of the default GPU decoder (1024×3 residual, zdim 8, CUDA graphs, bfloat16), each
+trained on random images, an epoch of warm-up and then two timed epochs:
+
+- ``autograd``: every layer as autograd builds it, ``relu(x + linear(x))`` and a first layer
+  ``relu(coords_in(features) + latent_in(z))``;
+- ``folded``: the residual layers folded into one product each (:class:`cryonb.core.nets.ResidualReLU`);
+- ``fused``: the first layer as one product too (:class:`cryonb.core.nets.EncodedInputReLU`),
+  cryonb's decoder.
 """
 
 from __future__ import annotations
@@ -19,14 +23,35 @@ import torch
 
 from benchmarks.bench_train import synthetic_particles
 from cryonb.core import nets
+from cryonb.core.model import FourierDecoder
 from cryonb.core.training import Trainer, TrainConfig
 
 
-def autograd_forward(self, x):
+def autograd_residual(self, x):
     return torch.relu(x + self.linear(x))
 
 
-LAYERS = {"autograd": autograd_forward, "folded": nets.Residual.forward}
+def linear_input_forward(self, coords, z=None):
+    """FourierDecoder.forward with its first layer built from nn.Linear's arithmetic."""
+    flip = coords[..., 2:3] < 0
+    with torch.autocast(coords.device.type, enabled=False):
+        features = self.encoding(torch.where(flip, -coords, coords).float() / self.D)
+    h = self.coords_in(features)
+    if self.latent_in is not None:
+        h = h + self.latent_in(z)[:, None, :]
+    out = self.net(torch.relu_(h)).float()
+    return torch.complex(out[..., 0], torch.where(flip[..., 0], -out[..., 1], out[..., 1]))
+
+
+LAYERS = {  # (residual layer, decoder forward)
+    "autograd": (autograd_residual, linear_input_forward),
+    "folded": (nets.Residual.forward, linear_input_forward),
+    "fused": (nets.Residual.forward, FourierDecoder.forward),
+}
+
+
+def use(layers: str) -> None:
+    nets.Residual.forward, FourierDecoder.forward = LAYERS[layers]
 
 
 def images_per_s(particles, batch: int, epochs: int = 2) -> tuple[float, float]:
@@ -40,12 +65,11 @@ def images_per_s(particles, batch: int, epochs: int = 2) -> tuple[float, float]:
 
 
 def profile(particles, batch: int) -> None:
-    """The GPU kernels of one eager epoch (no CUDA graph) with autograd's layers, and the share of
-    elementwise and reduction kernels in their time."""
+    """The GPU kernels of one eager epoch (no CUDA graph), and the share of elementwise and
+    reduction kernels in their time."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    nets.Residual.forward = LAYERS["autograd"]
     trainer = Trainer(particles, TrainConfig(zdim=8, batch_size=batch, device="cuda", cuda_graphs=False))
     trainer.fit(1, progress=False)
     torch.cuda.synchronize()
@@ -64,16 +88,19 @@ def main(argv=None):
     ap.add_argument("--particles", type=int, default=6000)
     ap.add_argument("--box", type=int, default=128)
     ap.add_argument("--batches", type=int, nargs="+", default=[16, 32, 64, 128])
+    ap.add_argument("--layers", nargs="+", choices=list(LAYERS), default=list(LAYERS),
+                    help="the forms to time (--profile: the first)")
     ap.add_argument("--jsonl", default=None)
     ap.add_argument("--profile", type=int, metavar="BATCH", help="only profile an eager epoch at this batch size")
     args = ap.parse_args(argv)
     particles = synthetic_particles(args.particles, args.box)
     try:
         if args.profile:
+            use(args.layers[0])
             return profile(particles, args.profile)
         for batch in args.batches:
-            for name, forward in LAYERS.items():
-                nets.Residual.forward = forward
+            for name in args.layers:
+                use(name)
                 rate, loss = images_per_s(particles, batch)
                 record = {"box": args.box, "batch": batch, "layers": name, "images_per_s": round(rate),
                           "loss": round(loss, 5), "device": torch.cuda.get_device_name()}
@@ -83,7 +110,7 @@ def main(argv=None):
                         f.write(json.dumps(record) + "\n")
                 torch.cuda.empty_cache()
     finally:
-        nets.Residual.forward = LAYERS["folded"]
+        use("fused")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int = 20, seed: int = 0, o
     t0 = time.perf_counter()
     particles = load_particles(folder / "particles.star")
     trainer = Trainer(particles, TrainConfig(zdim=zdim, seed=seed, device=device, **overrides))
+    _sync(trainer)
+    setup = time.perf_counter() - t0  # reading and preparing the images, building the model
     latents = []
     while trainer.epoch < epochs:
         trainer.fit(min(score_every, epochs - trainer.epoch), progress=False)
@@ -57,7 +59,7 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int = 20, seed: int = 0, o
                          "overrides": overrides, "model": f"{c.dec_width}x{c.dec_depth}{' residual' if c.residual else ''}",
                          "encoding": c.encoding, "batch_size": c.batch_size, "lr": c.lr, "lr_schedule": c.lr_schedule,
                          "cuda_graphs": trainer._graphs},
-              "wall_s": round(wall, 2), "device": torch.cuda.get_device_name() if trainer.device.type == "cuda" else "cpu",
+              "wall_s": round(wall, 2), "setup_s": round(setup, 2), "device": torch.cuda.get_device_name() if trainer.device.type == "cuda" else "cpu",
               "images_per_s": round(np.median([h["images_per_s"] for h in trainer.history])),
               "epochs": per_epoch, "final": dict(per_epoch[-1]["metrics"])}
     if refine:  # an experiment: latents refined against the frozen decoder, timed separately

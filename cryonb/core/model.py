@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .fourier import ifft3_center
-from .nets import Residual, mlp
+from .nets import EncodedInputReLU, Residual, mlp
 from .poses import KnownPoses, recentre
 from .projection import plane_coordinates
 
@@ -78,11 +78,13 @@ class PositionalEncoding(nn.Module):
         self.register_buffer("B", B, persistent=True)
         self.out_dim = 3 if kind == "none" else 2 * B.shape[1]
 
+    def phase(self, coords: torch.Tensor) -> torch.Tensor:
+        """The phases whose sines and cosines are the features (``none``: the coordinates)."""
+        return coords if self.kind == "none" else coords @ self.B
+
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        if self.kind == "none":
-            return coords
-        phase = coords @ self.B
-        return torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)
+        phase = self.phase(coords)
+        return phase if self.kind == "none" else torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)
 
 
 class FourierDecoder(nn.Module):
@@ -93,34 +95,35 @@ class FourierDecoder(nn.Module):
         super().__init__()
         self.D, self.zdim = D, zdim
         self.encoding = PositionalEncoding(D, encoding, n_freqs, seed, pe_sigma)
-        # The first layer acts on [encoding(k), z]; it is split in two so that z's part is
-        # computed once per image instead of once per pixel.
+        # The first layer acts on [encoding(k), z], with its ReLU (nets.EncodedInputReLU); its
+        # weights are kept in two parts, so that z's part can be computed once per image.
         self.coords_in = nn.Linear(self.encoding.out_dim, width)
         self.latent_in = nn.Linear(zdim, width, bias=False) if zdim else None
+        # net[0] held the first layer's ReLU; an Identity keeps the checkpoints' layer numbers
         if residual:  # depth residual layers after the input layer
-            self.net = nn.Sequential(nn.ReLU(inplace=True), *(Residual(width) for _ in range(depth)), nn.Linear(width, 2))
+            self.net = nn.Sequential(nn.Identity(), *(Residual(width) for _ in range(depth)), nn.Linear(width, 2))
         else:
-            self.net = nn.Sequential(nn.ReLU(inplace=True), mlp(width, width, depth - 1, 2))
+            self.net = nn.Sequential(nn.Identity(), mlp(width, width, depth - 1, 2))
 
     def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """Complex values at ``coords`` (B, P, 3); ``z`` is (B, zdim) or None for a homogeneous model."""
         flip = coords[..., 2:3] < 0
         with torch.autocast(coords.device.type, enabled=False):  # phases need float32
-            features = self.encoding(torch.where(flip, -coords, coords).float() / self.D)
-        h = self.coords_in(features)
-        if self.latent_in is not None:
-            h = h + self.latent_in(z)[:, None, :]
+            phase = self.encoding.phase(torch.where(flip, -coords, coords).float() / self.D)
+        h = EncodedInputReLU.apply(phase, z, self.coords_in.weight, None if self.latent_in is None else self.latent_in.weight,
+                                   self.coords_in.bias, self.encoding.kind != "none")
         out = self.net(h).float()
         imag = torch.where(flip[..., 0], -out[..., 1], out[..., 1])
         return torch.complex(out[..., 0], imag)
 
     @torch.no_grad()
-    def volumes(self, z: torch.Tensor | None = None, points_per_chunk: int = 2**22) -> torch.Tensor:
+    def volumes(self, z: torch.Tensor | None = None, points_per_chunk: int = 2**22,
+                dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
         """Real-space maps (B, D, D, D) for latents (B, zdim) (one map if ``z`` is None).
 
         The decoder is evaluated inside the Nyquist sphere only, for all latents of a chunk at
-        once (a chunk holds about ``points_per_chunk`` evaluations), under bfloat16 autocast on
-        a GPU.
+        once (a chunk holds about ``points_per_chunk`` evaluations), on a GPU under autocast to
+        ``dtype`` (``torch.float32``: none).
         """
         D = self.D
         device = next(self.parameters()).device
@@ -131,7 +134,8 @@ class FourierDecoder(nn.Module):
         n_maps = 1 if zb is None else len(zb)
         per_map = max(1, min(len(inside), points_per_chunk))
         maps_per_chunk = max(1, points_per_chunk // len(inside))
-        autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+        gpu = device.type == "cuda" and dtype != torch.float32
+        autocast = torch.autocast("cuda", dtype) if gpu else contextlib.nullcontext()
         out = torch.empty(n_maps, D, D, D, device=device)
         for m0 in range(0, n_maps, maps_per_chunk):
             zc = None if zb is None else zb[m0 : m0 + maps_per_chunk]

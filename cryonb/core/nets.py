@@ -57,6 +57,58 @@ class ResidualReLU(torch.autograd.Function):
         return grad_x, (g.t() @ x2).to(ctx.param_dtype), g.sum(0).to(ctx.param_dtype)
 
 
+class EncodedInputReLU(torch.autograd.Function):
+    """The decoder's first layer, ``relu([sin φ, cos φ, z] [Wc Wz]ᵀ + b)``, as one product.
+
+    ``phase`` (B, P, n) holds the encoding's phases in float32 (``sincos=False``: the features
+    themselves); ``z`` (B, zdim) or None. The features are written once, in the product's dtype,
+    with each image's ``z`` repeated along its pixels, so that the product's epilogue adds the bias
+    and applies the ReLU; backwards, the gradients of ``z`` and of the bias come from one sum over
+    the pixels. Built from ``nn.Linear``'s arithmetic, this layer made four more passes over its
+    (B·P, width) activations each way (docs/benchmarks.md). ``wc`` (width, 2n), ``wz`` (width, zdim).
+    """
+
+    @staticmethod
+    def forward(ctx, phase, z, wc, wz, bias, sincos: bool = True):
+        device = phase.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else wc.dtype
+        B, P, n = phase.shape
+        k = 2 * n if sincos else n
+        features = torch.empty(B, P, k + (0 if z is None else z.shape[-1]), device=phase.device, dtype=dtype)
+        if sincos:
+            torch.sin(phase, out=features[..., :n])
+            torch.cos(phase, out=features[..., n:k])
+        else:
+            features[..., :k] = phase
+        if z is not None:
+            features[..., k:] = z[:, None, :]
+        w = (wc if wz is None else torch.cat([wc, wz], dim=1)).to(dtype)
+        with torch.autocast(device, enabled=False):
+            y = torch._addmm_activation(bias.to(dtype), features.view(B * P, -1), w.t())
+        ctx.save_for_backward(features, w, y, phase if ctx.needs_input_grad[0] else None)
+        ctx.k, ctx.sincos, ctx.param_dtype = k, sincos, wc.dtype
+        return y.view(B, P, -1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        features, w, y, phase = ctx.saved_tensors
+        B, P, k = features.shape[0], features.shape[1], ctx.k
+        g = torch.ops.aten.threshold_backward(grad.reshape(y.shape).to(y.dtype), y, 0)
+        grad_w = (g.t() @ features.view(B * P, -1)).to(ctx.param_dtype)
+        per_image = g.view(B, P, -1).sum(1, dtype=torch.float32)  # (B, width)
+        grad_z = per_image @ w[:, k:].float() if ctx.needs_input_grad[1] else None
+        grad_phase = None
+        if ctx.needs_input_grad[0]:
+            grad_features = (g @ w[:, :k]).float().view(B, P, k)
+            if ctx.sincos:
+                n = k // 2
+                grad_phase = grad_features[..., :n] * torch.cos(phase) - grad_features[..., n:] * torch.sin(phase)
+            else:
+                grad_phase = grad_features
+        grad_wz = grad_w[:, k:] if ctx.needs_input_grad[3] else None
+        return grad_phase, grad_z, grad_w[:, :k], grad_wz, per_image.sum(0).to(ctx.param_dtype), None
+
+
 def residual_mlp(n_in: int, width: int, depth: int, n_out: int) -> nn.Sequential:
     """A linear layer into ``width`` units, ``depth`` residual layers, a linear output layer."""
     return nn.Sequential(nn.Linear(n_in, width), nn.ReLU(inplace=True), *(Residual(width) for _ in range(depth)),

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from cryonb.core.nets import Residual, ResidualReLU
+from cryonb.core.model import FourierDecoder
+from cryonb.core.nets import EncodedInputReLU, Residual, ResidualReLU
 
 
 def reference(layer, x):
@@ -54,3 +55,48 @@ def test_dead_units_pass_no_gradient():
     assert torch.equal(out, torch.zeros(3, 4))
     out.sum().backward()
     assert torch.equal(x.grad, torch.zeros(3, 4))
+
+
+def encoded_reference(phase, z, wc, wz, bias, sincos=True):
+    features = torch.cat([torch.sin(phase), torch.cos(phase)], -1) if sincos else phase
+    h = features @ wc.t() + bias
+    return torch.relu(h if z is None else h + (z @ wz.t())[:, None, :])
+
+
+@pytest.mark.parametrize("zdim, sincos", [(3, True), (0, True), (2, False)])
+def test_encoded_input_layer_gradients_are_exact(zdim, sincos):
+    torch.manual_seed(3)
+    n, width = 4, 6
+    phase = torch.randn(2, 5, n, dtype=torch.float64, requires_grad=True)
+    z = torch.randn(2, zdim, dtype=torch.float64, requires_grad=True) if zdim else None
+    wc = torch.randn(width, 2 * n if sincos else n, dtype=torch.float64, requires_grad=True)
+    wz = torch.randn(width, zdim, dtype=torch.float64, requires_grad=True) if zdim else None
+    bias = torch.randn(width, dtype=torch.float64, requires_grad=True)
+    args = (phase, z, wc, wz, bias, sincos)
+    assert torch.autograd.gradcheck(EncodedInputReLU.apply, args)
+    torch.testing.assert_close(EncodedInputReLU.apply(*args), encoded_reference(*args))
+
+
+def test_decoder_computes_what_its_layers_describe():
+    """FourierDecoder's fused first layer is relu(coords_in(encoding) + latent_in(z)), then net."""
+    torch.manual_seed(4)
+    decoder = FourierDecoder(16, 3, width=32, depth=2, encoding="gaussian", residual=True)
+    coords, z = torch.randn(2, 7, 3).abs() * 4, torch.randn(2, 3)  # kz > 0: no Hermitian flip
+    features = decoder.encoding(coords / 16)
+    h = torch.relu(decoder.coords_in(features) + decoder.latent_in(z)[:, None, :])
+    out = decoder.net(h)
+    torch.testing.assert_close(decoder(coords, z), torch.complex(out[..., 0], out[..., 1]))
+
+
+def test_encoded_input_layer_under_autocast_keeps_float32_gradients():
+    torch.manual_seed(5)
+    phase, z = torch.randn(3, 8, 4, requires_grad=True), torch.randn(3, 2, requires_grad=True)
+    wc, wz = torch.randn(16, 8, requires_grad=True), torch.randn(16, 2, requires_grad=True)
+    bias = torch.randn(16, requires_grad=True)
+    with torch.autocast("cpu", torch.bfloat16):
+        y = EncodedInputReLU.apply(phase, z, wc, wz, bias)
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert all(t.grad.dtype == torch.float32 for t in (phase, z, wc, wz, bias))
+    expected = encoded_reference(phase.detach(), z.detach(), wc.detach(), wz.detach(), bias.detach())
+    assert torch.allclose(y.float(), expected, rtol=0.02, atol=0.1)  # bfloat16 rounding only

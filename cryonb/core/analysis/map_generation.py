@@ -96,7 +96,7 @@ def _evaluate(decoder, coords: torch.Tensor, latent: torch.Tensor, bf16: bool) -
     with torch.autocast(coords.device.type, enabled=False):  # phases need float32
         features = decoder.encoding(coords / decoder.D)
     with torch.autocast(coords.device.type, torch.bfloat16, enabled=bf16):
-        return decoder.net(decoder.coords_in(features)[None] + latent).float().contiguous()
+        return decoder.net(torch.relu(decoder.coords_in(features)[None] + latent)).float().contiguous()
 
 
 class MapGenerator:
