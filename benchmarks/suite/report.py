@@ -69,8 +69,8 @@ def figure(records, path):
         ax.grid(alpha=0.3)
     legend = axes[0][-1]
     legend.axis("off")
-    legend.legend(*axes[0][0].get_legend_handles_labels(), loc="center", fontsize=7, frameon=False,
-                  title="every 5 epochs, 20 in all")
+    legend.legend(*axes[0][0].get_legend_handles_labels(), loc="center left", fontsize=7, frameon=False,
+                  title="latents scored while training")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
 
