@@ -115,8 +115,11 @@ def eval_maps(drgn: str, train_dir: Path, z: np.ndarray, apix: float, log: Path)
 
 def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int = 8, epochs: int = 20, seed: int = 0,
         fsc_particles: int = metrics.FSC_PARTICLES, timeout: float | None = None, workdir=None, system: str = "cryodrgn-4.3.1",
-        score_every: int = 1) -> dict:
-    """Train cryoDRGN on ``folder``, score every epoch and return (and append to ``jsonl``) the record."""
+        score_every: int = 1, score_seed: int = 0) -> dict:
+    """Train cryoDRGN on ``folder``, score every epoch and return (and append to ``jsonl``) the record.
+
+    ``seed`` is the training's; ``score_seed`` draws the metrics' particles and initialisations, the
+    same for every training seed so that seeds compare the training alone."""
     folder = Path(folder).resolve()
     truth = metrics.load_truth(folder / "truth.npz")
     box, apix = dataset_geometry(folder)
@@ -145,9 +148,9 @@ def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int
             continue  # scored every score_every epochs, and the last one written
         z = read_z(path)
         per_epoch.append({"epoch": e, "wall_s": round(path.stat().st_mtime - t0, 2), "train_epoch_s": train_s.get(e),
-                          "metrics": rounded(metrics.latent_metrics(z, truth, seed))})
+                          "metrics": rounded(metrics.latent_metrics(z, truth, score_seed))})
 
-    record = {"system": system, "set": set_name(folder), "params": {"zdim": zdim, "epochs": epochs, "seed": seed, "n": truth.n, "box": box, "apix": apix,
+    record = {"system": system, "set": set_name(folder), "params": {"zdim": zdim, "epochs": epochs, "seed": seed, "score_seed": score_seed, "n": truth.n, "box": box, "apix": apix,
               "train_vae": shlex.join(a.name if isinstance(a, Path) else str(a) for a in train_args)},
               "complete": complete, "wall_s": round(t2 - t0, 2), "convert_s": round(t1 - t0, 2), "train_s": round(t2 - t1, 2),
               "device": _device(run_log), "epochs": per_epoch, "final": dict(per_epoch[-1]["metrics"]) if per_epoch else {}}
@@ -157,7 +160,7 @@ def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int
         t3 = time.time()
         z = read_z(final_z)
         fsc = metrics.per_image_fsc_aucs(z, lambda zb: eval_maps(drgn, train_dir, zb, apix, log), true_map,
-                                         k=fsc_particles, seed=seed, batch=fsc_particles, candidates=truth.keep())
+                                         k=fsc_particles, seed=score_seed, batch=fsc_particles, candidates=truth.keep())
         record["final"].update(rounded(metrics.fsc_summary(fsc[1])))
         record["eval_vol_s"] = round(time.time() - t3, 2)
         if results is not None:
@@ -196,7 +199,7 @@ def main(argv=None) -> None:
     ap.add_argument("dataset", help="folder with particles.mrcs, particles.star, truth.npz")
     ap.add_argument("--epochs", "-n", type=int, default=20)
     ap.add_argument("--zdim", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the training's seed (the scores draw with seed 0 whatever it is)")
     ap.add_argument("--fsc-particles", type=int, default=metrics.FSC_PARTICLES, help="per-image FSC AUC on K particles (0: skip)")
     ap.add_argument("--jsonl", default="drgn.jsonl", help="append the record here")
     ap.add_argument("--results", help="copy z.pkl (last epoch), run.log, config.yaml, commands.log here; write fsc_auc.npz (per-image FSC AUCs)")

@@ -55,13 +55,13 @@ def run(folder, train: str = "bfloat16", overrides: dict | None = None, epochs: 
     trainer.fit(epochs, progress=False)
     z = trainer.embed()
     record = {"set": set_name(folder), "train": train, "overrides": overrides, "wall_s": round(time.perf_counter() - t0, 1),
-              "latent": rounded(metrics.latent_metrics(z, truth, seed))}
+              "latent": rounded(metrics.latent_metrics(z, truth))}
     true_map = true_map_function(folder, trainer.device)
     trainer.model.eval()
     for name, dtype in MAP_DTYPES.items():
         def maps_at(zz, dtype=dtype):
             return (trainer.model.decoder.volumes(torch.as_tensor(zz), dtype=dtype) * trainer.data.scale).cpu().numpy()
-        aucs = metrics.per_image_fsc_aucs(z, maps_at, true_map, seed=seed, candidates=truth.keep())[1]
+        aucs = metrics.per_image_fsc_aucs(z, maps_at, true_map, candidates=truth.keep())[1]
         record["maps_" + name] = rounded(metrics.fsc_summary(aucs))
     return record
 

@@ -23,7 +23,8 @@ def kind(record) -> str:
 
 
 def table(records) -> str:
-    """One markdown table per kind of set: a row per run, the final metrics and the wall time."""
+    """One markdown table per kind of set: a row per set and system, its final metrics and wall time;
+    runs of several seeds give their mean ± standard deviation."""
     out = []
     for k, names in (("continuous", CONTINUOUS), ("discrete", DISCRETE)):
         rows = [r for r in records if kind(r) == k]
@@ -31,11 +32,24 @@ def table(records) -> str:
             continue
         out.append("| set | system | " + " | ".join(names) + " | wall s |")
         out.append("|---" * (len(names) + 3) + "|")
-        for r in sorted(rows, key=lambda r: (r["set"], r.get("label", r["system"]))):
-            values = " | ".join(f"{r['final'].get(n, float('nan')):.3f}" for n in names)
-            out.append(f"| {r['set']} | {r.get('label', r['system'])} | {values} | {r['wall_s']:.0f} |")
+        groups: dict[tuple[str, str], list[dict]] = {}
+        for r in rows:
+            groups.setdefault((r["set"], r.get("label", r["system"])), []).append(r)
+        for (name, label), runs in sorted(groups.items()):
+            values = " | ".join(summary([r["final"].get(n, float("nan")) for r in runs]) for n in names)
+            seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
+            out.append(f"| {name} | {label}{seeds} | {values} | {summary([r['wall_s'] for r in runs], 0)} |")
         out.append("")
     return "\n".join(out)
+
+
+def summary(values, digits: int = 3) -> str:
+    """``mean`` of one value, ``mean ± sd`` (sample standard deviation) of several."""
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
 def figure(records, path):

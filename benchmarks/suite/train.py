@@ -34,8 +34,11 @@ def _sync(trainer):
 
 def run(folder, *, jsonl=None, zdim: int = 8, epochs: int = 20, seed: int = 0, overrides: dict | None = None,
         fsc_particles: int = metrics.FSC_PARTICLES, system: str = "cryonb", device: str = "auto",
-        score_every: int = 5, refine: bool = False, results=None) -> dict:
-    """Train cryonb on ``folder``, score every epoch and return (and append to ``jsonl``) the record."""
+        score_every: int = 5, refine: bool = False, results=None, score_seed: int = 0) -> dict:
+    """Train cryonb on ``folder``, score every epoch and return (and append to ``jsonl``) the record.
+
+    ``seed`` is the training's; ``score_seed`` draws the metrics' particles and initialisations, the
+    same for every training seed so that seeds compare the training alone."""
     folder = Path(folder).resolve()
     truth = metrics.load_truth(folder / "truth.npz")
     overrides = dict(overrides or {})
@@ -51,11 +54,11 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int = 20, seed: int = 0, o
         _sync(trainer)
         latents.append((trainer.epoch, time.perf_counter() - t0, z))
     wall = time.perf_counter() - t0
-    per_epoch = [{"epoch": e, "wall_s": round(w, 2), "metrics": rounded(metrics.latent_metrics(z, truth, seed))}
+    per_epoch = [{"epoch": e, "wall_s": round(w, 2), "metrics": rounded(metrics.latent_metrics(z, truth, score_seed))}
                  for e, w, z in latents]
     c = trainer.config
     record = {"system": system, "set": set_name(folder),
-              "params": {"zdim": zdim, "epochs": epochs, "seed": seed, "n": truth.n, "box": trainer.data.D,
+              "params": {"zdim": zdim, "epochs": epochs, "seed": seed, "score_seed": score_seed, "n": truth.n, "box": trainer.data.D,
                          "overrides": overrides, "model": f"{c.dec_width}x{c.dec_depth}{' residual' if c.residual else ''}",
                          "encoding": c.encoding, "batch_size": c.batch_size, "lr": c.lr, "lr_schedule": c.lr_schedule,
                          "cuda_graphs": trainer._graphs},
@@ -68,13 +71,13 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int = 20, seed: int = 0, o
         t1 = time.perf_counter()
         z = refine_latents(trainer)
         record["refine_s"] = round(time.perf_counter() - t1, 2)
-        record["refined"] = rounded(metrics.latent_metrics(z, truth, seed))
+        record["refined"] = rounded(metrics.latent_metrics(z, truth, score_seed))
     true_map = true_map_function(folder, trainer.device)
     if results is not None:  # the last latents, for analyses after the run
         Path(results).mkdir(parents=True, exist_ok=True)
         np.save(Path(results) / "z.npy", latents[-1][2])
     if fsc_particles and true_map is not None:
-        fsc = metrics.per_image_fsc_aucs(latents[-1][2], trainer.volumes, true_map, k=fsc_particles, seed=seed,
+        fsc = metrics.per_image_fsc_aucs(latents[-1][2], trainer.volumes, true_map, k=fsc_particles, seed=score_seed,
                                          candidates=truth.keep())
         record["final"].update(rounded(metrics.fsc_summary(fsc[1])))
         if results is not None:
@@ -98,7 +101,7 @@ def main(argv=None):
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--zdim", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the training's seed (the scores draw with seed 0 whatever it is)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a TrainConfig override")
     ap.add_argument("--fsc-particles", type=int, default=metrics.FSC_PARTICLES)
     ap.add_argument("--score-every", type=int, default=5, help="epochs between scored latents")

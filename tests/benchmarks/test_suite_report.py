@@ -1,0 +1,24 @@
+"""The suite's table: one row per set and system, seeds summarised."""
+
+from benchmarks.suite.report import summary, table
+
+
+def record(system, value, wall, set_name="adk"):
+    return {"system": system, "set": set_name, "wall_s": wall,
+            "final": {"spearman_pc1": value, "knn_r2": value, "neighbourhood": 0.01, "fsc_auc_mean": 0.17}}
+
+
+def test_one_run_is_its_values():
+    text = table([record("cryonb", 0.98, 69.4)])
+    assert "| adk | cryonb | 0.980 | 0.980 | 0.010 | 0.170 | 69 |" in text
+
+
+def test_seeds_give_mean_and_spread():
+    text = table([record("cryonb", 0.96, 70), record("cryonb", 0.98, 72), record("cryoDRGN", 0.95, 280)])
+    assert "| adk | cryonb (2 seeds) | 0.970 ± 0.014 |" in text
+    assert "| 71 ± 1 |" in text
+    assert "| adk | cryoDRGN | 0.950 |" in text
+
+
+def test_summary_is_the_sample_standard_deviation():
+    assert summary([1.0, 2.0, 3.0], 2) == "2.00 ± 1.00"
