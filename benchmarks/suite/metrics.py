@@ -15,10 +15,11 @@ from typing import Callable
 import numpy as np
 from scipy.stats import spearmanr
 from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score, r2_score
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import adjusted_rand_score, balanced_accuracy_score, r2_score
 from sklearn.mixture import GaussianMixture
-from sklearn.model_selection import KFold, cross_val_predict
-from sklearn.neighbors import KNeighborsRegressor, NearestNeighbors
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor, NearestNeighbors
 
 KNN_REGRESSION_K = 10
 NEIGHBOURS_K = 20
@@ -131,6 +132,18 @@ def rare_recall(clusters: np.ndarray, labels: np.ndarray, rare_class: int) -> fl
         return float("nan")
     found = [c for c in np.unique(clusters) if np.bincount(labels[clusters == c]).argmax() == rare_class]
     return float(np.isin(clusters[rare], found).mean())
+
+
+def rare_separability(z: np.ndarray, labels: np.ndarray, rare_class: int, other_class: int, folds: int = 5,
+                      seed: int = 0) -> dict:
+    """How well z tells the rare class from ``other_class``: balanced accuracies (0.5 is chance) of
+    out-of-fold predictions of a logistic regression (a linear probe) and of a 15-nearest-neighbour
+    vote, over a shuffled, stratified ``folds``-fold split of the two classes' particles."""
+    pair = np.isin(labels, [rare_class, other_class])
+    x, y = _standardise(z[pair]), labels[pair] == rare_class
+    split = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    probes = {"logistic": LogisticRegression(max_iter=2000, class_weight="balanced"), "knn": KNeighborsClassifier(15)}
+    return {name: float(balanced_accuracy_score(y, cross_val_predict(p, x, y, cv=split))) for name, p in probes.items()}
 
 
 def neighbourhood_similarity(z: np.ndarray, truth: np.ndarray, k: int = NEIGHBOURS_K, discrete: bool = False) -> float:

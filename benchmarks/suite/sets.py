@@ -252,6 +252,14 @@ def _regions(coords, weights, fractions_and_directions) -> np.ndarray:
     return np.array(masks)
 
 
+def assembly_labels(n: int, rng: np.random.Generator | int = 0) -> np.ndarray:
+    """The assembly set's class of each of ``n`` particles (indices into ``ASSEMBLY_CLASSES``), in
+    ``ASSEMBLY_PROPORTIONS``, shuffled by ``rng`` (a generator, or the set's seed)."""
+    rng = np.random.default_rng([rng, 0]) if isinstance(rng, int) else rng
+    counts = allocate(n, ASSEMBLY_PROPORTIONS)
+    return np.repeat(np.arange(len(counts)), counts)[rng.permutation(n)]
+
+
 def assembly(outdir, n=20_000, box=64, snr=0.1, seed=0, *, data_dir=None, device="cpu", progress=None) -> dict:
     """Compositional heterogeneity with a rare state and junk (see the module docstring)."""
     coords, weights, sigma = _ribosome(data_dir)
@@ -260,8 +268,7 @@ def assembly(outdir, n=20_000, box=64, snr=0.1, seed=0, *, data_dir=None, device
     axes = _principal_axes(coords.astype(np.float64), weights)
     region = _regions(coords.astype(np.float64), weights, [(0.15, axes[0]), (0.15, -axes[0]), (0.05, axes[1])])
     rng = np.random.default_rng([seed, 0])
-    counts = allocate(n, ASSEMBLY_PROPORTIONS)
-    label = np.repeat(np.arange(len(counts)), counts)[rng.permutation(n)]
+    label = assembly_labels(n, rng)
     junk = ASSEMBLY_CLASSES.index("junk")
     kind = np.where(label == junk, rng.choice(len(JUNK_KINDS), n, p=[0.5, 0.3, 0.2]), -1)
     truth = {

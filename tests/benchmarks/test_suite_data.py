@@ -201,6 +201,7 @@ def test_determinism(tmp_path, real_data):
 
 def test_assembly_classes(assembly_set):
     truth = assembly_set["truth_arrays"]
+    assert np.array_equal(truth["class"], sets.assembly_labels(300, 0))  # what rare_probe relies on
     names = list(truth["class_names"])
     counts = np.bincount(truth["class"], minlength=len(names))
     np.testing.assert_array_equal(counts, sets.allocate(300, sets.ASSEMBLY_PROPORTIONS))

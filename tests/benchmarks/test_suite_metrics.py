@@ -133,3 +133,13 @@ def test_drgn_log_and_z_pickle(tmp_path):
         pickle.dump(z_mu, f)
         pickle.dump(z_logvar, f)
     np.testing.assert_array_equal(drgn.read_z(tmp_path / "z.1.pkl"), z_mu)
+
+
+def test_rare_separability_from_chance_to_perfect(rng):
+    labels = np.repeat([0, 1, 2], [300, 300, 60])  # class 2 is rare; class 1 its neighbour
+    apart = np.where((labels == 2)[:, None], 5.0, 0.0) + rng.normal(size=(660, 3))
+    mixed = rng.normal(size=(660, 3))
+    found = metrics.rare_separability(apart, labels, 2, 1)
+    chance = metrics.rare_separability(mixed, labels, 2, 1)
+    assert found["logistic"] > 0.97 and found["knn"] > 0.97
+    assert abs(chance["logistic"] - 0.5) < 0.15 and abs(chance["knn"] - 0.5) < 0.15
