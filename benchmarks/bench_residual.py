@@ -3,14 +3,15 @@
     python benchmarks/bench_residual.py --batches 16 32 64 128 --jsonl out.jsonl
     python benchmarks/bench_residual.py --profile 32 [--layers fused]    # where an eager step's GPU time goes
 
-Three forms of the default GPU decoder (1024×3 residual, zdim 8, CUDA graphs, bfloat16), each
-trained on random images, an epoch of warm-up and then two timed epochs:
+Forms of the default GPU model (1024×3 residual, zdim 8, CUDA graphs, bfloat16), each trained on
+random images, an epoch of warm-up and then two timed epochs:
 
-- ``autograd``: every layer as autograd builds it, ``relu(x + linear(x))`` and a first layer
-  ``relu(coords_in(features) + latent_in(z))``;
-- ``folded``: the residual layers folded into one product each (:class:`cryonb.core.nets.ResidualReLU`);
-- ``fused``: the first layer as one product too (:class:`cryonb.core.nets.EncodedInputReLU`),
-  cryonb's decoder.
+- ``autograd``: every layer as autograd builds it: ``relu(x + linear(x))``, ``relu(linear(x))`` and
+  the decoder's first layer ``relu(coords_in(features) + latent_in(z))``;
+- ``folded``: the residual layers folded into one product each (:class:`cryonb.core.nets.FoldedReLU`);
+- ``fused``: the decoder's first layer as one product too (:class:`cryonb.core.nets.EncodedInputReLU`);
+- ``dense``: and the plain hidden layers (:class:`cryonb.core.nets.DenseReLU`; in the default model,
+  the encoder's first layer): cryonb's model. ``--plain`` times the plain 256×3 model instead.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import time
 
 import torch
+from torch import nn
 
 from benchmarks.bench_train import synthetic_particles
 from cryonb.core import nets
@@ -29,6 +31,10 @@ from cryonb.core.training import Trainer, TrainConfig
 
 def autograd_residual(self, x):
     return torch.relu(x + self.linear(x))
+
+
+def autograd_dense(self, x):
+    return torch.relu(nn.functional.linear(x, self.weight, self.bias))
 
 
 def linear_input_forward(self, coords, z=None):
@@ -43,19 +49,26 @@ def linear_input_forward(self, coords, z=None):
     return torch.complex(out[..., 0], torch.where(flip[..., 0], -out[..., 1], out[..., 1]))
 
 
-LAYERS = {  # (residual layer, decoder forward)
-    "autograd": (autograd_residual, linear_input_forward),
-    "folded": (nets.Residual.forward, linear_input_forward),
-    "fused": (nets.Residual.forward, FourierDecoder.forward),
+LAYERS = {  # (residual layer, plain hidden layer, decoder forward)
+    "autograd": (autograd_residual, autograd_dense, linear_input_forward),
+    "folded": (nets.Residual.forward, autograd_dense, linear_input_forward),
+    "fused": (nets.Residual.forward, autograd_dense, FourierDecoder.forward),
+    "dense": (nets.Residual.forward, nets.DenseReLU.forward, FourierDecoder.forward),
 }
 
 
 def use(layers: str) -> None:
-    nets.Residual.forward, FourierDecoder.forward = LAYERS[layers]
+    nets.Residual.forward, nets.DenseReLU.forward, FourierDecoder.forward = LAYERS[layers]
 
 
-def images_per_s(particles, batch: int, epochs: int = 2) -> tuple[float, float]:
-    trainer = Trainer(particles, TrainConfig(zdim=8, batch_size=batch, device="cuda"))
+def config(batch: int, plain: bool = False, **options) -> TrainConfig:
+    """The default GPU model, or the plain 256×3 one, at ``batch``."""
+    model = {"enc_width": 256, "dec_width": 256, "residual": False} if plain else {}
+    return TrainConfig(zdim=8, batch_size=batch, device="cuda", **model, **options)
+
+
+def images_per_s(particles, batch: int, epochs: int = 2, plain: bool = False) -> tuple[float, float]:
+    trainer = Trainer(particles, config(batch, plain))
     trainer.fit(1, progress=False)
     torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -64,13 +77,13 @@ def images_per_s(particles, batch: int, epochs: int = 2) -> tuple[float, float]:
     return len(particles) * epochs / (time.perf_counter() - t0), trainer.history[-1]["loss"]
 
 
-def profile(particles, batch: int) -> None:
+def profile(particles, batch: int, plain: bool = False) -> None:
     """The GPU kernels of one eager epoch (no CUDA graph), and the share of elementwise and
     reduction kernels in their time."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    trainer = Trainer(particles, TrainConfig(zdim=8, batch_size=batch, device="cuda", cuda_graphs=False))
+    trainer = Trainer(particles, config(batch, plain, cuda_graphs=False))
     trainer.fit(1, progress=False)
     torch.cuda.synchronize()
     with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -90,6 +103,7 @@ def main(argv=None):
     ap.add_argument("--batches", type=int, nargs="+", default=[16, 32, 64, 128])
     ap.add_argument("--layers", nargs="+", choices=list(LAYERS), default=list(LAYERS),
                     help="the forms to time (--profile: the first)")
+    ap.add_argument("--plain", action="store_true", help="the plain 256×3 model instead of the 1024×3 residual one")
     ap.add_argument("--jsonl", default=None)
     ap.add_argument("--profile", type=int, metavar="BATCH", help="only profile an eager epoch at this batch size")
     args = ap.parse_args(argv)
@@ -97,12 +111,13 @@ def main(argv=None):
     try:
         if args.profile:
             use(args.layers[0])
-            return profile(particles, args.profile)
+            return profile(particles, args.profile, args.plain)
         for batch in args.batches:
             for name in args.layers:
                 use(name)
-                rate, loss = images_per_s(particles, batch)
-                record = {"box": args.box, "batch": batch, "layers": name, "images_per_s": round(rate),
+                rate, loss = images_per_s(particles, batch, plain=args.plain)
+                record = {"box": args.box, "batch": batch, "model": "256x3 plain" if args.plain else "1024x3 residual",
+                          "layers": name, "images_per_s": round(rate),
                           "loss": round(loss, 5), "device": torch.cuda.get_device_name()}
                 print(json.dumps(record), flush=True)
                 if args.jsonl:
@@ -110,7 +125,7 @@ def main(argv=None):
                         f.write(json.dumps(record) + "\n")
                 torch.cuda.empty_cache()
     finally:
-        use("fused")
+        use("dense")
 
 
 if __name__ == "__main__":

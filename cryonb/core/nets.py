@@ -7,12 +7,23 @@ from torch import nn
 
 
 def mlp(n_in: int, width: int, depth: int, n_out: int) -> nn.Sequential:
-    """``depth`` hidden layers of ``width`` units with ReLU, then a linear output layer."""
+    """``depth`` hidden layers of ``width`` units with ReLU, then a linear output layer.
+
+    Each hidden layer is a :class:`DenseReLU` followed by an ``nn.Identity`` where its ReLU used to
+    be, so that checkpoints keep their layer numbers.
+    """
     layers: list[nn.Module] = []
     for i in range(depth):
-        layers += [nn.Linear(n_in if i == 0 else width, width), nn.ReLU(inplace=True)]
+        layers += [DenseReLU(n_in if i == 0 else width, width), nn.Identity()]
     layers.append(nn.Linear(width if depth else n_in, n_out))
     return nn.Sequential(*layers)
+
+
+class DenseReLU(nn.Linear):
+    """``relu(linear(x))`` as one product (:class:`FoldedReLU`); the parameters of ``nn.Linear``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return FoldedReLU.apply(x, self.weight, self.bias, False)
 
 
 class Residual(nn.Module):
@@ -23,26 +34,29 @@ class Residual(nn.Module):
         self.linear = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ResidualReLU.apply(x, self.linear.weight, self.linear.bias)
+        return FoldedReLU.apply(x, self.linear.weight, self.linear.bias, True)
 
 
-class ResidualReLU(torch.autograd.Function):
-    """``relu(x + x Wᵀ + b)`` as one matrix product: ``relu(x (W + I)ᵀ + b)``.
+class FoldedReLU(torch.autograd.Function):
+    """``relu(x Wᵀ + b)`` as one matrix product; with ``residual``, ``relu(x + x Wᵀ + b)`` as
+    ``relu(x (W + I)ᵀ + b)``.
 
-    Folding the identity into the weight lets the product's epilogue add the bias and apply the
-    ReLU, and makes the input's gradient one product too (``g (W + I)``); autograd's version of the
-    layer makes separate passes over the activations for the sum, the ReLU and the two gradients of
-    ``x``. With the 1024-wide decoder at D = 128 dropping those passes made a step 1.2× faster
-    (docs/benchmarks.md). Under autocast the product runs in its dtype, as ``nn.Linear``'s would;
-    ``W + I`` is rounded to it as a whole, so in bfloat16 a diagonal weight is kept to about 0.004.
+    The product's epilogue adds the bias and applies the ReLU, and folding the identity into the
+    weight makes a residual input's gradient one product too (``g (W + I)``); autograd's version of
+    these layers makes separate passes over the activations for the sum, the ReLU and the two
+    gradients of ``x``. With the 1024-wide decoder at D = 128 dropping those passes made a step 1.2×
+    faster (docs/benchmarks.md). Under autocast the product runs in its dtype, as ``nn.Linear``'s
+    would; ``W + I`` is rounded to it as a whole, so in bfloat16 a diagonal weight is kept to about
+    0.004. The input's gradient is computed only when the input needs one.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias):
+    def forward(ctx, x, weight, bias, residual: bool = False):
         device = x.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
         x2 = x.reshape(-1, x.shape[-1]).to(dtype)
-        w = torch.eye(len(weight), device=weight.device, dtype=weight.dtype).add_(weight).to(dtype)
+        w = torch.eye(len(weight), device=weight.device, dtype=weight.dtype).add_(weight) if residual else weight
+        w = w.to(dtype)
         with torch.autocast(device, enabled=False):
             y = torch._addmm_activation(bias.to(dtype), x2, w.t())  # bias and ReLU in the product's epilogue
         ctx.save_for_backward(x2, w, y)
@@ -53,8 +67,8 @@ class ResidualReLU(torch.autograd.Function):
     def backward(ctx, grad):
         x2, w, y = ctx.saved_tensors
         g = torch.ops.aten.threshold_backward(grad.reshape(y.shape).to(y.dtype), y, 0)
-        grad_x = (g @ w).view(ctx.input_shape)
-        return grad_x, (g.t() @ x2).to(ctx.param_dtype), g.sum(0).to(ctx.param_dtype)
+        grad_x = (g @ w).view(ctx.input_shape) if ctx.needs_input_grad[0] else None
+        return grad_x, (g.t() @ x2).to(ctx.param_dtype), g.sum(0).to(ctx.param_dtype), None
 
 
 class EncodedInputReLU(torch.autograd.Function):
@@ -113,5 +127,5 @@ class EncodedInputReLU(torch.autograd.Function):
 
 def residual_mlp(n_in: int, width: int, depth: int, n_out: int) -> nn.Sequential:
     """A linear layer into ``width`` units, ``depth`` residual layers, a linear output layer."""
-    return nn.Sequential(nn.Linear(n_in, width), nn.ReLU(inplace=True), *(Residual(width) for _ in range(depth)),
+    return nn.Sequential(DenseReLU(n_in, width), nn.Identity(), *(Residual(width) for _ in range(depth)),
                          nn.Linear(width, n_out))

@@ -1,10 +1,10 @@
-"""The folded residual layer against the layer autograd would build."""
+"""cryonb's fused layers against the layers autograd would build."""
 
 import pytest
 import torch
 
 from cryonb.core.model import FourierDecoder
-from cryonb.core.nets import EncodedInputReLU, Residual, ResidualReLU
+from cryonb.core.nets import DenseReLU, EncodedInputReLU, FoldedReLU, Residual, mlp
 
 
 def reference(layer, x):
@@ -16,7 +16,7 @@ def test_gradients_are_exact(shape):
     torch.manual_seed(0)
     layer = Residual(16).double()
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(ResidualReLU.apply, (x, layer.linear.weight, layer.linear.bias))
+    assert torch.autograd.gradcheck(FoldedReLU.apply, (x, layer.linear.weight, layer.linear.bias, True))
     torch.testing.assert_close(layer(x), reference(layer, x))
 
 
@@ -55,6 +55,30 @@ def test_dead_units_pass_no_gradient():
     assert torch.equal(out, torch.zeros(3, 4))
     out.sum().backward()
     assert torch.equal(x.grad, torch.zeros(3, 4))
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (3, 4, 5)])
+def test_dense_layer_is_linear_then_relu_with_exact_gradients(shape):
+    torch.manual_seed(6)
+    layer = DenseReLU(5, 8).double()
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(FoldedReLU.apply, (x, layer.weight, layer.bias, False))
+    torch.testing.assert_close(layer(x), torch.relu(torch.nn.functional.linear(x, layer.weight, layer.bias)))
+
+
+def test_no_input_gradient_is_computed_for_an_input_that_needs_none():
+    layer, x = DenseReLU(4, 6), torch.randn(5, 4)  # e.g. an encoder's images
+    layer(x).sum().backward()
+    assert x.grad is None and layer.weight.grad is not None and layer.bias.grad is not None
+
+
+def test_mlp_keeps_the_layer_numbers_of_checkpoints():
+    """Checkpoints written when the hidden layers were nn.Linear + nn.ReLU still load."""
+    old = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    new = mlp(3, 8, 2, 2)
+    new.load_state_dict(old.state_dict())
+    x = torch.randn(10, 3)
+    torch.testing.assert_close(new(x), old(x))
 
 
 def encoded_reference(phase, z, wc, wz, bias, sincos=True):
