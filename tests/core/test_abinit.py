@@ -163,15 +163,14 @@ def test_search_against_a_fitted_map_finds_the_poses_again():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 2])
-def test_from_scratch_the_poses_converge_to_a_few_degrees(one_torch_thread, seed):  # the measurement's conditions
+def test_from_scratch_the_poses_converge_to_a_few_degrees(one_torch_thread, seed=2):  # the measurement's conditions
     # No poses at all: 2,000 images of box 32 (SNR 10, CTF). Before the search epochs alternated with
     # map epochs under a marching frequency limit, this stalled at a median error of 47-60°.
     # One start converges to 4.8-5.1° (seeds 0 and 1); the same search against the true map gives
     # 4.0°: the last round's grid step is 3.75°, so 2 steps is a converged search, far from a stall.
     # Not every start converges at this small size: one start of seed 2 stalls at 35°, of seed 3 at
     # 15°. Four starts, the best kept after three search cycles (the default), converge for seeds 0-3
-    # (docs/benchmarks.md).
+    # (docs/benchmarks.md); seed 2, whose first start stalls, is the one CI runs (80 s on 2 cores).
     from cryonb.core.fsc import fsc
     from cryonb.core.simulate import simulate
     from cryonb.core.so3grid import step_degrees
