@@ -5,7 +5,8 @@
 # EPOCHS (20), SEEDS (training seeds, "0"; the report gives the mean and spread of several), DATA
 # (folder of generated sets, default .suite-runs), REAL (the real maps, default
 # ../shared/data/real), CRYONB_VARIANTS: extra cryonb
-# runs, ';'-separated lists of TrainConfig overrides (e.g. "batch_size=32 lr=2e-4;residual=False").
+# runs, ';'-separated lists of TrainConfig overrides (e.g. "batch_size=32 lr=2e-4;epochs=16 lr=3e-4";
+# a variant that sets epochs trains that many).
 # Writes OUT/suite.jsonl (one record per system, set and variant) and OUT/<system>-<set>.log.
 set -euo pipefail
 out=${1:?usage: run_suite.sh OUT [SYSTEMS]}; systems=${2:-cryonb cryodrgn}
@@ -24,7 +25,8 @@ for s in $sets; do
           IFS=';' read -ra variants <<< "${CRYONB_VARIANTS:-}"
           for v in "${variants[@]}"; do
             args=(); for kv in $v; do args+=(--set "$kv"); done
-            python3 -m benchmarks.suite.train "$dir" --epochs "$epochs" --seed "$seed" --jsonl "$out/suite.jsonl" --system "cryonb [$v]" "${args[@]}" 2>&1 | tee -a "$out/cryonb-$tag.log" | tail -1 | cut -c1-600
+            [[ " $v " == *" epochs="* ]] || args+=(--epochs "$epochs")  # a variant's own schedule sets its length
+            python3 -m benchmarks.suite.train "$dir" --seed "$seed" --jsonl "$out/suite.jsonl" --system "cryonb [$v]" "${args[@]}" 2>&1 | tee -a "$out/cryonb-$tag.log" | tail -1 | cut -c1-600
           done ;;
         cryodrgn)
           python3 -m benchmarks.suite.drgn "$dir" -n "$epochs" --seed "$seed" --score-every 5 --jsonl "$out/suite.jsonl" --results "$out/cryodrgn-$tag" 2>&1 | tee -a "$out/cryodrgn-$tag.log" | tail -1 | cut -c1-600 ;;

@@ -99,7 +99,7 @@ def _override(text: str):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset", type=Path)
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, help="epochs to train (default: the schedule's length if --set epochs=E, else 20)")
     ap.add_argument("--zdim", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0, help="the training's seed (the scores draw with seed 0 whatever it is)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a TrainConfig override")
@@ -111,8 +111,10 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--results", type=Path, help="write the last latents (z.npy) and per-image FSC AUCs (fsc_auc.npz) here")
     args = ap.parse_args(argv)
-    record = run(args.dataset, jsonl=args.jsonl, zdim=args.zdim, epochs=args.epochs, seed=args.seed,
-                 overrides=dict(map(_override, args.set)), fsc_particles=args.fsc_particles, system=args.system,
+    overrides = dict(map(_override, args.set))
+    epochs = args.epochs or overrides.get("epochs") or 20
+    record = run(args.dataset, jsonl=args.jsonl, zdim=args.zdim, epochs=epochs, seed=args.seed,
+                 overrides=overrides, fsc_particles=args.fsc_particles, system=args.system,
                  device=args.device, score_every=args.score_every, refine=args.refine, results=args.results)
     print(json.dumps({k: record.get(k) for k in ("system", "set", "wall_s", "images_per_s", "final", "refined", "params")}), flush=True)
 
