@@ -195,11 +195,6 @@ def fsc_summary(aucs: np.ndarray) -> dict:
     return {"fsc_auc_mean": float(np.mean(aucs)), "fsc_auc_median": float(np.median(aucs)), "fsc_particles": len(aucs)}
 
 
-def per_image_fsc_auc(z, maps_at, true_map, **kwargs) -> dict:
-    """:func:`per_image_fsc_aucs` summarised (:func:`fsc_summary`)."""
-    return fsc_summary(per_image_fsc_aucs(z, maps_at, true_map, **kwargs)[1])
-
-
 def latent_metrics(z: np.ndarray, truth: Truth, seed: int = 0) -> dict:
     """Every latent-only metric that applies to ``truth`` (junk excluded), as a flat dict of floats.
 

@@ -134,8 +134,8 @@ class FourierDecoder(nn.Module):
         n_maps = 1 if zb is None else len(zb)
         per_map = max(1, min(len(inside), points_per_chunk))
         maps_per_chunk = max(1, points_per_chunk // len(inside))
-        gpu = device.type == "cuda" and dtype != torch.float32
-        autocast = torch.autocast("cuda", dtype) if gpu else contextlib.nullcontext()
+        cast = device.type == "cuda" and dtype != torch.float32
+        autocast = torch.autocast("cuda", dtype) if cast else contextlib.nullcontext()
         out = torch.empty(n_maps, D, D, D, device=device)
         for m0 in range(0, n_maps, maps_per_chunk):
             zc = None if zb is None else zb[m0 : m0 + maps_per_chunk]

@@ -106,16 +106,20 @@ def test_load_truth_of_cryonb_simulator(tmp_path):
     assert metrics.load_truth(tmp_path / "mix.npz", kind="continuous").kind == "continuous"
 
 
+def per_image_fsc_auc(*args, **kwargs) -> dict:
+    return metrics.fsc_summary(metrics.per_image_fsc_aucs(*args, **kwargs)[1])
+
+
 def test_per_image_fsc_auc(rng):
     """Maps equal to the truth give the full area 0.5; unrelated noise maps about 0."""
     D = 16
     states = rng.normal(size=(4, D, D, D))
     z = np.repeat(np.arange(4), 10)[:, None].astype(float)
-    exact = metrics.per_image_fsc_auc(z, lambda zb: states[zb[:, 0].astype(int)], lambda i: states[int(z[i, 0])], k=12, batch=5)
+    exact = per_image_fsc_auc(z, lambda zb: states[zb[:, 0].astype(int)], lambda i: states[int(z[i, 0])], k=12, batch=5)
     assert exact["fsc_particles"] == 12 and exact["fsc_auc_mean"] == pytest.approx(0.5)
-    noise = metrics.per_image_fsc_auc(z, lambda zb: rng.normal(size=(len(zb), D, D, D)), lambda i: states[int(z[i, 0])], k=12)
+    noise = per_image_fsc_auc(z, lambda zb: rng.normal(size=(len(zb), D, D, D)), lambda i: states[int(z[i, 0])], k=12)
     assert noise["fsc_auc_mean"] < 0.1
-    only = metrics.per_image_fsc_auc(z, lambda zb: states[zb[:, 0].astype(int)], lambda i: states[int(z[i, 0])], k=50, candidates=[3, 7])
+    only = per_image_fsc_auc(z, lambda zb: states[zb[:, 0].astype(int)], lambda i: states[int(z[i, 0])], k=50, candidates=[3, 7])
     assert only["fsc_particles"] == 2
 
 
