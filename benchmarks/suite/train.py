@@ -1,6 +1,6 @@
 """cryonb on a benchmark data set: time to accuracy, one JSON line per run (the counterpart of drgn.py).
 
-    python3 -m benchmarks.suite.train DATASET --epochs 20 --jsonl results.jsonl [--set KEY=VALUE ...]
+    python3 -m benchmarks.suite.train DATASET --jsonl results.jsonl [--epochs E] [--set KEY=VALUE ...]
 
 DATASET holds particles.mrcs, particles.star and truth.npz. Trains ``Trainer(particles)`` with its
 defaults (``--zdim 8``, and any ``--set`` overrides of TrainConfig, e.g. ``--set batch_size=64``),
@@ -32,12 +32,13 @@ def _sync(trainer):
         torch.cuda.synchronize()
 
 
-def run(folder, *, jsonl=None, zdim: int = 8, epochs: int = 20, seed: int = 0, overrides: dict | None = None,
+def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: int = 0, overrides: dict | None = None,
         fsc_particles: int = metrics.FSC_PARTICLES, system: str = "cryonb", device: str = "auto",
         score_every: int = 5, refine: bool = False, results=None, score_seed: int = 0) -> dict:
     """Train cryonb on ``folder``, score every epoch and return (and append to ``jsonl``) the record.
 
-    ``seed`` is the training's; ``score_seed`` draws the metrics' particles and initialisations, the
+    ``epochs`` (default: the configuration's schedule, cryonb's default length or an ``epochs``
+    override) are trained; ``seed`` is the training's; ``score_seed`` draws the metrics' particles and initialisations, the
     same for every training seed so that seeds compare the training alone."""
     folder = Path(folder).resolve()
     truth = metrics.load_truth(folder / "truth.npz")
@@ -47,6 +48,7 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int = 20, seed: int = 0, o
     trainer = Trainer(particles, TrainConfig(zdim=zdim, seed=seed, device=device, **overrides))
     _sync(trainer)
     setup = time.perf_counter() - t0  # reading and preparing the images, building the model
+    epochs = epochs or trainer.config.epochs
     latents = []
     while trainer.epoch < epochs:
         trainer.fit(min(score_every, epochs - trainer.epoch), progress=False)
@@ -99,7 +101,7 @@ def _override(text: str):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset", type=Path)
-    ap.add_argument("--epochs", type=int, help="epochs to train (default: the schedule's length if --set epochs=E, else 20)")
+    ap.add_argument("--epochs", type=int, help="epochs to train (default: the schedule's length: cryonb's default, or E of --set epochs=E)")
     ap.add_argument("--zdim", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0, help="the training's seed (the scores draw with seed 0 whatever it is)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a TrainConfig override")
@@ -112,8 +114,7 @@ def main(argv=None):
     ap.add_argument("--results", type=Path, help="write the last latents (z.npy) and per-image FSC AUCs (fsc_auc.npz) here")
     args = ap.parse_args(argv)
     overrides = dict(map(_override, args.set))
-    epochs = args.epochs or overrides.get("epochs") or 20
-    record = run(args.dataset, jsonl=args.jsonl, zdim=args.zdim, epochs=epochs, seed=args.seed,
+    record = run(args.dataset, jsonl=args.jsonl, zdim=args.zdim, epochs=args.epochs, seed=args.seed,
                  overrides=overrides, fsc_particles=args.fsc_particles, system=args.system,
                  device=args.device, score_every=args.score_every, refine=args.refine, results=args.results)
     print(json.dumps({k: record.get(k) for k in ("system", "set", "wall_s", "images_per_s", "final", "refined", "params")}), flush=True)

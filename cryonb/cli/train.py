@@ -18,7 +18,7 @@ from pathlib import Path
 def add_args(parser):
     parser.add_argument("particles", help=".star, .cs or .mrcs (with --poses/--ctf) particle file")
     parser.add_argument("--outdir", "-o", type=Path, required=True, help="run folder (created, or continued)")
-    parser.add_argument("--epochs", type=int, help="epochs to train in total (default: 20, or the number a continued run was given)")
+    parser.add_argument("--epochs", type=int, help="epochs to train in total (default: 16 on a GPU, 20 on a CPU, or the number a continued run was given)")
     parser.add_argument("--zdim", type=int, help="latent dimension; 0 for a homogeneous model (default: 8)")
     parser.add_argument("--datadir", help="folder of the image stacks (default: next to the particle file)")
     parser.add_argument("--apix", type=float, help="pixel size in Å, overriding the files'")
@@ -36,7 +36,7 @@ def add_args(parser):
     parser.add_argument("--encoding", help="positional encoding: gaussian, geometric, geometric_lowf (default: gaussian on a GPU, geometric on a CPU)")
     parser.add_argument("--plain", action="store_true", help="plain hidden layers (default: residual layers on a GPU, plain on a CPU)")
     parser.add_argument("--batch-size", type=int, help="images per step, over all GPUs (default: 32 on a GPU, 64 on a CPU)")
-    parser.add_argument("--lr", type=float, help="learning rate (default: 2e-4 on a GPU, 1e-4 on a CPU)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: 3e-4 on a GPU, 1e-4 on a CPU)")
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"),
                         help="cosine: a short warm-up, then down to a tenth by the last epoch (default: cosine on a GPU, constant on a CPU)")
     parser.add_argument("--no-graphs", action="store_true", help="launch each step's GPU kernels from Python instead of replaying a CUDA graph")
@@ -81,7 +81,7 @@ CHANGEABLE = {
     "stream": ("stream", lambda v: True), "no_stream": ("stream", lambda v: False), "cache_dtype": ("cache_dtype", lambda v: v),
     "cache_dir": ("cache_dir", lambda v: str(Path(v).resolve())),
 }
-NEW_RUN_DEFAULTS = {"zdim": 8, "depth": 3, "seed": 0, "device": "auto", "checkpoint_every": 1, "epochs": 20}
+NEW_RUN_DEFAULTS = {"zdim": 8, "depth": 3, "seed": 0, "device": "auto", "checkpoint_every": 1}
 
 
 def _flag(name: str) -> str:
@@ -162,7 +162,7 @@ def main(args):
         config = TrainConfig(
             zdim=d["zdim"], enc_width=d.get("width"), enc_depth=d["depth"], dec_width=d.get("width"), dec_depth=d["depth"],
             encoding=d.get("encoding"), residual=False if d.get("plain") else None, box=d.get("box"), batch_size=d.get("batch_size"),
-            lr=d.get("lr"), lr_schedule=d.get("lr_schedule"), epochs=d["epochs"], cuda_graphs=not d.get("no_graphs"),
+            lr=d.get("lr"), lr_schedule=d.get("lr_schedule"), epochs=d.get("epochs"), cuda_graphs=not d.get("no_graphs"),
             beta=d.get("beta"), amp=not d.get("no_amp"), compile=bool(d.get("compile")), seed=d["seed"], device=d["device"],
             checkpoint_every=d["checkpoint_every"], particles=str(Path(args.particles).resolve()),
             stream=True if d.get("stream") else (False if d.get("no_stream") else None),

@@ -23,11 +23,13 @@ def test_open_choices_resolve_per_device():
     gpu = TrainConfig().for_device(torch.device("cuda"))
     cpu = TrainConfig().for_device(torch.device("cpu"))
     assert (gpu.dec_width, gpu.enc_width, gpu.batch_size, gpu.lr, gpu.lr_schedule, gpu.encoding, gpu.residual) == \
-        (1024, 1024, 32, 2e-4, "cosine", "gaussian", True)
+        (1024, 1024, 32, 3e-4, "cosine", "gaussian", True)
     assert (cpu.dec_width, cpu.enc_width, cpu.batch_size, cpu.lr, cpu.lr_schedule, cpu.encoding, cpu.residual) == \
         (256, 256, 64, 1e-4, "constant", "geometric", False)
-    assert gpu.epochs == cpu.epochs == 20
-    chosen = TrainConfig(enc_width=64, dec_width=64, batch_size=8, lr=3e-3, lr_schedule="constant", residual=False, encoding="none")
+    assert (gpu.epochs, cpu.epochs) == (16, 20)
+    assert TrainConfig(poses="table").for_device(torch.device("cuda")).lr == 2e-4  # ab initio's map, as measured
+    chosen = TrainConfig(enc_width=64, dec_width=64, batch_size=8, lr=3e-3, lr_schedule="constant", residual=False, encoding="none",
+                         epochs=5)
     assert chosen.for_device(torch.device("cuda")) == chosen.for_device(torch.device("cpu")) != gpu
 
 
