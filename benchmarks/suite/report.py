@@ -23,14 +23,20 @@ def kind(record) -> str:
 
 
 def table(records) -> str:
-    """One markdown table per kind of set: a row per set and system, its final metrics and wall time;
-    runs of several seeds give their mean ± standard deviation."""
+    """One markdown table per kind of set: a row per set and system, its final metrics and wall time
+    (with its share of cryoDRGN's on that set, where the records hold a cryoDRGN run); runs of
+    several seeds give their mean ± standard deviation."""
     out = []
     for k, names in (("continuous", CONTINUOUS), ("discrete", DISCRETE)):
         rows = [r for r in records if kind(r) == k]
         if not rows:
             continue
-        out.append("| set | system | " + " | ".join(names) + " | wall s |")
+        reference = {}  # set: cryoDRGN's mean wall time
+        for name in {r["set"] for r in rows}:
+            walls = [r["wall_s"] for r in rows if r["set"] == name and is_cryodrgn(r)]
+            if walls:
+                reference[name] = sum(walls) / len(walls)
+        out.append("| set | system | " + " | ".join(names) + (" | wall s (share of cryoDRGN's) |" if reference else " | wall s |"))
         out.append("|---" * (len(names) + 3) + "|")
         groups: dict[tuple[str, str], list[dict]] = {}
         for r in rows:
@@ -38,9 +44,16 @@ def table(records) -> str:
         for (name, label), runs in sorted(groups.items()):
             values = " | ".join(summary([r["final"].get(n, float("nan")) for r in runs]) for n in names)
             seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
-            out.append(f"| {name} | {label}{seeds} | {values} | {summary([r['wall_s'] for r in runs], 0)} |")
+            walls = [r["wall_s"] for r in runs]
+            share = (f" ({100 * sum(walls) / len(walls) / reference[name]:.0f} %)"
+                     if name in reference and not is_cryodrgn(runs[0]) else "")
+            out.append(f"| {name} | {label}{seeds} | {values} | {summary(walls, 0)}{share} |")
         out.append("")
     return "\n".join(out)
+
+
+def is_cryodrgn(record) -> bool:
+    return record["system"].lower().startswith("cryodrgn")
 
 
 def summary(values, digits: int = 3) -> str:
@@ -68,11 +81,13 @@ def figure(records, path):
     for ax, name in zip(axes[0], sets):
         runs = [r for r in records if r["set"] == name]
         metric = HEADLINE[kind(runs[0])]
-        for r in runs:
+        drawn = set()
+        for r in runs:  # several seeds of one label: lines of one colour, one legend entry
             label = r.get("label", r["system"])
             t = [e["wall_s"] for e in r["epochs"]]
             y = [e["metrics"][metric] for e in r["epochs"]]
-            ax.plot(t, y, marker="o", ms=3, color=colours[label], label=label)
+            ax.plot(t, y, marker="o", ms=3, color=colours[label], label=None if label in drawn else label)
+            drawn.add(label)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(FixedLocator([5, 10, 20, 50, 100, 200, 500, 1000]))
         ax.xaxis.set_major_formatter(ScalarFormatter())

@@ -16,9 +16,17 @@ def test_one_run_is_its_values():
 def test_seeds_give_mean_and_spread():
     text = table([record("cryonb", 0.96, 70), record("cryonb", 0.98, 72), record("cryoDRGN", 0.95, 280)])
     assert "| adk | cryonb (2 seeds) | 0.970 ± 0.014 |" in text
-    assert "| 71 ± 1 |" in text
-    assert "| adk | cryoDRGN | 0.950 |" in text
+    assert "| 71 ± 1 (25 %) |" in text  # the share of cryoDRGN's wall time on the set
+    assert "| adk | cryoDRGN | 0.950 | 0.950 | 0.010 | 0.170 | 280 |" in text
+    assert "wall s (share of cryoDRGN's)" in text
 
 
 def test_summary_is_the_sample_standard_deviation():
     assert summary([1.0, 2.0, 3.0], 2) == "2.00 ± 1.00"
+
+
+def test_the_share_is_of_cryodrgn_on_the_same_set():
+    text = table([record("cryonb", 0.9, 50, "adk"), record("cryodrgn-4.3.1", 0.9, 200, "adk"),
+                  record("cryonb", 0.9, 50, "ribosome_motion")])
+    assert "| adk | cryonb | 0.900 | 0.900 | 0.010 | 0.170 | 50 (25 %) |" in text
+    assert "| ribosome_motion | cryonb | 0.900 | 0.900 | 0.010 | 0.170 | 50 |" in text  # no cryoDRGN run there
