@@ -33,6 +33,7 @@ class TrainConfig:
     lr_final: float = 0.1  # cosine: warm-up, then down to lr_final × lr at epoch `epochs`, and there after
     epochs: int | None = None  # the planned length of the run, for the schedule; None: 16 on a GPU, 20 on a CPU
     weight_decay: float = 0.0
+    decoder_lr_scale: float = 1.0  # the decoder's learning rate as a multiple of lr (1: one rate for all)
     # Frequency marching: over the first `march_epochs` epochs the decoder is fitted inside a disc whose
     # radius grows linearly from `march_start` (a fraction of Nyquist) to Nyquist, in steps of 2 pixels
     # (cheaper early steps; 0: off)
@@ -91,7 +92,7 @@ class TrainConfig:
             problems.append(f"lr must be a positive number (got {self.lr})")
         if self.box is not None and (self.box < 8 or self.box % 2):
             problems.append(f"box must be an even size of at least 8 (got {self.box})")
-        for name in ("table_lr", "pose_lr"):
+        for name in ("table_lr", "pose_lr", "decoder_lr_scale"):
             if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
                 problems.append(f"{name} must be a positive number (got {getattr(self, name)})")
         if self.march_epochs < 0 or not 0 < self.march_start <= 1:

@@ -66,12 +66,7 @@ class Trainer(Driven):
         self._radius = torch.as_tensor(self.data.half.coords[:, :2]).norm(dim=-1).to(self.device)
         self._pixels = None  # the half-plane pixels fitted at this step (None: all)
         self._pixels_radius = None
-        dense = [p for name, p in self.model.named_parameters() if not _in_table(self.model, name)]
-        self.optimizer = torch.optim.AdamW(
-            dense, weight_decay=config.weight_decay,
-            # a graph reads the learning rate from a tensor, so it can change without a new capture
-            **({"lr": torch.tensor(config.lr, device=self.device), "capturable": True} if self._graphs else {"lr": config.lr}),
-        )
+        self.optimizer = torch.optim.AdamW(self._dense_groups(), weight_decay=config.weight_decay, capturable=self._graphs)
         if config.zdim and config.latent_source == "gradient":  # the features' scale, from the first particles
             from .gmm.setup import prepare
 
@@ -235,12 +230,27 @@ class Trainer(Driven):
         if c.lr_schedule == "cosine":
             self._set_lr(c.lr * cosine_factor(self.step_count, c.epochs * self.batches_per_epoch, c.lr_final))
 
+    def _dense_groups(self) -> list[dict]:
+        """The optimiser's groups of the parameters outside per-particle tables: one, or the decoder's
+        apart when it has a learning rate of its own (``decoder_lr_scale``)."""
+        c = self.config
+        dense = [(name, p) for name, p in self.model.named_parameters() if not _in_table(self.model, name)]
+        split = c.decoder_lr_scale != 1
+        groups = [{"params": [p for name, p in dense if not (split and name.startswith("decoder."))]}]
+        if split:
+            groups.append({"params": [p for name, p in dense if name.startswith("decoder.")], "lr_scale": c.decoder_lr_scale})
+        for group in groups:  # a graph reads the learning rate from a tensor, so it can change without a new capture
+            lr = c.lr * group.get("lr_scale", 1.0)
+            group["lr"] = torch.tensor(lr, device=self.device) if self._graphs else lr
+        return [g for g in groups if g["params"]]
+
     def _set_lr(self, lr: float):
         for group in self.optimizer.param_groups:
+            value = lr * group.get("lr_scale", 1.0)
             if torch.is_tensor(group["lr"]):
-                group["lr"].fill_(lr)  # in place: a captured step reads it from this tensor
+                group["lr"].fill_(value)  # in place: a captured step reads it from this tensor
             else:
-                group["lr"] = lr
+                group["lr"] = value
 
     def _record(self):
         """Bring the pending steps' losses to the host (one wait, one all-reduce) and log them."""

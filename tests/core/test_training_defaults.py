@@ -91,3 +91,20 @@ def test_particles_without_images_are_refused_by_name(particles):
     bare.images = None
     with pytest.raises(InputError, match="no images to train on"):
         Trainer(bare, TrainConfig(**TINY))
+
+
+def test_the_decoder_can_learn_at_a_rate_of_its_own(particles, tmp_path):
+    config = TrainConfig(**{**TINY, "lr_schedule": "cosine", "epochs": 3, "decoder_lr_scale": 2.0})
+    t = Trainer(particles, config, run_dir=tmp_path / "run")
+    rates = []
+    t.listeners.append(lambda event, tr: rates.append([g["lr"] for g in tr.optimizer.param_groups]) if event == "step" else None)
+    t.fit(2, progress=False)
+    steps = 3 * t.batches_per_epoch
+    assert np.allclose(rates, [[1e-3 * cosine_factor(i, steps, 0.1), 2e-3 * cosine_factor(i, steps, 0.1)]
+                               for i in range(2 * t.batches_per_epoch)])
+    groups = t.optimizer.param_groups
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in t.model.decoder.parameters()}
+    assert sum(len(g["params"]) for g in groups) == len(list(t.model.parameters()))
+    resumed = Trainer.from_run(tmp_path / "run", particles)  # the groups and their rates come back
+    assert [g["lr"] for g in resumed.optimizer.param_groups] == [g["lr"] for g in groups]
+    assert [g.get("lr_scale", 1.0) for g in resumed.optimizer.param_groups] == [1.0, 2.0]
