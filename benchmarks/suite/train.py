@@ -38,8 +38,8 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
     """Train cryonb on ``folder``, score every epoch and return (and append to ``jsonl``) the record.
 
     ``epochs`` (default: the configuration's schedule, cryonb's default length or an ``epochs``
-    override) are trained; ``seed`` is the training's; ``score_seed`` draws the metrics' particles and initialisations, the
-    same for every training seed so that seeds compare the training alone."""
+    override) are trained; ``seed`` is the training's; ``score_seed`` draws the metrics' particles
+    and initialisations, the same for every training seed so that seeds compare the training alone."""
     folder = Path(folder).resolve()
     truth = metrics.load_truth(folder / "truth.npz")
     overrides = dict(overrides or {})
