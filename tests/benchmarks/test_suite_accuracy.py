@@ -63,3 +63,15 @@ def test_suite_run_keeps_latents_and_per_image_fsc(tmp_path, real_data):
     assert record["final"]["fsc_auc_mean"] == pytest.approx(fsc["auc"].mean(), abs=1e-4)
     assert 0 < fsc["auc"].min() and fsc["auc"].max() <= 0.5
     assert json.loads((tmp_path / "suite.jsonl").read_text())["final"] == record["final"]
+
+
+def test_suite_run_trains_the_schedule_it_is_given(tmp_path, real_data):
+    from benchmarks.suite import train
+
+    data = tmp_path / "set"
+    sets.SETS["assembly"](data, n=100, box=16, snr=1.0, seed=0, data_dir=real_data)
+    small = {k: v for k, v in SMALL.items() if k not in ("zdim", "device", "seed")}
+    record = train.run(data, zdim=2, score_every=2, fsc_particles=0, device="cpu", overrides={**small, "epochs": 3})
+    assert [e["epoch"] for e in record["epochs"]] == [2, 3] and record["params"]["epochs"] == 3  # no --epochs: the schedule's 3
+    record = train.run(data, zdim=2, epochs=1, score_every=2, fsc_particles=0, device="cpu", overrides=small)
+    assert [e["epoch"] for e in record["epochs"]] == [1]
