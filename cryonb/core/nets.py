@@ -90,14 +90,7 @@ class EncodedInputReLU(torch.autograd.Function):
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else wc.dtype
         B, P, n = phase.shape
         k = 2 * n if sincos else n
-        features = torch.empty(B, P, k + (0 if z is None else z.shape[-1]), device=phase.device, dtype=dtype)
-        if sincos:
-            torch.sin(phase, out=features[..., :n])
-            torch.cos(phase, out=features[..., n:k])
-        else:
-            features[..., :k] = phase
-        if z is not None:
-            features[..., k:] = z[:, None, :]
+        features = _encoded_features(phase, z, sincos, dtype)
         w = (wc if wz is None else torch.cat([wc, wz], dim=1)).to(dtype)
         with torch.autocast(device, enabled=False):
             y = torch._addmm_activation(bias.to(dtype), features.view(B * P, -1), w.t())
@@ -123,6 +116,30 @@ class EncodedInputReLU(torch.autograd.Function):
                 grad_phase = grad_features
         grad_wz = grad_w[:, k:] if ctx.needs_input_grad[3] else None
         return grad_phase, grad_z, grad_w[:, :k], grad_wz, per_image.sum(0).to(ctx.param_dtype), None
+
+
+def _encoded_features(phase, z, sincos: bool, dtype) -> torch.Tensor:
+    """``[sin φ, cos φ, z]`` (B, P, k + zdim) in ``dtype``, each image's ``z`` along its pixels.
+
+    Eagerly the parts are written into one buffer (no intermediate copies); under ``torch.compile``,
+    which cannot trace writes into column slices, as one concatenation that inductor fuses.
+    """
+    B, P, n = phase.shape
+    if torch.compiler.is_compiling():
+        parts = [torch.sin(phase), torch.cos(phase)] if sincos else [phase]
+        if z is not None:
+            parts.append(z[:, None, :].expand(B, P, -1))
+        return torch.cat([part.to(dtype) for part in parts], dim=-1)
+    k = 2 * n if sincos else n
+    features = torch.empty(B, P, k + (0 if z is None else z.shape[-1]), device=phase.device, dtype=dtype)
+    if sincos:
+        torch.sin(phase, out=features[..., :n])
+        torch.cos(phase, out=features[..., n:k])
+    else:
+        features[..., :k] = phase
+    if z is not None:
+        features[..., k:] = z[:, None, :]
+    return features
 
 
 def residual_mlp(n_in: int, width: int, depth: int, n_out: int) -> nn.Sequential:

@@ -124,3 +124,31 @@ def test_encoded_input_layer_under_autocast_keeps_float32_gradients():
     assert all(t.grad.dtype == torch.float32 for t in (phase, z, wc, wz, bias))
     expected = encoded_reference(phase.detach(), z.detach(), wc.detach(), wz.detach(), bias.detach())
     assert torch.allclose(y.float(), expected, rtol=0.02, atol=0.1)  # bfloat16 rounding only
+
+
+def test_decoder_compiles_to_one_graph_with_the_same_values_and_gradients():
+    """torch.compile (TrainConfig(compile=True)) traces the fused layers whole: no graph breaks,
+    which would leave the first layer eager and split the step; the traced form computes the same."""
+    import torch._dynamo
+
+    torch.manual_seed(6)
+    decoder = FourierDecoder(16, 3, width=32, depth=2, encoding="gaussian", residual=True)
+    coords, z = torch.randn(2, 9, 3) * 4, torch.randn(2, 3, requires_grad=True)
+
+    def loss(coords, z):
+        with torch.autocast("cpu", torch.bfloat16):
+            return decoder(coords, z).abs().sum()
+
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(loss)(coords, z)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), [b.reason for b in explained.break_reasons]
+    grads = []
+    for fn in (loss, torch.compile(loss, backend="aot_eager", fullgraph=True)):
+        decoder.zero_grad(set_to_none=True)
+        z.grad = None
+        value = fn(coords, z)
+        value.backward()
+        grads.append([value.detach(), z.grad.clone(), decoder.coords_in.weight.grad.clone()])
+    torch._dynamo.reset()
+    for eager, traced in zip(*grads):
+        torch.testing.assert_close(traced, eager)
