@@ -101,6 +101,19 @@ def test_continuing_a_run_applies_epochs_and_learning_rate_and_says_so(star, tmp
     assert config["epochs"] == 2 and config["lr"] == 5e-4
 
 
+def test_decoder_learning_rate_scale_is_a_setting_of_the_run(star, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train(star, run, "--epochs", "1", "--decoder-lr-scale", "2") == 0
+    groups = find_checkpoint(run)[1]["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 2e-3])  # the encoder's, the decoder's
+    capsys.readouterr()
+    assert cli(["train", str(star), "--outdir", str(run), "--decoder-lr-scale", "3"]) == 2
+    assert "--decoder-lr-scale 3.0 (the run has 2.0)" in capsys.readouterr().err
+    assert cli(["train", str(star), "--outdir", str(run), "--epochs", "2", "--lr", "5e-4"]) == 0
+    groups = find_checkpoint(run)[1]["optimizer"]["param_groups"]
+    assert find_checkpoint(run)[1]["epoch"] == 2 and [g["lr"] for g in groups] == pytest.approx([5e-4, 1e-3])
+
+
 def test_continuing_on_another_particle_file_says_so(star, tmp_path, capsys):
     other = simulate("hinge", 96, D=16, apix=8.0, snr=1.0, seed=2, progress=False).save(tmp_path / "other")["star"]
     run = tmp_path / "run"
