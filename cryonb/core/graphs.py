@@ -20,14 +20,16 @@ class CapturedStep:
     ``step`` must run the forward and backward passes and ``optimizer.step()``, and return a tuple of
     tensors. The optimiser must be built with ``capturable=True`` (and a tensor learning rate, so
     that a new rate needs no new capture). Capturing runs ``warmup`` real steps first (CUDA
-    libraries initialise lazily); the model's parameters and the optimiser's state are restored
-    afterwards, so capturing changes nothing: the next replay computes the step an eager call would.
+    libraries initialise lazily); the model's parameters, the optimiser's state and ``updated`` (other
+    tensors the step changes in place) are restored afterwards, so capturing changes nothing: the next
+    replay computes the step an eager call would.
     """
 
     def __init__(self, step: Callable, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 inputs: tuple[torch.Tensor, ...], warmup: int = 3):
+                 inputs: tuple[torch.Tensor, ...], warmup: int = 3, updated: list[torch.Tensor] = ()):
         self.inputs = tuple(x.clone() for x in inputs)
         saved = _snapshot(model, optimizer)
+        kept = [t.detach().clone() for t in updated]
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -40,6 +42,9 @@ class CapturedStep:
         with torch.cuda.graph(self.graph):
             self.outputs = step(*self.inputs)
         _restore(model, optimizer, saved)
+        with torch.no_grad():
+            for t, old in zip(updated, kept):
+                t.copy_(old)
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         for static, x in zip(self.inputs, inputs):

@@ -1,0 +1,57 @@
+"""Weights averaged over the end of training (``TrainConfig(average_epochs=...)``).
+
+The latents and maps of a run come from the mean of the weights after each step of the schedule's
+last epochs instead of the last step's weights, which carry that step's gradient noise. The mean is
+kept on the device and updated in place after every optimiser step, so a step replayed as a CUDA
+graph updates it too: its coefficient ``1/n`` is read from a tensor set before each step, like the
+learning rate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+class WeightAverage:
+    """The running mean of ``named`` parameters from step ``start`` on (before it: the weights themselves)."""
+
+    def __init__(self, named: list[tuple[str, torch.nn.Parameter]], start: int):
+        self.names = [name for name, _ in named]
+        self.params = [p for _, p in named]
+        self.mean = [p.detach().clone() for p in self.params]
+        self.start = start
+        self._weight = torch.ones((), device=self.params[0].device) if self.params else None
+
+    def set_step(self, step: int):
+        """Before step ``step``: after it, the mean takes the new weights with coefficient 1/n."""
+        if self._weight is not None:
+            self._weight.fill_(1.0 / max(step - self.start + 1, 1))
+
+    def update(self):
+        """After an optimiser step (inside a captured step too)."""
+        if self.params:
+            torch._foreach_lerp_(self.mean, [p.detach() for p in self.params], [self._weight] * len(self.params))
+
+    @contextlib.contextmanager
+    @torch.no_grad()
+    def applied(self):
+        """The averaged weights in the parameters for the block; the training weights after it."""
+        saved = [p.detach().clone() for p in self.params]
+        try:
+            for p, m in zip(self.params, self.mean):
+                p.copy_(m)
+            yield
+        finally:
+            for p, s in zip(self.params, saved):
+                p.copy_(s)
+
+    def model_state(self, model_state: dict) -> dict:
+        """``model_state`` with the averaged weights in place of the training ones."""
+        return {**model_state, **{name: m.detach().clone() for name, m in zip(self.names, self.mean)}}
+
+    @torch.no_grad()
+    def load(self, averaged_state: dict):
+        for name, m in zip(self.names, self.mean):
+            m.copy_(averaged_state[name])
