@@ -9,7 +9,7 @@ learning rate.
 
 from __future__ import annotations
 
-import contextlib
+import copy
 
 import torch
 
@@ -34,18 +34,14 @@ class WeightAverage:
         if self.params:
             torch._foreach_lerp_(self.mean, [p.detach() for p in self.params], [self._weight] * len(self.params))
 
-    @contextlib.contextmanager
     @torch.no_grad()
-    def applied(self):
-        """The averaged weights in the parameters for the block; the training weights after it."""
-        saved = [p.detach().clone() for p in self.params]
-        try:
-            for p, m in zip(self.params, self.mean):
-                p.copy_(m)
-            yield
-        finally:
-            for p, s in zip(self.params, saved):
-                p.copy_(s)
+    def model_copy(self, model: torch.nn.Module) -> torch.nn.Module:
+        """A copy of ``model`` holding the averaged weights (``model`` itself is left to train)."""
+        averaged = copy.deepcopy(model)
+        params = dict(averaged.named_parameters())
+        for name, m in zip(self.names, self.mean):
+            params[name].copy_(m)
+        return averaged
 
     def model_state(self, model_state: dict) -> dict:
         """``model_state`` with the averaged weights in place of the training ones."""

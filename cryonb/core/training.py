@@ -311,29 +311,27 @@ class Trainer(Driven):
         """Latent means (N, zdim) for every particle, in the particle set's order."""
         if not self.config.zdim:
             raise CryonbError("a homogeneous model (zdim=0) has no latent space to embed")
-        self.model.eval()
+        model = self.result_model().eval()
         out = []
-        with self._averaged():
-            for start in range(0, len(self.data), batch_size):
-                idx = torch.arange(start, min(start + batch_size, len(self.data)), device=self.device)
-                images = self.data.images[start : start + batch_size]
-                _, rotations, ctf = self.data.batch(idx) if self.config.latent_source == "gradient" else (None, self.data.rotations[idx], None)
-                with self._autocast():
-                    mu = self.model.embed(idx, images, rotations, ctf)
-                out.append(mu.float().cpu())
+        for start in range(0, len(self.data), batch_size):
+            idx = torch.arange(start, min(start + batch_size, len(self.data)), device=self.device)
+            images = self.data.images[start : start + batch_size]
+            _, rotations, ctf = self.data.batch(idx) if self.config.latent_source == "gradient" else (None, self.data.rotations[idx], None)
+            with self._autocast():
+                mu = model.embed(idx, images, rotations, ctf)
+            out.append(mu.float().cpu())
         return torch.cat(out).numpy()
 
     @torch.no_grad()
     def volumes(self, z=None) -> np.ndarray:
         """Maps (B, D, D, D) for latents ``z`` (B, zdim), or (1, D, D, D) for a homogeneous model."""
-        self.model.eval()
         zt = None if z is None else torch.as_tensor(np.asarray(z, dtype=np.float32))
-        with self._averaged():
-            return (self.model.decoder.volumes(zt) * self.data.scale).cpu().numpy()
+        return (self.result_model().eval().decoder.volumes(zt) * self.data.scale).cpu().numpy()
 
-    def _averaged(self):
-        """The weights that results come from: averaged over the last epochs, or the training ones."""
-        return self._average.applied() if self._average is not None else contextlib.nullcontext()
+    def result_model(self) -> torch.nn.Module:
+        """The model that latents and maps come from: the training model, or (``average_epochs``) a
+        copy holding the weights averaged over the last epochs, so that training goes on untouched."""
+        return self.model if self._average is None else self._average.model_copy(self.model)
 
     def volume(self, z=None) -> np.ndarray:
         """The map (D, D, D) for one latent ``z`` (or the homogeneous map)."""

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from cryonb.core.errors import InputError
+from cryonb.core.run import Run
 from cryonb.core.simulate import simulate
 from cryonb.core.training import Trainer, TrainConfig
 
@@ -37,9 +38,13 @@ def test_results_come_from_the_mean_of_the_last_epochs_weights(particles):
 
     z = trainer.embed()
     maps = trainer.volumes(z[:2])
-    for name, w in weights(trainer).items():  # the training weights are back
-        assert torch.equal(w, after_step[-1][name])
-    average, trainer._average = trainer._average, None
+    assert all(torch.equal(w, after_step[-1][name]) for name, w in weights(trainer).items())  # training untouched
+    averaged = trainer.result_model()
+    assert averaged is not trainer.model
+    assert all(torch.equal(p, state["model"][name]) for name, p in averaged.named_parameters())
+    run = Run.from_trainer(trainer)  # what the explorer shows: the same weights as the latents
+    np.testing.assert_allclose(run.volumes(z[:2]), maps, rtol=1e-5, atol=1e-6)
+    average, trainer._average = trainer._average, None  # the last step's weights give other results
     assert not np.allclose(trainer.embed(), z) and not np.allclose(trainer.volumes(z[:2]), maps)
     trainer._average = average
 
