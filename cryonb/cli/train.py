@@ -76,7 +76,8 @@ FIXED = {
     "plain": (("residual",), lambda v: False), "box": (("box",), lambda v: v), "batch_size": (("batch_size",), lambda v: v),
     "lr_schedule": (("lr_schedule",), lambda v: v), "beta": (("beta",), lambda v: v), "seed": (("seed",), lambda v: v),
     "decoder": (("decoder",), lambda v: v), "neutral_map": (("neutral_map",), lambda v: str(Path(v).resolve())),
-    "decoder_lr_scale": (("decoder_lr_scale",), lambda v: v), "average_epochs": (("average_epochs",), lambda v: v), "gmm_mode": (("gmm_mode",), lambda v: v), "gmm_mask": (("gmm_mask",), lambda v: str(Path(v).resolve())),
+    "gmm_mode": (("gmm_mode",), lambda v: v), "gmm_mask": (("gmm_mask",), lambda v: str(Path(v).resolve())),
+    "decoder_lr_scale": (("decoder_lr_scale",), lambda v: v), "average_epochs": (("average_epochs",), lambda v: v),
 }
 # Options a continued run takes up.
 CHANGEABLE = {
@@ -167,7 +168,8 @@ def main(args):
         config = TrainConfig(
             zdim=d["zdim"], enc_width=d.get("width"), enc_depth=d["depth"], dec_width=d.get("width"), dec_depth=d["depth"],
             encoding=d.get("encoding"), residual=False if d.get("plain") else None, box=d.get("box"), batch_size=d.get("batch_size"),
-            lr=d.get("lr"), decoder_lr_scale=d.get("decoder_lr_scale") or 1.0, average_epochs=d.get("average_epochs") or 0.0, lr_schedule=d.get("lr_schedule"), epochs=d.get("epochs"), cuda_graphs=not d.get("no_graphs"),
+            lr=d.get("lr"), lr_schedule=d.get("lr_schedule"), epochs=d.get("epochs"), cuda_graphs=not d.get("no_graphs"),
+            decoder_lr_scale=d.get("decoder_lr_scale") or 1.0, average_epochs=d.get("average_epochs") or 0.0,
             beta=d.get("beta"), amp=not d.get("no_amp"), compile=bool(d.get("compile")), seed=d["seed"], device=d["device"],
             checkpoint_every=d["checkpoint_every"], particles=str(Path(args.particles).resolve()),
             stream=True if d.get("stream") else (False if d.get("no_stream") else None),
