@@ -160,7 +160,8 @@ def main(args):
 
     particles = load_particles(args.particles, datadir=args.datadir, apix=args.apix, poses=args.poses, ctf=args.ctf)
     require_images(particles, "train on")
-    given = {name: getattr(args, name) for name in (*FIXED, *CHANGEABLE) if getattr(args, name) not in (None, False)}
+    # the options given (flags that are set; a number given as 0, e.g. --beta 0, counts)
+    given = {name: value for name in (*FIXED, *CHANGEABLE) if (value := getattr(args, name)) is not None and value is not False}
     if has_checkpoint(args.outdir):
         trainer = _continue(args, particles, given)
     else:
@@ -169,7 +170,7 @@ def main(args):
             zdim=d["zdim"], enc_width=d.get("width"), enc_depth=d["depth"], dec_width=d.get("width"), dec_depth=d["depth"],
             encoding=d.get("encoding"), residual=False if d.get("plain") else None, box=d.get("box"), batch_size=d.get("batch_size"),
             lr=d.get("lr"), lr_schedule=d.get("lr_schedule"), epochs=d.get("epochs"), cuda_graphs=not d.get("no_graphs"),
-            decoder_lr_scale=d.get("decoder_lr_scale") or 1.0, average_epochs=d.get("average_epochs") or 0.0,
+            decoder_lr_scale=d.get("decoder_lr_scale", 1.0), average_epochs=d.get("average_epochs", 0.0),
             beta=d.get("beta"), amp=not d.get("no_amp"), compile=bool(d.get("compile")), seed=d["seed"], device=d["device"],
             checkpoint_every=d["checkpoint_every"], particles=str(Path(args.particles).resolve()),
             stream=True if d.get("stream") else (False if d.get("no_stream") else None),

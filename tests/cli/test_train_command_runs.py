@@ -114,6 +114,16 @@ def test_decoder_learning_rate_scale_is_a_setting_of_the_run(star, tmp_path, cap
     assert find_checkpoint(run)[1]["epoch"] == 2 and [g["lr"] for g in groups] == pytest.approx([5e-4, 1e-3])
 
 
+def test_a_number_given_as_zero_is_taken_or_refused_not_dropped(star, tmp_path, capsys):
+    import json
+
+    assert train(star, tmp_path / "run", "--epochs", "1", "--beta", "0") == 0  # no KL term: a choice, not the default
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["beta"] == 0
+    capsys.readouterr()
+    assert train(star, tmp_path / "other", "--decoder-lr-scale", "0") == 2
+    assert "decoder_lr_scale must be a positive number (got 0.0)" in capsys.readouterr().err
+
+
 def test_averaged_weights_are_a_setting_of_the_run(star, tmp_path, capsys):
     run = tmp_path / "run"
     assert train(star, run, "--average-epochs", "1") == 0
