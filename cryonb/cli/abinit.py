@@ -114,7 +114,7 @@ def main(args):
                              "use one: --classes K for K discrete maps, or --zdim N for a continuous latent")
         config = TrainConfig(
             zdim=args.zdim, latents=None if args.classes > 1 else args.latents, enc_width=args.width, dec_width=args.width, enc_depth=args.depth,
-            dec_depth=args.depth, box=args.box, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs or 30,
+            dec_depth=args.depth, box=args.box, batch_size=args.batch_size, lr=args.lr, epochs=30 if args.epochs is None else args.epochs,
             seed=args.seed, device=args.device or "auto", amp=not args.no_amp, particles=str(Path(args.particles).resolve()),
             **({"table_lr": args.table_lr} if args.table_lr is not None else {}),
         )

@@ -23,9 +23,11 @@ def main(args):
     b, _ = read_map(args.map_b)
     if a.shape != b.shape or len(set(a.shape)) != 1:
         raise InputError(args.map_b, f"shape {b.shape} does not match {args.map_a}'s {a.shape} (or is not cubic)", "resample both maps to one cubic box")
-    apix = args.apix or apix_a
+    apix = apix_a if args.apix is None else args.apix
     if apix is None:
         raise InputError(args.map_a, "the header has no pixel size", "pass --apix")
+    if not apix > 0:
+        raise InputError(None, f"--apix {apix} is not a pixel size", "pass the pixel size in Å, e.g. --apix 1.1")
     mask = None
     if args.mask == "soft":
         mask = "soft"

@@ -43,3 +43,13 @@ def test_fsc_with_a_mask_map_and_mismatched_boxes(maps, tmp_path, capsys):
     write_map(tmp_path / "small.mrc", np.ones((16, 16, 16), np.float32), 2.0)
     with pytest.raises(InputError, match="does not match"):
         run(maps[0], tmp_path / "small.mrc")
+
+
+def test_fsc_takes_a_given_pixel_size_over_the_header_and_refuses_zero(maps, capsys):
+    run(*maps, "--apix", "4.0")  # twice the header's 2 Å: every resolution doubles
+    at_given = float(re.search(r"FSC 0\.143: ([\d.]+) Å", capsys.readouterr().out).group(1))
+    run(*maps)
+    at_header = float(re.search(r"FSC 0\.143: ([\d.]+) Å", capsys.readouterr().out).group(1))
+    assert at_given == pytest.approx(2 * at_header, rel=0.02)
+    with pytest.raises(InputError, match="--apix 0.0 is not a pixel size"):
+        run(*maps, "--apix", "0")
