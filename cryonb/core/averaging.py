@@ -19,10 +19,11 @@ class WeightAverage:
 
     def __init__(self, named: list[tuple[str, torch.nn.Parameter]], start: int):
         self.names = [name for name, _ in named]
-        self.params = [p for _, p in named]
-        self.mean = [p.detach().clone() for p in self.params]
+        self.params = [p.detach() for _, p in named]  # views of the parameters' storage
+        self.mean = [p.clone() for p in self.params]
         self.start = start
         self._weight = torch.ones((), device=self.params[0].device) if self.params else None
+        self._weights = [self._weight] * len(self.params)  # one per tensor, as the in-place lerp takes them
 
     def set_step(self, step: int):
         """Before step ``step``: after it, the mean takes the new weights with coefficient 1/n."""
@@ -32,7 +33,7 @@ class WeightAverage:
     def update(self):
         """After an optimiser step (inside a captured step too)."""
         if self.params:
-            torch._foreach_lerp_(self.mean, [p.detach() for p in self.params], [self._weight] * len(self.params))
+            torch._foreach_lerp_(self.mean, self.params, self._weights)
 
     @torch.no_grad()
     def model_copy(self, model: torch.nn.Module) -> torch.nn.Module:

@@ -28,8 +28,7 @@ class CapturedStep:
     def __init__(self, step: Callable, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  inputs: tuple[torch.Tensor, ...], warmup: int = 3, updated: list[torch.Tensor] = ()):
         self.inputs = tuple(x.clone() for x in inputs)
-        saved = _snapshot(model, optimizer)
-        kept = [t.detach().clone() for t in updated]
+        saved = _snapshot(model, optimizer, updated)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -41,10 +40,7 @@ class CapturedStep:
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.outputs = step(*self.inputs)
-        _restore(model, optimizer, saved)
-        with torch.no_grad():
-            for t, old in zip(updated, kept):
-                t.copy_(old)
+        _restore(model, optimizer, updated, saved)
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         for static, x in zip(self.inputs, inputs):
@@ -57,17 +53,17 @@ class CapturedStep:
         return all(s.shape == x.shape for s, x in zip(self.inputs, inputs))
 
 
-def _snapshot(model, optimizer) -> tuple[list[torch.Tensor], dict]:
-    params = [p.detach().clone() for p in model.parameters()]
+def _snapshot(model, optimizer, updated) -> tuple[list[torch.Tensor], dict]:
+    params = [p.detach().clone() for p in (*model.parameters(), *updated)]
     state = {id(p): {k: v.clone() for k, v in s.items() if torch.is_tensor(v)} for p, s in optimizer.state.items()}
     return params, state
 
 
 @torch.no_grad()
-def _restore(model, optimizer, saved):
-    """Put back the parameters and optimiser state, in place (the graph holds their addresses)."""
+def _restore(model, optimizer, updated, saved):
+    """Put back the parameters, ``updated`` and the optimiser state, in place (the graph holds their addresses)."""
     params, state = saved
-    for p, old in zip(model.parameters(), params):
+    for p, old in zip((*model.parameters(), *updated), params):
         p.copy_(old)
     for p, s in optimizer.state.items():
         before = state.get(id(p), {})

@@ -68,6 +68,7 @@ class Trainer(Driven):
         self._pixels_radius = None
         self.optimizer = torch.optim.AdamW(self._dense_groups(), weight_decay=config.weight_decay, capturable=self._graphs)
         self._average = None  # the weights' mean over the last epochs (config.average_epochs)
+        self._averaged_model = (-1, None)  # (step, a copy of the model holding that mean)
         if config.average_epochs:
             from .averaging import WeightAverage
 
@@ -331,7 +332,11 @@ class Trainer(Driven):
     def result_model(self) -> torch.nn.Module:
         """The model that latents and maps come from: the training model, or (``average_epochs``) a
         copy holding the weights averaged over the last epochs, so that training goes on untouched."""
-        return self.model if self._average is None else self._average.model_copy(self.model)
+        if self._average is None:
+            return self.model
+        if self._averaged_model[0] != self.step_count:  # one copy per step reached, however many results read it
+            self._averaged_model = (self.step_count, self._average.model_copy(self.model))
+        return self._averaged_model[1]
 
     def volume(self, z=None) -> np.ndarray:
         """The map (D, D, D) for one latent ``z`` (or the homogeneous map)."""
@@ -362,6 +367,7 @@ class Trainer(Driven):
 
     def load_state_dict(self, state: dict):
         self.model.load_state_dict(state.get("training_model", state["model"]))
+        self._averaged_model = (-1, None)
         if self._average is not None:  # a checkpoint written without averaging: the mean starts at its weights
             self._average.load(state["model"] if "training_model" in state else dict(self.model.named_parameters()))
         self.optimizer.load_state_dict(state["optimizer"])
