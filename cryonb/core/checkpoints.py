@@ -89,8 +89,7 @@ def load_checkpoint(path: Path) -> dict:
     missing = [key for key in CHECKPOINT_KEYS if key not in state]
     if missing:
         raise InputError(path, f"incomplete cryonb checkpoint (no {', '.join(missing)})", fix)
-    weights = [state["model"], *([state["training_model"]] if "training_model" in state else [])]  # averaged runs keep both
-    if not all(isinstance(w, dict) for w in weights) or not isinstance(state["optimizer"], dict):
+    if not isinstance(state["model"], dict) or not isinstance(state["optimizer"], dict):
         raise InputError(path, "not a cryonb checkpoint (model or optimizer is not a state dict)", fix)
     for key in ("epoch", "position", "step"):
         if not isinstance(state[key], int) or isinstance(state[key], bool) or not 0 <= state[key] < 2**40:
@@ -107,7 +106,7 @@ def load_checkpoint(path: Path) -> dict:
     scale = state["scale"]
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not (math.isfinite(scale) and scale > 0):
         raise InputError(path, f"corrupt cryonb checkpoint (image scale is {scale!r}, not a positive number)", fix)
-    bad = [name for w in weights for name, value in w.items() if isinstance(value, torch.Tensor) and value.is_floating_point()
+    bad = [name for name, value in state["model"].items() if isinstance(value, torch.Tensor) and value.is_floating_point()
            and not bool(torch.isfinite(value).all())]
     if bad:
         raise InputError(path, f"the model's weights hold NaN or infinite values ({', '.join(bad[:3])})",

@@ -20,15 +20,14 @@ class CapturedStep:
     ``step`` must run the forward and backward passes and ``optimizer.step()``, and return a tuple of
     tensors. The optimiser must be built with ``capturable=True`` (and a tensor learning rate, so
     that a new rate needs no new capture). Capturing runs ``warmup`` real steps first (CUDA
-    libraries initialise lazily); the model's parameters, the optimiser's state and ``updated`` (other
-    tensors the step changes in place) are restored afterwards, so capturing changes nothing: the next
-    replay computes the step an eager call would.
+    libraries initialise lazily); the model's parameters and the optimiser's state are restored
+    afterwards, so capturing changes nothing: the next replay computes the step an eager call would.
     """
 
     def __init__(self, step: Callable, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 inputs: tuple[torch.Tensor, ...], warmup: int = 3, updated: list[torch.Tensor] = ()):
+                 inputs: tuple[torch.Tensor, ...], warmup: int = 3):
         self.inputs = tuple(x.clone() for x in inputs)
-        saved = _snapshot(model, optimizer, updated)
+        saved = _snapshot(model, optimizer)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -40,7 +39,7 @@ class CapturedStep:
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.outputs = step(*self.inputs)
-        _restore(model, optimizer, updated, saved)
+        _restore(model, optimizer, saved)
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         for static, x in zip(self.inputs, inputs):
@@ -53,17 +52,17 @@ class CapturedStep:
         return all(s.shape == x.shape for s, x in zip(self.inputs, inputs))
 
 
-def _snapshot(model, optimizer, updated) -> tuple[list[torch.Tensor], dict]:
-    params = [p.detach().clone() for p in (*model.parameters(), *updated)]
+def _snapshot(model, optimizer) -> tuple[list[torch.Tensor], dict]:
+    params = [p.detach().clone() for p in model.parameters()]
     state = {id(p): {k: v.clone() for k, v in s.items() if torch.is_tensor(v)} for p, s in optimizer.state.items()}
     return params, state
 
 
 @torch.no_grad()
-def _restore(model, optimizer, updated, saved):
-    """Put back the parameters, ``updated`` and the optimiser state, in place (the graph holds their addresses)."""
+def _restore(model, optimizer, saved):
+    """Put back the parameters and optimiser state, in place (the graph holds their addresses)."""
     params, state = saved
-    for p, old in zip((*model.parameters(), *updated), params):
+    for p, old in zip(model.parameters(), params):
         p.copy_(old)
     for p, s in optimizer.state.items():
         before = state.get(id(p), {})

@@ -35,7 +35,7 @@ class Run:
     @classmethod
     def from_trainer(cls, trainer: Trainer) -> Run:
         z = trainer.embed() if trainer.config.zdim else None
-        return cls(trainer.result_model(), trainer.data.scale, trainer.data.apix, z, trainer.particles, trainer.config, trainer.run_dir)
+        return cls(trainer.model, trainer.data.scale, trainer.data.apix, z, trainer.particles, trainer.config, trainer.run_dir)
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike, particles=None, device: str = "auto", *, epoch: int | None = None) -> Run:

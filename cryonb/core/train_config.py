@@ -34,9 +34,6 @@ class TrainConfig:
     epochs: int | None = None  # the planned length of the run, for the schedule; None: 16 on a GPU, 20 on a CPU
     weight_decay: float = 0.0
     decoder_lr_scale: float = 1.0  # the decoder's learning rate as a multiple of lr (1: one rate for all)
-    # Latents and maps from the weights averaged over the schedule's last `average_epochs` epochs
-    # (cryonb.core.averaging; 0: the last step's weights)
-    average_epochs: float = 0.0
     # Frequency marching: over the first `march_epochs` epochs the decoder is fitted inside a disc whose
     # radius grows linearly from `march_start` (a fraction of Nyquist) to Nyquist, in steps of 2 pixels
     # (cheaper early steps; 0: off)
@@ -100,8 +97,6 @@ class TrainConfig:
                 problems.append(f"{name} must be a positive number (got {getattr(self, name)})")
         if self.march_epochs < 0 or not 0 < self.march_start <= 1:
             problems.append(f"march_epochs must be >= 0 and march_start in (0, 1] (got {self.march_epochs}, {self.march_start})")
-        if not (self.average_epochs >= 0 and math.isfinite(self.average_epochs)):
-            problems.append(f"average_epochs must be 0 (off) or a positive number of epochs (got {self.average_epochs})")
         if not 0 < self.enc_radius <= 1:
             problems.append(f"enc_radius must be in (0, 1] (got {self.enc_radius})")
         if self.lr_schedule is not None and self.lr_schedule not in SCHEDULES:

@@ -67,13 +67,6 @@ class Trainer(Driven):
         self._pixels = None  # the half-plane pixels fitted at this step (None: all)
         self._pixels_radius = None
         self.optimizer = torch.optim.AdamW(self._dense_groups(), weight_decay=config.weight_decay, capturable=self._graphs)
-        self._average = None  # the weights' mean over the last epochs (config.average_epochs)
-        self._averaged_model = (-1, None)  # (step, a copy of the model holding that mean)
-        if config.average_epochs:
-            from .averaging import WeightAverage
-
-            start = round((config.epochs - config.average_epochs) * self.batches_per_epoch)
-            self._average = WeightAverage(self._dense_named(), max(start, 0))
         if config.zdim and config.latent_source == "gradient":  # the features' scale, from the first particles
             from .gmm.setup import prepare
 
@@ -204,8 +197,6 @@ class Trainer(Driven):
         loss, error, kl = self.loss(idx, noise)
         (loss * scale).backward()
         self.optimizer.step()
-        if self._average is not None:
-            self._average.update()
         if self.table_optimizer is not None:
             self.table_optimizer.step()
         return loss.detach(), error.detach(), kl.detach()
@@ -216,8 +207,7 @@ class Trainer(Driven):
         inputs = (idx,) if noise is None else (idx, noise)
         key = None if self._pixels is None else len(self._pixels)
         if key not in self._captured:
-            averaged = [] if self._average is None else self._average.mean
-            self._captured[key] = CapturedStep(self._update, self.model, self.optimizer, inputs, updated=averaged)
+            self._captured[key] = CapturedStep(self._update, self.model, self.optimizer, inputs)
         return self._captured[key](*inputs)
 
     def fit_within(self, radius: float | None):
@@ -237,20 +227,14 @@ class Trainer(Driven):
             progress = self.step_count / (c.march_epochs * self.batches_per_epoch)
             nyquist = self.data.D // 2
             self.fit_within(2 * math.ceil(nyquist * min(1.0, c.march_start + (1 - c.march_start) * progress) / 2))
-        if self._average is not None:
-            self._average.set_step(self.step_count)
         if c.lr_schedule == "cosine":
             self._set_lr(c.lr * cosine_factor(self.step_count, c.epochs * self.batches_per_epoch, c.lr_final))
-
-    def _dense_named(self) -> list[tuple[str, torch.nn.Parameter]]:
-        """The parameters outside per-particle tables, with their names."""
-        return [(name, p) for name, p in self.model.named_parameters() if not _in_table(self.model, name)]
 
     def _dense_groups(self) -> list[dict]:
         """The optimiser's groups of the parameters outside per-particle tables: one, or the decoder's
         apart when it has a learning rate of its own (``decoder_lr_scale``)."""
         c = self.config
-        dense = self._dense_named()
+        dense = [(name, p) for name, p in self.model.named_parameters() if not _in_table(self.model, name)]
         split = c.decoder_lr_scale != 1
         groups = [{"params": [p for name, p in dense if not (split and name.startswith("decoder."))]}]
         if split:
@@ -312,31 +296,23 @@ class Trainer(Driven):
         """Latent means (N, zdim) for every particle, in the particle set's order."""
         if not self.config.zdim:
             raise CryonbError("a homogeneous model (zdim=0) has no latent space to embed")
-        model = self.result_model().eval()
+        self.model.eval()
         out = []
         for start in range(0, len(self.data), batch_size):
             idx = torch.arange(start, min(start + batch_size, len(self.data)), device=self.device)
             images = self.data.images[start : start + batch_size]
             _, rotations, ctf = self.data.batch(idx) if self.config.latent_source == "gradient" else (None, self.data.rotations[idx], None)
             with self._autocast():
-                mu = model.embed(idx, images, rotations, ctf)
+                mu = self.model.embed(idx, images, rotations, ctf)
             out.append(mu.float().cpu())
         return torch.cat(out).numpy()
 
     @torch.no_grad()
     def volumes(self, z=None) -> np.ndarray:
         """Maps (B, D, D, D) for latents ``z`` (B, zdim), or (1, D, D, D) for a homogeneous model."""
+        self.model.eval()
         zt = None if z is None else torch.as_tensor(np.asarray(z, dtype=np.float32))
-        return (self.result_model().eval().decoder.volumes(zt) * self.data.scale).cpu().numpy()
-
-    def result_model(self) -> torch.nn.Module:
-        """The model that latents and maps come from: the training model, or (``average_epochs``) a
-        copy holding the weights averaged over the last epochs, so that training goes on untouched."""
-        if self._average is None:
-            return self.model
-        if self._averaged_model[0] != self.step_count:  # one copy per step reached, however many results read it
-            self._averaged_model = (self.step_count, self._average.model_copy(self.model))
-        return self._averaged_model[1]
+        return (self.model.decoder.volumes(zt) * self.data.scale).cpu().numpy()
 
     def volume(self, z=None) -> np.ndarray:
         """The map (D, D, D) for one latent ``z`` (or the homogeneous map)."""
@@ -354,11 +330,7 @@ class Trainer(Driven):
 
     def state_dict(self) -> dict:
         return {
-            "version": CHECKPOINT_VERSION, "optimizer": self.optimizer.state_dict(),
-            # "model": the weights results come from (what cryonb.core.run opens); with averaging,
-            # "training_model" holds the last step's, from which training continues
-            **({"model": self.model.state_dict()} if self._average is None else
-               {"model": self._average.model_state(self.model.state_dict()), "training_model": self.model.state_dict()}),
+            "version": CHECKPOINT_VERSION, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch, "position": self.position, "step": self.step_count,
             "epoch_sums": torch.as_tensor(self._epoch_sums), "epoch_time": self._epoch_time,
             "history": self.history, "steps": self.steps, "scale": self.data.scale,
@@ -366,10 +338,7 @@ class Trainer(Driven):
         }
 
     def load_state_dict(self, state: dict):
-        self.model.load_state_dict(state.get("training_model", state["model"]))
-        self._averaged_model = (-1, None)
-        if self._average is not None:  # a checkpoint written without averaging: the mean starts at its weights
-            self._average.load(state["model"] if "training_model" in state else dict(self.model.named_parameters()))
+        self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.table_optimizer is not None:
             self.table_optimizer.load_state_dict(state["table_optimizer"])

@@ -124,16 +124,6 @@ def test_a_number_given_as_zero_is_taken_or_refused_not_dropped(star, tmp_path, 
     assert "decoder_lr_scale must be a positive number (got 0.0)" in capsys.readouterr().err
 
 
-def test_averaged_weights_are_a_setting_of_the_run(star, tmp_path, capsys):
-    run = tmp_path / "run"
-    assert train(star, run, "--average-epochs", "1") == 0
-    state = find_checkpoint(run)[1]
-    assert "training_model" in state  # the averaged weights in "model", the last step's kept to continue from
-    capsys.readouterr()
-    assert cli(["train", str(star), "--outdir", str(run), "--average-epochs", "2"]) == 2
-    assert "--average-epochs 2.0 (the run has 1.0)" in capsys.readouterr().err
-
-
 def test_continuing_on_another_particle_file_says_so(star, tmp_path, capsys):
     other = simulate("hinge", 96, D=16, apix=8.0, snr=1.0, seed=2, progress=False).save(tmp_path / "other")["star"]
     run = tmp_path / "run"
