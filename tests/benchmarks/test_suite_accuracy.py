@@ -39,12 +39,12 @@ def test_ribosome_latent_follows_the_subtle_motion(tmp_path, real_data):
 
 def test_assembly_latents_separate_the_states(tmp_path, real_data):
     scores = latent_scores(tmp_path, "assembly", 30, data_dir=real_data)
-    # Measured 0.851 / 0.887 when written; 0.608 / 0.896 (and GMM 0.820) with the libraries of
-    # 2026-11-30 (numpy 2.4.6, scipy 1.17.1, scikit-learn 1.9.1, pandas 3.1.1, torch 2.13.0): the same
-    # neighbours, but k-means cuts these elongated clusters differently as the latents shift.
-    assert scores["gmm_ari"] >= 0.6, scores
+    # Measured over training seeds 0-2 and one or two CPU threads (summation orders): GMM ARI 0.82-0.87,
+    # neighbourhood 0.896-0.913. k-means with the true k lands either near 0.9 (0.900-0.907) or at 0.608
+    # (seed 0, two threads): rounding-level differences decide where it cuts these elongated clusters.
+    assert scores["gmm_ari"] >= 0.7, scores
+    assert scores["neighbourhood"] >= 0.85, scores
     assert scores["kmeans_ari"] >= 0.5, scores
-    assert scores["neighbourhood"] >= 0.8, scores
 
 
 def test_suite_run_keeps_latents_and_per_image_fsc(tmp_path, real_data):
