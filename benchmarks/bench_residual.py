@@ -11,7 +11,11 @@ random images, an epoch of warm-up and then two timed epochs:
 - ``folded``: the residual layers folded into one product each (:class:`cryonb.core.nets.FoldedReLU`);
 - ``fused``: the decoder's first layer as one product too (:class:`cryonb.core.nets.EncodedInputReLU`);
 - ``dense``: and the plain hidden layers (:class:`cryonb.core.nets.DenseReLU`; in the default model,
-  the encoder's first layer): cryonb's model. ``--plain`` times the plain 256×3 model instead.
+  the encoder's first layer);
+- ``stack``: and the decoder as one Function whose backward products apply the ReLUs' gradients
+  and sum the biases' (:class:`cryonb.core.nets.DecoderStack`): cryonb's model.
+
+``--plain`` times the plain 256×3 model instead.
 """
 
 from __future__ import annotations
@@ -49,16 +53,17 @@ def linear_input_forward(self, coords, z=None):
     return torch.complex(out[..., 0], torch.where(flip[..., 0], -out[..., 1], out[..., 1]))
 
 
-LAYERS = {  # (residual layer, plain hidden layer, decoder forward)
-    "autograd": (autograd_residual, autograd_dense, linear_input_forward),
-    "folded": (nets.Residual.forward, autograd_dense, linear_input_forward),
-    "fused": (nets.Residual.forward, autograd_dense, FourierDecoder.forward),
-    "dense": (nets.Residual.forward, nets.DenseReLU.forward, FourierDecoder.forward),
+LAYERS = {  # (residual layer, plain hidden layer, decoder forward, the decoder as one Function)
+    "autograd": (autograd_residual, autograd_dense, linear_input_forward, False),
+    "folded": (nets.Residual.forward, autograd_dense, linear_input_forward, False),
+    "fused": (nets.Residual.forward, autograd_dense, FourierDecoder.forward, False),
+    "dense": (nets.Residual.forward, nets.DenseReLU.forward, FourierDecoder.forward, False),
+    "stack": (nets.Residual.forward, nets.DenseReLU.forward, FourierDecoder.forward, True),
 }
 
 
 def use(layers: str) -> None:
-    nets.Residual.forward, nets.DenseReLU.forward, FourierDecoder.forward = LAYERS[layers]
+    nets.Residual.forward, nets.DenseReLU.forward, FourierDecoder.forward, FourierDecoder.fused_backward = LAYERS[layers]
 
 
 def config(batch: int, plain: bool = False, **options) -> TrainConfig:
@@ -125,7 +130,7 @@ def main(argv=None):
                         f.write(json.dumps(record) + "\n")
                 torch.cuda.empty_cache()
     finally:
-        use("dense")
+        use("stack")
 
 
 if __name__ == "__main__":

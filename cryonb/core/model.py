@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from .fourier import ifft3_center
-from .nets import EncodedInputReLU, Residual, mlp
+from . import kernels
+from .nets import DecoderStack, DenseReLU, EncodedInputReLU, Residual, mlp
 from .poses import KnownPoses, recentre
 from .projection import plane_coordinates
 
@@ -110,11 +111,32 @@ class FourierDecoder(nn.Module):
         flip = coords[..., 2:3] < 0
         with torch.autocast(coords.device.type, enabled=False):  # phases need float32
             phase = self.encoding.phase(torch.where(flip, -coords, coords).float() / self.D)
-        h = EncodedInputReLU.apply(phase, z, self.coords_in.weight, None if self.latent_in is None else self.latent_in.weight,
-                                   self.coords_in.bias, self.encoding.kind != "none")
-        out = self.net(h).float()
+        first = (phase, z, self.coords_in.weight, None if self.latent_in is None else self.latent_in.weight,
+                 self.coords_in.bias, self.encoding.kind != "none")
+        if self._fuse_backward(coords):
+            residual, params = self._hidden_layers()
+            out = DecoderStack.apply(*first, residual, *params).float()
+        else:
+            out = self.net(EncodedInputReLU.apply(*first)).float()
         imag = torch.where(flip[..., 0], -out[..., 1], out[..., 1])
         return torch.complex(out[..., 0], imag)
+
+    fused_backward = True  # on a GPU, train through nets.DecoderStack (kernels.relu_grad_matmul)
+
+    def _fuse_backward(self, coords: torch.Tensor) -> bool:
+        return (self.fused_backward and coords.is_cuda and torch.is_grad_enabled() and torch.is_autocast_enabled("cuda")
+                and not torch.compiler.is_compiling() and kernels.available())
+
+    def _hidden_layers(self) -> tuple[tuple[bool, ...], list[torch.Tensor]]:
+        """Which hidden layers are residual, and their weights and biases, then the output layer's."""
+        residual, params = [], []
+        for m in self.net.modules():
+            if isinstance(m, (Residual, DenseReLU)):
+                linear = m.linear if isinstance(m, Residual) else m
+                residual.append(isinstance(m, Residual))
+                params += [linear.weight, linear.bias]
+        output = list(self.net.modules())[-1]  # the last module in order is the output layer
+        return tuple(residual), params + [output.weight, output.bias]
 
     @torch.no_grad()
     def volumes(self, z: torch.Tensor | None = None, points_per_chunk: int = 2**22,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import kernels
+
 
 def mlp(n_in: int, width: int, depth: int, n_out: int) -> nn.Sequential:
     """``depth`` hidden layers of ``width`` units with ReLU, then a linear output layer.
@@ -89,57 +91,123 @@ class EncodedInputReLU(torch.autograd.Function):
         device = phase.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else wc.dtype
         B, P, n = phase.shape
-        k = 2 * n if sincos else n
-        features = _encoded_features(phase, z, sincos, dtype)
-        w = (wc if wz is None else torch.cat([wc, wz], dim=1)).to(dtype)
+        features, w = _encoded_input(phase, z, wc, wz, sincos, dtype)
         with torch.autocast(device, enabled=False):
             y = torch._addmm_activation(bias.to(dtype), features.view(B * P, -1), w.t())
         ctx.save_for_backward(features, w, y, phase if ctx.needs_input_grad[0] else None)
-        ctx.k, ctx.sincos, ctx.param_dtype = k, sincos, wc.dtype
+        ctx.k, ctx.zdim, ctx.sincos, ctx.param_dtype = wc.shape[1], 0 if wz is None else wz.shape[1], sincos, wc.dtype
         return y.view(B, P, -1)
 
     @staticmethod
     def backward(ctx, grad):
         features, w, y, phase = ctx.saved_tensors
-        B, P, k = features.shape[0], features.shape[1], ctx.k
         g = torch.ops.aten.threshold_backward(grad.reshape(y.shape).to(y.dtype), y, 0)
-        grad_w = (g.t() @ features.view(B * P, -1)).to(ctx.param_dtype)
-        per_image = g.view(B, P, -1).sum(1, dtype=torch.float32)  # (B, width)
-        grad_z = per_image @ w[:, k:].float() if ctx.needs_input_grad[1] else None
-        grad_phase = None
-        if ctx.needs_input_grad[0]:
-            grad_features = (g @ w[:, :k]).float().view(B, P, k)
-            if ctx.sincos:
-                n = k // 2
-                grad_phase = grad_features[..., :n] * torch.cos(phase) - grad_features[..., n:] * torch.sin(phase)
-            else:
-                grad_phase = grad_features
-        grad_wz = grad_w[:, k:] if ctx.needs_input_grad[3] else None
-        return grad_phase, grad_z, grad_w[:, :k], grad_wz, per_image.sum(0).to(ctx.param_dtype), None
+        grad_w = (g.t() @ features.view(-1, features.shape[-1])).to(ctx.param_dtype)
+        grad_phase, grad_z, per_image = _encoded_input_grads(ctx, g, features, w, phase)
+        grad_wz = grad_w[:, ctx.k:ctx.k + ctx.zdim] if ctx.needs_input_grad[3] else None
+        return grad_phase, grad_z, grad_w[:, :ctx.k], grad_wz, per_image.sum(0).to(ctx.param_dtype), None
 
 
-def _encoded_features(phase, z, sincos: bool, dtype) -> torch.Tensor:
-    """``[sin φ, cos φ, z]`` (B, P, k + zdim) in ``dtype``, each image's ``z`` along its pixels.
+class DecoderStack(torch.autograd.Function):
+    """The decoder from its encoded input to its output in one Function, for a fused backward pass.
 
-    Eagerly the parts are written into one buffer (no intermediate copies); under ``torch.compile``,
-    which cannot trace writes into column slices, as one concatenation that inductor fuses.
+    The arithmetic of :class:`EncodedInputReLU`, then of :class:`FoldedReLU` (or
+    :class:`DenseReLU`) hidden layers, then the linear output layer. Backwards, each layer's
+    input-gradient product also applies the ReLU below it and sums that layer's bias gradient
+    (:func:`cryonb.core.kernels.relu_grad_matmul`), which layer-by-layer Functions cannot do: a
+    layer's backward pass would have to hand the layer below a bias gradient. ``params`` are each
+    hidden layer's weight and bias, then the output layer's; ``residual`` says which hidden layers
+    are residual.
+    """
+
+    @staticmethod
+    def forward(ctx, phase, z, wc, wz, bias, sincos: bool, residual: tuple[bool, ...], *params):
+        device = phase.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else wc.dtype
+        B, P, n = phase.shape
+        features, w0 = _encoded_input(phase, z, wc, wz, sincos, dtype)
+        weights = [w0]
+        for w, folded in zip(params[:-2:2], residual):
+            weights.append((torch.eye(len(w), device=w.device, dtype=w.dtype).add_(w) if folded else w).to(dtype))
+        weights.append(params[-2].to(dtype))
+        with torch.autocast(device, enabled=False):
+            inputs = [features.view(B * P, -1)]
+            for w, b in zip(weights[:-1], [bias, *params[1:-2:2]]):  # bias and ReLU in the product's epilogue
+                inputs.append(torch._addmm_activation(b.to(dtype), inputs[-1], w.t()))
+            out = torch.addmm(params[-1].to(dtype), inputs[-1], weights[-1].t())
+        ctx.save_for_backward(phase if ctx.needs_input_grad[0] else None, *weights, *inputs)
+        ctx.k, ctx.zdim, ctx.sincos, ctx.param_dtype = wc.shape[1], 0 if wz is None else wz.shape[1], sincos, wc.dtype
+        ctx.image_shape = (B, P)
+        return out.view(B, P, -1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        phase, *saved = ctx.saved_tensors
+        L, dtype = len(saved) // 2, ctx.param_dtype  # L weights (the output layer's last), L inputs
+        weights, inputs = saved[:L], saved[L:]
+        g = grad.reshape(-1, grad.shape[-1]).to(weights[0].dtype)
+        grads = [(g.t() @ inputs[-1]).to(dtype), kernels.column_sums(g).to(dtype)]  # the output layer's
+        for i in range(L - 1, 0, -1):  # g becomes the gradient of the pre-activation of the layer below
+            g, bias_grad = kernels.relu_grad_matmul(g, weights[i], inputs[i])
+            grads[:0] = [(g.t() @ inputs[i - 1]).to(dtype)] + ([bias_grad.to(dtype)] if i > 1 else [])
+        grad_w0, k = grads.pop(0), ctx.k
+        grad_phase, grad_z, per_image = _encoded_input_grads(ctx, g, inputs[0].view(*ctx.image_shape, -1),
+                                                             weights[0], phase)
+        grad_wz = grad_w0[:, k:k + ctx.zdim] if ctx.needs_input_grad[3] else None
+        return (grad_phase, grad_z, grad_w0[:, :k], grad_wz, per_image.sum(0).to(dtype), None, None, *grads)
+
+
+def _encoded_input_grads(ctx, g, features, w, phase):
+    """The gradients of the phases and of ``z`` from ``g``, the first layer's pre-activation gradient.
+
+    Also returns ``g`` summed over each image's pixels (B, width), float32 (the bias's gradient is its sum).
+    """
+    B, P, k = features.shape[0], features.shape[1], ctx.k
+    per_image = g.view(B, P, -1).sum(1, dtype=torch.float32)
+    grad_z = per_image @ w[:, k:k + ctx.zdim].float() if ctx.needs_input_grad[1] else None
+    grad_phase = None
+    if ctx.needs_input_grad[0]:
+        grad_features = (g @ w[:, :k]).float().view(B, P, k)
+        if ctx.sincos:
+            n = k // 2
+            grad_phase = grad_features[..., :n] * torch.cos(phase) - grad_features[..., n:] * torch.sin(phase)
+        else:
+            grad_phase = grad_features
+    return grad_phase, grad_z, per_image
+
+
+ALIGN = 8  # the features' columns are padded to a multiple of this: 16-byte rows for 16-bit products
+
+
+def _encoded_input(phase, z, wc, wz, sincos: bool, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first layer's features ``[sin φ, cos φ, z, 0…]`` (B, P, m) and weight ``[Wc Wz 0…]`` in ``dtype``.
+
+    Each image's ``z`` is repeated along its pixels, and zero columns pad both to a multiple of
+    :data:`ALIGN`: cuBLAS's 16-bit products are fastest on rows of whole 16 bytes (with zdim 10 at
+    D = 128, 394 columns made the 256×3 model's step slower; docs/benchmarks.md). Eagerly the parts
+    are written into one buffer (no intermediate copies); under ``torch.compile``, which cannot trace
+    writes into column slices, as one concatenation that inductor fuses.
     """
     B, P, n = phase.shape
+    k, zdim = wc.shape[1], 0 if z is None else z.shape[-1]
+    pad = -(k + zdim) % ALIGN
+    w = torch.cat([wc, *([] if wz is None else [wz]), wc.new_zeros(len(wc), pad)], dim=1).to(dtype)
     if torch.compiler.is_compiling():
         parts = [torch.sin(phase), torch.cos(phase)] if sincos else [phase]
         if z is not None:
             parts.append(z[:, None, :].expand(B, P, -1))
-        return torch.cat([part.to(dtype) for part in parts], dim=-1)
-    k = 2 * n if sincos else n
-    features = torch.empty(B, P, k + (0 if z is None else z.shape[-1]), device=phase.device, dtype=dtype)
+        parts.append(phase.new_zeros(B, P, pad))
+        return torch.cat([part.to(dtype) for part in parts], dim=-1), w
+    features = torch.empty(B, P, k + zdim + pad, device=phase.device, dtype=dtype)
     if sincos:
         torch.sin(phase, out=features[..., :n])
         torch.cos(phase, out=features[..., n:k])
     else:
         features[..., :k] = phase
     if z is not None:
-        features[..., k:] = z[:, None, :]
-    return features
+        features[..., k:k + zdim] = z[:, None, :]
+    features[..., k + zdim:] = 0
+    return features, w
 
 
 def residual_mlp(n_in: int, width: int, depth: int, n_out: int) -> nn.Sequential:

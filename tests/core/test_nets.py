@@ -152,3 +152,18 @@ def test_decoder_compiles_to_one_graph_with_the_same_values_and_gradients():
     torch._dynamo.reset()
     for eager, traced in zip(*grads):
         torch.testing.assert_close(traced, eager)
+
+
+@pytest.mark.parametrize("zdim", [0, 3, 8, 10])
+def test_first_layer_features_are_padded_to_whole_16_byte_rows(zdim):
+    from cryonb.core.nets import ALIGN, _encoded_input
+
+    torch.manual_seed(4)
+    phase, wc = torch.randn(2, 5, 6), torch.randn(7, 12)
+    z, wz = (torch.randn(2, zdim), torch.randn(7, zdim)) if zdim else (None, None)
+    features, w = _encoded_input(phase, z, wc, wz, True, torch.float32)
+    assert features.shape[-1] == w.shape[1] and w.shape[1] % ALIGN == 0 and w.shape[1] - (12 + zdim) < ALIGN
+    assert torch.equal(features[..., 12 + zdim:], torch.zeros_like(features[..., 12 + zdim:]))
+    assert torch.equal(w[:, 12 + zdim:], torch.zeros_like(w[:, 12 + zdim:]))
+    unpadded = torch.cat([torch.sin(phase), torch.cos(phase)] + ([z[:, None].expand(2, 5, zdim)] if zdim else []), -1)
+    torch.testing.assert_close(features @ w.t(), unpadded @ torch.cat([wc] + ([wz] if zdim else []), 1).t())

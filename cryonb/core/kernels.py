@@ -1,0 +1,91 @@
+"""A ReLU layer's backward product with the previous layer's ReLU and bias gradients in it (Triton).
+
+Between two ReLU layers, autograd's backward pass multiplies the upper layer's gradient by its
+weight (``g W``), then reads the result and the lower layer's activations again to zero the
+gradient where the lower ReLU was off (``threshold_backward``), then once more to sum the lower
+layer's bias gradient. :func:`relu_grad_matmul` does the three in one kernel: the product's tiles
+are masked by the activations and summed by column before they are written. On a GPU with Triton;
+elsewhere (a CPU, no Triton) it computes the same thing with torch's operations.
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # the CPU wheels of torch come without Triton
+    triton = None
+
+# Tiles (BLOCK_M rows, BLOCK_K output columns, BLOCK_N of the reduction, warps, stages) by the product's
+# shape, chosen on one H200 at D = 128 (benchmarks/bench_relu_grad.py, docs/benchmarks.md): the output
+# layer's two columns (N = 2) and 256-wide layers gain; at 1024 wide cuBLAS's product is faster than
+# this kernel's by more than the passes it saves, so those layers keep torch's (None).
+CONFIGS = {"thin": (128, 128, 16, 4, 2), "narrow": (128, 128, 32, 4, 4), "wide": None}
+
+
+def relu_grad_matmul(grad: torch.Tensor, weight: torch.Tensor, activations: torch.Tensor,
+                     config: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(grad @ weight) ⊙ (activations > 0)`` (M, K) and its column sums (K,), float32.
+
+    ``grad`` (M, N) is a layer's pre-activation gradient, ``weight`` (N, K) its weight and
+    ``activations`` (M, K) its input, the output of the ReLU below: the result is that layer's
+    pre-activation gradient, its column sums that layer's bias gradient.
+    """
+    (M, N), K = grad.shape, weight.shape[1]
+    config = config or CONFIGS[_kind(N, K)]
+    if config is None or triton is None or not grad.is_cuda or grad.dtype not in (torch.bfloat16, torch.float16):
+        out = torch.ops.aten.threshold_backward(grad @ weight, activations, 0)
+        return out, column_sums(out)
+    grad, weight, activations = grad.contiguous(), weight.contiguous(), activations.contiguous()
+    block_m, block_k, block_n, warps, stages = config
+    rows = triton.cdiv(M, block_m)
+    out = torch.empty(M, K, device=grad.device, dtype=grad.dtype)
+    partial = torch.empty(rows, K, device=grad.device, dtype=torch.float32)
+    _relu_grad_matmul[(rows * triton.cdiv(K, block_k),)](
+        grad, weight, activations, out, partial, M, N, K, BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_N=block_n,
+        GROUP_M=8, num_warps=warps, num_stages=stages)
+    return out, partial.sum(0)  # row blocks' sums added in a fixed order: the same bits every run
+
+
+def column_sums(x: torch.Tensor) -> torch.Tensor:
+    """``x.sum(0)``, accumulated and returned in float32 or wider."""
+    return x.sum(0, dtype=torch.promote_types(x.dtype, torch.float32))
+
+
+def available() -> bool:
+    """Whether the fused kernel runs here: Triton and a CUDA device with 16-bit tensor cores (sm_80 on)."""
+    return triton is not None and torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
+
+
+def _kind(N: int, K: int) -> str:
+    return "thin" if N < 64 else ("wide" if K >= 512 else "narrow")
+
+
+if triton is not None:
+    @triton.jit
+    def _relu_grad_matmul(g_ptr, w_ptr, y_ptr, out_ptr, partial_ptr, M, N, K, BLOCK_M: tl.constexpr,
+                          BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+        # tiles in groups of GROUP_M row blocks, so that neighbouring programs share the weight's columns in L2
+        pid = tl.program_id(0)
+        blocks_m, blocks_k = tl.cdiv(M, BLOCK_M), tl.cdiv(K, BLOCK_K)
+        group = GROUP_M * blocks_k
+        first_m = (pid // group) * GROUP_M
+        group_m = min(blocks_m - first_m, GROUP_M)
+        pid_m = first_m + (pid % group) % group_m
+        pid_k = (pid % group) // group_m
+        rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        rk = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
+        rn = tl.arange(0, BLOCK_N)
+        acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
+        for step in range(0, tl.cdiv(N, BLOCK_N)):
+            n = step * BLOCK_N + rn
+            a = tl.load(g_ptr + rm[:, None] * N + n[None, :], mask=(rm[:, None] < M) & (n[None, :] < N), other=0.0)
+            b = tl.load(w_ptr + n[:, None] * K + rk[None, :], mask=(n[:, None] < N) & (rk[None, :] < K), other=0.0)
+            acc = tl.dot(a, b, acc)
+        inside = (rm[:, None] < M) & (rk[None, :] < K)
+        y = tl.load(y_ptr + rm[:, None] * K + rk[None, :], mask=inside, other=0.0)
+        out = tl.where(y > 0, acc, 0.0).to(out_ptr.dtype.element_ty)
+        tl.store(out_ptr + rm[:, None] * K + rk[None, :], out, mask=inside)
+        tl.store(partial_ptr + pid_m * K + rk, tl.sum(out.to(tl.float32), axis=0), mask=rk < K)
