@@ -15,14 +15,16 @@ import torch
 try:
     import triton
     import triton.language as tl
+    from triton.tools.tensor_descriptor import TensorDescriptor
 except ImportError:  # the CPU wheels of torch come without Triton
     triton = None
 
-# Tiles (BLOCK_M rows, BLOCK_K output columns, BLOCK_N of the reduction, warps, stages) by the product's
-# shape, chosen on one H200 at D = 128 (benchmarks/bench_relu_grad.py, docs/benchmarks.md): the output
-# layer's two columns (N = 2) and 256-wide layers gain; at 1024 wide cuBLAS's product is faster than
-# this kernel's by more than the passes it saves, so those layers keep torch's (None).
-CONFIGS = {"thin": (128, 128, 16, 4, 2), "narrow": (128, 128, 32, 4, 4), "wide": None}
+# Tiles (BLOCK_M rows, BLOCK_K output columns, BLOCK_N of the reduction, warps, stages[, "tma"]), chosen on
+# one H200 at D = 128 (benchmarks/bench_relu_grad.py, docs/benchmarks.md). With the tensor memory
+# accelerator (Hopper on) moving the tiles, the kernel beats torch's three passes at 256 and 1024 wide;
+# without it, only up to 512 wide, so wider layers keep torch's there (None). The output layer's two
+# columns (N = 2) make rows too short for it.
+TMA, PLAIN, THIN = (128, 128, 32, 4, 4, "tma"), (128, 128, 32, 4, 4), (128, 128, 16, 4, 2)
 
 
 def relu_grad_matmul(grad: torch.Tensor, weight: torch.Tensor, activations: torch.Tensor,
@@ -34,18 +36,24 @@ def relu_grad_matmul(grad: torch.Tensor, weight: torch.Tensor, activations: torc
     pre-activation gradient, its column sums that layer's bias gradient.
     """
     (M, N), K = grad.shape, weight.shape[1]
-    config = config or CONFIGS[_kind(N, K)]
-    if config is None or triton is None or not grad.is_cuda or grad.dtype not in (torch.bfloat16, torch.float16):
+    usable = triton is not None and grad.is_cuda and grad.dtype in (torch.bfloat16, torch.float16)
+    config = (config or _config(N, K, grad.device)) if usable else None
+    if config is None:
         out = torch.ops.aten.threshold_backward(grad @ weight, activations, 0)
         return out, column_sums(out)
     grad, weight, activations = grad.contiguous(), weight.contiguous(), activations.contiguous()
-    block_m, block_k, block_n, warps, stages = config
+    block_m, block_k, block_n, warps, stages, *tma = config
     rows = triton.cdiv(M, block_m)
     out = torch.empty(M, K, device=grad.device, dtype=grad.dtype)
     partial = torch.empty(rows, K, device=grad.device, dtype=torch.float32)
-    _relu_grad_matmul[(rows * triton.cdiv(K, block_k),)](
-        grad, weight, activations, out, partial, M, N, K, BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_N=block_n,
-        GROUP_M=8, num_warps=warps, num_stages=stages)
+    grid, options = (rows * triton.cdiv(K, block_k),), dict(BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_N=block_n,
+                                                           GROUP_M=8, num_warps=warps, num_stages=stages)
+    if tma:  # the tiles moved by the tensor memory accelerator (Hopper on)
+        tiles = [(grad, block_m, block_n), (weight, block_n, block_k), (activations, block_m, block_k), (out, block_m, block_k)]
+        _relu_grad_matmul_tma[grid](*(TensorDescriptor.from_tensor(t, [r, c]) for t, r, c in tiles), partial, M, N, K,
+                                    **options)
+    else:
+        _relu_grad_matmul[grid](grad, weight, activations, out, partial, M, N, K, **options)
     return out, partial.sum(0)  # row blocks' sums added in a fixed order: the same bits every run
 
 
@@ -59,8 +67,12 @@ def available() -> bool:
     return triton is not None and torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
 
 
-def _kind(N: int, K: int) -> str:
-    return "thin" if N < 64 else ("wide" if K >= 512 else "narrow")
+def _config(N: int, K: int, device: torch.device) -> tuple | None:
+    if N < 64:
+        return THIN
+    if N % 8 == 0 and K % 8 == 0 and torch.cuda.get_device_capability(device) >= (9, 0):
+        return TMA
+    return PLAIN if K <= 512 else None
 
 
 if triton is not None:
@@ -88,4 +100,24 @@ if triton is not None:
         y = tl.load(y_ptr + rm[:, None] * K + rk[None, :], mask=inside, other=0.0)
         out = tl.where(y > 0, acc, 0.0).to(out_ptr.dtype.element_ty)
         tl.store(out_ptr + rm[:, None] * K + rk[None, :], out, mask=inside)
+        tl.store(partial_ptr + pid_m * K + rk, tl.sum(out.to(tl.float32), axis=0), mask=rk < K)
+
+    @triton.jit
+    def _relu_grad_matmul_tma(g_desc, w_desc, y_desc, out_desc, partial_ptr, M, N, K, BLOCK_M: tl.constexpr,
+                              BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+        pid = tl.program_id(0)
+        blocks_m, blocks_k = tl.cdiv(M, BLOCK_M), tl.cdiv(K, BLOCK_K)
+        group = GROUP_M * blocks_k
+        first_m = (pid // group) * GROUP_M
+        group_m = min(blocks_m - first_m, GROUP_M)
+        pid_m = first_m + (pid % group) % group_m
+        pid_k = (pid % group) // group_m
+        off_m, off_k = pid_m * BLOCK_M, pid_k * BLOCK_K
+        acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
+        for step in range(0, tl.cdiv(N, BLOCK_N)):
+            acc = tl.dot(g_desc.load([off_m, step * BLOCK_N]), w_desc.load([step * BLOCK_N, off_k]), acc)
+        y = y_desc.load([off_m, off_k])  # rows past M read as zeros, so they add nothing to the sums
+        out = tl.where(y > 0, acc, 0.0).to(y.dtype)
+        out_desc.store([off_m, off_k], out)
+        rk = off_k + tl.arange(0, BLOCK_K)
         tl.store(partial_ptr + pid_m * K + rk, tl.sum(out.to(tl.float32), axis=0), mask=rk < K)
