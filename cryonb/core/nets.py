@@ -176,21 +176,22 @@ def _encoded_input_grads(ctx, g, features, w, phase):
     return grad_phase, grad_z, per_image
 
 
-ALIGN = 8  # the features' columns are padded to a multiple of this: 16-byte rows for 16-bit products
+ALIGN = 8  # on a GPU the features' columns are padded to a multiple of this: 16-byte rows for 16-bit products
 
 
-def _encoded_input(phase, z, wc, wz, sincos: bool, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _encoded_input(phase, z, wc, wz, sincos: bool, dtype, align: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The first layer's features ``[sin φ, cos φ, z, 0…]`` (B, P, m) and weight ``[Wc Wz 0…]`` in ``dtype``.
 
     Each image's ``z`` is repeated along its pixels, and zero columns pad both to a multiple of
-    :data:`ALIGN`: cuBLAS's 16-bit products are fastest on rows of whole 16 bytes (with zdim 10 at
-    D = 128, 394 columns made the 256×3 model's step slower; docs/benchmarks.md). Eagerly the parts
+    ``align`` (default :data:`ALIGN` on a GPU, none on a CPU): cuBLAS's 16-bit products are fastest on
+    rows of whole 16 bytes (with zdim 10 at D = 128, 394 columns made the 256×3 model's step 1.16×
+    slower; docs/benchmarks.md). Eagerly the parts
     are written into one buffer (no intermediate copies); under ``torch.compile``, which cannot trace
     writes into column slices, as one concatenation that inductor fuses.
     """
     B, P, n = phase.shape
     k, zdim = wc.shape[1], 0 if z is None else z.shape[-1]
-    pad = -(k + zdim) % ALIGN
+    pad = -(k + zdim) % (align or (ALIGN if phase.is_cuda else 1))
     w = torch.cat([wc, *([] if wz is None else [wz]), wc.new_zeros(len(wc), pad)], dim=1).to(dtype)
     if torch.compiler.is_compiling():
         parts = [torch.sin(phase), torch.cos(phase)] if sincos else [phase]

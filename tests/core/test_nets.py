@@ -161,7 +161,8 @@ def test_first_layer_features_are_padded_to_whole_16_byte_rows(zdim):
     torch.manual_seed(4)
     phase, wc = torch.randn(2, 5, 6), torch.randn(7, 12)
     z, wz = (torch.randn(2, zdim), torch.randn(7, zdim)) if zdim else (None, None)
-    features, w = _encoded_input(phase, z, wc, wz, True, torch.float32)
+    assert _encoded_input(phase, z, wc, wz, True, torch.float32)[1].shape[1] == 12 + zdim  # a CPU: no padding
+    features, w = _encoded_input(phase, z, wc, wz, True, torch.float32, align=ALIGN)  # a GPU's
     assert features.shape[-1] == w.shape[1] and w.shape[1] % ALIGN == 0 and w.shape[1] - (12 + zdim) < ALIGN
     assert torch.equal(features[..., 12 + zdim:], torch.zeros_like(features[..., 12 + zdim:]))
     assert torch.equal(w[:, 12 + zdim:], torch.zeros_like(w[:, 12 + zdim:]))
