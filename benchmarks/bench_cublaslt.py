@@ -32,6 +32,8 @@ import sys
 
 import torch
 
+from benchmarks.bench_relu_grad import median_us
+
 # cuBLASLt's enumerations (cublasLt.h, CUDA 12 and 13)
 _COMPUTE_32F = 68
 _R_32F, _R_16F, _R_16BF = 0, 2, 14
@@ -240,20 +242,6 @@ def weight_grad(grad: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torc
     sums = torch.empty(N, device=x.device, dtype=sums_dtype)
     plan(x, grad, out, sums, None)
     return out, sums.float()
-
-
-def median_us(fn, repeats: int = 20) -> float:
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1000)
-    return sorted(times)[len(times) // 2]
 
 
 def forms(rows: int, width: int) -> dict:

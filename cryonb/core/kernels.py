@@ -77,16 +77,19 @@ def _config(N: int, K: int, device: torch.device) -> tuple | None:
 
 if triton is not None:
     @triton.jit
+    def _tile(M, K, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+        """This program's output tile (row block, column block). Tiles go in groups of GROUP_M row
+        blocks, so that neighbouring programs share the weight's columns in L2."""
+        pid = tl.program_id(0)
+        group = GROUP_M * tl.cdiv(K, BLOCK_K)
+        first_m = (pid // group) * GROUP_M
+        group_m = min(tl.cdiv(M, BLOCK_M) - first_m, GROUP_M)
+        return first_m + (pid % group) % group_m, (pid % group) // group_m
+
+    @triton.jit
     def _relu_grad_matmul(g_ptr, w_ptr, y_ptr, out_ptr, partial_ptr, M, N, K, BLOCK_M: tl.constexpr,
                           BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
-        # tiles in groups of GROUP_M row blocks, so that neighbouring programs share the weight's columns in L2
-        pid = tl.program_id(0)
-        blocks_m, blocks_k = tl.cdiv(M, BLOCK_M), tl.cdiv(K, BLOCK_K)
-        group = GROUP_M * blocks_k
-        first_m = (pid // group) * GROUP_M
-        group_m = min(blocks_m - first_m, GROUP_M)
-        pid_m = first_m + (pid % group) % group_m
-        pid_k = (pid % group) // group_m
+        pid_m, pid_k = _tile(M, K, BLOCK_M, BLOCK_K, GROUP_M)
         rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         rk = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
         rn = tl.arange(0, BLOCK_N)
@@ -105,13 +108,7 @@ if triton is not None:
     @triton.jit
     def _relu_grad_matmul_tma(g_desc, w_desc, y_desc, out_desc, partial_ptr, M, N, K, BLOCK_M: tl.constexpr,
                               BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
-        pid = tl.program_id(0)
-        blocks_m, blocks_k = tl.cdiv(M, BLOCK_M), tl.cdiv(K, BLOCK_K)
-        group = GROUP_M * blocks_k
-        first_m = (pid // group) * GROUP_M
-        group_m = min(blocks_m - first_m, GROUP_M)
-        pid_m = first_m + (pid % group) % group_m
-        pid_k = (pid % group) // group_m
+        pid_m, pid_k = _tile(M, K, BLOCK_M, BLOCK_K, GROUP_M)
         off_m, off_k = pid_m * BLOCK_M, pid_k * BLOCK_K
         acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
         for step in range(0, tl.cdiv(N, BLOCK_N)):
