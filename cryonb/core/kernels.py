@@ -10,6 +10,8 @@ elsewhere (a CPU, no Triton) it computes the same thing with torch's operations.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 try:
@@ -35,13 +37,34 @@ def relu_grad_matmul(grad: torch.Tensor, weight: torch.Tensor, activations: torc
     ``activations`` (M, K) its input, the output of the ReLU below: the result is that layer's
     pre-activation gradient, its column sums that layer's bias gradient.
     """
+    if not _usable(grad):
+        return _three_passes(grad, weight, activations)
+    config = config or _config(grad.shape[1], weight.shape[1], grad.device)
+    if config is None or config in failed:
+        return _three_passes(grad, weight, activations)
+    try:
+        return _launch(grad.contiguous(), weight.contiguous(), activations.contiguous(), config)
+    except Exception as error:  # noqa: BLE001 - Triton could not build or launch it here: torch's passes instead
+        failed.add(config)
+        warnings.warn(f"cryonb's fused ReLU-gradient kernel {config} does not run here ({type(error).__name__}: "
+                      f"{error}); using torch's operations instead", RuntimeWarning, stacklevel=2)
+        return _three_passes(grad, weight, activations)
+
+
+failed: set[tuple] = set()  # the tile configurations whose kernel could not be built or launched here
+
+
+def _usable(grad: torch.Tensor) -> bool:
+    return triton is not None and grad.is_cuda and grad.dtype in (torch.bfloat16, torch.float16)
+
+
+def _three_passes(grad, weight, activations):
+    out = torch.ops.aten.threshold_backward(grad @ weight, activations, 0)
+    return out, column_sums(out)
+
+
+def _launch(grad, weight, activations, config):
     (M, N), K = grad.shape, weight.shape[1]
-    usable = triton is not None and grad.is_cuda and grad.dtype in (torch.bfloat16, torch.float16)
-    config = (config or _config(N, K, grad.device)) if usable else None
-    if config is None:
-        out = torch.ops.aten.threshold_backward(grad @ weight, activations, 0)
-        return out, column_sums(out)
-    grad, weight, activations = grad.contiguous(), weight.contiguous(), activations.contiguous()
     block_m, block_k, block_n, warps, stages, *tma = config
     rows = triton.cdiv(M, block_m)
     out = torch.empty(M, K, device=grad.device, dtype=grad.dtype)

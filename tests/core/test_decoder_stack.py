@@ -1,5 +1,7 @@
 """The decoder as one Function (nets.DecoderStack) against its layers, and its fused backward kernel."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -71,6 +73,26 @@ def test_decoder_uses_the_stack_only_where_the_kernel_runs():
 
 hopper = pytest.mark.skipif(not kernels.available() or torch.cuda.get_device_capability() < (9, 0),
                             reason="needs Hopper's tensor memory accelerator")
+
+
+def test_a_kernel_that_cannot_run_here_falls_back_to_torch_once_with_a_warning(monkeypatch):
+    def broken(*args):
+        raise RuntimeError("PTX too new for this driver")
+
+    monkeypatch.setattr(kernels, "_usable", lambda grad: True)
+    monkeypatch.setattr(kernels, "_launch", broken)
+    monkeypatch.setattr(kernels, "failed", set())
+    torch.manual_seed(5)
+    grad, weight, activations = torch.randn(9, 4), torch.randn(4, 6), torch.relu(torch.randn(9, 6))
+    expected = torch.ops.aten.threshold_backward(grad @ weight, activations, 0)
+    with pytest.warns(RuntimeWarning, match="PTX too new"):
+        out, sums = kernels.relu_grad_matmul(grad, weight, activations, config=kernels.PLAIN)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(sums, expected.sum(0))
+    assert kernels.failed == {kernels.PLAIN}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning: the failed configuration is not tried again
+        kernels.relu_grad_matmul(grad, weight, activations, config=kernels.PLAIN)
 
 
 @gpu
