@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .fourier import ifft3_center
 from . import kernels
+from .fourier import ifft3_center
 from .nets import DecoderStack, DenseReLU, EncodedInputReLU, Residual, mlp
 from .poses import KnownPoses, recentre
 from .projection import plane_coordinates
@@ -91,6 +91,8 @@ class PositionalEncoding(nn.Module):
 class FourierDecoder(nn.Module):
     """``F(k, z)``: the complex transform of the map for latent ``z`` at frequency ``k`` (pixels)."""
 
+    fused_backward = True  # on a GPU, train through nets.DecoderStack (kernels.relu_grad_matmul)
+
     def __init__(self, D: int, zdim: int, width: int = 256, depth: int = 3, encoding: str = "geometric",
                  n_freqs: int | None = None, seed: int = 0, residual: bool = False, pe_sigma: float = 0.5):
         super().__init__()
@@ -120,8 +122,6 @@ class FourierDecoder(nn.Module):
             out = self.net(EncodedInputReLU.apply(*first)).float()
         imag = torch.where(flip[..., 0], -out[..., 1], out[..., 1])
         return torch.complex(out[..., 0], imag)
-
-    fused_backward = True  # on a GPU, train through nets.DecoderStack (kernels.relu_grad_matmul)
 
     def _fuse_backward(self, coords: torch.Tensor) -> bool:
         return (self.fused_backward and coords.is_cuda and torch.is_grad_enabled() and torch.is_autocast_enabled("cuda")

@@ -90,7 +90,7 @@ class EncodedInputReLU(torch.autograd.Function):
     def forward(ctx, phase, z, wc, wz, bias, sincos: bool = True):
         device = phase.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else wc.dtype
-        B, P, n = phase.shape
+        B, P = phase.shape[:2]
         features, w = _encoded_input(phase, z, wc, wz, sincos, dtype)
         with torch.autocast(device, enabled=False):
             y = torch._addmm_activation(bias.to(dtype), features.view(B * P, -1), w.t())
@@ -124,7 +124,7 @@ class DecoderStack(torch.autograd.Function):
     def forward(ctx, phase, z, wc, wz, bias, sincos: bool, residual: tuple[bool, ...], *params):
         device = phase.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else wc.dtype
-        B, P, n = phase.shape
+        B, P = phase.shape[:2]
         features, w0 = _encoded_input(phase, z, wc, wz, sincos, dtype)
         weights = [w0]
         for w, folded in zip(params[:-2:2], residual):
@@ -185,9 +185,9 @@ def _encoded_input(phase, z, wc, wz, sincos: bool, dtype, align: int | None = No
     Each image's ``z`` is repeated along its pixels, and zero columns pad both to a multiple of
     ``align`` (default :data:`ALIGN` on a GPU, none on a CPU): cuBLAS's 16-bit products are fastest on
     rows of whole 16 bytes (with zdim 10 at D = 128, 394 columns made the 256×3 model's step 1.16×
-    slower; docs/benchmarks.md). Eagerly the parts
-    are written into one buffer (no intermediate copies); under ``torch.compile``, which cannot trace
-    writes into column slices, as one concatenation that inductor fuses.
+    slower; docs/benchmarks.md). Eagerly the parts are written into one buffer (no intermediate
+    copies); under ``torch.compile``, which cannot trace writes into column slices, as one
+    concatenation that inductor fuses.
     """
     B, P, n = phase.shape
     k, zdim = wc.shape[1], 0 if z is None else z.shape[-1]
