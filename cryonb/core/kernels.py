@@ -10,6 +10,7 @@ elsewhere (a CPU, no Triton) it computes the same thing with torch's operations.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -85,15 +86,21 @@ def column_sums(x: torch.Tensor) -> torch.Tensor:
     return x.sum(0, dtype=torch.promote_types(x.dtype, torch.float32))
 
 
+@functools.cache
 def available() -> bool:
     """Whether the fused kernel runs here: Triton and a CUDA device with 16-bit tensor cores (sm_80 on)."""
-    return triton is not None and torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
+    return triton is not None and torch.cuda.is_available() and _capability(None) >= (8, 0)
+
+
+@functools.cache
+def _capability(device) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(device)
 
 
 def _config(N: int, K: int, device: torch.device) -> tuple | None:
     if N < 64:
         return THIN
-    if N % 8 == 0 and K % 8 == 0 and torch.cuda.get_device_capability(device) >= (9, 0):
+    if N % 8 == 0 and K % 8 == 0 and _capability(device) >= (9, 0):
         return TMA
     return PLAIN if K <= 512 else None
 

@@ -10,6 +10,8 @@ from cryonb.core.model import FourierDecoder
 from cryonb.core.nets import DecoderStack, EncodedInputReLU
 
 gpu = pytest.mark.skipif(not kernels.available(), reason="needs a CUDA device and Triton")
+hopper = pytest.mark.skipif(not kernels.available() or torch.cuda.get_device_capability() < (9, 0),
+                            reason="needs Hopper's tensor memory accelerator")
 
 
 def decoder(residual: bool, zdim: int, width: int = 16, device="cpu", dtype=torch.float64):
@@ -69,10 +71,6 @@ def test_stack_gradients_are_exact():
 def test_decoder_uses_the_stack_only_where_the_kernel_runs():
     dec = decoder(True, 3, dtype=torch.float32)
     assert not dec._fuse_backward(torch.zeros(2, 5, 3))  # a CPU: the layers, as before
-
-
-hopper = pytest.mark.skipif(not kernels.available() or torch.cuda.get_device_capability() < (9, 0),
-                            reason="needs Hopper's tensor memory accelerator")
 
 
 def test_a_kernel_that_cannot_run_here_falls_back_to_torch_once_with_a_warning(monkeypatch):
