@@ -13,7 +13,9 @@ random images, an epoch of warm-up and then two timed epochs:
 - ``dense``: and the plain hidden layers (:class:`cryonb.core.nets.DenseReLU`; in the default model,
   the encoder's first layer);
 - ``stack``: and the decoder as one Function whose backward products apply the ReLUs' gradients
-  and sum the biases' (:class:`cryonb.core.nets.DecoderStack`): cryonb's model.
+  and sum the biases' (:class:`cryonb.core.nets.DecoderStack`);
+- ``features``: and its first layer's features written by one kernel from the frequencies'
+  coordinates (:func:`cryonb.core.kernels.encoded_features`): cryonb's model.
 
 ``--plain`` times the plain 256×3 model instead.
 """
@@ -53,17 +55,19 @@ def linear_input_forward(self, coords, z=None):
     return torch.complex(out[..., 0], torch.where(flip[..., 0], -out[..., 1], out[..., 1]))
 
 
-LAYERS = {  # (residual layer, plain hidden layer, decoder forward, the decoder as one Function)
-    "autograd": (autograd_residual, autograd_dense, linear_input_forward, False),
-    "folded": (nets.Residual.forward, autograd_dense, linear_input_forward, False),
-    "fused": (nets.Residual.forward, autograd_dense, FourierDecoder.forward, False),
-    "dense": (nets.Residual.forward, nets.DenseReLU.forward, FourierDecoder.forward, False),
-    "stack": (nets.Residual.forward, nets.DenseReLU.forward, FourierDecoder.forward, True),
+LAYERS = {  # (residual layer, plain hidden layer, decoder forward, the decoder as one Function, features by kernel)
+    "autograd": (autograd_residual, autograd_dense, linear_input_forward, False, False),
+    "folded": (nets.Residual.forward, autograd_dense, linear_input_forward, False, False),
+    "fused": (nets.Residual.forward, autograd_dense, FourierDecoder.forward, False, False),
+    "dense": (nets.Residual.forward, nets.DenseReLU.forward, FourierDecoder.forward, False, False),
+    "stack": (nets.Residual.forward, nets.DenseReLU.forward, FourierDecoder.forward, True, False),
+    "features": (nets.Residual.forward, nets.DenseReLU.forward, FourierDecoder.forward, True, True),
 }
 
 
 def use(layers: str) -> None:
-    nets.Residual.forward, nets.DenseReLU.forward, FourierDecoder.forward, FourierDecoder.fused_backward = LAYERS[layers]
+    (nets.Residual.forward, nets.DenseReLU.forward, FourierDecoder.forward, FourierDecoder.fused_backward,
+     FourierDecoder.fused_features) = LAYERS[layers]
 
 
 def config(batch: int, plain: bool = False, **options) -> TrainConfig:
@@ -130,7 +134,7 @@ def main(argv=None):
                         f.write(json.dumps(record) + "\n")
                 torch.cuda.empty_cache()
     finally:
-        use("stack")
+        use("features")
 
 
 if __name__ == "__main__":

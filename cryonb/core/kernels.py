@@ -1,11 +1,15 @@
-"""A ReLU layer's backward product with the previous layer's ReLU and bias gradients in it (Triton).
+"""The decoder's Triton kernels, each with torch's equivalent for a CPU or a GPU without Triton.
 
-Between two ReLU layers, autograd's backward pass multiplies the upper layer's gradient by its
-weight (``g W``), then reads the result and the lower layer's activations again to zero the
-gradient where the lower ReLU was off (``threshold_backward``), then once more to sum the lower
-layer's bias gradient. :func:`relu_grad_matmul` does the three in one kernel: the product's tiles
-are masked by the activations and summed by column before they are written. On a GPU with Triton;
-elsewhere (a CPU, no Triton) it computes the same thing with torch's operations.
+:func:`relu_grad_matmul`: a ReLU layer's backward product with the previous layer's ReLU and bias
+gradients in it. Between two ReLU layers, autograd's backward pass multiplies the upper layer's
+gradient by its weight (``g W``), then reads the result and the lower layer's activations again to
+zero the gradient where the lower ReLU was off (``threshold_backward``), then once more to sum the
+lower layer's bias gradient; the kernel masks the product's tiles by the activations and sums them
+by column before they are written.
+
+:func:`encoded_features`: the decoder's first-layer features ``[sin φ, cos φ, z, 0…]`` written
+straight from the frequencies' coordinates, without the float32 phases that torch's matrix product
+and two elementwise passes write and read again.
 """
 
 from __future__ import annotations
@@ -41,22 +45,67 @@ def relu_grad_matmul(grad: torch.Tensor, weight: torch.Tensor, activations: torc
     if not _usable(grad):
         return _three_passes(grad, weight, activations)
     config = config or _config(grad.shape[1], weight.shape[1], grad.device)
-    if config is None or config in failed:
+    if config is None:
         return _three_passes(grad, weight, activations)
-    try:
-        return _launch(grad.contiguous(), weight.contiguous(), activations.contiguous(), config)
-    except Exception as error:  # noqa: BLE001 - Triton could not build or launch it here: torch's passes instead
-        failed.add(config)
-        warnings.warn(f"cryonb's fused ReLU-gradient kernel {config} does not run here ({type(error).__name__}: "
-                      f"{error}); using torch's operations instead", RuntimeWarning, stacklevel=2)
-        return _three_passes(grad, weight, activations)
+    return _guarded(config, lambda: _launch(grad.contiguous(), weight.contiguous(), activations.contiguous(), config),
+                    lambda: _three_passes(grad, weight, activations))
 
 
-failed: set[tuple] = set()  # the tile configurations whose kernel could not be built or launched here
+def encoded_features(coords: torch.Tensor, freqs: torch.Tensor, z: torch.Tensor | None, columns: int,
+                     dtype: torch.dtype) -> torch.Tensor:
+    """The first layer's features ``[sin φ, cos φ, z, 0…]`` (B, P, ``columns``) in ``dtype``.
+
+    ``coords`` (B, P, 3) are frequencies, reflected through the origin where their third component
+    is negative (the decoder's half-space); ``φ = coords @ freqs`` (``freqs`` (3, n), float32);
+    ``z`` (B, zdim) is repeated along each image's pixels; zeros fill the remaining columns.
+    """
+    if not _usable(coords, dtype):
+        return _features(coords, freqs, z, columns, dtype)
+    return _guarded("features", lambda: _launch_features(coords, freqs, z, columns, dtype),
+                    lambda: _features(coords, freqs, z, columns, dtype))
 
 
-def _usable(grad: torch.Tensor) -> bool:
-    return triton is not None and grad.is_cuda and grad.dtype in (torch.bfloat16, torch.float16)
+FEATURE_ROWS, FEATURE_COLUMNS = 16, 64  # encoded_features' tiles (rows, phases), chosen on one H200 (bench_features.py)
+
+
+def _launch_features(coords, freqs, z, columns, dtype):
+    B, P, _ = coords.shape
+    coords, freqs = coords.float().contiguous(), freqs.float().contiguous()
+    z = coords.new_zeros(B, 0) if z is None else z.float().contiguous()
+    out = torch.empty(B, P, columns, device=coords.device, dtype=dtype)
+    n = freqs.shape[1]
+    grid = (triton.cdiv(B * P, FEATURE_ROWS), triton.cdiv(n, FEATURE_COLUMNS) + 1)  # and a tile for z and zeros
+    _encoded_features[grid](coords, freqs, z, out, B * P, P, n, z.shape[1], columns, BLOCK_R=FEATURE_ROWS,
+                            BLOCK_J=FEATURE_COLUMNS, BLOCK_T=triton.next_power_of_2(max(columns - 2 * n, 1)))
+    return out
+
+
+def _features(coords, freqs, z, columns, dtype):
+    B, P, _ = coords.shape
+    phase = torch.where(coords[..., 2:3] < 0, -coords, coords).float() @ freqs.float()
+    parts = [torch.sin(phase), torch.cos(phase)] + ([] if z is None else [z[:, None, :].expand(B, P, -1)])
+    out = torch.cat([part.to(dtype) for part in parts], dim=-1)
+    return torch.cat([out, out.new_zeros(B, P, columns - out.shape[-1])], dim=-1)
+
+
+def _guarded(key, launch, fallback):
+    """``launch()``; where Triton cannot build or run kernel ``key`` here, ``fallback()`` from then on
+    (with one warning)."""
+    if key not in failed:
+        try:
+            return launch()
+        except Exception as error:  # noqa: BLE001 - an old Triton, a driver that refuses the code: torch's way
+            failed.add(key)
+            warnings.warn(f"cryonb's Triton kernel {key} does not run here ({type(error).__name__}: {error}); "
+                          "using torch's operations instead", RuntimeWarning, stacklevel=3)
+    return fallback()
+
+
+failed: set = set()  # the kernels (keys: tile configurations, "features") that could not be built or launched here
+
+
+def _usable(x: torch.Tensor, dtype: torch.dtype | None = None) -> bool:
+    return triton is not None and x.is_cuda and (dtype or x.dtype) in (torch.bfloat16, torch.float16)
 
 
 def _three_passes(grad, weight, activations):
@@ -148,3 +197,27 @@ if triton is not None:
         out_desc.store([off_m, off_k], out)
         rk = off_k + tl.arange(0, BLOCK_K)
         tl.store(partial_ptr + pid_m * K + rk, tl.sum(out.to(tl.float32), axis=0), mask=rk < K)
+
+    @triton.jit
+    def _encoded_features(coords_ptr, freqs_ptr, z_ptr, out_ptr, R, P, n, zdim, C, BLOCK_R: tl.constexpr,
+                          BLOCK_J: tl.constexpr, BLOCK_T: tl.constexpr):
+        rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+        live = rows < R
+        starts = rows.to(tl.int64) * C  # rows × C may pass 2³¹
+        tile = tl.program_id(1)
+        if tile * BLOCK_J < n:  # a tile of phases: their sines in columns j, their cosines in n + j
+            j = tile * BLOCK_J + tl.arange(0, BLOCK_J)
+            sign = tl.where(tl.load(coords_ptr + rows * 3 + 2, mask=live, other=0.0) < 0, -1.0, 1.0)
+            phase = tl.zeros((BLOCK_R, BLOCK_J), dtype=tl.float32)
+            for axis in tl.static_range(3):  # the order of torch's float32 product: the same phases, bit for bit
+                c = tl.load(coords_ptr + rows * 3 + axis, mask=live, other=0.0) * sign
+                phase += c[:, None] * tl.load(freqs_ptr + axis * n + j, mask=j < n, other=0.0)[None, :]
+            where, inside = out_ptr + starts[:, None] + j[None, :], live[:, None] & (j < n)[None, :]
+            tl.store(where, tl.sin(phase).to(out_ptr.dtype.element_ty), mask=inside)
+            tl.store(where + n, tl.cos(phase).to(out_ptr.dtype.element_ty), mask=inside)
+        else:  # the last tile: the latents, then zeros
+            t = tl.arange(0, BLOCK_T)
+            latent = live[:, None] & (t < zdim)[None, :]
+            z = tl.load(z_ptr + (rows // P)[:, None] * zdim + t[None, :], mask=latent, other=0.0)
+            tl.store(out_ptr + starts[:, None] + 2 * n + t[None, :], z.to(out_ptr.dtype.element_ty),
+                     mask=live[:, None] & (2 * n + t < C)[None, :])

@@ -92,6 +92,7 @@ class FourierDecoder(nn.Module):
     """``F(k, z)``: the complex transform of the map for latent ``z`` at frequency ``k`` (pixels)."""
 
     fused_backward = True  # on a GPU, train through nets.DecoderStack (kernels.relu_grad_matmul)
+    fused_features = True  # and write its first layer's features from the coordinates (kernels.encoded_features)
 
     def __init__(self, D: int, zdim: int, width: int = 256, depth: int = 3, encoding: str = "geometric",
                  n_freqs: int | None = None, seed: int = 0, residual: bool = False, pe_sigma: float = 0.5):
@@ -111,11 +112,15 @@ class FourierDecoder(nn.Module):
     def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """Complex values at ``coords`` (B, P, 3); ``z`` is (B, zdim) or None for a homogeneous model."""
         flip = coords[..., 2:3] < 0
-        with torch.autocast(coords.device.type, enabled=False):  # phases need float32
-            phase = self.encoding.phase(torch.where(flip, -coords, coords).float() / self.D)
-        first = (phase, z, self.coords_in.weight, None if self.latent_in is None else self.latent_in.weight,
-                 self.coords_in.bias, self.encoding.kind != "none")
-        if self._fuse_backward(coords):
+        fused = self._fuse_backward(coords)
+        weights = (self.coords_in.weight, None if self.latent_in is None else self.latent_in.weight, self.coords_in.bias)
+        if fused and self.fused_features and self.encoding.kind != "none" and not coords.requires_grad:
+            first = (coords, z, *weights, self.encoding.B / self.D)
+        else:
+            with torch.autocast(coords.device.type, enabled=False):  # phases need float32
+                phase = self.encoding.phase(torch.where(flip, -coords, coords).float() / self.D)
+            first = (phase, z, *weights, self.encoding.kind != "none")
+        if fused:
             residual, params = self._hidden_layers()
             out = DecoderStack.apply(*first, residual, *params).float()
         else:

@@ -117,11 +117,11 @@ class DecoderStack(torch.autograd.Function):
     (:func:`cryonb.core.kernels.relu_grad_matmul`), which layer-by-layer Functions cannot do: a
     layer's backward pass would have to hand the layer below a bias gradient. ``params`` are each
     hidden layer's weight and bias, then the output layer's; ``residual`` says which hidden layers
-    are residual.
+    are residual; ``sincos`` as for :func:`_encoded_input`.
     """
 
     @staticmethod
-    def forward(ctx, phase, z, wc, wz, bias, sincos: bool, residual: tuple[bool, ...], *params):
+    def forward(ctx, phase, z, wc, wz, bias, sincos: bool | torch.Tensor, residual: tuple[bool, ...], *params):
         device = phase.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else wc.dtype
         B, P = phase.shape[:2]
@@ -179,8 +179,13 @@ def _encoded_input_grads(ctx, g, features, w, phase):
 ALIGN = 8  # on a GPU the features' columns are padded to a multiple of this: 16-byte rows for 16-bit products
 
 
-def _encoded_input(phase, z, wc, wz, sincos: bool, dtype, align: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _encoded_input(phase, z, wc, wz, sincos: bool | torch.Tensor, dtype,
+                   align: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The first layer's features ``[sin φ, cos φ, z, 0…]`` (B, P, m) and weight ``[Wc Wz 0…]`` in ``dtype``.
+
+    ``sincos`` False: ``phase`` holds the features themselves; a (3, n) tensor of frequencies:
+    ``phase`` holds the frequencies' coordinates (B, P, 3), turned into features by one kernel
+    (:func:`cryonb.core.kernels.encoded_features`; the coordinates get no gradient).
 
     Each image's ``z`` is repeated along its pixels, and zero columns pad both to a multiple of
     ``align`` (default :data:`ALIGN` on a GPU, none on a CPU): cuBLAS's 16-bit products are fastest on
@@ -189,10 +194,13 @@ def _encoded_input(phase, z, wc, wz, sincos: bool, dtype, align: int | None = No
     copies); under ``torch.compile``, which cannot trace writes into column slices, as one
     concatenation that inductor fuses.
     """
-    B, P, n = phase.shape
+    B, P = phase.shape[:2]
     k, zdim = wc.shape[1], 0 if z is None else z.shape[-1]
     pad = -(k + zdim) % (align or (ALIGN if phase.is_cuda else 1))
     w = torch.cat([wc, *([] if wz is None else [wz]), wc.new_zeros(len(wc), pad)], dim=1).to(dtype)
+    if isinstance(sincos, torch.Tensor):  # phase holds the coordinates, sincos the frequencies
+        return kernels.encoded_features(phase, sincos, z, k + zdim + pad, dtype), w
+    n = k // 2
     if torch.compiler.is_compiling():
         parts = [torch.sin(phase), torch.cos(phase)] if sincos else [phase]
         if z is not None:

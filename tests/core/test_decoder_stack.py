@@ -7,7 +7,7 @@ import torch
 
 from cryonb.core import kernels
 from cryonb.core.model import FourierDecoder
-from cryonb.core.nets import DecoderStack, EncodedInputReLU
+from cryonb.core.nets import DecoderStack, EncodedInputReLU, _encoded_input
 
 gpu = pytest.mark.skipif(not kernels.available(), reason="needs a CUDA device and Triton")
 hopper = pytest.mark.skipif(not kernels.available() or torch.cuda.get_device_capability() < (9, 0),
@@ -77,7 +77,7 @@ def test_a_kernel_that_cannot_run_here_falls_back_to_torch_once_with_a_warning(m
     def broken(*args):
         raise RuntimeError("PTX too new for this driver")
 
-    monkeypatch.setattr(kernels, "_usable", lambda grad: True)
+    monkeypatch.setattr(kernels, "_usable", lambda *args: True)
     monkeypatch.setattr(kernels, "_launch", broken)
     monkeypatch.setattr(kernels, "failed", set())
     torch.manual_seed(5)
@@ -128,3 +128,78 @@ def test_stack_on_the_gpu_is_as_close_to_float32_as_its_layers(residual):
         errors[stacked] = [(a.float() - b).norm() / b.norm() for a, b in zip([out] + grads, [reference] + reference_grads)]
     for ours, layers in zip(errors[True], errors[False]):
         assert ours < 0.2 and ours < 1.5 * layers + 1e-3, (ours, layers)
+
+
+def frequencies(B=3, P=40, D=12, device="cpu", seed=2):
+    """Rotated lattice frequencies (pixels), about half with a negative third component."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(B, P, 3, generator=g) * D - D / 2).to(device)
+
+
+def phase_features(dec, coords, z, dtype, align=None):
+    """The first layer's features the way the decoder made them before the kernel: float32 phases first."""
+    flip = coords[..., 2:3] < 0
+    phase = dec.encoding.phase(torch.where(flip, -coords, coords).float() / dec.D)
+    return _encoded_input(phase, z, dec.coords_in.weight, dec.latent_in.weight, True, dtype, align)[0]
+
+
+@pytest.mark.parametrize("align", [1, 8])
+def test_features_from_coordinates_are_the_phases_sines_and_cosines(align):
+    dec = decoder(True, 3, dtype=torch.float32)
+    coords, z = frequencies(), torch.randn(3, 3)
+    expected = phase_features(dec, coords, z, torch.float32, align)
+    features, _ = _encoded_input(coords, z, dec.coords_in.weight, dec.latent_in.weight, dec.encoding.B / dec.D,
+                                 torch.float32, align)
+    assert features.shape == expected.shape and features.dtype == torch.float32
+    torch.testing.assert_close(features, expected, rtol=0, atol=1e-5)
+
+
+def test_a_features_kernel_that_cannot_run_here_falls_back_to_torch(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no kernel image is available")
+
+    monkeypatch.setattr(kernels, "_usable", lambda *args: True)
+    monkeypatch.setattr(kernels, "_launch_features", broken)
+    monkeypatch.setattr(kernels, "failed", set())
+    dec = decoder(True, 3, dtype=torch.float32)
+    coords, z = frequencies(), torch.randn(3, 3)
+    with pytest.warns(RuntimeWarning, match="no kernel image"):
+        features = kernels.encoded_features(coords, dec.encoding.B / dec.D, z, 40, torch.float32)
+    assert kernels.failed == {"features"}
+    torch.testing.assert_close(features, phase_features(dec, coords, z, torch.float32, align=8), rtol=0, atol=1e-5)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("B, P, zdim", [(4, 6425, 10), (3, 777, 0), (1, 50, 8)])
+def test_features_kernel_matches_torch(B, P, zdim, dtype):
+    torch.manual_seed(4)
+    dec = FourierDecoder(128, zdim, width=32, encoding="gaussian").cuda()
+    coords = frequencies(B, P, D=128, device="cuda")
+    z = torch.randn(B, zdim, device="cuda") if zdim else None
+    freqs = dec.encoding.B / dec.D
+    columns = -(-(freqs.shape[1] * 2 + zdim) // 8) * 8
+    out = kernels.encoded_features(coords, freqs, z, columns, dtype)
+    expected = kernels._features(coords, freqs, z, columns, dtype)
+    assert out.shape == (B, P, columns) and out.dtype == dtype
+    torch.testing.assert_close(out.float(), expected.float(), rtol=0, atol=8e-3)  # a unit in the last place of 1
+    assert torch.equal(out[..., 2 * freqs.shape[1]:], expected[..., 2 * freqs.shape[1]:])  # z and zeros, exactly
+
+
+@gpu
+def test_decoder_from_coordinates_trains_as_from_phases():
+    """The kernel's path (coordinates without a gradient) against the phases' path (with one), in bfloat16."""
+    torch.manual_seed(6)
+    dec = FourierDecoder(128, 8, width=256, depth=3, encoding="gaussian", residual=True).cuda()
+    coords, z = frequencies(4, 1000, D=128, device="cuda"), torch.randn(4, 8, device="cuda")
+    results = []
+    for through_phases in (False, True):
+        dec.zero_grad()
+        c = coords.clone().requires_grad_(through_phases)
+        zz = z.clone().requires_grad_()
+        with torch.autocast("cuda", torch.bfloat16):
+            out = dec(c, zz)
+        (out.real.sum() + 0.5 * out.imag.sum()).backward()
+        results.append([out.detach(), zz.grad] + [p.grad for p in dec.parameters() if p.grad is not None])
+    for ours, theirs in zip(*results):
+        assert (ours - theirs).abs().max() <= 0.02 * theirs.abs().max() + 1e-6
