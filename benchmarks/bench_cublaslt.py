@@ -26,13 +26,13 @@ import argparse
 import ctypes
 import functools
 import glob
-import json
 import os
 import sys
 
 import torch
 
 from benchmarks.bench_relu_grad import median_us
+from benchmarks.records import emit
 
 # cuBLASLt's enumerations (cublasLt.h, CUDA 12 and 13)
 _COMPUTE_32F = 68
@@ -293,10 +293,7 @@ def main(argv=None):
     for name, fn in forms(args.rows, args.width).items():
         record = {"rows": args.rows, "width": args.width, "form": name, "us": round(median_us(fn), 1),
                   "device": torch.cuda.get_device_name()}
-        print(json.dumps(record), flush=True)
-        if args.jsonl:
-            with open(args.jsonl, "a") as f:
-                f.write(json.dumps(record) + "\n")
+        emit(record, args.jsonl)
     for key, plan in plans.items():
         print("m n k transa transb lda ldb dtype epilogue bias_dtype", key, "cuBLASLt" if plan else "none: torch's")
 

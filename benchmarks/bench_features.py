@@ -15,11 +15,11 @@ calls, bfloat16, one GPU. ``--sweep`` also times other tiles (rows, phases).
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 
 from benchmarks.bench_relu_grad import median_us
+from benchmarks.records import emit
 from cryonb.core import kernels, nets
 from cryonb.core.model import FourierDecoder
 
@@ -67,10 +67,7 @@ def main(argv=None):
                       "us": round(median_us(call), 1), "bitwise_equal": bool(torch.equal(out, expected)),
                       "max_error": float((out.float() - expected.float()).abs().max()),
                       "device": torch.cuda.get_device_name()}
-            print(json.dumps(record), flush=True)
-            if args.jsonl:
-                with open(args.jsonl, "a") as f:
-                    f.write(json.dumps(record) + "\n")
+            emit(record, args.jsonl)
 
 
 if __name__ == "__main__":

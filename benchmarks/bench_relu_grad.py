@@ -20,6 +20,7 @@ import json
 
 import torch
 
+from benchmarks.records import emit
 from cryonb.core import kernels
 
 SHAPES = [(205600, 1024, 1024), (205600, 2, 1024), (411200, 256, 256), (411200, 2, 256)]  # rows, N, K
@@ -69,10 +70,7 @@ def main(argv=None):
                       "max_error": float((out.float() - expected.float()).abs().max()),
                       "bias_error": float((sums - expected_sums).abs().max() / expected_sums.abs().max()),
                       "device": torch.cuda.get_device_name()}
-            print(json.dumps(record), flush=True)
-            if args.jsonl:
-                with open(args.jsonl, "a") as f:
-                    f.write(json.dumps(record) + "\n")
+            emit(record, args.jsonl)
 
 
 if __name__ == "__main__":

@@ -23,12 +23,12 @@ random images, an epoch of warm-up and then two timed epochs:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
 from torch import nn
 
+from benchmarks.records import emit
 from benchmarks.bench_train import synthetic_particles
 from cryonb.core import nets
 from cryonb.core.model import FourierDecoder
@@ -128,10 +128,7 @@ def main(argv=None):
                 record = {"box": args.box, "batch": batch, "model": "256x3 plain" if args.plain else "1024x3 residual",
                           "layers": name, "images_per_s": round(rate),
                           "loss": round(loss, 5), "device": torch.cuda.get_device_name()}
-                print(json.dumps(record), flush=True)
-                if args.jsonl:
-                    with open(args.jsonl, "a") as f:
-                        f.write(json.dumps(record) + "\n")
+                emit(record, args.jsonl)
                 torch.cuda.empty_cache()
     finally:
         use("features")

@@ -30,6 +30,7 @@ import torch
 if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from benchmarks.records import emit  # noqa: E402
 from benchmarks.suite import metrics  # noqa: E402
 from cryonb.core.io import load_pickle, read_header, read_map, read_star  # noqa: E402
 
@@ -172,9 +173,7 @@ def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int
         for src in (final_z, train_dir / "run.log", train_dir / "config.yaml", log):
             if src is not None and src.exists():
                 shutil.copy(src, out / ("z.pkl" if src == final_z else src.name))
-    if jsonl is not None:
-        with open(jsonl, "a") as f:
-            f.write(json.dumps(record) + "\n")
+    emit(record, jsonl, echo=False)
     if workdir is None:
         shutil.rmtree(work, ignore_errors=True)
     return record

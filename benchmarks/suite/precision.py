@@ -12,12 +12,12 @@ Each map precision scores the same 100 particles' per-image FSC AUC
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.records import emit
 from benchmarks.suite import metrics
 from benchmarks.suite.drgn import rounded, set_name, true_map_function
 from benchmarks.suite.train import _override
@@ -75,10 +75,7 @@ def main(argv=None):
     ap.add_argument("--jsonl")
     args = ap.parse_args(argv)
     record = run(args.dataset, args.train, dict(args.set), args.epochs)
-    print(json.dumps(record), flush=True)
-    if args.jsonl:
-        with open(args.jsonl, "a") as f:
-            f.write(json.dumps(record) + "\n")
+    emit(record, args.jsonl)
 
 
 if __name__ == "__main__":

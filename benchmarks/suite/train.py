@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.records import emit
 from benchmarks.suite import metrics
 from benchmarks.suite.drgn import rounded, save_fsc_aucs, set_name, true_map_function
 from cryonb.core.particles import load_particles
@@ -84,9 +85,7 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
         record["final"].update(rounded(metrics.fsc_summary(fsc[1])))
         if results is not None:
             save_fsc_aucs(results, *fsc)
-    if jsonl is not None:
-        with open(jsonl, "a") as f:
-            f.write(json.dumps(record) + "\n")
+    emit(record, jsonl, echo=False)
     return record
 
 
