@@ -49,13 +49,15 @@ def main(argv=None):
     ap.add_argument("--no-amp", action="store_true")
     ap.add_argument("--no-graphs", action="store_true", help="launch each step's kernels from Python")
     ap.add_argument("--plain", action="store_true", help="plain hidden layers instead of residual ones")
+    ap.add_argument("--pixel-fraction", type=float, default=1.0,
+                    help="the share of each image's pixels the decoder is fitted to at a step (TrainConfig.pixel_fraction)")
     args = ap.parse_args(argv)
 
     particles = synthetic_particles(args.particles, args.box)
     config = TrainConfig(zdim=args.zdim, enc_width=args.width, enc_depth=args.depth, dec_width=args.width,
                          dec_depth=args.depth, batch_size=args.batch, device=args.device,
                          compile=args.compile, amp=not args.no_amp, cuda_graphs=not args.no_graphs,
-                         residual=not args.plain)
+                         residual=not args.plain, pixel_fraction=args.pixel_fraction)
     trainer = Trainer(particles, config)
     cuda = trainer.device.type == "cuda"
     trainer.fit(args.warmup, progress=False)
@@ -70,7 +72,7 @@ def main(argv=None):
     result = {
         "box": args.box, "decoder": f"{args.width}x{args.depth}", "zdim": args.zdim, "batch": args.batch,
         "n": args.particles, "compile": args.compile, "amp": not args.no_amp and cuda,
-        "graphs": trainer._graphs, "residual": not args.plain,
+        "graphs": trainer._graphs, "residual": not args.plain, "pixel_fraction": args.pixel_fraction,
         "images_per_s": round(args.particles * args.epochs / seconds, 1),
         "peak_gpu_GiB": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
         "processes": trainer.dist.world,

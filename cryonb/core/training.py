@@ -25,6 +25,7 @@ from .distributed import Distributed, distributed_model, resolve_device
 from .driving import Driven
 from .errors import CryonbError, InputError
 from .imagedata import ImageData, image_data  # noqa: F401  (ImageData: callers import it from here)
+from .pixels import FittedPixels
 from .train_config import TrainConfig
 
 
@@ -63,9 +64,8 @@ class Trainer(Driven):
         self._graphs = (config.cuda_graphs and self.device.type == "cuda" and self.dist.world == 1 and not tables
                         and config.decoder != "gmm")
         self._captured = {}  # the CUDA graphs of a full-batch step, one per marching radius, made at first use
-        self._radius = torch.as_tensor(self.data.half.coords[:, :2]).norm(dim=-1).to(self.device)
-        self._pixels = None  # the half-plane pixels fitted at this step (None: all)
-        self._pixels_radius = None
+        self._fitted = FittedPixels(self.data.half.coords, self.data.D, config.pixel_fraction, config.seed, self.device)
+        self._pixels, self._pixel_weight, self._fit_radius = None, 1.0, None  # this step's (None: all), their weight
         self.optimizer = torch.optim.AdamW(self._dense_groups(), weight_decay=config.weight_decay, capturable=self._graphs)
         if config.zdim and config.latent_source == "gradient":  # the features' scale, from the first particles
             from .gmm.setup import prepare
@@ -141,7 +141,7 @@ class Trainer(Driven):
             out = self._forward(idx, images, rotations, ctf, noise, pixels)
         error = torch.view_as_real(out.prediction - out.target).pow(2).sum(-1).mean()
         if pixels is not None:  # per fitted pixel, in the units of the whole half-plane
-            error = error * (len(self.data.half) / len(pixels))
+            error = error * self._pixel_weight
         kl = out.prior.mean() if out.prior is not None else torch.zeros((), device=self.device)
         return error + self.config.kl_weight * kl / len(self.data.half), error, kl
 
@@ -205,20 +205,18 @@ class Trainer(Driven):
         from .graphs import CapturedStep
 
         inputs = (idx,) if noise is None else (idx, noise)
-        key = None if self._pixels is None else len(self._pixels)
+        key = (self._fit_radius, None if self._pixels is None else len(self._pixels))
         if key not in self._captured:
             self._captured[key] = CapturedStep(self._update, self.model, self.optimizer, inputs)
         return self._captured[key](*inputs)
 
     def fit_within(self, radius: float | None):
         """Fit the model to the half-plane pixels within ``radius`` pixels of frequency from the next
-        step on (None, or Nyquist and beyond: all of them). Frequency marching and the ab initio
-        schedule set it; each radius's step is captured as its own CUDA graph."""
-        if radius is None or radius >= self.data.D // 2:
-            self._pixels = self._pixels_radius = None
-        elif self._pixels is None or self._pixels_radius != radius:
-            self._pixels = torch.nonzero(self._radius <= radius).squeeze(1)
-            self._pixels_radius = radius
+        step on (None, or Nyquist and beyond: all of them; ``pixel_fraction`` < 1: a random share of
+        them at each step). Frequency marching and the ab initio schedule set it; each radius's step
+        is captured as its own CUDA graph."""
+        self._fit_radius = None if radius is None or radius >= self.data.D // 2 else radius
+        self._pixels, self._pixel_weight = self._fitted.at(self.step_count, self._fit_radius)
 
     def _apply_schedule(self):
         """Set this step's learning rate and frequency-marching radius."""
@@ -227,6 +225,8 @@ class Trainer(Driven):
             progress = self.step_count / (c.march_epochs * self.batches_per_epoch)
             nyquist = self.data.D // 2
             self.fit_within(2 * math.ceil(nyquist * min(1.0, c.march_start + (1 - c.march_start) * progress) / 2))
+        elif c.pixel_fraction < 1:  # this step's draw
+            self.fit_within(self._fit_radius)
         if c.lr_schedule == "cosine":
             self._set_lr(c.lr * cosine_factor(self.step_count, c.epochs * self.batches_per_epoch, c.lr_final))
 

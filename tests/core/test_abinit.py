@@ -119,7 +119,7 @@ def test_radius_marches_over_search_epochs_and_poses_are_held_until_refinement(s
     assert [ab.search_radius(bpe * (1 + 2 * e)) for e in range(3)] == [(1.5, 1.5), (1.5, 2.75), (1.5, 4.0)]
     assert ab.loss_radius(0) is None and ab.loss_radius(bpe * 4) == 2.75 and ab.loss_radius(bpe * 7) is None
     ab.fit(3, progress=False)  # pretrain, search, map
-    assert ab.trainer._pixels_radius == 1.5 and len(ab.trainer._pixels) < len(ab.trainer.model.half)
+    assert ab.trainer._fit_radius == 1.5 and len(ab.trainer._pixels) < len(ab.trainer.model.half)
     held = ab.poses()[0]
     ab.fit(3, progress=False)  # search, map, search: the poses move when searched
     searched = ab.poses()[0]

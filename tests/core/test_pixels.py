@@ -1,0 +1,73 @@
+"""The pixels a training step fits (cryonb.core.pixels): radius restrictions and random shares."""
+
+import numpy as np
+import pytest
+import torch
+
+from cryonb.core.errors import InputError
+from cryonb.core.model import HalfPlane
+from cryonb.core.pixels import FittedPixels
+from cryonb.core.simulate import simulate
+from cryonb.core.training import Trainer, TrainConfig
+
+D = 16
+HALF = HalfPlane.build(D)
+RADIUS = HALF.coords[:, :2].norm(dim=-1)
+TINY = dict(zdim=2, enc_width=32, enc_depth=2, dec_width=32, dec_depth=2, batch_size=16, lr=1e-3)
+
+
+def test_all_pixels_or_those_within_a_radius():
+    pixels = FittedPixels(HALF.coords, D)
+    assert pixels.at(0) == (None, 1.0)
+    assert pixels.at(0, D / 2) == (None, 1.0)  # Nyquist and beyond: all of them
+    within, weight = pixels.at(3, 4)
+    assert torch.equal(within, torch.nonzero(RADIUS <= 4).squeeze(1))
+    assert weight == len(HALF) / len(within)
+    assert pixels.at(9, 4)[0] is within  # the same tensor each step: a captured graph reads it
+
+
+@pytest.mark.parametrize("radius", [None, 5])
+def test_a_share_is_a_fresh_uniform_draw_each_step(radius):
+    pixels = FittedPixels(HALF.coords, D, fraction=0.25, seed=3)
+    inside = torch.nonzero(RADIUS <= (radius or D)).squeeze(1)
+    counts = torch.zeros(len(HALF))
+    first, weight = pixels.at(0, radius)
+    buffer, draws = first, []
+    for step in range(400):
+        drawn, weight = pixels.at(step, radius)
+        assert drawn is buffer  # refilled in place
+        assert len(drawn) == round(0.25 * len(inside)) and len(drawn.unique()) == len(drawn)
+        assert torch.equal(drawn, drawn.sort().values) and torch.isin(drawn, inside).all()
+        counts[drawn] += 1
+        draws.append(drawn.clone())
+    assert weight == len(HALF) / len(inside)
+    assert not torch.equal(draws[0], draws[1])
+    share = counts[inside] / 400  # each pixel inside about a quarter of the time: 100 ± 8.7 of 400 draws
+    assert abs(share.mean() - len(draws[0]) / len(inside)) < 1e-6
+    assert (share - 0.25).abs().max() < 0.1 and counts.sum() == counts[inside].sum()
+    again = FittedPixels(HALF.coords, D, fraction=0.25, seed=3)
+    assert torch.equal(again.at(7, radius)[0], draws[7])  # the step and the seed decide the draw
+
+
+@pytest.fixture(scope="module")
+def particles():
+    return simulate("hinge", 64, D=D, apix=8.0, snr=1.0, seed=1, progress=False).particles
+
+
+def test_training_on_a_share_of_the_pixels_is_reproducible_and_fits_less(particles):
+    config = TrainConfig(**TINY, pixel_fraction=0.5)
+    runs = []
+    for _ in range(2):
+        trainer = Trainer(particles, config)
+        fitted = []
+        trainer.before_step.append(lambda t, idx: fitted.append(t._pixels.clone()))
+        trainer.fit(2, progress=False)
+        runs.append((trainer, fitted))
+    (a, fitted), (b, _) = runs
+    assert all(len(p) == round(0.5 * len(a.data.half)) for p in fitted)
+    assert not torch.equal(fitted[0], fitted[1])
+    assert all(np.isfinite(h["loss"]) for h in a.history)
+    for p, q in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(p, q)
+    with pytest.raises(InputError, match="pixel_fraction must be in"):
+        TrainConfig(pixel_fraction=0).validate()
