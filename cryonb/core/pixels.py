@@ -28,13 +28,17 @@ class FittedPixels:
         error (the half-plane's pixels over those within the radius; 1 without one)."""
         if radius is not None and radius >= self.nyquist:
             radius = None
-        within = None if radius is None else self._within.setdefault(radius, torch.nonzero(self.radius_of <= radius).squeeze(1))
+        if radius is not None and radius not in self._within:  # found once: nonzero waits for the GPU
+            self._within[radius] = torch.nonzero(self.radius_of <= radius).squeeze(1)
+        within = None if radius is None else self._within[radius]
         n = len(self.radius_of) if within is None else len(within)
         weight = len(self.radius_of) / n
         if self.fraction >= 1:
             return within, weight
         size = max(1, round(self.fraction * n))
-        drawn = self._drawn.setdefault((radius, size), torch.empty(size, dtype=torch.long, device=self.radius_of.device))
+        if (radius, size) not in self._drawn:
+            self._drawn[radius, size] = torch.empty(size, dtype=torch.long, device=self.radius_of.device)
+        drawn = self._drawn[radius, size]
         self._generator.manual_seed(self.seed * 104_729 + step)
         pick = torch.randperm(n, generator=self._generator, device=drawn.device)[:size].sort().values  # in memory order
         drawn.copy_(pick if within is None else within[pick])
