@@ -117,7 +117,7 @@ class DecoderStack(torch.autograd.Function):
     (:func:`cryonb.core.kernels.relu_grad_matmul`), which layer-by-layer Functions cannot do: a
     layer's backward pass would have to hand the layer below a bias gradient. ``params`` are each
     hidden layer's weight and bias, then the output layer's; ``residual`` says which hidden layers
-    are residual; ``sincos`` as for :func:`_encoded_input`.
+    are residual; ``sincos`` as for ``_encoded_input``.
     """
 
     @staticmethod
