@@ -15,6 +15,7 @@ calls, bfloat16, one GPU. ``--sweep`` also times other tiles (rows, phases).
 from __future__ import annotations
 
 import argparse
+from unittest import mock
 
 import torch
 
@@ -35,14 +36,8 @@ def torch_passes(dec, coords, z):
 
 
 def with_tiles(tiles, fn):
-    def call():
-        saved = kernels.FEATURE_ROWS, kernels.FEATURE_COLUMNS
-        kernels.FEATURE_ROWS, kernels.FEATURE_COLUMNS = tiles
-        try:
-            return fn()
-        finally:
-            kernels.FEATURE_ROWS, kernels.FEATURE_COLUMNS = saved
-    return call
+    rows, phases = tiles
+    return lambda: mock.patch.multiple(kernels, FEATURE_ROWS=rows, FEATURE_PHASES=phases)(fn)()
 
 
 def main(argv=None):

@@ -65,7 +65,7 @@ def encoded_features(coords: torch.Tensor, freqs: torch.Tensor, z: torch.Tensor 
                     lambda: _features(coords, freqs, z, columns, dtype))
 
 
-FEATURE_ROWS, FEATURE_COLUMNS = 16, 64  # encoded_features' tiles (rows, phases), chosen on one H200 (bench_features.py)
+FEATURE_ROWS, FEATURE_PHASES = 16, 64  # encoded_features' tiles (rows, phases), chosen on one H200 (bench_features.py)
 
 
 def _launch_features(coords, freqs, z, columns, dtype):
@@ -74,9 +74,9 @@ def _launch_features(coords, freqs, z, columns, dtype):
     z = coords.new_zeros(B, 0) if z is None else z.float().contiguous()
     out = torch.empty(B, P, columns, device=coords.device, dtype=dtype)
     n = freqs.shape[1]
-    grid = (triton.cdiv(B * P, FEATURE_ROWS), triton.cdiv(n, FEATURE_COLUMNS) + 1)  # and a tile for z and zeros
+    grid = (triton.cdiv(B * P, FEATURE_ROWS), triton.cdiv(n, FEATURE_PHASES) + 1)  # and a tile for z and zeros
     _encoded_features[grid](coords, freqs, z, out, B * P, P, n, z.shape[1], columns, BLOCK_R=FEATURE_ROWS,
-                            BLOCK_J=FEATURE_COLUMNS, BLOCK_T=triton.next_power_of_2(max(columns - 2 * n, 1)))
+                            BLOCK_J=FEATURE_PHASES, BLOCK_T=triton.next_power_of_2(max(columns - 2 * n, 1)))
     return out
 
 
