@@ -8,6 +8,11 @@ linear probe and of a nearest-neighbour vote telling the rare state (70S-ABC, 3 
 class (70S-AB, which has 5 % more of the mass), trained and scored on out-of-fold particles
 (:func:`benchmarks.suite.metrics.rare_separability`), and the rare recall of Gaussian mixtures with
 more components than classes. The probes are told the classes; the suite's metrics are not.
+
+    python -m benchmarks.suite.rare_probe --ideal SET_DIR [--images 64]
+
+gives instead the separation an ideal observer reaches (told the true maps, poses, shifts and CTFs):
+d' = ‖image(70S-AB) − image(70S-ABC)‖ / σ over the first images of a generated set.
 """
 
 from __future__ import annotations
@@ -34,12 +39,39 @@ def probe(z: np.ndarray, labels: np.ndarray, components=(5, 6, 7, 8), seed: int 
     return result
 
 
+def ideal_separation(folder: Path, images: int = 64) -> np.ndarray:
+    """d' of each of the first ``images`` particles' poses: the noiseless 70S-AB and 70S-ABC images' distance over σ."""
+    import torch
+
+    from benchmarks.suite import imaging, sets
+
+    t = dict(np.load(Path(folder) / "truth.npz"))
+    rotations = torch.as_tensor(np.stack([imaging.euler_to_matrix(*e) for e in t["euler"][:images]]))
+    shifts, ctf = torch.as_tensor(t["shifts"][:images]), torch.as_tensor(t["ctf"][:images])
+    box, apix = int(t["box"]), float(t["apix"])
+
+    def clean(k):
+        coords, weights, sigma = (torch.as_tensor(np.asarray(a, float)) for a in sets._class_atoms(t, k))
+        return torch.cat([imaging.apply_ctf(imaging.splat_images(coords, weights, sigma, rotations[i:i + 8], shifts[i:i + 8],
+                                                                 box, apix), ctf[i:i + 8], apix) for i in range(0, images, 8)])
+
+    return ((clean(NEAREST) - clean(RARE)).pow(2).sum((1, 2)).sqrt() / float(t["noise_sigma"])).numpy()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("z", nargs="+", type=Path)
+    ap.add_argument("z", nargs="+", type=Path, help="latent files (or, with --ideal, the generated set's folder)")
+    ap.add_argument("--ideal", action="store_true", help="the ideal observer's d' on a generated set instead")
+    ap.add_argument("--images", type=int, default=64, help="with --ideal: poses to average over")
     ap.add_argument("--n", type=int, default=10_000, help="particles in the set")
     ap.add_argument("--seed", type=int, default=0, help="the seed the set was generated with")
     args = ap.parse_args(argv)
+    if args.ideal:
+        for folder in args.z:
+            d = ideal_separation(folder, args.images)
+            print(f"{folder}: ideal d' 70S-AB vs 70S-ABC over {len(d)} images: median {np.median(d):.2f}, "
+                  f"min {d.min():.2f}, max {d.max():.2f}", flush=True)
+        return
     labels = assembly_labels(args.n, args.seed)
     for path in args.z:
         z = read_z(path) if path.suffix == ".pkl" else np.load(path)

@@ -72,13 +72,15 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
         from cryonb.core.refine import refine_latents
 
         t1 = time.perf_counter()
-        z = refine_latents(trainer)
+        refined = refine_latents(trainer)
         record["refine_s"] = round(time.perf_counter() - t1, 2)
-        record["refined"] = rounded(metrics.latent_metrics(z, truth, score_seed))
+        record["refined"] = rounded(metrics.latent_metrics(refined, truth, score_seed))
     true_map = true_map_function(folder, trainer.device)
     if results is not None:  # the last latents, for analyses after the run
         Path(results).mkdir(parents=True, exist_ok=True)
         np.save(Path(results) / "z.npy", latents[-1][2])
+        if refine:
+            np.save(Path(results) / "z_refined.npy", refined)
     if fsc_particles and true_map is not None:
         fsc = metrics.per_image_fsc_aucs(latents[-1][2], trainer.volumes, true_map, k=fsc_particles, seed=score_seed,
                                          candidates=truth.keep())

@@ -169,7 +169,7 @@ if triton is not None:
     def _relu_grad_matmul(g_ptr, w_ptr, y_ptr, out_ptr, partial_ptr, M, N, K, BLOCK_M: tl.constexpr,
                           BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
         pid_m, pid_k = _tile(M, K, BLOCK_M, BLOCK_K, GROUP_M)
-        rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        rm = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)  # rows × K may pass 2³¹
         rk = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
         rn = tl.arange(0, BLOCK_N)
         acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)

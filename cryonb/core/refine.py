@@ -13,9 +13,16 @@ import numpy as np
 import torch
 
 
-def refine_latents(trainer, iterations: int = 30, lr: float = 0.05, batch_size: int = 512,
-                   progress: bool = False) -> np.ndarray:
-    """Refined latents (N, zdim), in the particle set's order; the model is not changed."""
+ROWS_PER_BATCH = 2**20  # decoder rows (images × pixels) per refined batch: a few GB of activations at width 1024
+
+
+def refine_latents(trainer, iterations: int = 30, lr: float = 0.05, batch_size: int | None = None,
+                   indices=None, progress: bool = False) -> np.ndarray:
+    """Refined latents (N, zdim), in the particle set's order; the model is not changed.
+
+    ``indices``: refine only these particles (the others keep the encoder's z); ``batch_size``
+    (images at a time) defaults to :data:`ROWS_PER_BATCH` decoder rows.
+    """
     if not trainer.config.zdim:
         raise ValueError("a homogeneous model (zdim=0) has no latents to refine")
     model, data = trainer.model, trainer.data
@@ -25,14 +32,16 @@ def refine_latents(trainer, iterations: int = 30, lr: float = 0.05, batch_size: 
     frozen = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
-    starts = range(0, len(data), batch_size)
+    chosen = torch.arange(len(data)) if indices is None else torch.as_tensor(np.asarray(indices), dtype=torch.long)
+    batch_size = batch_size or max(1, ROWS_PER_BATCH // len(model.coords))
+    starts = range(0, len(chosen), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, unit="batch", desc="refining latents")
     try:
         for start in starts:
-            idx = torch.arange(start, min(start + batch_size, len(data)), device=trainer.device)
+            idx = chosen[start:start + batch_size].to(trainer.device)
             images, rotations, ctf = data.batch(idx)
             coords = model.coords.to(rotations.dtype) @ rotations
             z = z_all[idx].clone().requires_grad_(True)

@@ -113,6 +113,24 @@ def test_kernel_matches_torch(M, N, K, dtype, config):
 
 
 @gpu
+@pytest.mark.parametrize("config", [kernels.THIN, kernels.PLAIN, pytest.param(kernels.TMA, marks=hopper)])
+def test_kernel_reaches_rows_past_two_to_the_31_elements(config):
+    """Rows × columns over 2³¹ (latents refined 512 images at a time at D = 128): offsets in 64 bits."""
+    M, N, K = 2**21 + 300, 64, 1024
+    torch.manual_seed(4)
+    grad = torch.randn(M, N, device="cuda", dtype=torch.bfloat16)
+    weight = (torch.randn(N, K, device="cuda") / N**0.5).to(torch.bfloat16)
+    activations = torch.relu(torch.randn(M, K, device="cuda", dtype=torch.bfloat16))
+    out, bias_grad = kernels.relu_grad_matmul(grad, weight, activations, config)
+    tail = slice(M - 4096, M)  # the rows whose offsets pass 2³¹
+    expected = torch.ops.aten.threshold_backward(grad[tail] @ weight, activations[tail], 0)
+    torch.testing.assert_close(out[tail], expected, rtol=0.02, atol=0.02)
+    del out
+    sums = torch.ops.aten.threshold_backward(grad @ weight, activations, 0).float().sum(0)
+    torch.testing.assert_close(bias_grad, sums, rtol=0.01, atol=1.0)
+
+
+@gpu
 @pytest.mark.parametrize("residual", [True, False])
 def test_stack_on_the_gpu_is_as_close_to_float32_as_its_layers(residual):
     """In bfloat16 the two differ by rounding (and the ReLU units it tips over), each about as far

@@ -83,6 +83,10 @@ def test_refined_latents_fit_the_images_better(particles):
 
     assert objective(z1) < objective(z0)
 
+    some = refine_latents(t, iterations=20, indices=[3, 0], batch_size=1)
+    np.testing.assert_array_equal(np.delete(some, [0, 3], 0), np.delete(z0, [0, 3], 0))  # the rest keep the encoder's
+    np.testing.assert_allclose(some[[0, 3]], z1[[0, 3]], rtol=1e-5, atol=1e-6)  # refined as in the full pass
+
 
 def test_particles_without_images_are_refused_by_name(particles):
     from cryonb.core.errors import InputError
