@@ -21,7 +21,7 @@ def refine_latents(trainer, iterations: int = 30, lr: float = 0.05, batch_size: 
     """Refined latents (N, zdim), in the particle set's order; the model is not changed.
 
     ``indices``: refine only these particles (the others keep the encoder's z); ``batch_size``
-    (images at a time) defaults to :data:`ROWS_PER_BATCH` decoder rows.
+    (images at a time) defaults to ``ROWS_PER_BATCH`` (2²⁰) decoder rows.
     """
     if not trainer.config.zdim:
         raise ValueError("a homogeneous model (zdim=0) has no latents to refine")
