@@ -51,7 +51,7 @@ def ideal_separation(folder: Path, images: int = 64) -> np.ndarray:
     box, apix = int(t["box"]), float(t["apix"])
 
     def clean(k):
-        coords, weights, sigma = (torch.as_tensor(np.asarray(a, float)) for a in sets._class_atoms(t, k))
+        coords, weights, sigma = (torch.as_tensor(np.asarray(a, float)) for a in sets.class_atoms(t, k))
         return torch.cat([imaging.apply_ctf(imaging.splat_images(coords, weights, sigma, rotations[i:i + 8], shifts[i:i + 8],
                                                                  box, apix), ctf[i:i + 8], apix) for i in range(0, images, 8)])
 

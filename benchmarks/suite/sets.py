@@ -120,10 +120,10 @@ def _assembly_atoms(t, idx):
     k = int(t["class"][idx[0]])
     if ASSEMBLY_CLASSES[k] == "junk":
         return tuple(np.stack(p) for p in zip(*(_junk_atoms(t, i) for i in idx)))
-    return _class_atoms(t, k)
+    return class_atoms(t, k)
 
 
-def _class_atoms(t, k):
+def class_atoms(t, k):
     """Atoms of assembly class ``k`` (not junk)."""
     name = ASSEMBLY_CLASSES[k]
     if name == "beta-gal":
@@ -323,4 +323,4 @@ def true_volumes(truth: dict, indices, box: int | None = None, apix: float | Non
 def class_volumes(truth: dict, box: int | None = None, apix: float | None = None) -> dict[str, torch.Tensor]:
     """Assembly set: name -> map of each class but junk (whose maps differ per particle)."""
     names = [str(name) for name in truth["class_names"]]
-    return {name: _volume(truth, *_class_atoms(truth, k), box, apix) for k, name in enumerate(names) if name != "junk"}
+    return {name: _volume(truth, *class_atoms(truth, k), box, apix) for k, name in enumerate(names) if name != "junk"}
