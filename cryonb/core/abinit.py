@@ -328,7 +328,7 @@ class Abinit(SeveralStarts):
         classes = t.config.latents == "class"
         z = None
         if model.latents is not None and not classes:
-            z = model.latents(idx, images, None).z.float()
+            z = model.latents(idx, images, None, ctf=ctf).z.float()
         was_training = model.training
         model.eval()
         if grid_rotation is None:

@@ -69,6 +69,14 @@ def compute_ctf(
     return ctf * torch.exp(-b / 4 * s2)
 
 
+def particle_ctf(params: torch.Tensor | None, freqs: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """The CTF (B, P) at ``freqs`` (P, 2) of the particles at ``idx``, from their parameters (N, 8)
+    on the device; a scalar 1 when the set has no CTF."""
+    if params is None:
+        return torch.ones((), device=freqs.device)
+    return compute_ctf(freqs, *params[idx][:, :, None].unbind(1))
+
+
 def ctf_images(params, D: int, apix: float, device=None) -> torch.Tensor:
     """CTF images (B, D, D) in the centred layout for per-particle parameters (B, 8)."""
     p = torch.as_tensor(np.asarray(params) if not isinstance(params, torch.Tensor) else params, dtype=torch.float32, device=device)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .ctf import compute_ctf
+from .ctf import particle_ctf
 from .poses import metadata_rotations
 from .train_config import TrainConfig
 
@@ -54,12 +54,7 @@ class ImageData:
 
     def batch(self, idx: torch.Tensor):
         """Images, rotations and CTF (B, P) of the particles at ``idx`` (a device tensor)."""
-        if self.ctf is None:
-            ctf = torch.ones((), device=self.device)
-        else:
-            p = self.ctf[idx][:, :, None]
-            ctf = compute_ctf(self.freqs, *p.unbind(1))
-        return self.images[idx], self.rotations[idx], ctf
+        return self.images[idx], self.rotations[idx], particle_ctf(self.ctf, self.freqs, idx)
 
 
 def image_data(particles, config: TrainConfig, device, run_dir=None):

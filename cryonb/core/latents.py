@@ -28,30 +28,37 @@ class Encoder(nn.Module):
     """A VAE encoder: the low-pass disc of an image's transform → a diagonal Gaussian over z.
 
     ``pixels`` selects the half-plane pixels it reads (high frequencies of cryo-EM images are
-    mostly noise). Its prior penalty is KL(N(mu, σ²) ‖ N(0, I)).
+    mostly noise). With ``phase_flip`` it reads each image times the sign of its CTF, so that a
+    feature of the map has one sign in every image whatever the defocus. Its prior penalty is
+    KL(N(mu, σ²) ‖ N(0, I)).
     """
 
     has_table = False
 
-    def __init__(self, pixels: torch.Tensor, zdim: int, width: int = 256, depth: int = 3, residual: bool = False):
+    def __init__(self, pixels: torch.Tensor, zdim: int, width: int = 256, depth: int = 3, residual: bool = False,
+                 phase_flip: bool = False):
         super().__init__()
-        self.zdim = zdim
+        self.zdim, self.phase_flip = zdim, phase_flip
         self.register_buffer("pixels", pixels, persistent=False)
         self.net = (residual_mlp if residual else mlp)(2 * len(pixels), width, depth, 2 * zdim)
 
-    def gaussian(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance (B, zdim) for images (B, P)."""
+    def gaussian(self, images: torch.Tensor, ctf: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance (B, zdim) for images (B, P) and their CTF (B, P; a scalar when none)."""
+        if self.phase_flip:
+            if ctf is None:
+                raise ValueError("this encoder reads phase-flipped images: pass the images' CTF")
+            images = images * ctf.sign()
         x = torch.view_as_real(images[:, self.pixels]).flatten(1)
         out = self.net(x).float()
         return out[:, : self.zdim], out[:, self.zdim :].clamp(-20, 10)
 
     def forward(self, idx, images, noise: torch.Tensor | None = None, rotations=None, ctf=None) -> Latents:
-        mu, logvar = self.gaussian(images)
+        mu, logvar = self.gaussian(images, ctf)
         z = mu if noise is None else mu + noise * torch.exp(0.5 * logvar)
         return Latents(z, mu, gaussian_kl(mu, logvar))
 
     def means(self, idx, images, rotations=None, ctf=None) -> torch.Tensor:
-        return self.gaussian(images)[0]
+        return self.gaussian(images, ctf)[0]
 
 
 class LatentTable(nn.Module):

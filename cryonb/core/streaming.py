@@ -20,7 +20,7 @@ import weakref
 import numpy as np
 import torch
 
-from .ctf import compute_ctf
+from .ctf import particle_ctf
 from .errors import InputError
 from .image_cache import ImageCache, decode
 from .model import HalfPlane
@@ -266,9 +266,4 @@ class StreamedImageData:
             images = decode(self._static[: len(idx)])
         else:
             images = self.images[idx]
-        if self.ctf is None:
-            ctf = torch.ones((), device=self.device)
-        else:
-            p = self.ctf[idx][:, :, None]
-            ctf = compute_ctf(self.freqs, *p.unbind(1))
-        return images, self.rotations[idx], ctf
+        return images, self.rotations[idx], particle_ctf(self.ctf, self.freqs, idx)

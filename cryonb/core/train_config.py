@@ -26,6 +26,7 @@ class TrainConfig:
     pe_sigma: float = 0.5  # spread of the gaussian encoding's frequencies, in units of D/2 radians
     n_freqs: int | None = None
     enc_radius: float = 1.0  # encoder low-pass, as a fraction of Nyquist
+    phase_flip: bool = False  # the encoder reads each image times the sign of its CTF (cryoDRGN does)
     box: int | None = None  # Fourier-crop the images to this box first
     batch_size: int | None = None  # None: 32 on a GPU, 64 on a CPU
     lr: float | None = None  # None: 3e-4 on a GPU (2e-4 with a pose table), 1e-4 on a CPU
@@ -175,7 +176,7 @@ class TrainConfig:
         elif source == "encoder":
             radius = HalfPlane.build(D).coords[:, :2].norm(dim=-1)
             pixels = torch.nonzero(radius <= self.enc_radius * (D // 2)).squeeze(1)
-            latents = Encoder(pixels, self.zdim, self.enc_width, self.enc_depth, self.residual)
+            latents = Encoder(pixels, self.zdim, self.enc_width, self.enc_depth, self.residual, self.phase_flip)
         elif source == "gradient":  # reads the decoder's neutral model
             from .gmm import latents_from_config
 

@@ -23,6 +23,7 @@ from .checkpoints import CHECKPOINT_NAME, CHECKPOINT_VERSION, clean_partial_writ
 from .checkpoints import INTERRUPTED, has_checkpoint, load_checkpoint, read_run_config  # noqa: F401  (callers import them from here)
 from .distributed import Distributed, distributed_model, resolve_device
 from .driving import Driven
+from .ctf import particle_ctf
 from .errors import CryonbError, InputError
 from .imagedata import ImageData, image_data  # noqa: F401  (ImageData: callers import it from here)
 from .pixels import FittedPixels
@@ -301,7 +302,7 @@ class Trainer(Driven):
         for start in range(0, len(self.data), batch_size):
             idx = torch.arange(start, min(start + batch_size, len(self.data)), device=self.device)
             images = self.data.images[start : start + batch_size]
-            _, rotations, ctf = self.data.batch(idx) if self.config.latent_source == "gradient" else (None, self.data.rotations[idx], None)
+            rotations, ctf = self.data.rotations[idx], particle_ctf(self.data.ctf, self.data.freqs, idx)
             with self._autocast():
                 mu = self.model.embed(idx, images, rotations, ctf)
             out.append(mu.float().cpu())

@@ -117,3 +117,18 @@ def test_frequency_marching_fits_a_growing_disc(particles):
     assert all(np.isfinite(h["loss"]) for h in trainer.history)
     plain = Trainer(particles, TrainConfig(**TINY)).fit(1, progress=False)
     assert plain._pixels is None
+
+
+def test_a_phase_flipping_encoder_reads_the_images_times_the_sign_of_their_ctf(particles):
+    assert particles.ctf is not None
+    trainer = Trainer(particles, TrainConfig(**TINY, phase_flip=True)).fit(1, progress=False)
+    encoder = trainer.model.latents
+    idx = torch.arange(len(particles))
+    images, _, ctf = trainer.data.batch(idx)
+    with torch.no_grad():
+        flipped = encoder.net(torch.view_as_real((images * ctf.sign())[:, encoder.pixels]).flatten(1))[:, :2]
+        raw = encoder.net(torch.view_as_real(images[:, encoder.pixels]).flatten(1))[:, :2]
+    z = torch.as_tensor(trainer.embed())
+    assert torch.allclose(z, flipped, atol=1e-5) and not torch.allclose(z, raw, atol=1e-2)  # embed passes the CTF
+    with pytest.raises(ValueError, match="CTF"):
+        encoder.means(idx, images)
