@@ -8,6 +8,9 @@ keeps the latents every ``--score-every`` epochs, and scores them after training
 (:mod:`benchmarks.suite.metrics`), so the scoring is not timed. An epoch's ``wall_s`` counts from
 the start of reading the particles to the end of that epoch's embedding, as drgn.py counts
 cryoDRGN's. The final model is scored by per-image FSC AUC too.
+
+The Gaussian-mixture decoder needs a consensus map: ``--set decoder="'gmm'" --consensus`` back-projects
+the particles first (timed, as a user would have to) and fits its neutral mixture to that map.
 """
 
 from __future__ import annotations
@@ -35,17 +38,20 @@ def _sync(trainer):
 
 def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: int = 0, overrides: dict | None = None,
         fsc_particles: int = metrics.FSC_PARTICLES, system: str = "cryonb", device: str = "auto",
-        score_every: int = 5, refine: bool = False, results=None, score_seed: int = 0) -> dict:
+        score_every: int = 5, refine: bool = False, results=None, score_seed: int = 0, consensus: bool = False) -> dict:
     """Train cryonb on ``folder``, score every epoch and return (and append to ``jsonl``) the record.
 
     ``epochs`` (default: the configuration's schedule, cryonb's default length or an ``epochs``
     override) are trained; ``seed`` is the training's; ``score_seed`` draws the metrics' particles
-    and initialisations, the same for every training seed so that seeds compare the training alone."""
+    and initialisations, the same for every training seed so that seeds compare the training alone.
+    ``consensus``: back-project the particles and train with that map as ``neutral_map``."""
     folder = Path(folder).resolve()
     truth = metrics.load_truth(folder / "truth.npz")
     overrides = dict(overrides or {})
     t0 = time.perf_counter()
     particles = load_particles(folder / "particles.star")
+    if consensus:
+        overrides["neutral_map"] = _consensus_map(particles, device)
     trainer = Trainer(particles, TrainConfig(zdim=zdim, seed=seed, device=device, **overrides))
     _sync(trainer)
     setup = time.perf_counter() - t0  # reading and preparing the images, building the model
@@ -91,6 +97,20 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
     return record
 
 
+def _consensus_map(particles, device: str) -> str:
+    """Back-project ``particles`` (one map, no half maps) into a temporary .mrc; its path."""
+    import tempfile
+
+    from cryonb.core.io.mrc import write_map
+    from cryonb.core.reconstruct import backproject
+    from cryonb.core.distributed import resolve_device
+
+    rec = backproject(particles, device=resolve_device(device), half_maps=False, batch_size=512, progress=False)
+    path = Path(tempfile.mkdtemp(prefix="cryonb-consensus-")) / "consensus.mrc"
+    write_map(path, rec.volume, rec.apix)
+    return str(path)
+
+
 def _override(text: str):
     key, _, value = text.partition("=")
     try:
@@ -109,6 +129,8 @@ def main(argv=None):
     ap.add_argument("--fsc-particles", type=int, default=metrics.FSC_PARTICLES)
     ap.add_argument("--score-every", type=int, default=5, help="epochs between scored latents")
     ap.add_argument("--refine", action="store_true", help="also score latents refined against the decoder")
+    ap.add_argument("--consensus", action="store_true", help="back-project the particles (timed) and train with that map as neutral_map "
+                    "(the Gaussian-mixture decoder's consensus)")
     ap.add_argument("--jsonl", type=Path)
     ap.add_argument("--system", default="cryonb")
     ap.add_argument("--device", default="auto")
@@ -117,7 +139,8 @@ def main(argv=None):
     overrides = dict(map(_override, args.set))
     record = run(args.dataset, jsonl=args.jsonl, zdim=args.zdim, epochs=args.epochs, seed=args.seed,
                  overrides=overrides, fsc_particles=args.fsc_particles, system=args.system,
-                 device=args.device, score_every=args.score_every, refine=args.refine, results=args.results)
+                 device=args.device, score_every=args.score_every, refine=args.refine, results=args.results,
+                 consensus=args.consensus)
     print(json.dumps({k: record.get(k) for k in ("system", "set", "wall_s", "images_per_s", "final", "refined", "params")}), flush=True)
 
 

@@ -79,3 +79,21 @@ def test_suite_run_trains_the_schedule_it_is_given(tmp_path, real_data):
     assert [e["epoch"] for e in record["epochs"]] == [2, 3] and record["params"]["epochs"] == 3  # no --epochs: the schedule's 3
     record = train.run(data, zdim=2, epochs=1, score_every=2, fsc_particles=0, device="cpu", overrides=small)
     assert [e["epoch"] for e in record["epochs"]] == [1]
+
+
+def test_suite_run_of_the_gaussian_mixture_decoder_backprojects_its_consensus(tmp_path, real_data, monkeypatch):
+    import mrcfile
+    import numpy as np
+
+    from benchmarks.suite import train
+
+    monkeypatch.setenv("CRYONB_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "set"
+    sets.SETS["assembly"](data, n=100, box=16, snr=1.0, seed=0, data_dir=real_data)
+    gmm = {"decoder": "gmm", "gmm_max_gaussians": 32, "batch_size": 32}
+    record = train.run(data, zdim=2, epochs=1, score_every=1, fsc_particles=0, device="cpu", overrides=gmm, consensus=True,
+                       results=tmp_path / "out")
+    with mrcfile.open(record["params"]["overrides"]["neutral_map"]) as m:
+        consensus = m.data
+    assert consensus.shape == (16, 16, 16) and np.isfinite(consensus).all() and consensus.std() > 0
+    assert np.isfinite(np.load(tmp_path / "out" / "z.npy")).all() and "gmm_ari" in record["final"]
