@@ -101,9 +101,9 @@ def _consensus_map(particles, device: str) -> str:
     """Back-project ``particles`` (one map, no half maps) into a temporary .mrc; its path."""
     import tempfile
 
+    from cryonb.core.distributed import resolve_device
     from cryonb.core.io.mrc import write_map
     from cryonb.core.reconstruct import backproject
-    from cryonb.core.distributed import resolve_device
 
     rec = backproject(particles, device=resolve_device(device), half_maps=False, batch_size=512, progress=False)
     path = Path(tempfile.mkdtemp(prefix="cryonb-consensus-")) / "consensus.mrc"

@@ -21,9 +21,9 @@ import torch
 
 from .checkpoints import CHECKPOINT_NAME, CHECKPOINT_VERSION, clean_partial_writes, find_checkpoint, first_line
 from .checkpoints import INTERRUPTED, has_checkpoint, load_checkpoint, read_run_config  # noqa: F401  (callers import them from here)
+from .ctf import particle_ctf
 from .distributed import Distributed, distributed_model, resolve_device
 from .driving import Driven
-from .ctf import particle_ctf
 from .errors import CryonbError, InputError
 from .imagedata import ImageData, image_data  # noqa: F401  (ImageData: callers import it from here)
 from .pixels import FittedPixels
