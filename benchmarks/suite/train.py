@@ -98,16 +98,16 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
 
 
 def _consensus_map(particles, device: str) -> str:
-    """Back-project ``particles`` (one map, no half maps) into a temporary .mrc; its path."""
+    """The particles' consensus back-projection (:func:`cryonb.core.gmm.setup.consensus_map`) in a temporary .mrc; its path."""
     import tempfile
 
     from cryonb.core.distributed import resolve_device
+    from cryonb.core.gmm.setup import consensus_map
     from cryonb.core.io.mrc import write_map
-    from cryonb.core.reconstruct import backproject
 
-    rec = backproject(particles, device=resolve_device(device), half_maps=False, batch_size=512, progress=False)
+    volume, apix = consensus_map(particles, particles.images.box_size, resolve_device(device), progress=False)
     path = Path(tempfile.mkdtemp(prefix="cryonb-consensus-")) / "consensus.mrc"
-    write_map(path, rec.volume, rec.apix)
+    write_map(path, volume, apix)
     return str(path)
 
 
