@@ -98,10 +98,11 @@ def true_map_function(folder: Path, device=None):
     return None
 
 
-def save_fsc_aucs(results, particles: np.ndarray, aucs: np.ndarray) -> None:
-    """``results/fsc_auc.npz``: the scored particles and their per-image FSC AUCs (for analyses per class)."""
+def save_fsc_aucs(results, particles: np.ndarray, aucs: np.ndarray, curves: np.ndarray) -> None:
+    """``results/fsc_auc.npz``: the scored particles, their per-image FSC AUCs and FSC curves (for analyses
+    per class and per frequency)."""
     Path(results).mkdir(parents=True, exist_ok=True)
-    np.savez(Path(results) / "fsc_auc.npz", particles=particles, auc=aucs)
+    np.savez(Path(results) / "fsc_auc.npz", particles=particles, auc=aucs, fsc=curves)
 
 
 def eval_maps(drgn: str, train_dir: Path, z: np.ndarray, apix: float, log: Path) -> np.ndarray:

@@ -172,22 +172,22 @@ def per_image_fsc_aucs(
     seed: int = 0,
     batch: int = 16,
     candidates: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CryoBench's per-image FSC AUC of ``k`` random particles (of ``candidates``, default all).
 
     For each, the area under |FSC| (cycles per pixel, DC to Nyquist: at most 0.5) between
-    ``maps_at(z[picks])`` (B, D, D, D) and ``true_map(i)`` (D, D, D). Returns the particles and their AUCs.
+    ``maps_at(z[picks])`` (B, D, D, D) and ``true_map(i)`` (D, D, D). Returns the particles, their AUCs
+    and their FSC curves (k, D // 2 + 1), shell 0 (DC) to Nyquist, to see where in frequency maps differ.
     """
     from cryonb.core.fsc import fsc
 
     candidates = np.arange(len(z)) if candidates is None else np.asarray(candidates)
     picks = np.sort(np.random.default_rng(seed).choice(candidates, size=min(k, len(candidates)), replace=False))
-    aucs = []
+    curves = []
     for start in range(0, len(picks), batch):
         idx = picks[start : start + batch]
-        for m, i in zip(maps_at(np.asarray(z)[idx]), idx):
-            aucs.append(fsc(true_map(int(i)), m).auc())
-    return picks, np.asarray(aucs)
+        curves += [fsc(true_map(int(i)), m) for m, i in zip(maps_at(np.asarray(z)[idx]), idx)]
+    return picks, np.asarray([c.auc() for c in curves]), np.asarray([c.values for c in curves])
 
 
 def fsc_summary(aucs: np.ndarray) -> dict:

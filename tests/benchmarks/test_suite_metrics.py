@@ -121,6 +121,8 @@ def test_per_image_fsc_auc(rng):
     assert noise["fsc_auc_mean"] < 0.1
     only = per_image_fsc_auc(z, lambda zb: states[zb[:, 0].astype(int)], lambda i: states[int(z[i, 0])], k=50, candidates=[3, 7])
     assert only["fsc_particles"] == 2
+    picks, aucs, curves = metrics.per_image_fsc_aucs(z, lambda zb: -states[zb[:, 0].astype(int)], lambda i: states[int(z[i, 0])], k=3)
+    assert curves.shape == (3, D // 2 + 1) and np.allclose(curves, -1) and np.allclose(aucs, 0.5)  # |FSC| for the area
 
 
 def test_drgn_log_and_z_pickle(tmp_path):
@@ -147,3 +149,20 @@ def test_rare_separability_from_chance_to_perfect(rng):
     chance = metrics.rare_separability(mixed, labels, 2, 1)
     assert found["logistic"] > 0.97 and found["knn"] > 0.97
     assert abs(chance["logistic"] - 0.5) < 0.15 and abs(chance["knn"] - 0.5) < 0.15
+
+
+def test_latent_noise_along_and_across_a_known_path(rng):
+    """A straight path z = (3c, 0) with noise of 0.06 along it and 0.3 across: 0.02 coordinate units
+    along, 0.1 of the length across (less the twentieth that the ideal latents' averaging keeps)."""
+    from benchmarks.suite.latent_noise import ideal_latents, latent_noise, view_r2
+
+    c = np.sort(rng.uniform(0, 1, 6000))
+    z = np.stack([3 * c + 0.06 * rng.normal(size=c.size), 0.3 * rng.normal(size=c.size)], 1)
+    r = latent_noise(z, c)
+    assert r["path_length"] == pytest.approx(3 * np.diff(np.quantile(c, [0.01, 0.99]))[0], rel=0.02)
+    assert r["along_rms"] == pytest.approx(0.02 * np.sqrt(19 / 20), rel=0.1)
+    assert r["across_rms_fraction"] == pytest.approx(0.3 * np.sqrt(19 / 20) / r["path_length"], rel=0.1)
+    assert np.allclose(ideal_latents(np.stack([c, c], 1), c), np.stack([c, c], 1), atol=0.01)
+    q = rng.normal(size=(3000, 4))
+    rotations = np.linalg.qr(rng.normal(size=(3000, 3, 3)))[0]
+    assert view_r2(q, rotations) < 0.0 < 0.9 < view_r2(rotations[:, 2, :], rotations)
