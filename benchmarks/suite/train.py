@@ -31,7 +31,8 @@ from cryonb.core.particles import load_particles
 from cryonb.core.training import Trainer, TrainConfig
 
 
-def _sync(trainer):
+def synchronize(trainer):
+    """Wait for the trainer's GPU work, so that a wall-clock reading includes it."""
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
 
@@ -53,14 +54,14 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
     if consensus:
         overrides["neutral_map"] = _consensus_map(particles, device)
     trainer = Trainer(particles, TrainConfig(zdim=zdim, seed=seed, device=device, **overrides))
-    _sync(trainer)
+    synchronize(trainer)
     setup = time.perf_counter() - t0  # reading and preparing the images, building the model
     epochs = epochs or trainer.config.epochs
     latents = []
     while trainer.epoch < epochs:
         trainer.fit(min(score_every, epochs - trainer.epoch), progress=False)
         z = trainer.embed()
-        _sync(trainer)
+        synchronize(trainer)
         latents.append((trainer.epoch, time.perf_counter() - t0, z))
     wall = time.perf_counter() - t0
     per_epoch = [{"epoch": e, "wall_s": round(w, 2), "metrics": rounded(metrics.latent_metrics(z, truth, score_seed))}

@@ -66,6 +66,7 @@ def test_suite_run_keeps_latents_and_per_image_fsc(tmp_path, real_data):
     assert len(fsc["auc"]) == 6 and truth.keep()[fsc["particles"]].all()  # junk is never scored
     assert record["final"]["fsc_auc_mean"] == pytest.approx(fsc["auc"].mean(), abs=1e-4)
     assert 0 < fsc["auc"].min() and fsc["auc"].max() <= 0.5
+    assert fsc["fsc"].shape == (6, 16 // 2 + 1) and np.allclose(abs(fsc["fsc"][:, 0]), 1)  # DC (one voxel) to Nyquist
     assert json.loads((tmp_path / "suite.jsonl").read_text())["final"] == record["final"]
 
 
@@ -97,3 +98,32 @@ def test_suite_run_of_the_gaussian_mixture_decoder_backprojects_its_consensus(tm
         consensus = m.data
     assert consensus.shape == (16, 16, 16) and np.isfinite(consensus).all() and consensus.std() > 0
     assert np.isfinite(np.load(tmp_path / "out" / "z.npy")).all() and "gmm_ari" in record["final"]
+
+
+def test_a_decoder_pass_and_the_fsc_figure(tmp_path, real_data):
+    """polish_probe's pass trains the decoder alone (the latents stay as trained, the encoder trainable
+    again after); fsc_figure reads curves from fsc_auc.npz and from a probe's JSON line."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from benchmarks.suite import fsc_figure
+    from benchmarks.suite.polish_probe import decoder_pass
+
+    sets.SETS["assembly"](tmp_path / "set", n=200, box=16, snr=1.0, seed=0, data_dir=real_data)
+    trainer = Trainer(load_particles(tmp_path / "set" / "particles.star"), TrainConfig(**SMALL)).fit(1, progress=False)
+    z = trainer.embed()
+    before = [p.detach().clone() for p in trainer.model.decoder.parameters()]
+    assert decoder_pass(trainer, 1, 1e-3, noise=True) > 0
+    assert np.array_equal(trainer.embed(), z)
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.decoder.parameters()))
+    assert all(p.requires_grad for p in trainer.model.parameters())
+
+    curves = np.stack([np.linspace(1, 0, 9), -np.linspace(1, 0, 9)])
+    np.savez(tmp_path / "fsc_auc.npz", particles=[0, 1], auc=[0.25, 0.25], fsc=curves)
+    (tmp_path / "probe.jsonl").write_text(json.dumps({"variant": "ideal z", "fsc_curve": [1.0] * 9}) + "\n")
+    assert np.allclose(fsc_figure.read_curve(str(tmp_path / "fsc_auc.npz")), np.linspace(1, 0, 9))  # |FSC|, averaged
+    assert fsc_figure.read_curve(f"{tmp_path / 'probe.jsonl'}#ideal z").tolist() == [1.0] * 9
+    fsc_figure.main([str(tmp_path / "fsc.png"), f"a={tmp_path / 'fsc_auc.npz'}", f"b={tmp_path / 'probe.jsonl'}#ideal z"])
+    assert (tmp_path / "fsc.png").stat().st_size > 10_000
