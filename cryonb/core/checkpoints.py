@@ -1,5 +1,6 @@
-"""A run folder's files, read back safely: ``config.json`` and the checkpoints, each checked so that
-a damaged or foreign file gives one :class:`~cryonb.core.errors.InputError` naming it."""
+"""A run folder's files: ``config.json`` and the checkpoints, written atomically by a trainer
+(:class:`Checkpointed`) and read back safely, each checked so that a damaged or foreign file gives one
+:class:`~cryonb.core.errors.InputError` naming it."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import json
 import math
 import re
 import warnings
-from dataclasses import fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
 
-from .errors import InputError
+from .errors import CryonbError, InputError
 from .train_config import TrainConfig
 
 CHECKPOINT_VERSION = 1
@@ -179,3 +180,115 @@ def clean_partial_writes(run_dir) -> list[Path]:
 def first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0][:300]}" if text else type(err).__name__
+
+
+class Checkpointed:
+    """The run folder's part of :class:`~cryonb.core.training.Trainer`: ``config.json``, the
+    checkpoints and continuing a run from them. The trainer supplies its model, optimisers, data,
+    counters, ``run_dir``, ``dist`` and ``batches_per_epoch``."""
+
+    def _write_config(self):
+        from .io.atomic import atomic_write
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        meta = {"cryonb_checkpoint_version": CHECKPOINT_VERSION, "config": asdict(self.config),
+                "box": self.data.D, "apix": self.data.apix, "n_particles": len(self.data)}
+        with atomic_write(self.run_dir / "config.json", "w") as f:
+            json.dump(meta, f, indent=2)
+
+    def state_dict(self) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch, "position": self.position, "step": self.step_count,
+            "epoch_sums": torch.as_tensor(self._epoch_sums), "epoch_time": self._epoch_time,
+            "history": self.history, "steps": self.steps, "scale": self.data.scale,
+            **({"table_optimizer": self.table_optimizer.state_dict()} if self.table_optimizer is not None else {}),
+        }
+
+    def load_state_dict(self, state: dict):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.table_optimizer is not None:
+            self.table_optimizer.load_state_dict(state["table_optimizer"])
+        for group in self.optimizer.param_groups:  # the checkpoint may come from a GPU run, or a CPU one
+            lr = float(group["lr"])
+            group["lr"] = torch.tensor(lr, device=self.device) if self._graphs else lr
+            group["capturable"] = self._graphs
+        self._captured = {}  # the optimiser's state tensors are new: capture again
+        for group in self.optimizer.param_groups:
+            if not (float(group["lr"]) > 0 and math.isfinite(float(group["lr"]))):
+                raise ValueError(f"optimizer learning rate {float(group['lr'])} is not a positive number")
+            for param in group["params"]:
+                for key, value in self.optimizer.state.get(param, {}).items():
+                    if key != "step" and isinstance(value, torch.Tensor) and value.shape != param.shape:
+                        raise ValueError(f"optimizer state {key} has shape {tuple(value.shape)}, its weight {tuple(param.shape)}")
+        if state["position"] >= self.batches_per_epoch:
+            raise ValueError(f"position {state['position']} is past the end of an epoch ({self.batches_per_epoch} batches)")
+        self.epoch, self.position, self.step_count = state["epoch"], state["position"], state["step"]
+        self._epoch_sums = state["epoch_sums"].numpy().copy()
+        self._epoch_time = state["epoch_time"]
+        self.history = list(state["history"])
+        self.steps = [tuple(s) for s in state["steps"]]
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/step_XXXXXXXX.pt`` and point ``checkpoints/latest`` at it, atomically.
+
+        The previous complete checkpoint is kept too (a resume falls back to it if the newest one is
+        unreadable); older ones are removed.
+        """
+        from .io.atomic import atomic_write
+
+        if self.run_dir is None:
+            raise CryonbError("this trainer has no run_dir; create it with Trainer(..., run_dir=...) to save checkpoints")
+        if not self.dist.main:  # one writer; the others hold the same weights
+            return self.run_dir / "checkpoints" / f"step_{self.step_count:08d}.pt"
+        folder = self.run_dir / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"step_{self.step_count:08d}.pt"
+        with atomic_write(path, "wb") as f:
+            torch.save(self.state_dict(), f)
+        with atomic_write(folder / "latest", "w") as f:
+            f.write(path.name)
+        keep = {path.name, self._last_checkpoint}
+        for old in folder.glob("step_*.pt"):
+            if old.name not in keep and CHECKPOINT_NAME.fullmatch(old.name):
+                old.unlink(missing_ok=True)
+        self._last_checkpoint = path.name
+        return path
+
+    @classmethod
+    def from_run(cls, run_dir, particles=None, *, data=None, **overrides):
+        """Continue a run from its latest complete checkpoint (``particles`` default: the file in its config).
+
+        An unreadable latest checkpoint is skipped for the previous one, with a warning; files left
+        half-written by a killed process are removed.
+        """
+        run_dir = Path(run_dir)
+        meta = read_run_config(run_dir)
+        config = TrainConfig.from_dict({**meta["config"], **overrides})
+        if particles is None:
+            if not config.particles:
+                raise InputError(run_dir, "the run does not record where its particles came from",
+                                 "pass particles=... to Trainer.from_run")
+            from .particles import load_particles
+
+            particles = load_particles(config.particles)
+        if len(particles) != meta["n_particles"]:
+            raise InputError(run_dir, f"the run was trained on {meta['n_particles']} particles but {len(particles)} were given",
+                             "pass the same particle set the run was started with")
+        clean_partial_writes(run_dir)
+        if config.cache_dir is None:  # a streamed run reuses the cache in its folder
+            config = replace(config, cache_dir=str(run_dir / "cache"))
+        trainer = cls(particles, config, run_dir=None, data=data)
+        trainer.run_dir = run_dir
+        found = find_checkpoint(run_dir)
+        if found is not None:
+            path, state = found
+            try:
+                trainer.load_state_dict(state)
+            except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
+                raise InputError(path, f"checkpoint does not fit the run's config.json ({first_line(err)})",
+                                 "resume with the config.json the checkpoint was written with, or start a new --outdir") from None
+            trainer._last_checkpoint = path.name
+        return trainer
+

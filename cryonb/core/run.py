@@ -16,8 +16,8 @@ import torch
 
 from .errors import InputError
 from .model import HeterogeneousModel
-from .checkpoints import first_line
-from .training import INTERRUPTED, TrainConfig, Trainer, find_checkpoint, read_run_config, resolve_device
+from .checkpoints import INTERRUPTED, find_checkpoint, first_line, read_run_config
+from .training import TrainConfig, Trainer, resolve_device
 
 
 @dataclass

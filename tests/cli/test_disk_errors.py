@@ -11,7 +11,7 @@ from cryonb.cli import main as cli
 from cryonb.core.errors import InputError
 from cryonb.core.io import atomic
 from cryonb.core.simulate import simulate
-from cryonb.core.training import find_checkpoint
+from cryonb.core.checkpoints import find_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from cryonb.cli import main as cli
 from cryonb.core.simulate import simulate
-from cryonb.core.training import INTERRUPTED, find_checkpoint
+from cryonb.core.checkpoints import INTERRUPTED, find_checkpoint
 
 SMALL = ["--zdim", "2", "--width", "32", "--depth", "2", "--batch-size", "16", "--lr", "1e-3", "--device", "cpu"]
 

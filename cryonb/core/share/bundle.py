@@ -310,7 +310,7 @@ def _save_array(path: Path, array: np.ndarray) -> None:
 
 def _write_run(run, z: np.ndarray, folder: Path, latents: str) -> dict:
     """config.json (as a run folder's, without paths of the sharer's machine), decoder.pt and z.npy."""
-    from ..training import CHECKPOINT_VERSION
+    from ..checkpoints import CHECKPOINT_VERSION
 
     folder.mkdir(parents=True)
     config = dataclasses.asdict(run.config)
