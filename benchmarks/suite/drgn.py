@@ -117,11 +117,12 @@ def eval_maps(drgn: str, train_dir: Path, z: np.ndarray, apix: float, log: Path)
 
 def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int = 8, epochs: int = 20, seed: int = 0,
         fsc_particles: int = metrics.FSC_PARTICLES, timeout: float | None = None, workdir=None, system: str = "cryodrgn-4.3.1",
-        score_every: int = 1, score_seed: int = 0) -> dict:
+        score_every: int = 1, score_seed: int = 0, ideal_z: bool = False) -> dict:
     """Train cryoDRGN on ``folder``, score every epoch and return (and append to ``jsonl``) the record.
 
     ``seed`` is the training's; ``score_seed`` draws the metrics' particles and initialisations, the
-    same for every training seed so that seeds compare the training alone."""
+    same for every training seed so that seeds compare the training alone. ``ideal_z`` (continuous
+    sets): score the final model's maps at the particles' ideal latents too (:func:`metrics.ideal_latent_fsc`)."""
     folder = Path(folder).resolve()
     truth = metrics.load_truth(folder / "truth.npz")
     box, apix = dataset_geometry(folder)
@@ -161,9 +162,16 @@ def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int
     if complete and fsc_particles and true_map is not None:
         t3 = time.time()
         z = read_z(final_z)
-        fsc = metrics.per_image_fsc_aucs(z, lambda zb: eval_maps(drgn, train_dir, zb, apix, log), true_map,
-                                         k=fsc_particles, seed=score_seed, batch=fsc_particles, candidates=truth.keep())
+
+        def maps_at(zb):
+            return eval_maps(drgn, train_dir, zb, apix, log)
+
+        fsc = metrics.per_image_fsc_aucs(z, maps_at, true_map, k=fsc_particles, seed=score_seed, batch=fsc_particles,
+                                         candidates=truth.keep())
         record["final"].update(rounded(metrics.fsc_summary(fsc[1])))
+        if ideal_z and truth.kind == "continuous":
+            record["final"].update(rounded(metrics.ideal_latent_fsc(z, maps_at, true_map, truth, k=fsc_particles,
+                                                                    seed=score_seed, batch=fsc_particles)))
         record["eval_vol_s"] = round(time.time() - t3, 2)
         if results is not None:
             save_fsc_aucs(results, *fsc)
@@ -208,9 +216,11 @@ def main(argv=None) -> None:
     ap.add_argument("--workdir", help="keep cryoDRGN's outputs here (default: a temporary folder, removed)")
     ap.add_argument("--system", default="cryodrgn-4.3.1")
     ap.add_argument("--score-every", type=int, default=1, help="score the latents of every Nth epoch (and the last)")
+    ap.add_argument("--ideal-z", action="store_true", help="also score the maps at latents averaged over true neighbours (continuous sets)")
     args = ap.parse_args(argv)
     record = run(args.dataset, jsonl=args.jsonl, results=args.results, drgn=args.drgn, zdim=args.zdim, epochs=args.epochs, seed=args.seed, score_every=args.score_every,
-                 fsc_particles=args.fsc_particles, timeout=args.timeout, workdir=args.workdir, system=args.system)
+                 fsc_particles=args.fsc_particles, timeout=args.timeout, workdir=args.workdir, system=args.system,
+                 ideal_z=args.ideal_z)
     print(json.dumps({k: record[k] for k in ("system", "set", "wall_s", "complete", "final")}))
 
 

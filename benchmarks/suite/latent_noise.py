@@ -20,24 +20,17 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import r2_score
 from sklearn.model_selection import KFold, cross_val_predict
-from sklearn.neighbors import KNeighborsRegressor, NearestNeighbors
+from sklearn.neighbors import KNeighborsRegressor
 
 from benchmarks.suite import metrics
 from benchmarks.suite.drgn import read_z
 from cryonb.core.particles import load_particles
 
 
-def ideal_latents(z: np.ndarray, coordinate: np.ndarray, k: int = 20) -> np.ndarray:
-    """Each particle's z replaced by the mean z of the ``k`` particles nearest to it in the true coordinate."""
-    c = np.asarray(coordinate, float).reshape(len(z), -1)
-    _, nearest = NearestNeighbors(n_neighbors=k).fit(c).kneighbors(c)
-    return np.asarray(z)[nearest].mean(1)
-
-
 def latent_noise(z: np.ndarray, coordinate: np.ndarray, degree: int = 5) -> dict:
     """Path length (in z), RMS error along the path (coordinate units) and across it (fraction of the length)."""
     z, c = np.asarray(z, float), np.asarray(coordinate, float)
-    error = z - ideal_latents(z, c)
+    error = z - metrics.ideal_latents(z, c)
     path = [np.polynomial.Polynomial.fit(c, z[:, j], degree) for j in range(z.shape[1])]
     tangent = np.stack([p.deriv()(c) for p in path], 1)
     along = (error * tangent).sum(1) / (tangent * tangent).sum(1)

@@ -26,7 +26,6 @@ import torch
 from benchmarks.records import emit
 from benchmarks.suite import metrics
 from benchmarks.suite.drgn import rounded, set_name, true_map_function
-from benchmarks.suite.latent_noise import ideal_latents
 from benchmarks.suite.train import synchronize
 from cryonb.core.particles import load_particles
 from cryonb.core.training import Trainer, TrainConfig
@@ -89,7 +88,7 @@ def main(argv=None) -> None:
 
     score("trained", 0.0)
     if args.ideal_z:
-        score("ideal z", 0.0, ideal_latents(z, truth.coordinate))
+        score("ideal z", 0.0, metrics.ideal_latents(z, truth.coordinate))
     for variant in args.variants:
         epochs, lr, *rest = variant.split(":")
         trainer.model.decoder.load_state_dict(trained)

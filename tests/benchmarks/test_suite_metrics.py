@@ -154,7 +154,7 @@ def test_rare_separability_from_chance_to_perfect(rng):
 def test_latent_noise_along_and_across_a_known_path(rng):
     """A straight path z = (3c, 0) with noise of 0.06 along it and 0.3 across: 0.02 coordinate units
     along, 0.1 of the length across (less the twentieth that the ideal latents' averaging keeps)."""
-    from benchmarks.suite.latent_noise import ideal_latents, latent_noise, view_r2
+    from benchmarks.suite.latent_noise import latent_noise, view_r2
 
     c = np.sort(rng.uniform(0, 1, 6000))
     z = np.stack([3 * c + 0.06 * rng.normal(size=c.size), 0.3 * rng.normal(size=c.size)], 1)
@@ -162,7 +162,24 @@ def test_latent_noise_along_and_across_a_known_path(rng):
     assert r["path_length"] == pytest.approx(3 * np.diff(np.quantile(c, [0.01, 0.99]))[0], rel=0.02)
     assert r["along_rms"] == pytest.approx(0.02 * np.sqrt(19 / 20), rel=0.1)
     assert r["across_rms_fraction"] == pytest.approx(0.3 * np.sqrt(19 / 20) / r["path_length"], rel=0.1)
-    assert np.allclose(ideal_latents(np.stack([c, c], 1), c), np.stack([c, c], 1), atol=0.01)
+    assert np.allclose(metrics.ideal_latents(np.stack([c, c], 1), c), np.stack([c, c], 1), atol=0.01)
     q = rng.normal(size=(3000, 4))
     rotations = np.linalg.qr(rng.normal(size=(3000, 3, 3)))[0]
     assert view_r2(q, rotations) < 0.0 < 0.9 < view_r2(rotations[:, 2, :], rotations)
+
+
+def test_maps_at_ideal_latents_lose_the_per_particle_error(rng):
+    """Maps that follow a noisy latent score worse than at the latents averaged over true neighbours;
+    junk particles (no coordinate) are neither scored nor averaged."""
+    D, n = 8, 400
+    base, change = rng.normal(size=(D, D, D)), rng.normal(size=(D, D, D))
+    coordinate = rng.uniform(0, 1, n)
+    coordinate[:20] = np.nan  # junk
+    truth = metrics.Truth(coordinate=coordinate, junk=np.isnan(coordinate))
+    z = np.nan_to_num(coordinate, nan=5.0)[:, None] + 0.3 * rng.normal(size=(n, 1))
+    maps_at = lambda zb: base + 3 * zb[:, 0, None, None, None] * change  # noqa: E731
+    true_map = lambda i: base + 3 * coordinate[i] * change  # noqa: E731
+    ideal = metrics.ideal_latent_fsc(z, maps_at, true_map, truth, k=30)
+    noisy = metrics.fsc_summary(metrics.per_image_fsc_aucs(z, maps_at, true_map, k=30, candidates=truth.keep())[1])
+    assert set(ideal) == {"ideal_z_fsc_auc_mean", "ideal_z_fsc_auc_median"}
+    assert noisy["fsc_auc_mean"] < ideal["ideal_z_fsc_auc_mean"] - 0.02 and ideal["ideal_z_fsc_auc_mean"] > 0.45
