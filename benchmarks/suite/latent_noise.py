@@ -9,7 +9,8 @@ per-particle error averaged away); the error ``z - ideal`` is split into a part 
 the error across does not leak into the tangent), given in units of the coordinate, and a part
 across it, given as a fraction of the path's end-to-end length. Also how much of the viewing direction z holds (R² of a 10-nearest-neighbour
 regression of the direction's unit vector, out of fold; about -0.1 when none): latents that vary with
-the pose as well as the state would blur the maps. Z: a ``z.npy`` (cryonb) or ``z.pkl`` (cryoDRGN).
+the pose as well as the state would blur the maps; and the variance of z along its first principal
+component and, on average, along the others (how much of the space the encoder's means fill). Z: a ``z.npy`` (cryonb) or ``z.pkl`` (cryoDRGN).
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def view_r2(z: np.ndarray, rotations: np.ndarray, seed: int = 0) -> float:
     return float(r2_score(view, cross_val_predict(KNeighborsRegressor(10), np.asarray(z, float), view, cv=split)))
 
 
+def principal_variances(z: np.ndarray) -> np.ndarray:
+    """Variances of z along its principal components, largest first."""
+    z = np.asarray(z, float)
+    return np.linalg.svd(z - z.mean(0), compute_uv=False) ** 2 / len(z)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset", type=Path)
@@ -58,13 +65,15 @@ def main(argv=None) -> None:
         raise SystemExit(f"{args.dataset}: a continuous set is needed (its truth has classes)")
     keep = truth.keep()
     rotations = np.asarray(load_particles(args.dataset / "particles.star").rotations)[keep]
-    print("| latents | path length (z) | error along the path (coordinate) | error across (fraction of the length) | view R² |")
-    print("|---|---|---|---|---|")
+    print("| latents | path length (z) | error along the path (coordinate) | error across (fraction of the length) | view R² "
+          "| variance on PC 1 / the others (mean) |")
+    print("|---|---|---|---|---|---|")
     for path in args.z:
         z = np.load(path) if path.suffix == ".npy" else read_z(path)
         r = latent_noise(z[keep], truth.coordinate[keep])
+        pcs = principal_variances(z[keep])
         print(f"| {path} | {r['path_length']:.2f} | {r['along_rms']:.4f} | {r['across_rms_fraction']:.3f} "
-              f"| {view_r2(z[keep], rotations):.3f} |")
+              f"| {view_r2(z[keep], rotations):.3f} | {pcs[0]:.2f} / {pcs[1:].mean():.2f} |")
 
 
 if __name__ == "__main__":

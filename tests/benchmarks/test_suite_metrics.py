@@ -154,7 +154,7 @@ def test_rare_separability_from_chance_to_perfect(rng):
 def test_latent_noise_along_and_across_a_known_path(rng):
     """A straight path z = (3c, 0) with noise of 0.06 along it and 0.3 across: 0.02 coordinate units
     along, 0.1 of the length across (less the twentieth that the ideal latents' averaging keeps)."""
-    from benchmarks.suite.latent_noise import latent_noise, view_r2
+    from benchmarks.suite.latent_noise import latent_noise, principal_variances, view_r2
 
     c = np.sort(rng.uniform(0, 1, 6000))
     z = np.stack([3 * c + 0.06 * rng.normal(size=c.size), 0.3 * rng.normal(size=c.size)], 1)
@@ -166,6 +166,7 @@ def test_latent_noise_along_and_across_a_known_path(rng):
     q = rng.normal(size=(3000, 4))
     rotations = np.linalg.qr(rng.normal(size=(3000, 3, 3)))[0]
     assert view_r2(q, rotations) < 0.0 < 0.9 < view_r2(rotations[:, 2, :], rotations)
+    assert np.allclose(principal_variances(z), [np.var(z[:, 0]), np.var(z[:, 1])], rtol=0.01)  # the path, then across
 
 
 def test_maps_at_ideal_latents_lose_the_per_particle_error(rng):
