@@ -7,10 +7,11 @@ of the 20 particles nearest to it in the true coordinate (the path the latents t
 per-particle error averaged away); the error ``z - ideal`` is split into a part along the path
 (tangent: the derivative of a degree-5 polynomial in the coordinate fitted to z, smooth enough that
 the error across does not leak into the tangent), given in units of the coordinate, and a part
-across it, given as a fraction of the path's end-to-end length. Also how much of the viewing direction z holds (R² of a 10-nearest-neighbour
-regression of the direction's unit vector, out of fold; about -0.1 when none): latents that vary with
-the pose as well as the state would blur the maps; and the variance of z along its first principal
-component and, on average, along the others (how much of the space the encoder's means fill). Z: a ``z.npy`` (cryonb) or ``z.pkl`` (cryoDRGN).
+across it, given as a fraction of the path's end-to-end length. Also how much of the viewing
+direction z holds (R² of a 10-nearest-neighbour regression of the direction's unit vector, out of
+fold; about -0.1 when none): latents that vary with the pose as well as the state would blur the
+maps; and the variance of z along its first principal component and, on average, along the others
+(how much of the space the encoder's means fill). Z: a ``z.npy`` (cryonb) or ``z.pkl`` (cryoDRGN).
 """
 
 from __future__ import annotations

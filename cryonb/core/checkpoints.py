@@ -291,4 +291,3 @@ class Checkpointed:
                                  "resume with the config.json the checkpoint was written with, or start a new --outdir") from None
             trainer._last_checkpoint = path.name
         return trainer
-
