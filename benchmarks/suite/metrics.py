@@ -192,20 +192,23 @@ def per_image_fsc_aucs(
 
 def ideal_latents(z: np.ndarray, coordinate: np.ndarray, k: int = 20) -> np.ndarray:
     """Each particle's z replaced by the mean z of the ``k`` particles nearest to it in the true coordinate:
-    the path the latents trace, with each particle's own error averaged away (only a benchmark can)."""
+    the path the latents trace, with each particle's own error averaged away (only a benchmark can).
+    Particles without a coordinate (NaN: junk) keep their own z and are nobody's neighbour."""
+    z = np.asarray(z, float)
     c = np.asarray(coordinate, float).reshape(len(z), -1)
-    _, nearest = NearestNeighbors(n_neighbors=k).fit(c).kneighbors(c)
-    return np.asarray(z, float)[nearest].mean(1)
+    known = np.flatnonzero(~np.isnan(c).any(1))
+    _, nearest = NearestNeighbors(n_neighbors=k).fit(c[known]).kneighbors(c[known])
+    ideal = z.copy()
+    ideal[known] = z[known][nearest].mean(1)
+    return ideal
 
 
 def ideal_latent_fsc(z: np.ndarray, maps_at, true_map, truth: Truth, **kwargs) -> dict:
     """Per-image FSC AUC of the maps at the scored particles' ideal latents (:func:`ideal_latents`;
     a continuous set), as ``ideal_z_fsc_auc_mean`` and ``_median``: what the decoder draws when the
     latents' per-particle error is taken away. ``kwargs``: :func:`per_image_fsc_aucs`'s (the same picks)."""
-    keep = truth.keep()
-    ideal = np.array(z, float)
-    ideal[keep] = ideal_latents(ideal[keep], truth.coordinate[keep])
-    summary = fsc_summary(per_image_fsc_aucs(ideal, maps_at, true_map, candidates=keep, **kwargs)[1])
+    ideal = ideal_latents(z, truth.coordinate)
+    summary = fsc_summary(per_image_fsc_aucs(ideal, maps_at, true_map, candidates=truth.keep(), **kwargs)[1])
     return {f"ideal_z_{key}": value for key, value in summary.items() if key != "fsc_particles"}
 
 

@@ -82,7 +82,7 @@ def main(argv=None) -> None:
 
     def score(variant: str, seconds: float, latents=z) -> None:
         _, aucs, curves = metrics.per_image_fsc_aucs(latents, trainer.volumes, true_map, k=args.fsc_particles,
-                                                     candidates=truth.keep())
+                                                     candidates=truth.keep())  # the same picks for every variant
         emit({**base, "variant": variant, "pass_s": round(seconds, 2), **rounded(metrics.fsc_summary(aucs)),
               "fsc_curve": np.round(np.abs(curves).mean(0), 4).tolist()}, args.jsonl)
 

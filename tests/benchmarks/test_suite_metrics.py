@@ -163,6 +163,9 @@ def test_latent_noise_along_and_across_a_known_path(rng):
     assert r["along_rms"] == pytest.approx(0.02 * np.sqrt(19 / 20), rel=0.1)
     assert r["across_rms_fraction"] == pytest.approx(0.3 * np.sqrt(19 / 20) / r["path_length"], rel=0.1)
     assert np.allclose(metrics.ideal_latents(np.stack([c, c], 1), c), np.stack([c, c], 1), atol=0.01)
+    junk = np.where(np.arange(c.size) < 10, np.nan, c)  # no coordinate: own z kept, and nobody's neighbour
+    ideal = metrics.ideal_latents(z, junk)
+    assert np.array_equal(ideal[:10], z[:10]) and np.allclose(ideal[10:], metrics.ideal_latents(z[10:], c[10:]))
     q = rng.normal(size=(3000, 4))
     rotations = np.linalg.qr(rng.normal(size=(3000, 3, 3)))[0]
     assert view_r2(q, rotations) < 0.0 < 0.9 < view_r2(rotations[:, 2, :], rotations)
