@@ -9,6 +9,8 @@ the ``z.EPOCH.pkl`` of every epoch (:mod:`benchmarks.suite.metrics`) and, for th
 per-image FSC AUC of maps from ``eval_vol --zfile``. An epoch's ``wall_s`` is when its z pickle was
 written, counted from the start of the conversion. ``--drgn`` is the command prefix that runs a
 cryoDRGN command (default: this Python on ``drgn_cmd.py``, for cryoDRGN on ``PYTHONPATH``).
+``--rescore --workdir W`` scores a run already trained in ``W`` (``--workdir`` kept it) without
+training again, e.g. with probes added since (its record carries no wall time).
 """
 
 from __future__ import annotations
@@ -117,28 +119,34 @@ def eval_maps(drgn: str, train_dir: Path, z: np.ndarray, apix: float, log: Path)
 
 def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int = 8, epochs: int = 20, seed: int = 0,
         fsc_particles: int = metrics.FSC_PARTICLES, timeout: float | None = None, workdir=None, system: str = "cryodrgn-4.3.1",
-        score_every: int = 1, score_seed: int = 0, ideal_z: bool = False) -> dict:
+        score_every: int = 1, score_seed: int = 0, ideal_z: bool = False, smooth_k: int | None = None,
+        rescore: bool = False) -> dict:
     """Train cryoDRGN on ``folder``, score every epoch and return (and append to ``jsonl``) the record.
 
     ``seed`` is the training's; ``score_seed`` draws the metrics' particles and initialisations, the
     same for every training seed so that seeds compare the training alone. ``ideal_z`` (continuous
-    sets): score the final model's maps at the particles' ideal latents too (:func:`metrics.ideal_latent_fsc`)."""
+    sets), ``smooth_k``: score the final maps at the particles' ideal or smoothed latents too
+    (:func:`metrics.probe_latent_fsc`). ``rescore``: score the run trained before in ``workdir``."""
     folder = Path(folder).resolve()
     truth = metrics.load_truth(folder / "truth.npz")
     box, apix = dataset_geometry(folder)
+    if rescore and workdir is None:
+        raise ValueError("rescoring needs the workdir of the trained run")
     work = Path(workdir or tempfile.mkdtemp(prefix="drgn-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     train_dir, log = work / "train", work / "commands.log"
-    log.write_text("")
-
-    t0 = time.time()
-    run_drgn(drgn, ["parse_pose_star", folder / "particles.star", "-o", work / "pose.pkl", "-D", box, "--Apix", apix], log)
-    run_drgn(drgn, ["parse_ctf_star", folder / "particles.star", "-o", work / "ctf.pkl", "-D", box, "--Apix", apix], log)
-    t1 = time.time()
     train_args = ["train_vae", folder / "particles.mrcs", "--poses", work / "pose.pkl", "--ctf", work / "ctf.pkl",
                   "--zdim", zdim, "-n", epochs, "-o", train_dir, "--seed", seed, "--no-analysis"]
-    complete = run_drgn(drgn, train_args, log, timeout)
-    t2 = time.time()
+    t0 = time.time()
+    if rescore:
+        complete, t1, t2 = (train_dir / "z.pkl").exists(), t0, t0
+    else:
+        log.write_text("")
+        run_drgn(drgn, ["parse_pose_star", folder / "particles.star", "-o", work / "pose.pkl", "-D", box, "--Apix", apix], log)
+        run_drgn(drgn, ["parse_ctf_star", folder / "particles.star", "-o", work / "ctf.pkl", "-D", box, "--Apix", apix], log)
+        t1 = time.time()
+        complete = run_drgn(drgn, train_args, log, timeout)
+        t2 = time.time()
 
     run_log = (train_dir / "run.log").read_text() if (train_dir / "run.log").exists() else ""
     train_s = epoch_train_seconds(run_log)
@@ -157,6 +165,10 @@ def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int
               "train_vae": shlex.join(a.name if isinstance(a, Path) else str(a) for a in train_args)},
               "complete": complete, "wall_s": round(t2 - t0, 2), "convert_s": round(t1 - t0, 2), "train_s": round(t2 - t1, 2),
               "device": _device(run_log), "epochs": per_epoch, "final": dict(per_epoch[-1]["metrics"]) if per_epoch else {}}
+    if rescore:  # trained before: no wall times
+        record.update(rescored=True, wall_s=None, convert_s=None, train_s=None)
+        for epoch in per_epoch:
+            epoch["wall_s"] = None
     final_z = train_dir / "z.pkl" if complete else (train_dir / f"z.{len(per_epoch)}.pkl" if per_epoch else None)
     true_map = true_map_function(folder, "cuda" if torch.cuda.is_available() else None)
     if complete and fsc_particles and true_map is not None:
@@ -169,9 +181,10 @@ def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int
         fsc = metrics.per_image_fsc_aucs(z, maps_at, true_map, k=fsc_particles, seed=score_seed, batch=fsc_particles,
                                          candidates=truth.keep())
         record["final"].update(rounded(metrics.fsc_summary(fsc[1])))
-        if ideal_z and truth.kind == "continuous":
-            record["final"].update(rounded(metrics.ideal_latent_fsc(z, maps_at, true_map, truth, k=fsc_particles,
-                                                                    seed=score_seed, batch=fsc_particles)))
+        if ideal_z or smooth_k:
+            probes = metrics.probe_latent_fsc(z, maps_at, true_map, truth, ideal_z, smooth_k, k=fsc_particles,
+                                              seed=score_seed, batch=fsc_particles)
+            record["final"].update(rounded(probes))
         record["eval_vol_s"] = round(time.time() - t3, 2)
         if results is not None:
             save_fsc_aucs(results, *fsc)
@@ -217,10 +230,12 @@ def main(argv=None) -> None:
     ap.add_argument("--system", default="cryodrgn-4.3.1")
     ap.add_argument("--score-every", type=int, default=1, help="score the latents of every Nth epoch (and the last)")
     ap.add_argument("--ideal-z", action="store_true", help="also score the maps at latents averaged over true neighbours (continuous sets)")
+    ap.add_argument("--smooth-z", type=int, metavar="K", help="also score the maps at latents averaged over their K nearest neighbours in z")
+    ap.add_argument("--rescore", action="store_true", help="score the run already trained in --workdir, without training")
     args = ap.parse_args(argv)
     record = run(args.dataset, jsonl=args.jsonl, results=args.results, drgn=args.drgn, zdim=args.zdim, epochs=args.epochs, seed=args.seed, score_every=args.score_every,
                  fsc_particles=args.fsc_particles, timeout=args.timeout, workdir=args.workdir, system=args.system,
-                 ideal_z=args.ideal_z)
+                 ideal_z=args.ideal_z, smooth_k=args.smooth_z, rescore=args.rescore)
     print(json.dumps({k: record[k] for k in ("system", "set", "wall_s", "complete", "final")}))
 
 

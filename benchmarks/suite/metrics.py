@@ -203,13 +203,30 @@ def ideal_latents(z: np.ndarray, coordinate: np.ndarray, k: int = 20) -> np.ndar
     return ideal
 
 
-def ideal_latent_fsc(z: np.ndarray, maps_at, true_map, truth: Truth, **kwargs) -> dict:
-    """Per-image FSC AUC of the maps at the scored particles' ideal latents (:func:`ideal_latents`;
-    a continuous set), as ``ideal_z_fsc_auc_mean`` and ``_median``: what the decoder draws when the
-    latents' per-particle error is taken away. ``kwargs``: :func:`per_image_fsc_aucs`'s (the same picks)."""
-    ideal = ideal_latents(z, truth.coordinate)
-    summary = fsc_summary(per_image_fsc_aucs(ideal, maps_at, true_map, candidates=truth.keep(), **kwargs)[1])
-    return {f"ideal_z_{key}": value for key, value in summary.items() if key != "fsc_particles"}
+def smoothed_latents(z: np.ndarray, k: int = 20) -> np.ndarray:
+    """Each particle's z replaced by the mean z of its ``k`` nearest neighbours in z itself (itself
+    included): what any user can do without a truth, to tell how much of the maps' error comes from
+    latent noise off the populated region (where the decoder was trained on few points)."""
+    z = np.asarray(z, float)
+    _, nearest = NearestNeighbors(n_neighbors=k).fit(z).kneighbors(z)
+    return z[nearest].mean(1)
+
+
+def probe_latent_fsc(z: np.ndarray, maps_at, true_map, truth: Truth, ideal: bool = True, smooth_k: int | None = None,
+                     **kwargs) -> dict:
+    """Per-image FSC AUC of the maps at the scored particles' ideal latents (``ideal``: :func:`ideal_latents`;
+    continuous sets only), as ``ideal_z_fsc_auc_mean`` and ``_median`` — what the decoder draws when the
+    latents' per-particle error is taken away — and, with ``smooth_k``, at latents smoothed over their
+    own neighbours (:func:`smoothed_latents`), as ``knn{k}_z_fsc_auc_*``. ``kwargs``:
+    :func:`per_image_fsc_aucs`'s (the same picks)."""
+    probes = {"ideal_z": ideal_latents(z, truth.coordinate)} if ideal and truth.kind == "continuous" else {}
+    if smooth_k:
+        probes[f"knn{smooth_k}_z"] = smoothed_latents(z, smooth_k)
+    out = {}
+    for name, latents in probes.items():
+        summary = fsc_summary(per_image_fsc_aucs(latents, maps_at, true_map, candidates=truth.keep(), **kwargs)[1])
+        out.update({f"{name}_{key}": value for key, value in summary.items() if key != "fsc_particles"})
+    return out
 
 
 def fsc_summary(aucs: np.ndarray) -> dict:

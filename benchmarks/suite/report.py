@@ -25,7 +25,8 @@ def kind(record) -> str:
 def table(records) -> str:
     """One markdown table per kind of set: a row per set and system, its final metrics and wall time
     (with its share of cryoDRGN's on that set, where the records hold a cryoDRGN run); runs of
-    several seeds give their mean ± standard deviation."""
+    several seeds give their mean ± standard deviation. Rescored runs (``drgn.py --rescore``) carry
+    no wall time: "—"."""
     out = []
     for k, names in (("continuous", CONTINUOUS), ("discrete", DISCRETE)):
         rows = [r for r in records if kind(r) == k]
@@ -33,7 +34,7 @@ def table(records) -> str:
             continue
         reference = {}  # set: cryoDRGN's mean wall time
         for name in {r["set"] for r in rows}:
-            walls = [r["wall_s"] for r in rows if r["set"] == name and is_cryodrgn(r)]
+            walls = [r["wall_s"] for r in rows if r["set"] == name and is_cryodrgn(r) and r["wall_s"] is not None]
             if walls:
                 reference[name] = sum(walls) / len(walls)
         out.append("| set | system | " + " | ".join(names) + (" | wall s (share of cryoDRGN's) |" if reference else " | wall s |"))
@@ -44,10 +45,10 @@ def table(records) -> str:
         for (name, label), runs in sorted(groups.items()):
             values = " | ".join(summary([r["final"].get(n, float("nan")) for r in runs]) for n in names)
             seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
-            walls = [r["wall_s"] for r in runs]
+            walls = [r["wall_s"] for r in runs if r["wall_s"] is not None]
             share = (f" ({100 * sum(walls) / len(walls) / reference[name]:.0f} %)"
-                     if name in reference and not is_cryodrgn(runs[0]) else "")
-            out.append(f"| {name} | {label}{seeds} | {values} | {summary(walls, 0)}{share} |")
+                     if walls and name in reference and not is_cryodrgn(runs[0]) else "")
+            out.append(f"| {name} | {label}{seeds} | {values} | {summary(walls, 0) if walls else '—'}{share} |")
         out.append("")
     return "\n".join(out)
 
@@ -83,6 +84,8 @@ def figure(records, path):
         metric = HEADLINE[kind(runs[0])]
         drawn = set()
         for r in runs:  # several seeds of one label: lines of one colour, one legend entry
+            if r["wall_s"] is None:  # rescored: no times to draw
+                continue
             label = r.get("label", r["system"])
             t = [e["wall_s"] for e in r["epochs"]]
             y = [e["metrics"][metric] for e in r["epochs"]]

@@ -40,14 +40,15 @@ def synchronize(trainer):
 def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: int = 0, overrides: dict | None = None,
         fsc_particles: int = metrics.FSC_PARTICLES, system: str = "cryonb", device: str = "auto",
         score_every: int = 5, refine: bool = False, results=None, score_seed: int = 0, consensus: bool = False,
-        ideal_z: bool = False) -> dict:
+        ideal_z: bool = False, smooth_k: int | None = None) -> dict:
     """Train cryonb on ``folder``, score every epoch and return (and append to ``jsonl``) the record.
 
     ``epochs`` (default: the configuration's schedule, cryonb's default length or an ``epochs``
     override) are trained; ``seed`` is the training's; ``score_seed`` draws the metrics' particles
     and initialisations, the same for every training seed so that seeds compare the training alone.
     ``consensus``: back-project the particles and train with that map as ``neutral_map``. ``ideal_z``
-    (continuous sets): score the maps at the particles' ideal latents too (:func:`metrics.ideal_latent_fsc`)."""
+    (continuous sets), ``smooth_k``: score the maps at the particles' ideal or smoothed latents too
+    (:func:`metrics.probe_latent_fsc`)."""
     folder = Path(folder).resolve()
     truth = metrics.load_truth(folder / "truth.npz")
     overrides = dict(overrides or {})
@@ -94,9 +95,10 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
         fsc = metrics.per_image_fsc_aucs(latents[-1][2], trainer.volumes, true_map, k=fsc_particles, seed=score_seed,
                                          candidates=truth.keep())
         record["final"].update(rounded(metrics.fsc_summary(fsc[1])))
-        if ideal_z and truth.kind == "continuous":
-            record["final"].update(rounded(metrics.ideal_latent_fsc(latents[-1][2], trainer.volumes, true_map, truth,
-                                                                    k=fsc_particles, seed=score_seed)))
+        if ideal_z or smooth_k:
+            probes = metrics.probe_latent_fsc(latents[-1][2], trainer.volumes, true_map, truth, ideal_z, smooth_k,
+                                              k=fsc_particles, seed=score_seed)
+            record["final"].update(rounded(probes))
         if results is not None:
             save_fsc_aucs(results, *fsc)
     emit(record, jsonl, echo=False)
@@ -138,6 +140,7 @@ def main(argv=None):
     ap.add_argument("--consensus", action="store_true", help="back-project the particles (timed) and train with that map as neutral_map "
                     "(the Gaussian-mixture decoder's consensus)")
     ap.add_argument("--ideal-z", action="store_true", help="also score the maps at latents averaged over true neighbours (continuous sets)")
+    ap.add_argument("--smooth-z", type=int, metavar="K", help="also score the maps at latents averaged over their K nearest neighbours in z")
     ap.add_argument("--jsonl", type=Path)
     ap.add_argument("--system", default="cryonb")
     ap.add_argument("--device", default="auto")
@@ -147,7 +150,7 @@ def main(argv=None):
     record = run(args.dataset, jsonl=args.jsonl, zdim=args.zdim, epochs=args.epochs, seed=args.seed,
                  overrides=overrides, fsc_particles=args.fsc_particles, system=args.system,
                  device=args.device, score_every=args.score_every, refine=args.refine, results=args.results,
-                 consensus=args.consensus, ideal_z=args.ideal_z)
+                 consensus=args.consensus, ideal_z=args.ideal_z, smooth_k=args.smooth_z)
     print(json.dumps({k: record.get(k) for k in ("system", "set", "wall_s", "images_per_s", "final", "refined", "params")}), flush=True)
 
 

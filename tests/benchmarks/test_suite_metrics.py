@@ -141,6 +141,34 @@ def test_drgn_log_and_z_pickle(tmp_path):
     np.testing.assert_array_equal(drgn.read_z(tmp_path / "z.1.pkl"), z_mu)
 
 
+def test_drgn_rescore_scores_a_trained_run_without_training(tmp_path, rng):
+    """``drgn.py --rescore``: the z pickles of a run trained before are scored, no cryoDRGN command
+    runs (the command given would fail), and the record carries no wall time."""
+    import pickle
+
+    from benchmarks.suite import drgn, sets
+    from cryonb.core.io.mrc import write_stack
+
+    n = 60
+    data, train = tmp_path / "set", tmp_path / "work" / "train"
+    data.mkdir(), train.mkdir(parents=True)
+    write_stack(data / "particles.mrcs", rng.normal(size=(n, 8, 8)).astype(np.float32), 2.0)
+    sets._write_star(data / "particles.star", "particles.mrcs", np.zeros((n, 3)), np.zeros((n, 2)),
+                     np.tile([15000.0, 15000.0, 0.0], (n, 1)), 2.0, 8)
+    coordinate = rng.uniform(0, 1, n)
+    np.savez(data / "truth.npz", coordinate=coordinate)
+    z = np.stack([coordinate, 0.01 * rng.normal(size=n)], 1).astype(np.float32)
+    for name in ("z.1.pkl", "z.2.pkl", "z.pkl"):
+        with open(train / name, "wb") as f:
+            pickle.dump(z, f)
+            pickle.dump(np.zeros_like(z), f)
+    record = drgn.run(data, workdir=tmp_path / "work", rescore=True, epochs=2, drgn="false", fsc_particles=0)
+    assert record["rescored"] and record["complete"] and record["wall_s"] is None
+    assert [e["epoch"] for e in record["epochs"]] == [1, 2] and record["final"]["spearman_pc1"] > 0.99
+    with pytest.raises(ValueError, match="workdir"):
+        drgn.run(data, rescore=True)
+
+
 def test_rare_separability_from_chance_to_perfect(rng):
     labels = np.repeat([0, 1, 2], [300, 300, 60])  # class 2 is rare; class 1 its neighbour
     apart = np.where((labels == 2)[:, None], 5.0, 0.0) + rng.normal(size=(660, 3))
@@ -172,6 +200,15 @@ def test_latent_noise_along_and_across_a_known_path(rng):
     assert np.allclose(principal_variances(z), [np.var(z[:, 0]), np.var(z[:, 1])], rtol=0.01)  # the path, then across
 
 
+def test_smoothed_latents_average_each_point_with_its_own_neighbours():
+    """Evenly spaced points on a line: inner points keep their place (symmetric neighbours), the ends
+    move inward by the mean of their two nearest, k = 1 changes nothing."""
+    z = np.stack([np.arange(10.0), np.zeros(10)], 1)
+    assert np.array_equal(metrics.smoothed_latents(z, 1), z)
+    smooth = metrics.smoothed_latents(z, 3)
+    assert np.allclose(smooth[1:-1], z[1:-1]) and np.allclose(smooth[[0, -1], 0], [1.0, 8.0])
+
+
 def test_maps_at_ideal_latents_lose_the_per_particle_error(rng):
     """Maps that follow a noisy latent score worse than at the latents averaged over true neighbours;
     junk particles (no coordinate) are neither scored nor averaged."""
@@ -183,7 +220,11 @@ def test_maps_at_ideal_latents_lose_the_per_particle_error(rng):
     z = np.nan_to_num(coordinate, nan=5.0)[:, None] + 0.3 * rng.normal(size=(n, 1))
     maps_at = lambda zb: base + 3 * zb[:, 0, None, None, None] * change  # noqa: E731
     true_map = lambda i: base + 3 * coordinate[i] * change  # noqa: E731
-    ideal = metrics.ideal_latent_fsc(z, maps_at, true_map, truth, k=30)
+    ideal = metrics.probe_latent_fsc(z, maps_at, true_map, truth, k=30)
     noisy = metrics.fsc_summary(metrics.per_image_fsc_aucs(z, maps_at, true_map, k=30, candidates=truth.keep())[1])
     assert set(ideal) == {"ideal_z_fsc_auc_mean", "ideal_z_fsc_auc_median"}
+    both = metrics.probe_latent_fsc(z, maps_at, true_map, truth, smooth_k=5, k=30)
+    assert both["ideal_z_fsc_auc_mean"] == ideal["ideal_z_fsc_auc_mean"] and "knn5_z_fsc_auc_mean" in both
+    assert set(metrics.probe_latent_fsc(z, maps_at, true_map, truth, ideal=False, smooth_k=5, k=30)) == {
+        "knn5_z_fsc_auc_mean", "knn5_z_fsc_auc_median"}
     assert noisy["fsc_auc_mean"] < ideal["ideal_z_fsc_auc_mean"] - 0.02 and ideal["ideal_z_fsc_auc_mean"] > 0.45

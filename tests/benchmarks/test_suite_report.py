@@ -30,3 +30,34 @@ def test_the_share_is_of_cryodrgn_on_the_same_set():
                   record("cryonb", 0.9, 50, "ribosome_motion")])
     assert "| adk | cryonb | 0.900 | 0.900 | 0.010 | 0.170 | 50 (25 %) |" in text
     assert "| ribosome_motion | cryonb | 0.900 | 0.900 | 0.010 | 0.170 | 50 |" in text  # no cryoDRGN run there
+
+
+def test_a_rescored_run_has_no_wall_time_and_no_share():
+    rescored = {**record("cryodrgn-4.3.1", 0.95, None), "rescored": True}
+    text = table([record("cryonb", 0.9, 50), rescored, record("cryodrgn-4.3.1", 0.95, 200)])
+    assert "| adk | cryonb | 0.900 | 0.900 | 0.010 | 0.170 | 50 (25 %) |" in text  # the timed run alone
+    assert "| adk | cryodrgn-4.3.1 (2 seeds) | 0.950 ± 0.000 | 0.950 ± 0.000 | 0.010 ± 0.000 | 0.170 ± 0.000 | 200 |" in text
+    assert "| — |" in table([rescored])
+
+
+def test_probe_figure_draws_runs_with_all_three_scores(tmp_path):
+    import json
+
+    import pytest
+
+    from benchmarks.suite import probe_figure
+
+    full = {"system": "cryonb", "set": "adk", "params": {"seed": 1, "overrides": {"dec_depth": 4}},
+            "final": {"fsc_auc_mean": 0.17, "knn20_z_fsc_auc_mean": 0.175, "ideal_z_fsc_auc_mean": 0.18}}
+    flat = {"system": "cryodrgn-4.3.1", "set": "adk", "seed": 0, "fsc_auc_mean": 0.176,
+            "knn20_z_fsc_auc_mean": 0.179, "ideal_z_fsc_auc_mean": 0.183}
+    plain = {"system": "cryonb", "set": "adk", "final": {"fsc_auc_mean": 0.17}}
+    assert probe_figure.probe_values(full) == ("cryonb dec_depth=4, seed 1", [0.17, 0.175, 0.18])
+    assert probe_figure.probe_values(flat) == ("cryodrgn-4.3.1 defaults, seed 0", [0.176, 0.179, 0.183])
+    assert probe_figure.probe_values(plain) is None
+    records = tmp_path / "r.jsonl"
+    records.write_text("\n".join(json.dumps(r) for r in (full, flat, plain)) + "\n")
+    probe_figure.main([str(tmp_path / "probes.png"), str(records)])
+    assert (tmp_path / "probes.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit, match="no assembly record"):
+        probe_figure.main([str(tmp_path / "none.png"), str(records), "--set", "assembly"])
