@@ -61,3 +61,21 @@ def test_probe_figure_draws_runs_with_all_three_scores(tmp_path):
     assert (tmp_path / "probes.png").stat().st_size > 10_000
     with pytest.raises(SystemExit, match="no assembly record"):
         probe_figure.main([str(tmp_path / "none.png"), str(records), "--set", "assembly"])
+
+
+def test_holdout_data_view_keeps_each_particles_rows():
+    """The held-out probe's views of one prepared set: the chosen particles' images, poses and CTF,
+    in the chosen order, with the whole set's scale."""
+    import numpy as np
+
+    from benchmarks.suite.holdout_probe import data_view
+    from cryonb.core.imagedata import ImageData
+    from cryonb.core.simulate import simulate
+
+    particles = simulate("hinge", n=12, D=16, seed=1, progress=False).particles
+    data = ImageData(particles)
+    idx = np.array([7, 2, 11])
+    view = data_view(data, idx)
+    assert len(view) == 3 and view.scale == data.scale and len(data) == 12
+    for name in ("images", "rotations", "ctf"):
+        assert (getattr(view, name) == getattr(data, name)[idx]).all()
