@@ -206,7 +206,7 @@ def ideal_latents(z: np.ndarray, coordinate: np.ndarray, k: int = 20) -> np.ndar
 def smoothed_latents(z: np.ndarray, k: int = 20) -> np.ndarray:
     """Each particle's z replaced by the mean z of its ``k`` nearest neighbours in z itself (itself
     included): what any user can do without a truth, to tell how much of the maps' error comes from
-    latent noise off the populated region (where the decoder was trained on few points)."""
+    latent error off the region the latents populate (it leaves error along that region in place)."""
     z = np.asarray(z, float)
     _, nearest = NearestNeighbors(n_neighbors=k).fit(z).kneighbors(z)
     return z[nearest].mean(1)
