@@ -95,7 +95,8 @@ class FourierDecoder(nn.Module):
     fused_features = True  # and write its first layer's features from the coordinates (kernels.encoded_features)
 
     def __init__(self, D: int, zdim: int, width: int = 256, depth: int = 3, encoding: str = "geometric",
-                 n_freqs: int | None = None, seed: int = 0, residual: bool = False, pe_sigma: float = 0.5):
+                 n_freqs: int | None = None, seed: int = 0, residual: bool = False, pe_sigma: float = 0.5,
+                 joint_init: bool = False):
         super().__init__()
         self.D, self.zdim = D, zdim
         self.encoding = PositionalEncoding(D, encoding, n_freqs, seed, pe_sigma)
@@ -103,6 +104,11 @@ class FourierDecoder(nn.Module):
         # weights are kept in two parts, so that z's part can be computed once per image.
         self.coords_in = nn.Linear(self.encoding.out_dim, width)
         self.latent_in = nn.Linear(zdim, width, bias=False) if zdim else None
+        if joint_init:  # drawn as one nn.Linear over [encoding(k), z] would be (z's weights then ~7× smaller)
+            bound = (self.encoding.out_dim + zdim) ** -0.5
+            drawn = [self.coords_in.weight, self.coords_in.bias] + ([self.latent_in.weight] if zdim else [])
+            for weight in drawn:
+                nn.init.uniform_(weight, -bound, bound)
         # net[0] held the first layer's ReLU; an Identity keeps the checkpoints' layer numbers
         if residual:  # depth residual layers after the input layer
             self.net = nn.Sequential(nn.Identity(), *(Residual(width) for _ in range(depth)), nn.Linear(width, 2))

@@ -23,6 +23,10 @@ class TrainConfig:
     dec_depth: int = 3
     residual: bool | None = None  # skip connections (depth layers after the input layer); None: on a GPU
     encoding: str | None = None  # positional encoding; None: "gaussian" on a GPU, "geometric" on a CPU
+    # The decoder's first layer, one linear map of [encoding(k), z] kept in two parts: "split" draws each
+    # part's initial weights as a layer of its own (z's then about 7× larger), "joint" as one layer (under
+    # evaluation: docs/benchmarks.md, "Why cryoDRGN's means spread wider")
+    decoder_init: str = "split"
     pe_sigma: float = 0.5  # spread of the gaussian encoding's frequencies, in units of D/2 radians
     n_freqs: int | None = None
     enc_radius: float = 1.0  # encoder low-pass, as a fraction of Nyquist
@@ -113,6 +117,8 @@ class TrainConfig:
             problems.append(f"beta must be non-negative (got {self.beta})")
         if self.cache_dtype not in ("complex64", "float16", "bfloat16"):
             problems.append(f"cache_dtype must be complex64, float16 or bfloat16 (got {self.cache_dtype!r})")
+        if self.decoder_init not in ("split", "joint"):
+            problems.append(f"decoder_init must be 'split' or 'joint' (got {self.decoder_init!r})")
         if self.shuffle not in ("full", "chunked"):
             problems.append(f"shuffle must be 'full' or 'chunked' (got {self.shuffle!r})")
         for name, allowed in (("latents", (None, *LATENT_SOURCES)), ("poses", POSE_SOURCES), ("decoder", DECODERS)):
@@ -192,7 +198,7 @@ class TrainConfig:
 
             return decoder_from_config(self, D)
         return FourierDecoder(D, self.zdim, self.dec_width, self.dec_depth, self.encoding, self.n_freqs,
-                              self.seed, self.residual, self.pe_sigma)
+                              self.seed, self.residual, self.pe_sigma, self.decoder_init == "joint")
 
 
 SCHEDULES = ("constant", "cosine")

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from cryonb.core.errors import InputError
 from cryonb.core.model import FourierDecoder
 from cryonb.core.nets import DenseReLU, EncodedInputReLU, FoldedReLU, Residual, mlp
 
@@ -168,3 +169,21 @@ def test_first_layer_features_are_padded_to_whole_16_byte_rows(zdim):
     assert torch.equal(w[:, 12 + zdim:], torch.zeros_like(w[:, 12 + zdim:]))
     unpadded = torch.cat([torch.sin(phase), torch.cos(phase)] + ([z[:, None].expand(2, 5, zdim)] if zdim else []), -1)
     torch.testing.assert_close(features @ w.t(), unpadded @ torch.cat([wc] + ([wz] if zdim else []), 1).t())
+
+
+def test_joint_init_draws_the_first_layer_as_one_layer_over_encoding_and_z():
+    """``decoder_init='joint'``: the first layer's two parts drawn with one bound, 1/√(features + zdim),
+    as a single nn.Linear over [encoding(k), z] would be; 'split' (the default) draws z's part with
+    its own fan-in, 1/√zdim, several times larger."""
+    from cryonb.core.train_config import TrainConfig
+
+    split = TrainConfig(zdim=8, dec_width=256, encoding="gaussian").build_decoder(128)
+    joint = TrainConfig(zdim=8, dec_width=256, encoding="gaussian", decoder_init="joint").build_decoder(128)
+    bound = (joint.encoding.out_dim + 8) ** -0.5
+    for weight in (joint.latent_in.weight, joint.coords_in.weight, joint.coords_in.bias):
+        assert weight.abs().max() <= bound and weight.abs().max() > 0.9 * bound
+    assert split.latent_in.weight.abs().max() > 0.9 * 8**-0.5 > 5 * bound
+    homogeneous = TrainConfig(zdim=0, dec_width=64, encoding="gaussian", decoder_init="joint").build_decoder(16)
+    assert homogeneous.coords_in.weight.abs().max() <= homogeneous.encoding.out_dim ** -0.5
+    with pytest.raises(InputError, match="decoder_init"):
+        TrainConfig(decoder_init="wide").validate()
