@@ -10,8 +10,10 @@ per-particle error costs the maps; the middle point, how much of it lies off the
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from benchmarks.suite.report import read
+
 
 def probe_values(record: dict) -> tuple[str, list[float]] | None:
     """(label, [as trained, smoothed, ideal]) of a record holding all three, else None."""
@@ -31,7 +33,7 @@ def main(argv=None) -> None:
     ap.add_argument("records", nargs="+", type=Path)
     ap.add_argument("--set", default="adk", help="the data set whose runs are drawn")
     args = ap.parse_args(argv)
-    records = [json.loads(line) for path in args.records for line in path.read_text().splitlines() if line.strip()]
+    records = read(args.records)
     rows = [row for r in records if r.get("set") == args.set and (row := probe_values(r)) is not None]
     if not rows:
         raise SystemExit(f"no {args.set} record has the ideal and smoothed latents' scores (--ideal-z --smooth-z K)")
