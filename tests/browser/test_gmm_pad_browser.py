@@ -4,10 +4,10 @@
 Every drawing the NGL view receives appends its ``performance.now()`` to
 ``window.cryonbGaussianUpdates`` (cryonb.widgets.gmm_scripts). The test sends pointer events at
 60 Hz for a few seconds and checks what does not depend on the machine's speed: drawings arrive
-during the gesture (not only once it stops), and once it stops at most the three drawings the pad
-keeps on their way and the latest it held back still arrive (no backlog). A real Playwright move and drag check that the
-Gaussians follow the mouse at all. The rate itself (12-17 drawings a second in headless Chromium
-on two cores) is a benchmark: ``python -m benchmarks.bench_gmm_pad``.
+during the gesture (not only once it stops), and once it stops at most three more arrive (the two
+positions in flight and the latest one held back: no backlog). A real Playwright move and drag
+check that the Gaussians follow the mouse at all. The rate itself (12-17 drawings a second in
+headless Chromium on two cores) is a benchmark: ``python -m benchmarks.bench_gmm_pad``.
 """
 
 import io
