@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from .errors import InputError
+from .image_cache import CACHE_DTYPES
 from .model import ENCODINGS, FourierDecoder, HalfPlane, HeterogeneousModel
 
 
@@ -24,8 +25,8 @@ class TrainConfig:
     residual: bool | None = None  # skip connections (depth layers after the input layer); None: on a GPU
     encoding: str | None = None  # positional encoding; None: "gaussian" on a GPU, "geometric" on a CPU
     # The decoder's first layer, one linear map of [encoding(k), z] kept in two parts: "split" draws each
-    # part's initial weights as a layer of its own (z's then about 7× larger), "joint" as one layer (under
-    # evaluation: docs/benchmarks.md, "Why cryoDRGN's means spread wider")
+    # part's initial weights as a layer of its own (z's then about 7× larger), "joint" as one layer (better
+    # latents at zdim 8 on the CPU, worse at zdim 1-2: docs/benchmarks.md, "The joint draw on three sets")
     decoder_init: str = "split"
     pe_sigma: float = 0.5  # spread of the gaussian encoding's frequencies, in units of D/2 radians
     n_freqs: int | None = None
@@ -109,21 +110,14 @@ class TrainConfig:
             problems.append(f"pixel_fraction must be in (0, 1] (got {self.pixel_fraction})")
         if not 0 < self.enc_radius <= 1:
             problems.append(f"enc_radius must be in (0, 1] (got {self.enc_radius})")
-        if self.lr_schedule is not None and self.lr_schedule not in SCHEDULES:
-            problems.append(f"lr_schedule must be one of {', '.join(SCHEDULES)} (got {self.lr_schedule!r})")
         if not 0 < self.lr_final <= 1:
             problems.append(f"lr_final must be in (0, 1] (got {self.lr_final})")
         if self.beta is not None and self.beta < 0:
             problems.append(f"beta must be non-negative (got {self.beta})")
-        if self.cache_dtype not in ("complex64", "float16", "bfloat16"):
-            problems.append(f"cache_dtype must be complex64, float16 or bfloat16 (got {self.cache_dtype!r})")
-        if self.decoder_init not in ("split", "joint"):
-            problems.append(f"decoder_init must be 'split' or 'joint' (got {self.decoder_init!r})")
-        if self.shuffle not in ("full", "chunked"):
-            problems.append(f"shuffle must be 'full' or 'chunked' (got {self.shuffle!r})")
-        for name, allowed in (("latents", (None, *LATENT_SOURCES)), ("poses", POSE_SOURCES), ("decoder", DECODERS)):
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
-                problems.append(f"{name} must be one of {', '.join(allowed[-3:])} (got {getattr(self, name)!r})")
+                named = ", ".join(choice for choice in allowed if choice is not None)
+                problems.append(f"{name} must be one of {named} (got {getattr(self, name)!r})")
         if self.latent_source == "gradient" and self.decoder != "gmm":
             problems.append("latents 'gradient' (loss gradients at a neutral Gaussian mixture) needs decoder 'gmm'")
         if self.decoder == "gmm" and not self.neutral_map:
@@ -205,5 +199,8 @@ SCHEDULES = ("constant", "cosine")
 LATENT_SOURCES = ("encoder", "table", "gradient", "class")
 POSE_SOURCES = ("known", "table")
 DECODERS = ("mlp", "gmm")
+# The settings that name one of a few choices (None: the device's default), checked by validate().
+CHOICES = {"lr_schedule": (None, *SCHEDULES), "cache_dtype": CACHE_DTYPES, "decoder_init": ("split", "joint"),
+           "shuffle": ("full", "chunked"), "latents": (None, *LATENT_SOURCES), "poses": POSE_SOURCES, "decoder": DECODERS}
 # Keys added after the first release, with the value that runs written before them used.
 LEGACY_DEFAULTS = {"residual": False, "pe_sigma": math.pi / 2, "lr_schedule": "constant"}

@@ -99,7 +99,7 @@ def test_old_checkpoints_name_the_encoder_encoder(particles):
 def test_unknown_parts_are_refused():
     from cryonb.core.errors import InputError
 
-    with pytest.raises(InputError, match="latents must be one of.*poses must be one of"):
+    with pytest.raises(InputError, match="latents must be one of encoder, table, gradient, class .*poses must be one of known, table "):
         TrainConfig(latents="lookup", poses="guess").validate()
     with pytest.raises(InputError, match="needs neutral_map"):
         TrainConfig(decoder="gmm").validate()
