@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 CONTINUOUS = ("spearman_pc1", "knn_r2", "neighbourhood", "fsc_auc_mean")
-DISCRETE = ("gmm_ari", "kmeans_ari", "neighbourhood", "rare_recall", "fsc_auc_mean")
+DISCRETE = ("gmm_ari", "gmm_ari_seeds", "kmeans_ari", "neighbourhood", "rare_recall", "fsc_auc_mean")
 HEADLINE = {"continuous": "spearman_pc1", "discrete": "gmm_ari"}
 
 
@@ -26,7 +26,7 @@ def table(records) -> str:
     """One markdown table per kind of set: a row per set and system, its final metrics and wall time
     (with its share of cryoDRGN's on that set, where the records hold a cryoDRGN run); runs of
     several seeds give their mean ± standard deviation. Rescored runs (``drgn.py --rescore``) carry
-    no wall time: "—"."""
+    no wall time, and records older than a metric lack it: "—" (for a group where any run lacks it)."""
     out = []
     for k, names in (("continuous", CONTINUOUS), ("discrete", DISCRETE)):
         rows = [r for r in records if kind(r) == k]
@@ -43,7 +43,8 @@ def table(records) -> str:
         for r in rows:
             groups.setdefault((r["set"], r.get("label", r["system"])), []).append(r)
         for (name, label), runs in sorted(groups.items()):
-            values = " | ".join(summary([r["final"].get(n, float("nan")) for r in runs]) for n in names)
+            values = " | ".join(summary([r["final"][n] for r in runs]) if all(n in r["final"] for r in runs) else "—"
+                                for n in names)
             seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
             walls = [r["wall_s"] for r in runs if r["wall_s"] is not None]
             share = (f" ({100 * sum(walls) / len(walls) / reference[name]:.0f} %)"

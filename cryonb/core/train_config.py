@@ -24,10 +24,12 @@ class TrainConfig:
     dec_depth: int = 3
     residual: bool | None = None  # skip connections (depth layers after the input layer); None: on a GPU
     encoding: str | None = None  # positional encoding; None: "gaussian" on a GPU, "geometric" on a CPU
-    # The decoder's first layer, one linear map of [encoding(k), z] kept in two parts: "split" draws each
-    # part's initial weights as a layer of its own (z's then about 7× larger), "joint" as one layer (better
-    # latents at zdim 8 on the CPU, worse at zdim 1-2: docs/benchmarks.md, "The joint draw on three sets")
-    decoder_init: str = "split"
+    # The decoder's first layer, one linear map of [encoding(k), z] kept in two parts: "joint" draws their
+    # initial weights as one layer's, "split" each part as a layer of its own (z's then several times
+    # larger). None: "joint" on a GPU with an encoder and known poses (better maps on the suite's three sets),
+    # "split" otherwise (the CPU's small, short runs at zdim 1-2 need z's larger start; docs/benchmarks.md,
+    # "The first layer drawn as one")
+    decoder_init: str | None = None
     pe_sigma: float = 0.5  # spread of the gaussian encoding's frequencies, in units of D/2 radians
     n_freqs: int | None = None
     enc_radius: float = 1.0  # encoder low-pass, as a fraction of Nyquist
@@ -156,11 +158,13 @@ class TrainConfig:
         gpu = device.type == "cuda"
         width = 1024 if gpu else 256
         gpu_lr = 2e-4 if self.poses == "table" else 3e-4  # pose tables (ab initio, refinement) were measured at 2e-4
+        measured_joint = self.latent_source == "encoder" and self.poses == "known"  # the suite's runs
         return replace(self, enc_width=self.enc_width or width, dec_width=self.dec_width or width,
                        batch_size=self.batch_size or (32 if gpu else 64), lr=self.lr or (gpu_lr if gpu else 1e-4),
                        lr_schedule=self.lr_schedule or ("cosine" if gpu else "constant"), epochs=self.epochs or (16 if gpu else 20),
                        residual=gpu if self.residual is None else self.residual, latents=self.latent_source,
-                       encoding=self.encoding or ("gaussian" if gpu else "geometric"))
+                       encoding=self.encoding or ("gaussian" if gpu else "geometric"),
+                       decoder_init=self.decoder_init or ("joint" if gpu and measured_joint else "split"))
 
     def build_model(self, D: int, n_particles: int) -> HeterogeneousModel:
         """The model this configuration describes, for ``n_particles`` images of box ``D``."""
@@ -200,7 +204,7 @@ LATENT_SOURCES = ("encoder", "table", "gradient", "class")
 POSE_SOURCES = ("known", "table")
 DECODERS = ("mlp", "gmm")
 # The settings that name one of a few choices (None: the device's default), checked by validate().
-CHOICES = {"lr_schedule": (None, *SCHEDULES), "cache_dtype": CACHE_DTYPES, "decoder_init": ("split", "joint"),
+CHOICES = {"lr_schedule": (None, *SCHEDULES), "cache_dtype": CACHE_DTYPES, "decoder_init": (None, "split", "joint"),
            "shuffle": ("full", "chunked"), "latents": (None, *LATENT_SOURCES), "poses": POSE_SOURCES, "decoder": DECODERS}
 # Keys added after the first release, with the value that runs written before them used.
-LEGACY_DEFAULTS = {"residual": False, "pe_sigma": math.pi / 2, "lr_schedule": "constant"}
+LEGACY_DEFAULTS = {"residual": False, "pe_sigma": math.pi / 2, "lr_schedule": "constant", "decoder_init": "split"}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import adjusted_rand_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.suite import metrics  # noqa: E402
@@ -52,8 +53,6 @@ def test_neighbourhood_with_tied_coordinates(rng):
 def test_discrete_perfect_and_random(rng):
     labels, good, bad = discrete(rng)
     for cluster in (metrics.gmm_clusters, metrics.kmeans_clusters):
-        from sklearn.metrics import adjusted_rand_score
-
         assert adjusted_rand_score(labels, cluster(good, 3)) == pytest.approx(1.0)
         assert abs(adjusted_rand_score(labels, cluster(bad, 3))) < 0.05
     assert metrics.neighbourhood_similarity(good, labels, discrete=True) == 1.0
@@ -85,9 +84,13 @@ def test_latent_metrics_and_junk(rng, tmp_path):
     z[junk] = 100 * rng.normal(size=(junk.sum(), 8))  # junk far away must not matter
     m = metrics.latent_metrics(z, truth)
     assert m["gmm_ari"] == pytest.approx(1.0) and m["kmeans_ari"] == pytest.approx(1.0)
+    assert m["gmm_ari_seeds"] == pytest.approx(1.0)
     assert m["rare_recall"] == 1.0 and m["neighbourhood"] == 1.0
-    m = metrics.latent_metrics(bad, truth)
+    m = metrics.latent_metrics(bad, truth, seed=3)
     assert m["gmm_ari"] < 0.05 and m["rare_recall"] < 0.5
+    keep = truth.keep()  # the mean over the mixtures of seeds 3 to 12, the first of them gmm_ari's
+    aris = [adjusted_rand_score(labels[keep], metrics.gmm_clusters(bad[keep], 3, s)) for s in range(3, 3 + metrics.GMM_SEEDS)]
+    assert m["gmm_ari"] == aris[0] and m["gmm_ari_seeds"] == pytest.approx(np.mean(aris))
 
     c, good, _ = continuous(rng)
     np.savez(tmp_path / "truth.npz", coordinate=c, junk=junk)
@@ -228,3 +231,17 @@ def test_maps_at_ideal_latents_lose_the_per_particle_error(rng):
     assert set(metrics.probe_latent_fsc(z, maps_at, true_map, truth, ideal=False, smooth_k=5, k=30)) == {
         "knn5_z_fsc_auc_mean", "knn5_z_fsc_auc_median"}
     assert noisy["fsc_auc_mean"] < ideal["ideal_z_fsc_auc_mean"] - 0.02 and ideal["ideal_z_fsc_auc_mean"] > 0.45
+
+
+def test_rescore_scores_kept_latents_with_todays_metrics(rng, tmp_path, capsys):
+    from benchmarks.suite import rescore
+
+    labels, good, _ = discrete(rng)
+    np.savez(tmp_path / "truth.npz", **{"class": labels}, rare_class=2)
+    np.save(tmp_path / "z.npy", good)
+    (record,) = rescore.main([str(tmp_path), str(tmp_path / "z.npy"), "--jsonl", str(tmp_path / "out.jsonl")])
+    assert record["metrics"]["gmm_ari_seeds"] == pytest.approx(1.0) and record["metrics"]["rare_recall"] == 1.0
+    assert (tmp_path / "out.jsonl").read_text().count("\n") == 1
+    np.save(tmp_path / "short.npy", good[:10])
+    with pytest.raises(SystemExit, match="10 latents, but .* has 600 particles"):
+        rescore.main([str(tmp_path), str(tmp_path / "short.npy")])

@@ -79,3 +79,13 @@ def test_holdout_data_view_keeps_each_particles_rows():
     assert len(view) == 3 and view.scale == data.scale and len(data) == 12
     for name in ("images", "rotations", "ctf"):
         assert (getattr(view, name) == getattr(data, name)[idx]).all()
+
+
+def test_a_metric_some_runs_lack_is_a_dash():
+    def assembly(gmm_seeds=None):
+        final = {"gmm_ari": 0.97, "kmeans_ari": 0.96, "neighbourhood": 0.95, "rare_recall": 0.0, "fsc_auc_mean": 0.2}
+        return {"system": "cryonb", "set": "assembly", "wall_s": 50,
+                "final": final if gmm_seeds is None else {**final, "gmm_ari_seeds": gmm_seeds}}
+
+    assert "| assembly | cryonb | 0.970 | 0.880 | 0.960 |" in table([assembly(0.88)])
+    assert "| assembly | cryonb (2 seeds) | 0.970 ± 0.000 | — | 0.960 ± 0.000 |" in table([assembly(0.88), assembly()])

@@ -173,11 +173,11 @@ def test_first_layer_features_are_padded_to_whole_16_byte_rows(zdim):
 
 def test_joint_init_draws_the_first_layer_as_one_layer_over_encoding_and_z():
     """``decoder_init='joint'``: the first layer's two parts drawn with one bound, 1/√(features + zdim),
-    as a single nn.Linear over [encoding(k), z] would be; 'split' (the default) draws z's part with
-    its own fan-in, 1/√zdim, several times larger."""
+    as a single nn.Linear over [encoding(k), z] would be (the GPU's default); 'split' (the CPU's) draws
+    z's part with its own fan-in, 1/√zdim, several times larger."""
     from cryonb.core.train_config import TrainConfig
 
-    split = TrainConfig(zdim=8, dec_width=256, encoding="gaussian").build_decoder(128)
+    split = TrainConfig(zdim=8, dec_width=256, encoding="gaussian", decoder_init="split").build_decoder(128)
     joint = TrainConfig(zdim=8, dec_width=256, encoding="gaussian", decoder_init="joint").build_decoder(128)
     bound = (joint.encoding.out_dim + 8) ** -0.5
     for weight in (joint.latent_in.weight, joint.coords_in.weight, joint.coords_in.bias):

@@ -27,9 +27,12 @@ def test_open_choices_resolve_per_device():
     assert (cpu.dec_width, cpu.enc_width, cpu.batch_size, cpu.lr, cpu.lr_schedule, cpu.encoding, cpu.residual) == \
         (256, 256, 64, 1e-4, "constant", "geometric", False)
     assert (gpu.epochs, cpu.epochs) == (16, 20)
+    assert (gpu.decoder_init, cpu.decoder_init) == ("joint", "split")
+    for unmeasured in (TrainConfig(latents="table"), TrainConfig(poses="table")):  # measured with an encoder and known poses
+        assert unmeasured.for_device(torch.device("cuda")).decoder_init == "split"
     assert TrainConfig(poses="table").for_device(torch.device("cuda")).lr == 2e-4  # ab initio's map, as measured
     chosen = TrainConfig(enc_width=64, dec_width=64, batch_size=8, lr=3e-3, lr_schedule="constant", residual=False, encoding="none",
-                         epochs=5)
+                         epochs=5, decoder_init="split")
     assert chosen.for_device(torch.device("cuda")) == chosen.for_device(torch.device("cpu")) != gpu
 
 
@@ -56,11 +59,12 @@ def test_runs_from_before_the_new_keys_load_as_they_were(particles, tmp_path):
     Trainer(particles, TrainConfig(**{**TINY, "residual": False, "encoding": "gaussian", "pe_sigma": math.pi / 2}),
             run_dir=run).fit(1, progress=False)
     meta = json.loads((run / "config.json").read_text())
-    for key in ("residual", "pe_sigma", "lr_schedule", "lr_final", "epochs", "cuda_graphs"):
+    for key in ("residual", "pe_sigma", "lr_schedule", "lr_final", "epochs", "cuda_graphs", "decoder_init"):
         del meta["config"][key]  # as an earlier cryonb wrote it
     (run / "config.json").write_text(json.dumps(meta))
     resumed = Trainer.from_run(run, particles)
     assert resumed.config.residual is False and resumed.config.lr_schedule == "constant"
+    assert resumed.config.decoder_init == "split"
     resumed.fit(1, progress=False)  # the old weights fit the rebuilt model
     assert resumed.epoch == 2
 
