@@ -4,14 +4,12 @@
 
 The build (``make docs``: myst-nb in "cache" mode) executes one after another the notebooks it finds
 no cached result for. Run first, this fills that cache with one process per CPU core, so that the
-build finds them done. Each kernel gets one thread (``OMP_NUM_THREADS=1``): kernels side by side
-with a thread per core each would oversubscribe the cores. A notebook that fails here is left to
-the build, which then fails on it and shows its traceback.
+build finds them done. A notebook that fails here is left to the build, which then fails on it and
+shows its traceback.
 """
 
 from __future__ import annotations
 
-import os
 import runpy
 import sys
 from pathlib import Path
@@ -24,12 +22,9 @@ CACHE = DOCS / "_build" / ".jupyter_cache"  # myst-nb's, for a build into docs/_
 
 
 def main() -> int:
-    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the kernels
     timeout = runpy.run_path(str(DOCS / "conf.py"))["nb_execution_timeout"]  # per cell, as the build's
     cache = get_cache(CACHE)
-    # The pool hands out notebooks in pairs, in this order: the teaching notebooks (seconds each)
-    # first, then the tutorials from the last, so that their longest ones do not share a pair.
-    for path in sorted((DOCS / "notebooks").rglob("*.ipynb"), reverse=True):
+    for path in sorted((DOCS / "notebooks").rglob("*.ipynb")):
         if ".ipynb_checkpoints" not in path.parts:
             cache.add_nb_to_project(str(path))
     result = load_executor("temp-parallel", cache=cache).run_and_cache(timeout=timeout)
