@@ -26,10 +26,8 @@ browser-deps:
 test: setup browser-deps
 	$(BIN)/python -m pytest -q
 
-# The site in docs/_build/html; every notebook runs during the build (cached by cell source),
-# first side by side, one per CPU core, then the build reads them from the cache.
+# The site in docs/_build/html; every notebook runs during the build (cached by cell source).
 docs: $(VENV)/.docs-installed
-	$(BIN)/python docs/execute_notebooks.py
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 $(VENV)/.docs-installed: $(VENV)/.installed
