@@ -233,7 +233,7 @@ def test_maps_at_ideal_latents_lose_the_per_particle_error(rng):
     assert noisy["fsc_auc_mean"] < ideal["ideal_z_fsc_auc_mean"] - 0.02 and ideal["ideal_z_fsc_auc_mean"] > 0.45
 
 
-def test_rescore_scores_kept_latents_with_todays_metrics(rng, tmp_path, capsys):
+def test_rescore_scores_kept_latents_with_todays_metrics(rng, tmp_path):
     from benchmarks.suite import rescore
 
     labels, good, _ = discrete(rng)
