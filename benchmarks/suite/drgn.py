@@ -69,6 +69,12 @@ def read_z(path: Path) -> np.ndarray:
     return np.asarray(load_pickle(path), dtype=np.float64)
 
 
+def read_latents(path: Path) -> np.ndarray:
+    """Latents a run kept: cryoDRGN's ``z.pkl`` (:func:`read_z`) or cryonb's ``z.npy``."""
+    path = Path(path)
+    return read_z(path) if path.suffix == ".pkl" else np.load(path)
+
+
 def epoch_train_seconds(log_text: str) -> dict[int, float]:
     """Training time of each epoch from cryoDRGN's '=====> Epoch: E ... Finished in H:MM:SS' lines."""
     return {int(e): int(h) * 3600 + int(m) * 60 + float(s) for e, h, m, s in EPOCH_LINE.findall(log_text)}

@@ -25,7 +25,7 @@ from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.neighbors import KNeighborsRegressor
 
 from benchmarks.suite import metrics
-from benchmarks.suite.drgn import read_z
+from benchmarks.suite.drgn import read_latents
 from cryonb.core.particles import load_particles
 
 
@@ -70,7 +70,7 @@ def main(argv=None) -> None:
           "| variance on PC 1 / the others (mean) |")
     print("|---|---|---|---|---|---|")
     for path in args.z:
-        z = np.load(path) if path.suffix == ".npy" else read_z(path)
+        z = read_latents(path)
         r = latent_noise(z[keep], truth.coordinate[keep])
         pcs = principal_variances(z[keep])
         print(f"| {path} | {r['path_length']:.2f} | {r['along_rms']:.4f} | {r['across_rms_fraction']:.3f} "

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.suite import metrics
-from benchmarks.suite.drgn import read_z
+from benchmarks.suite.drgn import read_latents
 from benchmarks.suite.sets import ASSEMBLY_CLASSES, assembly_labels
 
 RARE, NEAREST, JUNK = (ASSEMBLY_CLASSES.index(c) for c in ("70S-ABC", "70S-AB", "junk"))
@@ -124,7 +124,7 @@ def main(argv=None):
         return
     labels = assembly_labels(args.n, args.seed)
     for path in args.z:
-        z = read_z(path) if path.suffix == ".pkl" else np.load(path)
+        z = read_latents(path)
         if len(z) != args.n:
             raise SystemExit(f"{path}: {len(z)} latents, but the set has {args.n} particles (--n)")
         values = ", ".join(f"{k} {v:.3f}" for k, v in probe(z, labels).items())

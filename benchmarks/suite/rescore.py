@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks.records import emit
 from benchmarks.suite import metrics
-from benchmarks.suite.drgn import read_z, rounded
+from benchmarks.suite.drgn import read_latents, rounded
 
 
 def main(argv=None) -> list[dict]:
@@ -30,7 +28,7 @@ def main(argv=None) -> list[dict]:
     truth = metrics.load_truth(args.dataset / "truth.npz")
     records = []
     for path in args.z:
-        z = np.load(path) if path.suffix == ".npy" else read_z(path)
+        z = read_latents(path)
         if len(z) != truth.n:
             raise SystemExit(f"{path}: {len(z)} latents, but {args.dataset} has {truth.n} particles")
         records.append({"z": str(path), "metrics": rounded(metrics.latent_metrics(z, truth, args.seed))})

@@ -28,7 +28,7 @@ class TrainConfig:
     # initial weights as one layer's, "split" each part as a layer of its own (z's then several times
     # larger). None: "joint" on a GPU with an encoder and known poses (better maps on the suite's three sets),
     # "split" otherwise (the CPU's small, short runs at zdim 1-2 need z's larger start; docs/benchmarks.md,
-    # "The first layer drawn as one")
+    # "The defaults since 2026-12-02: the decoder's first layer drawn as one")
     decoder_init: str | None = None
     pe_sigma: float = 0.5  # spread of the gaussian encoding's frequencies, in units of D/2 radians
     n_freqs: int | None = None
