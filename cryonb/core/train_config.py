@@ -26,9 +26,10 @@ class TrainConfig:
     encoding: str | None = None  # positional encoding; None: "gaussian" on a GPU, "geometric" on a CPU
     # The decoder's first layer, one linear map of [encoding(k), z] kept in two parts: "joint" draws their
     # initial weights as one layer's, "split" each part as a layer of its own (z's then several times
-    # larger). None: "joint" on a GPU with an encoder and known poses (better maps on the suite's three sets),
-    # "split" otherwise (the CPU's small, short runs at zdim 1-2 need z's larger start; docs/benchmarks.md,
-    # "The defaults since 2026-12-02: the decoder's first layer drawn as one")
+    # larger). None: "joint" on a GPU with an encoder and known poses at a box of JOINT_MIN_BOX or more
+    # (better maps on the suite's three sets at D = 128, the clusters as good), "split" otherwise (at D = 64
+    # the joint draw cost the suite's clusters; the CPU's small, short runs at zdim 1-2 need z's larger start;
+    # docs/benchmarks.md, "The defaults since 2026-12-02: the decoder's first layer drawn as one")
     decoder_init: str | None = None
     pe_sigma: float = 0.5  # spread of the gaussian encoding's frequencies, in units of D/2 radians
     n_freqs: int | None = None
@@ -149,22 +150,24 @@ class TrainConfig:
             raise InputError(None, f"unknown configuration keys {sorted(unknown)}", f"use only {sorted(known)}")
         return cls(**{**LEGACY_DEFAULTS, **d})
 
-    def for_device(self, device: torch.device) -> TrainConfig:
-        """This configuration with the choices left open filled in for ``device``.
+    def for_device(self, device: torch.device, box: int | None = None) -> TrainConfig:
+        """This configuration with the choices left open filled in for ``device`` and images of ``box`` pixels.
 
         A GPU gets the model that the benchmark suite chose (docs/benchmarks.md); a CPU, a smaller
-        one that trains in minutes (the demo, the notebooks and the tests).
+        one that trains in minutes (the demo, the notebooks and the tests). ``box`` (None: unknown)
+        chooses how the decoder's first layer is drawn.
         """
         gpu = device.type == "cuda"
         width = 1024 if gpu else 256
         gpu_lr = 2e-4 if self.poses == "table" else 3e-4  # pose tables (ab initio, refinement) were measured at 2e-4
-        measured_joint = self.latent_source == "encoder" and self.poses == "known"  # the suite's runs
+        # where the suite measured the joint draw to help: an encoder, known poses, D = 128
+        joint = gpu and self.latent_source == "encoder" and self.poses == "known" and (box or 0) >= JOINT_MIN_BOX
         return replace(self, enc_width=self.enc_width or width, dec_width=self.dec_width or width,
                        batch_size=self.batch_size or (32 if gpu else 64), lr=self.lr or (gpu_lr if gpu else 1e-4),
                        lr_schedule=self.lr_schedule or ("cosine" if gpu else "constant"), epochs=self.epochs or (16 if gpu else 20),
                        residual=gpu if self.residual is None else self.residual, latents=self.latent_source,
                        encoding=self.encoding or ("gaussian" if gpu else "geometric"),
-                       decoder_init=self.decoder_init or ("joint" if gpu and measured_joint else "split"))
+                       decoder_init=self.decoder_init or ("joint" if joint else "split"))
 
     def build_model(self, D: int, n_particles: int) -> HeterogeneousModel:
         """The model this configuration describes, for ``n_particles`` images of box ``D``."""
@@ -199,6 +202,7 @@ class TrainConfig:
                               self.seed, self.residual, self.pe_sigma, self.decoder_init == "joint")
 
 
+JOINT_MIN_BOX = 128  # the smallest box at which the GPU defaults draw the decoder's first layer as one
 SCHEDULES = ("constant", "cosine")
 LATENT_SOURCES = ("encoder", "table", "gradient", "class")
 POSE_SOURCES = ("known", "table")

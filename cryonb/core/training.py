@@ -47,7 +47,8 @@ class Trainer(Driven, Checkpointed):
         config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides}).validate()
         self.dist = Distributed.from_environment()
         self.device = resolve_device(config.device, self.dist)
-        self.config = config = config.for_device(self.device)
+        box = data.D if data is not None else (config.box or particles.box_size)
+        self.config = config = config.for_device(self.device, box)
         self.particles = particles
         self.run_dir = None if run_dir is None else Path(run_dir)
         torch.manual_seed(config.seed)

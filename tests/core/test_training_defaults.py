@@ -20,20 +20,31 @@ def particles():
 
 
 def test_open_choices_resolve_per_device():
-    gpu = TrainConfig().for_device(torch.device("cuda"))
-    cpu = TrainConfig().for_device(torch.device("cpu"))
+    gpu = TrainConfig().for_device(torch.device("cuda"), box=128)
+    cpu = TrainConfig().for_device(torch.device("cpu"), box=128)
     assert (gpu.dec_width, gpu.enc_width, gpu.batch_size, gpu.lr, gpu.lr_schedule, gpu.encoding, gpu.residual) == \
         (1024, 1024, 32, 3e-4, "cosine", "gaussian", True)
     assert (cpu.dec_width, cpu.enc_width, cpu.batch_size, cpu.lr, cpu.lr_schedule, cpu.encoding, cpu.residual) == \
         (256, 256, 64, 1e-4, "constant", "geometric", False)
     assert (gpu.epochs, cpu.epochs) == (16, 20)
     assert (gpu.decoder_init, cpu.decoder_init) == ("joint", "split")
+    for small in (64, 127, None):  # at D = 64 the joint draw cost the clusters; an unknown box is not assumed large
+        assert TrainConfig().for_device(torch.device("cuda"), small).decoder_init == "split"
+    assert TrainConfig().for_device(torch.device("cuda"), 256).decoder_init == "joint"
     for unmeasured in (TrainConfig(latents="table"), TrainConfig(poses="table")):  # measured with an encoder and known poses
-        assert unmeasured.for_device(torch.device("cuda")).decoder_init == "split"
+        assert unmeasured.for_device(torch.device("cuda"), 128).decoder_init == "split"
     assert TrainConfig(poses="table").for_device(torch.device("cuda")).lr == 2e-4  # ab initio's map, as measured
     chosen = TrainConfig(enc_width=64, dec_width=64, batch_size=8, lr=3e-3, lr_schedule="constant", residual=False, encoding="none",
                          epochs=5, decoder_init="split")
-    assert chosen.for_device(torch.device("cuda")) == chosen.for_device(torch.device("cpu")) != gpu
+    assert chosen.for_device(torch.device("cuda"), 128) == chosen.for_device(torch.device("cpu"), 64) != gpu
+
+
+def test_the_trainer_resolves_the_defaults_for_the_box_it_trains_at(particles, monkeypatch):
+    boxes, resolve = [], TrainConfig.for_device
+    monkeypatch.setattr(TrainConfig, "for_device", lambda config, device, box=None: boxes.append(box) or resolve(config, device, box))
+    Trainer(particles, TrainConfig(**TINY))
+    Trainer(particles, TrainConfig(**TINY, box=8))  # Fourier-cropped first
+    assert boxes == [16, 8]
 
 
 def test_cosine_factor_warms_up_then_decays_to_its_floor():
