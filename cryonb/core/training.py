@@ -47,13 +47,12 @@ class Trainer(Driven, Checkpointed):
         config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides}).validate()
         self.dist = Distributed.from_environment()
         self.device = resolve_device(config.device, self.dist)
-        box = data.D if data is not None else (config.box or particles.box_size)
-        self.config = config = config.for_device(self.device, box)
         self.particles = particles
         self.run_dir = None if run_dir is None else Path(run_dir)
         torch.manual_seed(config.seed)
         # ``data``: these particles' prepared images at this box and device, shared (another trainer's)
         self.data = data if data is not None else image_data(particles, config, self.device, self.run_dir)
+        self.config = config = config.for_device(self.device, self.data.D)  # the open choices, for this device and box
         self.model = config.build_model(self.data.D, len(self.data)).to(self.device)
         if self.model.poses.has_table and particles.rotations is not None:  # refined from the metadata's poses
             self.model.poses.assign(torch.arange(len(self.data), device=self.device), self.data.rotations)
