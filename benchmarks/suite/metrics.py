@@ -56,6 +56,12 @@ class Truth:
         """Indices of the particles that count (not junk)."""
         return np.flatnonzero(~self.junk) if self.junk is not None else np.arange(self.n)
 
+    def neighbourhood_fractions(self, z: np.ndarray, k: int = NEIGHBOURS_K) -> np.ndarray:
+        """:func:`neighbourhood_fractions` of the particles that count, against this truth."""
+        keep = self.keep()
+        target = self.coordinate if self.kind == "continuous" else self.labels
+        return neighbourhood_fractions(np.asarray(z, float)[keep], target[keep], k, discrete=self.kind == "discrete")
+
 
 def load_truth(path, kind: str | None = None) -> Truth:
     """Read ``truth.npz`` of the suite's sets (:mod:`benchmarks.suite.sets`) or of cryonb's simulator.
@@ -158,15 +164,28 @@ def neighbourhood_similarity(z: np.ndarray, truth: np.ndarray, k: int = NEIGHBOU
     particle's k-th nearest true neighbour (ties count). Discrete: when it has the same class.
     The particle itself is excluded. Chance level: about k/N (continuous), Σ p_c² (discrete).
     """
+    return float(neighbourhood_fractions(z, truth, k, discrete).mean())
+
+
+def neighbourhood_fractions(z: np.ndarray, truth: np.ndarray, k: int = NEIGHBOURS_K, discrete: bool = False) -> np.ndarray:
+    """Each particle's fraction of true neighbours among its k nearest z-neighbours (see :func:`neighbourhood_similarity`)."""
     z = np.asarray(z, float)
     k = min(k, len(z) - 1)
     zn = NearestNeighbors(n_neighbors=k).fit(z).kneighbors(return_distance=False)  # without the query itself
     if discrete:
-        return float((truth[zn] == truth[:, None]).mean())
+        return (truth[zn] == truth[:, None]).mean(1)
     t = np.asarray(truth, float).reshape(len(truth), -1)
     dk = NearestNeighbors(n_neighbors=k).fit(t).kneighbors()[0][:, -1]
     d = np.linalg.norm(t[zn] - t[:, None], axis=-1)
-    return float((d <= dk[:, None] * (1 + 1e-9) + 1e-12).mean())
+    return (d <= dk[:, None] * (1 + 1e-9) + 1e-12).mean(1)
+
+
+def paired_bootstrap_interval(a: np.ndarray, b: np.ndarray, draws: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Interval of mean(a − b) over particles resampled with replacement (a, b: per-particle scores of the same particles)."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    means = d[np.random.default_rng(seed).integers(0, len(d), (draws, len(d)))].mean(1)
+    lo, hi = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
 
 
 def per_image_fsc_aucs(

@@ -1,11 +1,16 @@
 """The latent metrics of kept latents against a set's truth, one JSON line per latents file.
 
-    python -m benchmarks.suite.rescore DATASET Z [Z ...] [--jsonl FILE]
+    python -m benchmarks.suite.rescore DATASET Z [Z ...] [--jsonl FILE] [--neighbours K ...] [--against Z0]
 
 Scores latents a run kept (``z.npy`` of cryonb, ``z.pkl`` of cryoDRGN) with today's
 :func:`benchmarks.suite.metrics.latent_metrics`: a metric added after the run (``gmm_ari_seeds``)
 reaches the earlier runs without training again. DATASET holds the set's ``truth.npz``; a set's truth
 depends on its name, size and seed only, so a copy generated at a small box scores runs trained at any.
+
+``--neighbours K`` adds the neighbourhood similarity at k = K (``neighbourhood_kK``); ``--against Z0``
+adds, for the suite's k, the 95 % interval of each run's gap to the latents Z0 on the same particles
+(``neighbourhood_gap_interval``, a paired bootstrap over particles): whether a gap exceeds what the
+particles drawn could give.
 """
 
 from __future__ import annotations
@@ -24,16 +29,30 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("z", nargs="+", type=Path)
     ap.add_argument("--seed", type=int, default=0, help="the metrics' seed (the suite's records use 0)")
     ap.add_argument("--jsonl", type=Path, help="append the records here")
+    ap.add_argument("--neighbours", type=int, nargs="+", default=[], metavar="K", help="also the neighbourhood similarity at these k")
+    ap.add_argument("--against", type=Path, metavar="Z0", help="latents to compare each run's neighbourhood with, particle by particle")
     args = ap.parse_args(argv)
     truth = metrics.load_truth(args.dataset / "truth.npz")
+    reference = truth.neighbourhood_fractions(_latents(args.against, truth, args.dataset)) if args.against else None
     records = []
     for path in args.z:
-        z = read_latents(path)
-        if len(z) != truth.n:
-            raise SystemExit(f"{path}: {len(z)} latents, but {args.dataset} has {truth.n} particles")
-        records.append({"z": str(path), "metrics": rounded(metrics.latent_metrics(z, truth, args.seed))})
+        z = _latents(path, truth, args.dataset)
+        metrics_of = metrics.latent_metrics(z, truth, args.seed)
+        for k in args.neighbours:
+            metrics_of[f"neighbourhood_k{k}"] = float(truth.neighbourhood_fractions(z, k).mean())
+        if reference is not None:
+            gap = metrics.paired_bootstrap_interval(truth.neighbourhood_fractions(z), reference)
+            metrics_of["neighbourhood_gap_interval"] = [round(g, 5) for g in gap]
+        records.append({"z": str(path), "metrics": rounded(metrics_of)} | ({"against": str(args.against)} if args.against else {}))
         emit(records[-1], args.jsonl)
     return records
+
+
+def _latents(path: Path, truth: metrics.Truth, dataset: Path):
+    z = read_latents(path)
+    if len(z) != truth.n:
+        raise SystemExit(f"{path}: {len(z)} latents, but {dataset} has {truth.n} particles")
+    return z
 
 
 if __name__ == "__main__":

@@ -245,3 +245,28 @@ def test_rescore_scores_kept_latents_with_todays_metrics(rng, tmp_path):
     np.save(tmp_path / "short.npy", good[:10])
     with pytest.raises(SystemExit, match="10 latents, but .* has 600 particles"):
         rescore.main([str(tmp_path), str(tmp_path / "short.npy")])
+
+
+def test_rescore_compares_neighbourhoods_particle_by_particle(rng, tmp_path):
+    """``--neighbours`` adds the similarity at other k; ``--against`` an interval of the gap that excludes 0
+    only where one run's neighbours are truer than the other's on the particles themselves."""
+    from benchmarks.suite import rescore
+
+    c, perfect, random = continuous(rng)
+    np.savez(tmp_path / "truth.npz", coordinate=c)
+    for name, z in {"perfect": perfect, "random": random, "jittered": perfect + 1e-9 * rng.normal(size=perfect.shape)}.items():
+        np.save(tmp_path / f"{name}.npy", z)
+    good, bad, same = rescore.main([str(tmp_path)] + [str(tmp_path / f"{n}.npy") for n in ("perfect", "random", "jittered")]
+                                   + ["--neighbours", "50", "--against", str(tmp_path / "perfect.npy")])
+    assert good["metrics"]["neighbourhood_k50"] > 0.9 > 0.2 > bad["metrics"]["neighbourhood_k50"]
+    assert good["metrics"]["neighbourhood_gap_interval"] == [0.0, 0.0]
+    lo, hi = bad["metrics"]["neighbourhood_gap_interval"]
+    assert lo < hi < -0.5
+    lo, hi = same["metrics"]["neighbourhood_gap_interval"]
+    assert lo <= 0 <= hi
+
+
+def test_paired_bootstrap_interval_covers_the_true_gap(rng):
+    a = rng.normal(size=5000)
+    lo, hi = metrics.paired_bootstrap_interval(a + 0.1, a + rng.normal(0, 0.5, 5000))
+    assert lo < 0.1 < hi and hi - lo < 0.06
