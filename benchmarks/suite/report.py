@@ -25,8 +25,9 @@ def kind(record) -> str:
 def table(records) -> str:
     """One markdown table per kind of set: a row per set and system, its final metrics and wall time
     (with its share of cryoDRGN's on that set, where the records hold a cryoDRGN run); runs of
-    several seeds give their mean ± standard deviation. Rescored runs (``drgn.py --rescore``) carry
-    no wall time, and records older than a metric lack it: "—" (for a group where any run lacks it)."""
+    several seeds give their mean ± standard deviation, to 3 decimals (4 in a column whose values are all
+    below 0.01). Rescored runs (``drgn.py --rescore``) carry no wall time, and records older than a
+    metric lack it: "—" (for a group where any run lacks it)."""
     out = []
     for k, names in (("continuous", CONTINUOUS), ("discrete", DISCRETE)):
         rows = [r for r in records if kind(r) == k]
@@ -42,8 +43,9 @@ def table(records) -> str:
         groups: dict[tuple[str, str], list[dict]] = {}
         for r in rows:
             groups.setdefault((r["set"], r.get("label", r["system"])), []).append(r)
+        digits = {n: column_digits([r["final"][n] for r in rows if n in r["final"]]) for n in names}
         for (name, label), runs in sorted(groups.items()):
-            values = " | ".join(summary([r["final"][n] for r in runs]) if all(n in r["final"] for r in runs) else "—"
+            values = " | ".join(summary([r["final"][n] for r in runs], digits[n]) if all(n in r["final"] for r in runs) else "—"
                                 for n in names)
             seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
             walls = [r["wall_s"] for r in runs if r["wall_s"] is not None]
@@ -56,6 +58,11 @@ def table(records) -> str:
 
 def is_cryodrgn(record) -> bool:
     return record["system"].lower().startswith("cryodrgn")
+
+
+def column_digits(values) -> int:
+    """Decimals for a column: 3, or 4 where every value is below 0.01 (a neighbourhood similarity near chance)."""
+    return 4 if values and max(abs(v) for v in values) < 0.01 else 3
 
 
 def summary(values, digits: int = 3) -> str:

@@ -89,3 +89,11 @@ def test_a_metric_some_runs_lack_is_a_dash():
 
     assert "| assembly | cryonb | 0.970 | 0.880 | 0.960 |" in table([assembly(0.88)])
     assert "| assembly | cryonb (2 seeds) | 0.970 ± 0.000 | — | 0.960 ± 0.000 |" in table([assembly(0.88), assembly()])
+
+
+def test_a_column_of_small_values_keeps_its_fourth_decimal():
+    small = [{**record("cryonb", 0.9, 50), "final": {**record("cryonb", 0.9, 50)["final"], "neighbourhood": v}}
+             for v in (0.0050, 0.0054)]
+    text = table(small + [{**small[0], "system": "cryodrgn-4.3.1", "final": {**small[0]["final"], "neighbourhood": 0.0055}}])
+    assert "| 0.0052 ± 0.0003 |" in text and "| 0.0055 |" in text
+    assert "| 0.900 ± 0.000 |" in text  # the other columns keep three
