@@ -61,8 +61,8 @@ def is_cryodrgn(record) -> bool:
 
 
 def column_digits(values) -> int:
-    """Decimals for a column: 3, or 4 where every value is below 0.01 (a neighbourhood similarity near chance)."""
-    return 4 if values and max(abs(v) for v in values) < 0.01 else 3
+    """Decimals for a column: 3, or 4 where every value is below 0.01 and one is not 0 (a neighbourhood near chance)."""
+    return 4 if values and 0 < max(abs(v) for v in values) < 0.01 else 3
 
 
 def summary(values, digits: int = 3) -> str:

@@ -97,3 +97,5 @@ def test_a_column_of_small_values_keeps_its_fourth_decimal():
     text = table(small + [{**small[0], "system": "cryodrgn-4.3.1", "final": {**small[0]["final"], "neighbourhood": 0.0055}}])
     assert "| 0.0052 ± 0.0003 |" in text and "| 0.0055 |" in text
     assert "| 0.900 ± 0.000 |" in text  # the other columns keep three
+    zeros = [{**r, "final": {**r["final"], "neighbourhood": 0.0}} for r in small]
+    assert "| 0.000 ± 0.000 |" in table(zeros)  # a column of zeros (no rare state found) too
