@@ -23,8 +23,11 @@ demo: setup
 browser-deps:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
+# Two pytest-xdist workers, one per core of the CI machine (tests/conftest.py shares torch's threads
+# out among them); `make test PYTEST_WORKERS=0` runs the tests in one process.
+PYTEST_WORKERS ?= 2
 test: setup browser-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal
 
 # The site in docs/_build/html; every notebook runs during the build (cached by cell source).
 docs: $(VENV)/.docs-installed

@@ -24,6 +24,19 @@ settings.register_profile(
 settings.load_profile("cryonb")
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (`make test` runs two workers), the cores are shared out among the workers:
+    torch's threads in every worker, and in the kernels and processes they start, would oversubscribe
+    them (the quickstart's kernel next to a busy worker took 372 s with two threads, 115 s with one)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, torch.get_num_threads() // workers)
+        torch.set_num_threads(threads)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # kernels, CLI runs, spawned processes
+
+
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     """The folder of real third-party cryo-EM files (see its README.md); skips if absent."""

@@ -22,7 +22,7 @@ _GOOD = "data_particles\n\nloop_\n_rlnImageName #1\n_rlnAngleRot #2\n1@a.mrcs 10
         (b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a2146\nsize 63045\n", "git-LFS pointer"),
         (bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8)), "binary data"),
         (b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", "numpy .npy array"),
-        (gzip.compress(_GOOD.encode()), "gzip-compressed"),
+        (gzip.compress(_GOOD.encode(), mtime=0), "gzip-compressed"),
         (pickle.dumps([1, 2, 3], protocol=4), "Python pickle"),
         (b"x,y,z\n1,2,3\n", "no data_ block, so not a STAR file \\(it begins 'x,y,z'\\)"),
     ],
