@@ -26,7 +26,7 @@ def table(records) -> str:
     """One markdown table per kind of set: a row per set and system, its final metrics and wall time
     (with its share of cryoDRGN's on that set, where the records hold a cryoDRGN run); runs of
     several seeds give their mean ± standard deviation, to 3 decimals (4 in a column whose values are all
-    below 0.01). Rescored runs (``drgn.py --rescore``) carry no wall time, and records older than a
+    below 0.01, not all 0). Rescored runs (``drgn.py --rescore``) carry no wall time, and records older than a
     metric lack it: "—" (for a group where any run lacks it)."""
     out = []
     for k, names in (("continuous", CONTINUOUS), ("discrete", DISCRETE)):
