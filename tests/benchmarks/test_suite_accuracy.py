@@ -127,3 +127,7 @@ def test_a_decoder_pass_and_the_fsc_figure(tmp_path, real_data):
     assert fsc_figure.read_curve(f"{tmp_path / 'probe.jsonl'}#ideal z").tolist() == [1.0] * 9
     fsc_figure.main([str(tmp_path / "fsc.png"), f"a={tmp_path / 'fsc_auc.npz'}", f"b={tmp_path / 'probe.jsonl'}#ideal z"])
     assert (tmp_path / "fsc.png").stat().st_size > 10_000
+
+    np.savez(tmp_path / "by_class.npz", particles=[0, 1, 2, 3], auc=[0.1, 0.3, 0.2, 0.5], fsc=np.ones((4, 9)))
+    labels, names = np.array([2, 0, 2, 0, 1]), np.array(["a", "b", "c"])
+    assert fsc_figure.aucs_by_class(tmp_path / "by_class.npz", labels, names) == {"a": 0.4, "c": 0.15}  # b: none scored
