@@ -1,5 +1,7 @@
-"""FP8 in the decoder's wide products, measured before it is built: one hidden layer's forward and
-backward passes in bfloat16 (cryonb's :class:`~cryonb.core.nets.FoldedReLU`) against FP8 (one GPU).
+"""FP8 in the decoder's wide products, measured before it is built (one GPU).
+
+One hidden layer's forward and backward passes in bfloat16 (:class:`~cryonb.core.nets.FoldedReLU`, the
+layer-by-layer form) against the same layer with its products in FP8:
 
     python benchmarks/bench_fp8.py [--rows 102800 205600] [--width 1024] [--jsonl out.jsonl]
 
