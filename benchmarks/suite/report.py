@@ -1,6 +1,9 @@
 """The suite's table (markdown) and time-to-accuracy figure from its JSON lines.
 
     python -m benchmarks.suite.report benchmarks/results/suite/*.jsonl --figure docs/_static/suite_time_to_accuracy.png
+
+A file given as ``PATH=LABEL`` has its runs labelled LABEL (rows and figure lines are a set and a
+label; a run's label is otherwise its system): several files of one setting make one row.
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ HEADLINE = {"continuous": "spearman_pc1", "discrete": "gmm_ari"}
 
 
 def read(paths) -> list[dict]:
-    return [json.loads(line) for p in paths for line in Path(p).read_text().splitlines() if line.strip()]
+    """The records of JSON-lines files; ``PATH=LABEL`` gives that file's records the label LABEL."""
+    records = []
+    for spec in map(str, paths):
+        path, _, label = spec.partition("=") if "=" in spec and not Path(spec).exists() else (spec, "", "")
+        for line in Path(path).read_text().splitlines():
+            if line.strip():
+                records.append(json.loads(line) | ({"label": label} if label else {}))
+    return records
 
 
 def kind(record) -> str:

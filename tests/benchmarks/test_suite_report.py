@@ -21,6 +21,19 @@ def test_seeds_give_mean_and_spread():
     assert "wall s (share of cryoDRGN's)" in text
 
 
+def test_files_given_a_label_make_one_row(tmp_path):
+    import json
+
+    from benchmarks.suite.report import read
+
+    for name, value in (("a.jsonl", 0.96), ("b.jsonl", 0.98), ("c.jsonl", 0.5)):
+        (tmp_path / name).write_text(json.dumps(record("cryonb", value, 70)) + "\n")
+    records = read([f"{tmp_path / 'a.jsonl'}=flip", f"{tmp_path / 'b.jsonl'}=flip", tmp_path / "c.jsonl"])
+    text = table(records)
+    assert "| adk | flip (2 seeds) | 0.970 ± 0.014 |" in text
+    assert "| adk | cryonb | 0.500 |" in text
+
+
 def test_summary_is_the_sample_standard_deviation():
     assert summary([1.0, 2.0, 3.0], 2) == "2.00 ± 1.00"
 
