@@ -4,6 +4,7 @@
 
 A file given as ``PATH=LABEL`` has its runs labelled LABEL (rows and figure lines are a set and a
 label; a run's label is otherwise its system): several files of one setting make one row.
+``PATH#SYSTEM`` (``PATH#SYSTEM=LABEL``) takes only the file's runs of that system.
 """
 
 from __future__ import annotations
@@ -18,23 +19,42 @@ HEADLINE = {"continuous": "spearman_pc1", "discrete": "gmm_ari"}
 
 
 def read(paths) -> list[dict]:
-    """The records of JSON-lines files; ``PATH=LABEL`` gives that file's records the label LABEL."""
+    """The records of JSON-lines files; ``PATH=LABEL`` gives that file's records the label LABEL, and
+    ``PATH#SYSTEM`` (``PATH#SYSTEM=LABEL``) keeps only its records of that system."""
     records = []
     for spec in map(str, paths):
-        path, _, label = spec.partition("=") if "=" in spec and not Path(spec).exists() else (spec, "", "")
-        for line in Path(path).read_text().splitlines():
-            if line.strip():
-                records.append(json.loads(line) | ({"label": label} if label else {}))
+        system = None
+        if "#" in spec and not Path(spec).exists():
+            path, _, rest = spec.partition("#")
+            file_records = _records(path)
+            system, label = _system_and_label(rest, {r["system"] for r in file_records}, path)
+        else:
+            path, _, label = spec.partition("=") if "=" in spec and not Path(spec).exists() else (spec, "", "")
+            file_records = _records(path)
+        records += [r | ({"label": label} if label else {}) for r in file_records if system in (None, r["system"])]
     return records
+
+
+def _records(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def _system_and_label(text: str, systems: set, path) -> tuple[str, str]:
+    """``SYSTEM`` or ``SYSTEM=LABEL``, where a system's name may hold "=" itself: the longest of its systems it starts with."""
+    for name in sorted(systems, key=len, reverse=True):
+        if text == name or text.startswith(name + "="):
+            return name, text[len(name) + 1:]
+    raise SystemExit(f"{path}: no runs of system {text!r} (its systems: {', '.join(sorted(systems))})")
 
 
 def kind(record) -> str:
     return "continuous" if "spearman_pc1" in record["final"] else "discrete"
 
 
-def table(records) -> str:
+def table(records, wall: bool = True) -> str:
     """One markdown table per kind of set: a row per set and system, its final metrics and wall time
-    (with its share of cryoDRGN's on that set, where the records hold a cryoDRGN run); runs of
+    (with its share of cryoDRGN's on that set, where the records hold a cryoDRGN run; ``wall=False``:
+    none, for runs that shared a GPU); runs of
     several seeds give their mean ± standard deviation, to 3 decimals (4 in a column whose values are all
     below 0.01, not all 0). Rescored runs (``drgn.py --rescore``) carry no wall time, and records older than a
     metric lack it: "—" (for a group where any run lacks it)."""
@@ -48,8 +68,9 @@ def table(records) -> str:
             walls = [r["wall_s"] for r in rows if r["set"] == name and is_cryodrgn(r) and r["wall_s"] is not None]
             if walls:
                 reference[name] = sum(walls) / len(walls)
-        out.append("| set | system | " + " | ".join(names) + (" | wall s (share of cryoDRGN's) |" if reference else " | wall s |"))
-        out.append("|---" * (len(names) + 3) + "|")
+        heading = (" wall s (share of cryoDRGN's) |" if reference else " wall s |") if wall else ""
+        out.append("| set | system | " + " | ".join(names) + " |" + heading)
+        out.append("|---" * (len(names) + 2 + wall) + "|")
         groups: dict[tuple[str, str], list[dict]] = {}
         for r in rows:
             groups.setdefault((r["set"], r.get("label", r["system"])), []).append(r)
@@ -61,7 +82,8 @@ def table(records) -> str:
             walls = [r["wall_s"] for r in runs if r["wall_s"] is not None]
             share = (f" ({100 * sum(walls) / len(walls) / reference[name]:.0f} %)"
                      if walls and name in reference and not is_cryodrgn(runs[0]) else "")
-            out.append(f"| {name} | {label}{seeds} | {values} | {summary(walls, 0) if walls else '—'}{share} |")
+            timing = f" {summary(walls, 0) if walls else '—'}{share} |" if wall else ""
+            out.append(f"| {name} | {label}{seeds} | {values} |{timing}")
         out.append("")
     return "\n".join(out)
 
@@ -129,9 +151,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("jsonl", nargs="+")
     ap.add_argument("--figure", type=Path)
+    ap.add_argument("--no-wall", action="store_true", help="leave out the wall times (runs that shared a GPU)")
     args = ap.parse_args(argv)
     records = read(args.jsonl)
-    print(table(records))
+    print(table(records, wall=not args.no_wall))
     if args.figure:
         figure(records, args.figure)
 

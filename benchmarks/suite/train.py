@@ -27,6 +27,7 @@ import torch
 from benchmarks.records import emit
 from benchmarks.suite import metrics
 from benchmarks.suite.drgn import rounded, save_fsc_aucs, set_name, true_map_function
+from cryonb.core.averaging import WeightAverage
 from cryonb.core.particles import load_particles
 from cryonb.core.training import Trainer, TrainConfig
 
@@ -40,7 +41,7 @@ def synchronize(trainer):
 def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: int = 0, overrides: dict | None = None,
         fsc_particles: int = metrics.FSC_PARTICLES, system: str = "cryonb", device: str = "auto",
         score_every: int = 5, refine: bool = False, results=None, score_seed: int = 0, consensus: bool = False,
-        ideal_z: bool = False, smooth_k: int | None = None) -> dict:
+        ideal_z: bool = False, smooth_k: int | None = None, averages: tuple[str, ...] = ()) -> dict:
     """Train cryonb on ``folder``, score every epoch and return (and append to ``jsonl``) the record.
 
     ``epochs`` (default: the configuration's schedule, cryonb's default length or an ``epochs``
@@ -48,7 +49,10 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
     and initialisations, the same for every training seed so that seeds compare the training alone.
     ``consensus``: back-project the particles and train with that map as ``neutral_map``. ``ideal_z``
     (continuous sets), ``smooth_k``: score the maps at the particles' ideal or smoothed latents too
-    (:func:`metrics.probe_latent_fsc`)."""
+    (:func:`metrics.probe_latent_fsc`). ``averages``: moving averages of the weights kept through
+    training (:class:`cryonb.core.averaging.WeightAverage`), each ``DECAY`` (the whole model) or
+    ``DECAY:PART`` (one part, e.g. ``0.999:latents``, the encoder); each averaged model is scored as a
+    record of its own (the same training: a paired comparison)."""
     folder = Path(folder).resolve()
     truth = metrics.load_truth(folder / "truth.npz")
     overrides = dict(overrides or {})
@@ -59,6 +63,9 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
     trainer = Trainer(particles, TrainConfig(zdim=zdim, seed=seed, device=device, **overrides))
     synchronize(trainer)
     setup = time.perf_counter() - t0  # reading and preparing the images, building the model
+    weight_averages = [_weight_average(trainer.model, spec) for spec in averages]
+    if weight_averages:  # folds in each step's weights before the next step (and the last after training)
+        trainer.before_step.append(lambda *_: [a.update() for a in weight_averages])
     epochs = epochs or trainer.config.epochs
     latents = []
     while trainer.epoch < epochs:
@@ -66,6 +73,8 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
         z = trainer.embed()
         synchronize(trainer)
         latents.append((trainer.epoch, time.perf_counter() - t0, z))
+    for average in weight_averages:
+        average.update()
     wall = time.perf_counter() - t0
     per_epoch = [{"epoch": e, "wall_s": round(w, 2), "metrics": rounded(metrics.latent_metrics(z, truth, score_seed))}
                  for e, w, z in latents]
@@ -73,7 +82,7 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
     record = {"system": system, "set": set_name(folder),
               "params": {"zdim": zdim, "epochs": epochs, "seed": seed, "score_seed": score_seed, "n": truth.n, "box": trainer.data.D,
                          "overrides": overrides, "model": f"{c.dec_width}x{c.dec_depth}{' residual' if c.residual else ''}",
-                         "encoding": c.encoding, "decoder_init": c.decoder_init, "batch_size": c.batch_size, "lr": c.lr, "lr_schedule": c.lr_schedule,
+                         "encoding": c.encoding, "decoder_init": c.decoder_init, "encoder_average": c.encoder_average, "batch_size": c.batch_size, "lr": c.lr, "lr_schedule": c.lr_schedule,
                          "cuda_graphs": trainer._graphs},
               "wall_s": round(wall, 2), "setup_s": round(setup, 2), "device": torch.cuda.get_device_name() if trainer.device.type == "cuda" else "cpu",
               "images_per_s": round(np.median([h["images_per_s"] for h in trainer.history])),
@@ -102,7 +111,39 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
         if results is not None:
             save_fsc_aucs(results, *fsc)
     emit(record, jsonl, echo=False)
+    own, trainer.encoder_average = trainer.encoder_average, None  # embed() reads the weights applied below
+    for average in weight_averages:
+        with average.applied():
+            _score_averaged(record, average.name, trainer, truth, true_map, fsc_particles, score_seed, results, jsonl)
+    trainer.encoder_average = own
     return record
+
+
+def _weight_average(model, spec: str) -> WeightAverage:
+    """``DECAY`` or ``DECAY:PART``: a moving average of the model's (or its part's) weights, named by the spec."""
+    decay, _, part = str(spec).partition(":")
+    average = WeightAverage(getattr(model, part) if part else model, float(decay))
+    average.name = str(spec)
+    return average
+
+
+def _score_averaged(record, name, trainer, truth, true_map, fsc_particles, score_seed, results, jsonl):
+    """The record of the model with averaged weights (its latents and maps; the same run's wall time)."""
+    z = trainer.embed()
+    final = rounded(metrics.latent_metrics(z, truth, score_seed))
+    averaged = {**record, "system": f"{record['system']} [average={name}]", "final": final,
+                "params": {**record["params"], "average": name},
+                "epochs": [{**record["epochs"][-1], "metrics": final}]}
+    folder = None if results is None else Path(results) / f"average-{name.replace(':', '-')}"
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "z.npy", z)
+    if fsc_particles and true_map is not None:
+        fsc = metrics.per_image_fsc_aucs(z, trainer.volumes, true_map, k=fsc_particles, seed=score_seed, candidates=truth.keep())
+        final.update(rounded(metrics.fsc_summary(fsc[1])))
+        if folder is not None:
+            save_fsc_aucs(folder, *fsc)
+    emit(averaged, jsonl, echo=False)
 
 
 def _consensus_map(particles, device: str) -> str:
@@ -141,6 +182,8 @@ def main(argv=None):
                     "(the Gaussian-mixture decoder's consensus)")
     ap.add_argument("--ideal-z", action="store_true", help="also score the maps at latents averaged over true neighbours (continuous sets)")
     ap.add_argument("--smooth-z", type=int, metavar="K", help="also score the maps at latents averaged over their K nearest neighbours in z")
+    ap.add_argument("--average", action="append", default=[], metavar="DECAY[:PART]",
+                    help="also score the model with its weights (or PART's, e.g. latents) averaged at this decay (repeatable)")
     ap.add_argument("--jsonl", type=Path)
     ap.add_argument("--system", default="cryonb")
     ap.add_argument("--device", default="auto")
@@ -150,7 +193,7 @@ def main(argv=None):
     record = run(args.dataset, jsonl=args.jsonl, zdim=args.zdim, epochs=args.epochs, seed=args.seed,
                  overrides=overrides, fsc_particles=args.fsc_particles, system=args.system,
                  device=args.device, score_every=args.score_every, refine=args.refine, results=args.results,
-                 consensus=args.consensus, ideal_z=args.ideal_z, smooth_k=args.smooth_z)
+                 consensus=args.consensus, ideal_z=args.ideal_z, smooth_k=args.smooth_z, averages=tuple(args.average))
     print(json.dumps({k: record.get(k) for k in ("system", "set", "wall_s", "images_per_s", "final", "refined", "params")}), flush=True)
 
 

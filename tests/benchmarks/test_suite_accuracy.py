@@ -131,3 +131,25 @@ def test_a_decoder_pass_and_the_fsc_figure(tmp_path, real_data):
     np.savez(tmp_path / "by_class.npz", particles=[0, 1, 2, 3], auc=[0.1, 0.3, 0.2, 0.5], fsc=np.ones((4, 9)))
     labels, names = np.array([2, 0, 2, 0, 1]), np.array(["a", "b", "c"])
     assert fsc_figure.aucs_by_class(tmp_path / "by_class.npz", labels, names) == {"a": 0.4, "c": 0.15}  # b: none scored
+
+
+def test_suite_run_scores_averaged_weights_beside_the_trained_ones(tmp_path, real_data):
+    import json
+
+    import numpy as np
+
+    from benchmarks.suite import train
+
+    data = tmp_path / "set"
+    sets.SETS["assembly"](data, n=100, box=16, snr=1.0, seed=0, data_dir=real_data)
+    small = {k: v for k, v in SMALL.items() if k not in ("zdim", "device", "seed")}
+    train.run(data, jsonl=tmp_path / "runs.jsonl", zdim=2, epochs=2, score_every=2, fsc_particles=4, device="cpu",
+              overrides=small, averages=("0.5", "0.5:latents"), results=tmp_path / "out")
+    records = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert [r["system"] for r in records] == ["cryonb", "cryonb [average=0.5]", "cryonb [average=0.5:latents]"]
+    assert len({r["wall_s"] for r in records}) == 1 and records[1]["params"]["average"] == "0.5"  # one training
+    z = {name: np.load(tmp_path / "out" / name / "z.npy") for name in (".", "average-0.5", "average-0.5-latents")}
+    np.testing.assert_array_equal(z["average-0.5"], z["average-0.5-latents"])  # latents come from the encoder alone
+    assert np.abs(z["."] - z["average-0.5"]).max() > 1e-4
+    maps = [r["final"]["fsc_auc_mean"] for r in records]
+    assert maps[1] != maps[2]  # the decoder averaged too, or as trained

@@ -34,6 +34,21 @@ def test_files_given_a_label_make_one_row(tmp_path):
     assert "| adk | cryonb | 0.500 |" in text
 
 
+def test_a_file_can_give_the_runs_of_one_system(tmp_path):
+    import json
+
+    from benchmarks.suite.report import read
+
+    path = tmp_path / "paired.jsonl"
+    path.write_text("".join(json.dumps(record(system, value, 70)) + "\n"
+                            for system, value in (("cryonb", 0.96), ("cryonb [average=0.999]", 0.98))))
+    text = table(read([f"{path}#cryonb [average=0.999]=averaged", f"{path}#cryonb"]))
+    assert "| adk | averaged | 0.980 |" in text and "| adk | cryonb | 0.960 |" in text
+    accuracy = table(read([path]), wall=False)  # runs that shared a GPU: no wall time
+    assert "wall" not in accuracy and "| adk | cryonb | 0.960 | 0.960 | 0.010 | 0.170 |\n" in accuracy
+    assert accuracy.splitlines()[1] == "|---" * 6 + "|"
+
+
 def test_summary_is_the_sample_standard_deviation():
     assert summary([1.0, 2.0, 3.0], 2) == "2.00 ± 1.00"
 
