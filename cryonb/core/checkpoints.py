@@ -203,6 +203,7 @@ class Checkpointed:
             "epoch_sums": torch.as_tensor(self._epoch_sums), "epoch_time": self._epoch_time,
             "history": self.history, "steps": self.steps, "scale": self.data.scale,
             **({"table_optimizer": self.table_optimizer.state_dict()} if self.table_optimizer is not None else {}),
+            **({"encoder_average": self.encoder_average.state_dict()} if self.encoder_average is not None else {}),
         }
 
     def load_state_dict(self, state: dict):
@@ -229,6 +230,10 @@ class Checkpointed:
         self._epoch_time = state["epoch_time"]
         self.history = list(state["history"])
         self.steps = [tuple(s) for s in state["steps"]]
+        if self.encoder_average is not None:  # a checkpoint without one (another setting): the average starts here
+            self.encoder_average = self._encoder_average()
+            if "encoder_average" in state:
+                self.encoder_average.load_state_dict(state["encoder_average"])
 
     def save_checkpoint(self) -> Path:
         """Write ``checkpoints/step_XXXXXXXX.pt`` and point ``checkpoints/latest`` at it, atomically.

@@ -239,9 +239,9 @@ class HeterogeneousModel(nn.Module):
         pred = self.decoder(coords.to(rotations.dtype) @ rotations, z) * ctf
         return ModelOutput(pred, target, mu, prior)
 
-    def embed(self, idx, images, rotations, ctf=None) -> torch.Tensor:
-        """Latent means (B, zdim) of the particles at ``idx``."""
+    def embed(self, idx, images, rotations, ctf=None, latents: nn.Module | None = None) -> torch.Tensor:
+        """Latent means (B, zdim) of the particles at ``idx`` (read by ``latents``, default the model's own)."""
         rotations, shifts = self.poses(idx, rotations)
         if shifts is not None:
             images = recentre(images, self.coords, shifts, self.decoder.D)
-        return self.latents.means(idx, images, rotations=rotations, ctf=ctf)
+        return (self.latents if latents is None else latents).means(idx, images, rotations=rotations, ctf=ctf)

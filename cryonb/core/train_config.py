@@ -43,6 +43,11 @@ class TrainConfig:
     epochs: int | None = None  # the planned length of the run, for the schedule; None: 16 on a GPU, 20 on a CPU
     weight_decay: float = 0.0
     decoder_lr_scale: float = 1.0  # the decoder's learning rate as a multiple of lr (1: one rate for all)
+    # embed() reads a moving average of the encoder's weights (cryonb.core.averaging) whose memory is this share of
+    # the planned steps (0: the encoder as trained). None: 0.2 on a GPU with an encoder and known poses (the suite's
+    # mixtures found the classes more often, the other scores within ±0.002; docs/benchmarks.md, "The encoder's
+    # weights averaged"), 0 otherwise (not measured there)
+    encoder_average: float | None = None
     # Frequency marching: over the first `march_epochs` epochs the decoder is fitted inside a disc whose
     # radius grows linearly from `march_start` (a fraction of Nyquist) to Nyquist, in steps of 2 pixels
     # (cheaper early steps; 0: off)
@@ -113,6 +118,10 @@ class TrainConfig:
             problems.append(f"pixel_fraction must be in (0, 1] (got {self.pixel_fraction})")
         if not 0 < self.enc_radius <= 1:
             problems.append(f"enc_radius must be in (0, 1] (got {self.enc_radius})")
+        if self.encoder_average is not None and not 0 <= self.encoder_average < 1:
+            problems.append(f"encoder_average must be in [0, 1) (got {self.encoder_average})")
+        elif self.encoder_average and self.latent_source != "encoder":
+            problems.append(f"encoder_average needs latents 'encoder' (got {self.latent_source!r}); leave it unset")
         if not 0 < self.lr_final <= 1:
             problems.append(f"lr_final must be in (0, 1] (got {self.lr_final})")
         if self.beta is not None and self.beta < 0:
@@ -160,14 +169,15 @@ class TrainConfig:
         gpu = device.type == "cuda"
         width = 1024 if gpu else 256
         gpu_lr = 2e-4 if self.poses == "table" else 3e-4  # pose tables (ab initio, refinement) were measured at 2e-4
-        # where the suite measured the joint draw to help: an encoder, known poses, D = 128
-        joint = gpu and self.latent_source == "encoder" and self.poses == "known" and (box or 0) >= JOINT_MIN_BOX
+        measured = gpu and self.latent_source == "encoder" and self.poses == "known"  # as the suite measured its choices
+        joint = measured and (box or 0) >= JOINT_MIN_BOX  # the joint draw helped at D = 128, not at 64
         return replace(self, enc_width=self.enc_width or width, dec_width=self.dec_width or width,
                        batch_size=self.batch_size or (32 if gpu else 64), lr=self.lr or (gpu_lr if gpu else 1e-4),
                        lr_schedule=self.lr_schedule or ("cosine" if gpu else "constant"), epochs=self.epochs or (16 if gpu else 20),
                        residual=gpu if self.residual is None else self.residual, latents=self.latent_source,
                        encoding=self.encoding or ("gaussian" if gpu else "geometric"),
-                       decoder_init=self.decoder_init or ("joint" if joint else "split"))
+                       decoder_init=self.decoder_init or ("joint" if joint else "split"),
+                       encoder_average=(0.2 if measured else 0.0) if self.encoder_average is None else self.encoder_average)
 
     def build_model(self, D: int, n_particles: int) -> HeterogeneousModel:
         """The model this configuration describes, for ``n_particles`` images of box ``D``."""
@@ -211,4 +221,5 @@ DECODERS = ("mlp", "gmm")
 CHOICES = {"lr_schedule": (None, *SCHEDULES), "cache_dtype": CACHE_DTYPES, "decoder_init": (None, "split", "joint"),
            "shuffle": ("full", "chunked"), "latents": (None, *LATENT_SOURCES), "poses": POSE_SOURCES, "decoder": DECODERS}
 # Keys added after the first release, with the value that runs written before them used.
-LEGACY_DEFAULTS = {"residual": False, "pe_sigma": math.pi / 2, "lr_schedule": "constant", "decoder_init": "split"}
+LEGACY_DEFAULTS = {"residual": False, "pe_sigma": math.pi / 2, "lr_schedule": "constant", "decoder_init": "split",
+                   "encoder_average": 0.0}

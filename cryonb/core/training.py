@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .averaging import WeightAverage
 from .checkpoints import Checkpointed, clean_partial_writes
 from .checkpoints import INTERRUPTED, has_checkpoint, load_checkpoint, read_run_config  # noqa: F401  (callers import them from here)
 from .ctf import particle_ctf
@@ -84,6 +85,7 @@ class Trainer(Driven, Checkpointed):
         if config.compile:  # after DDP, so that compiled graphs break at its gradient buckets
             forward = torch.compile(forward)
         self._forward = forward
+        self.encoder_average = self._encoder_average()  # what embed() reads (None: the encoder as trained)
         self.epoch = 0  # completed epochs
         self.position = 0  # batches done in the current epoch
         self.step_count = 0
@@ -188,6 +190,8 @@ class Trainer(Driven, Checkpointed):
                 f"(or a smaller box / decoder width)"
             ) from err
         self._pending.append(torch.stack([loss.detach(), error.detach(), kl.detach()]).float() * weight)
+        if self.encoder_average is not None:
+            self.encoder_average.update()
         self.step_count += 1
         self.position += 1
         if self.position >= self.batches_per_epoch or len(self._pending) >= self._sync_every:
@@ -230,6 +234,14 @@ class Trainer(Driven, Checkpointed):
             self.fit_within(self._fit_radius)
         if c.lr_schedule == "cosine":
             self._set_lr(c.lr * cosine_factor(self.step_count, c.epochs * self.batches_per_epoch, c.lr_final))
+
+    def _encoder_average(self) -> WeightAverage | None:
+        """The moving average of the encoder's weights, its memory ``encoder_average`` of the planned steps."""
+        share = self.config.encoder_average if self.config.zdim else 0.0
+        if not share:
+            return None
+        memory = max(2.0, share * self.config.epochs * self.batches_per_epoch)
+        return WeightAverage(self.model.latents, 1 - 1 / memory)
 
     def _dense_groups(self) -> list[dict]:
         """The optimiser's groups of the parameters outside per-particle tables: one, or the decoder's
@@ -298,13 +310,14 @@ class Trainer(Driven, Checkpointed):
         if not self.config.zdim:
             raise CryonbError("a homogeneous model (zdim=0) has no latent space to embed")
         self.model.eval()
+        encoder = None if self.encoder_average is None else self.encoder_average.module.eval()
         out = []
         for start in range(0, len(self.data), batch_size):
             idx = torch.arange(start, min(start + batch_size, len(self.data)), device=self.device)
             images = self.data.images[start : start + batch_size]
             rotations, ctf = self.data.rotations[idx], particle_ctf(self.data.ctf, self.data.freqs, idx)
             with self._autocast():
-                mu = self.model.embed(idx, images, rotations, ctf)
+                mu = self.model.embed(idx, images, rotations, ctf, latents=encoder)
             out.append(mu.float().cpu())
         return torch.cat(out).numpy()
 

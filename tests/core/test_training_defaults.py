@@ -35,7 +35,7 @@ def test_open_choices_resolve_per_device():
         assert unmeasured.for_device(torch.device("cuda"), 128).decoder_init == "split"
     assert TrainConfig(poses="table").for_device(torch.device("cuda")).lr == 2e-4  # ab initio's map, as measured
     chosen = TrainConfig(enc_width=64, dec_width=64, batch_size=8, lr=3e-3, lr_schedule="constant", residual=False, encoding="none",
-                         epochs=5, decoder_init="split")
+                         epochs=5, decoder_init="split", encoder_average=0.0)
     assert chosen.for_device(torch.device("cuda"), 128) == chosen.for_device(torch.device("cpu"), 64) != gpu
 
 
