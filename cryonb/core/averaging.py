@@ -18,7 +18,7 @@ import torch
 
 
 class WeightAverage:
-    """A copy of ``module`` (:attr:`module`) whose parameters follow the moving average of the original's."""
+    """A copy of a module (``.module``) whose parameters follow the moving average of the original's."""
 
     def __init__(self, module: torch.nn.Module, decay: float):
         if not 0 < decay < 1:
