@@ -35,7 +35,7 @@ BINDER_MEMORY = 2_000_000_000  # bytes: mybinder.org's limit per session
 DRIVER = """\
 import resource, sys
 import nbformat
-from nbclient import NotebookClient
+from notebook_client import NotebookClient  # tests/notebook_client.py: nbclient's, without a widget notebook's stall
 
 notebook, workdir = sys.argv[1:]
 nb = nbformat.read(notebook, as_version=4)
@@ -83,7 +83,7 @@ def run_notebook_measured(notebook: Path, workdir: Path) -> Measured:
     """
     import psutil
 
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "agg"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(REPO), str(REPO / "tests"))), "MPLBACKEND": "agg"}
     driver = psutil.Popen([sys.executable, "-c", DRIVER, str(notebook), str(workdir)], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampled = sampled_driver = 0
