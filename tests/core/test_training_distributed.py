@@ -21,9 +21,10 @@ def stack(tmp_path_factory):
 
 def train(stack, name, *extra):
     out = stack / name
-    subprocess.run([sys.executable, "-m", "cryonb", "train", str(stack / "sim" / "particles.star"), "--epochs", "3",
-                    "--batch-size", "32", "--zdim", "2", "--device", "cpu", "--outdir", str(out), *extra],
-                   check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "cryonb", "train", str(stack / "sim" / "particles.star"), "--epochs", "3",
+                           "--batch-size", "32", "--zdim", "2", "--device", "cpu", "--outdir", str(out), *extra],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, f"cryonb train {' '.join(extra)} failed:\n{done.stderr[-3000:]}"  # what failed, not only that it did
     latest = (out / "checkpoints" / "latest").read_text().strip()
     return load_checkpoint(out / "checkpoints" / latest), np.load(out / "z.npy")
 
