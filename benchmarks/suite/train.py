@@ -63,9 +63,9 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
     trainer = Trainer(particles, TrainConfig(zdim=zdim, seed=seed, device=device, **overrides))
     synchronize(trainer)
     setup = time.perf_counter() - t0  # reading and preparing the images, building the model
-    weight_averages = [_weight_average(trainer.model, spec) for spec in averages]
+    weight_averages = {str(spec): _weight_average(trainer.model, str(spec)) for spec in averages}
     if weight_averages:  # folds in each step's weights before the next step (and the last after training)
-        trainer.before_step.append(lambda *_: [a.update() for a in weight_averages])
+        trainer.before_step.append(lambda *_: [a.update() for a in weight_averages.values()])
     epochs = epochs or trainer.config.epochs
     latents = []
     while trainer.epoch < epochs:
@@ -73,7 +73,7 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
         z = trainer.embed()
         synchronize(trainer)
         latents.append((trainer.epoch, time.perf_counter() - t0, z))
-    for average in weight_averages:
+    for average in weight_averages.values():
         average.update()
     wall = time.perf_counter() - t0
     per_epoch = [{"epoch": e, "wall_s": round(w, 2), "metrics": rounded(metrics.latent_metrics(z, truth, score_seed))}
@@ -112,19 +112,17 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
             save_fsc_aucs(results, *fsc)
     emit(record, jsonl, echo=False)
     own, trainer.encoder_average = trainer.encoder_average, None  # embed() reads the weights applied below
-    for average in weight_averages:
+    for name, average in weight_averages.items():
         with average.applied():
-            _score_averaged(record, average.name, trainer, truth, true_map, fsc_particles, score_seed, results, jsonl)
+            _score_averaged(record, name, trainer, truth, true_map, fsc_particles, score_seed, results, jsonl)
     trainer.encoder_average = own
     return record
 
 
 def _weight_average(model, spec: str) -> WeightAverage:
-    """``DECAY`` or ``DECAY:PART``: a moving average of the model's (or its part's) weights, named by the spec."""
-    decay, _, part = str(spec).partition(":")
-    average = WeightAverage(getattr(model, part) if part else model, float(decay))
-    average.name = str(spec)
-    return average
+    """``DECAY`` or ``DECAY:PART``: a moving average of the model's (or its part's) weights."""
+    decay, _, part = spec.partition(":")
+    return WeightAverage(getattr(model, part) if part else model, float(decay))
 
 
 def _score_averaged(record, name, trainer, truth, true_map, fsc_particles, score_seed, results, jsonl):
