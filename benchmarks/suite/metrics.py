@@ -289,6 +289,19 @@ def latent_metrics(z: np.ndarray, truth: Truth, seed: int = 0) -> dict:
     return out
 
 
+def clustering_over_seeds(z: np.ndarray, truth: Truth, seeds: int) -> dict:
+    """How steadily clusters with the true number of classes find them: the mean and least ARI of a Gaussian
+    mixture and of k-means over ``seeds`` random starts each (junk excluded)."""
+    keep = truth.keep()
+    z, labels = np.asarray(z, float)[keep], truth.labels[keep]
+    n_classes = len(np.unique(labels))
+    out = {}
+    for name, clusters in (("gmm", gmm_clusters), ("kmeans", kmeans_clusters)):
+        aris = [adjusted_rand_score(labels, clusters(z, n_classes, s)) for s in range(seeds)]
+        out |= {f"{name}_ari_mean{seeds}": float(np.mean(aris)), f"{name}_ari_min{seeds}": float(np.min(aris))}
+    return out
+
+
 def _standardise(z) -> np.ndarray:
     z = np.asarray(z, float)
     return (z - z.mean(0)) / np.maximum(z.std(0), 1e-12)

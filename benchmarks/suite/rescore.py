@@ -1,6 +1,7 @@
 """The latent metrics of kept latents against a set's truth, one JSON line per latents file.
 
     python -m benchmarks.suite.rescore DATASET Z [Z ...] [--jsonl FILE] [--neighbours K ...] [--against Z0]
+                                       [--clustering-seeds N]
 
 Scores latents a run kept (``z.npy`` of cryonb, ``z.pkl`` of cryoDRGN) with today's
 :func:`benchmarks.suite.metrics.latent_metrics`: a metric added after the run (``gmm_ari_seeds``)
@@ -10,7 +11,9 @@ depends on its name, size and seed only, so a copy generated at a small box scor
 ``--neighbours K`` adds the neighbourhood similarity at k = K (``neighbourhood_kK``); ``--against Z0``
 adds, for the suite's k, the 95 % interval of each run's gap to the latents Z0 on the same particles
 (``neighbourhood_gap_interval``, a paired bootstrap over particles): whether a gap exceeds what the
-particles drawn could give.
+particles drawn could give. ``--clustering-seeds N`` (discrete sets) adds the mean and least ARI of the
+Gaussian mixture and of k-means over N random starts each (``gmm_ari_meanN`` ...): how steadily the
+latents' clusters are found, where one start is a lottery.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--jsonl", type=Path, help="append the records here")
     ap.add_argument("--neighbours", type=int, nargs="+", default=[], metavar="K", help="also the neighbourhood similarity at these k")
     ap.add_argument("--against", type=Path, metavar="Z0", help="latents to compare each run's neighbourhood with, particle by particle")
+    ap.add_argument("--clustering-seeds", type=int, metavar="N", help="also the mixture's and k-means' ARI over N starts each (discrete sets)")
     args = ap.parse_args(argv)
     truth = metrics.load_truth(args.dataset / "truth.npz")
     reference = truth.neighbourhood_fractions(_latents(args.against, truth, args.dataset)) if args.against else None
@@ -40,6 +44,8 @@ def main(argv=None) -> list[dict]:
         metrics_of = metrics.latent_metrics(z, truth, args.seed)
         for k in args.neighbours:
             metrics_of[f"neighbourhood_k{k}"] = float(truth.neighbourhood_fractions(z, k).mean())
+        if args.clustering_seeds:
+            metrics_of |= metrics.clustering_over_seeds(z, truth, args.clustering_seeds)
         if reference is not None:
             gap = metrics.paired_bootstrap_interval(truth.neighbourhood_fractions(z), reference)
             metrics_of["neighbourhood_gap_interval"] = [round(g, 5) for g in gap]

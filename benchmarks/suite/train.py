@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -41,7 +42,7 @@ def synchronize(trainer):
 def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: int = 0, overrides: dict | None = None,
         fsc_particles: int = metrics.FSC_PARTICLES, system: str = "cryonb", device: str = "auto",
         score_every: int = 5, refine: bool = False, results=None, score_seed: int = 0, consensus: bool = False,
-        ideal_z: bool = False, smooth_k: int | None = None, averages: tuple[str, ...] = ()) -> dict:
+        ideal_z: bool = False, smooth_k: int | None = None, averages: tuple[str, ...] = (), as_trained: bool = False) -> dict:
     """Train cryonb on ``folder``, score every epoch and return (and append to ``jsonl``) the record.
 
     ``epochs`` (default: the configuration's schedule, cryonb's default length or an ``epochs``
@@ -52,7 +53,9 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
     (:func:`metrics.probe_latent_fsc`). ``averages``: moving averages of the weights kept through
     training (:class:`cryonb.core.averaging.WeightAverage`), each ``DECAY`` (the whole model) or
     ``DECAY:PART`` (one part, e.g. ``0.999:latents``, the encoder); each averaged model is scored as a
-    record of its own (the same training: a paired comparison)."""
+    record of its own (the same training: a paired comparison). ``as_trained``: where the configuration
+    reads the latents with its encoder's average (``encoder_average``), also score the encoder as
+    trained, as the record of ``average=none``."""
     folder = Path(folder).resolve()
     truth = metrics.load_truth(folder / "truth.npz")
     overrides = dict(overrides or {})
@@ -111,9 +114,12 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
         if results is not None:
             save_fsc_aucs(results, *fsc)
     emit(record, jsonl, echo=False)
+    variants = {name: average.applied for name, average in weight_averages.items()}
+    if as_trained and trainer.encoder_average is not None:
+        variants["none"] = contextlib.nullcontext
     own, trainer.encoder_average = trainer.encoder_average, None  # embed() reads the weights applied below
-    for name, average in weight_averages.items():
-        with average.applied():
+    for name, applied in variants.items():
+        with applied():
             _score_averaged(record, name, trainer, truth, true_map, fsc_particles, score_seed, results, jsonl)
     trainer.encoder_average = own
     return record
@@ -182,6 +188,8 @@ def main(argv=None):
     ap.add_argument("--smooth-z", type=int, metavar="K", help="also score the maps at latents averaged over their K nearest neighbours in z")
     ap.add_argument("--average", action="append", default=[], metavar="DECAY[:PART]",
                     help="also score the model with its weights (or PART's, e.g. latents) averaged at this decay (repeatable)")
+    ap.add_argument("--as-trained", action="store_true",
+                    help="also score the encoder as trained where the defaults read the latents with its average (average=none)")
     ap.add_argument("--jsonl", type=Path)
     ap.add_argument("--system", default="cryonb")
     ap.add_argument("--device", default="auto")
@@ -191,7 +199,8 @@ def main(argv=None):
     record = run(args.dataset, jsonl=args.jsonl, zdim=args.zdim, epochs=args.epochs, seed=args.seed,
                  overrides=overrides, fsc_particles=args.fsc_particles, system=args.system,
                  device=args.device, score_every=args.score_every, refine=args.refine, results=args.results,
-                 consensus=args.consensus, ideal_z=args.ideal_z, smooth_k=args.smooth_z, averages=tuple(args.average))
+                 consensus=args.consensus, ideal_z=args.ideal_z, smooth_k=args.smooth_z, averages=tuple(args.average),
+                 as_trained=args.as_trained)
     print(json.dumps({k: record.get(k) for k in ("system", "set", "wall_s", "images_per_s", "final", "refined", "params")}), flush=True)
 
 

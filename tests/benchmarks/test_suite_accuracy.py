@@ -153,3 +153,24 @@ def test_suite_run_scores_averaged_weights_beside_the_trained_ones(tmp_path, rea
     assert np.abs(z["."] - z["average-0.5"]).max() > 1e-4
     maps = [r["final"]["fsc_auc_mean"] for r in records]
     assert maps[1] != maps[2]  # the decoder averaged too, or as trained
+
+
+def test_suite_run_scores_the_encoder_as_trained_beside_its_average(tmp_path, real_data):
+    import json
+
+    import numpy as np
+
+    from benchmarks.suite import train
+
+    data = tmp_path / "set"
+    sets.SETS["assembly"](data, n=100, box=16, snr=1.0, seed=0, data_dir=real_data)
+    small = {k: v for k, v in SMALL.items() if k not in ("zdim", "device", "seed")}
+    for share in (0.5, 0.0):
+        train.run(data, jsonl=tmp_path / f"runs{share}.jsonl", zdim=2, epochs=2, score_every=2, fsc_particles=4,
+                  device="cpu", overrides={**small, "encoder_average": share}, as_trained=True, results=tmp_path / f"out{share}")
+    records = [json.loads(line) for line in (tmp_path / "runs0.5.jsonl").read_text().splitlines()]
+    assert [r["system"] for r in records] == ["cryonb", "cryonb [average=none]"]
+    assert len((tmp_path / "runs0.0.jsonl").read_text().splitlines()) == 1  # nothing averaged: nothing more to score
+    averaged, trained = (np.load(tmp_path / "out0.5" / name / "z.npy") for name in (".", "average-none"))
+    np.testing.assert_array_equal(trained, np.load(tmp_path / "out0.0" / "z.npy"))  # the same training, read as trained
+    assert np.abs(averaged - trained).max() > 1e-4

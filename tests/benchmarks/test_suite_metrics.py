@@ -247,6 +247,21 @@ def test_rescore_scores_kept_latents_with_todays_metrics(rng, tmp_path):
         rescore.main([str(tmp_path), str(tmp_path / "short.npy")])
 
 
+def test_rescore_scores_clusters_over_several_starts(rng, tmp_path):
+    """``--clustering-seeds N``: the mixture's and k-means' mean and least ARI over N starts each."""
+    from benchmarks.suite import rescore
+
+    labels, good, bad = discrete(rng)
+    np.savez(tmp_path / "truth.npz", **{"class": labels})
+    for name, z in {"good": good, "bad": bad}.items():
+        np.save(tmp_path / f"{name}.npy", z)
+    found, lost = (r["metrics"] for r in rescore.main([str(tmp_path), str(tmp_path / "good.npy"), str(tmp_path / "bad.npy"),
+                                                          "--clustering-seeds", "3"]))
+    assert {k for k in found if "3" in k} == {"gmm_ari_mean3", "gmm_ari_min3", "kmeans_ari_mean3", "kmeans_ari_min3"}
+    assert found["gmm_ari_min3"] == pytest.approx(1.0) and found["kmeans_ari_min3"] == pytest.approx(1.0)
+    assert lost["gmm_ari_min3"] <= lost["gmm_ari_mean3"] < 0.1 and lost["kmeans_ari_mean3"] < 0.1
+
+
 def test_rescore_compares_neighbourhoods_particle_by_particle(rng, tmp_path):
     """``--neighbours`` adds the similarity at other k; ``--against`` an interval of the gap that excludes 0
     only where one run's neighbours are truer than the other's on the particles themselves."""
