@@ -26,7 +26,7 @@ class TrainConfig:
     encoding: str | None = None  # positional encoding; None: "gaussian" on a GPU, "geometric" on a CPU
     # The decoder's first layer, one linear map of [encoding(k), z] kept in two parts: "joint" draws their
     # initial weights as one layer's, "split" each part as a layer of its own (z's then several times
-    # larger). None: "joint" on a GPU with an encoder and known poses at a box of JOINT_MIN_BOX or more
+    # larger). None: "joint" on a GPU with an encoder and known poses at a box of LARGE_BOX or more
     # (better maps on the suite's three sets at D = 128, the clusters as good), "split" otherwise (at D = 64
     # the joint draw cost the suite's clusters; the CPU's small, short runs at zdim 1-2 need z's larger start;
     # docs/benchmarks.md, "The defaults since 2026-12-02: the decoder's first layer drawn as one")
@@ -44,9 +44,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     decoder_lr_scale: float = 1.0  # the decoder's learning rate as a multiple of lr (1: one rate for all)
     # embed() reads a moving average of the encoder's weights (cryonb.core.averaging) whose memory is this share of
-    # the planned steps (0: the encoder as trained). None: 0.2 on a GPU with an encoder and known poses (the suite's
-    # mixtures found the classes more often, the other scores within ±0.002; docs/benchmarks.md, "The encoder's
-    # weights averaged"), 0 otherwise (not measured there)
+    # the planned steps (0: the encoder as trained). None: 0.2 on a GPU with an encoder and known poses at a box of
+    # LARGE_BOX or more (at D = 128 the suite's mixtures found the classes more often, the other scores within
+    # ±0.002; at D = 64 it cost the clusters, as the joint draw did; docs/benchmarks.md, "The encoder's weights
+    # averaged"), 0 otherwise
     encoder_average: float | None = None
     # Frequency marching: over the first `march_epochs` epochs the decoder is fitted inside a disc whose
     # radius grows linearly from `march_start` (a fraction of Nyquist) to Nyquist, in steps of 2 pixels
@@ -164,20 +165,20 @@ class TrainConfig:
 
         A GPU gets the model that the benchmark suite chose (docs/benchmarks.md); a CPU, a smaller
         one that trains in minutes (the demo, the notebooks and the tests). ``box`` (None: unknown)
-        chooses how the decoder's first layer is drawn.
+        chooses how the decoder's first layer is drawn and whether the encoder is averaged.
         """
         gpu = device.type == "cuda"
         width = 1024 if gpu else 256
         gpu_lr = 2e-4 if self.poses == "table" else 3e-4  # pose tables (ab initio, refinement) were measured at 2e-4
         measured = gpu and self.latent_source == "encoder" and self.poses == "known"  # as the suite measured its choices
-        joint = measured and (box or 0) >= JOINT_MIN_BOX  # the joint draw helped at D = 128, not at 64
+        large = measured and (box or 0) >= LARGE_BOX  # the joint draw and the average helped at D = 128, not at 64
         return replace(self, enc_width=self.enc_width or width, dec_width=self.dec_width or width,
                        batch_size=self.batch_size or (32 if gpu else 64), lr=self.lr or (gpu_lr if gpu else 1e-4),
                        lr_schedule=self.lr_schedule or ("cosine" if gpu else "constant"), epochs=self.epochs or (16 if gpu else 20),
                        residual=gpu if self.residual is None else self.residual, latents=self.latent_source,
                        encoding=self.encoding or ("gaussian" if gpu else "geometric"),
-                       decoder_init=self.decoder_init or ("joint" if joint else "split"),
-                       encoder_average=(0.2 if measured else 0.0) if self.encoder_average is None else self.encoder_average)
+                       decoder_init=self.decoder_init or ("joint" if large else "split"),
+                       encoder_average=(0.2 if large else 0.0) if self.encoder_average is None else self.encoder_average)
 
     def build_model(self, D: int, n_particles: int) -> HeterogeneousModel:
         """The model this configuration describes, for ``n_particles`` images of box ``D``."""
@@ -212,7 +213,7 @@ class TrainConfig:
                               self.seed, self.residual, self.pe_sigma, self.decoder_init == "joint")
 
 
-JOINT_MIN_BOX = 128  # the smallest box at which the GPU defaults draw the decoder's first layer as one
+LARGE_BOX = 128  # from this box up, the GPU defaults draw the decoder's first layer as one and average the encoder
 SCHEDULES = ("constant", "cosine")
 LATENT_SOURCES = ("encoder", "table", "gradient", "class")
 POSE_SOURCES = ("known", "table")
