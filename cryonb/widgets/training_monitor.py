@@ -113,10 +113,12 @@ class TrainingMonitor(w.VBox):
             self.progress.max = max(target * bpe, done, 1)
             self.progress.value = done
             self.speed_label.value = self._speed_text(running, target * bpe - done)
-            self.state_label.value = ("paused" if t.paused else "training") if running else "idle"
             self.pause_button.disabled = not running or t.paused
             self.resume_button.disabled = not (running and t.paused)
             self.stop_button.disabled = not running
+            # Last: each change reaches the browser as its own message, in order, so a page that shows
+            # the new state shows its buttons too
+            self.state_label.value = ("paused" if t.paused else "training") if running else "idle"
             if plot:
                 self._last_plot = self._last_status
                 self.curves.value = render_curves(t.steps, t.history, t.batches_per_epoch)
