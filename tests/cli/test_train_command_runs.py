@@ -114,6 +114,19 @@ def test_decoder_learning_rate_scale_is_a_setting_of_the_run(star, tmp_path, cap
     assert find_checkpoint(run)[1]["epoch"] == 2 and [g["lr"] for g in groups] == pytest.approx([5e-4, 1e-3])
 
 
+def test_pixel_fraction_is_a_setting_of_the_run(star, tmp_path, capsys):
+    import json
+
+    run = tmp_path / "run"
+    assert train(star, run, "--epochs", "1", "--pixel-fraction", "0.5") == 0
+    assert json.loads((run / "config.json").read_text())["config"]["pixel_fraction"] == 0.5
+    capsys.readouterr()
+    assert cli(["train", str(star), "--outdir", str(run), "--pixel-fraction", "0.25"]) == 2
+    assert "--pixel-fraction 0.25 (the run has 0.5)" in capsys.readouterr().err
+    assert train(star, tmp_path / "other", "--pixel-fraction", "1.5") == 2
+    assert "pixel_fraction must be in (0, 1] (got 1.5)" in capsys.readouterr().err
+
+
 def test_a_number_given_as_zero_is_taken_or_refused_not_dropped(star, tmp_path, capsys):
     import json
 
