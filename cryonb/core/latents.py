@@ -9,10 +9,12 @@ or None to use the means.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .nets import mlp, residual_mlp
 
@@ -24,41 +26,78 @@ class Latents:
     prior: torch.Tensor  # (B,) the regularising penalty
 
 
+class SliceFilters(nn.Module):
+    """Learned 3D filters read at each image's pose: for filter ``j`` the image's correlation with the
+    central slice of ``W_j`` at the image's rotation, CTF applied, Σ_k Re(conj W_j(R k) · c(k) · Y(k)),
+    over the half-plane pixels ``coords`` (P, 3) within ``radius`` pixels of frequency.
+
+    A part of the map present in some particles and missing in others is one filter, whatever the
+    view; an encoder that reads pixels alone must learn it anew for every view. The poses are read,
+    not trained: no gradient reaches them from here.
+    """
+
+    def __init__(self, coords: torch.Tensor, n: int, radius: float):
+        super().__init__()
+        keep = torch.nonzero(coords[:, :2].norm(dim=-1) <= radius).squeeze(1)
+        self.n, self.radius = n, float(radius)
+        self.register_buffer("pixels", keep, persistent=False)
+        half = math.ceil(radius)  # the filters' cube holds frequencies -half..half on each axis
+        self.register_buffer("grid", coords[keep].float() / half, persistent=False)  # in [-1, 1]
+        side = 2 * half + 1
+        g = torch.Generator().manual_seed(0)
+        # real and imaginary parts as channels; statistics about as large as one pixel's value at the start
+        self.weight = nn.Parameter(torch.randn(1, 2 * n, side, side, side, generator=g) / math.sqrt(len(keep)))
+
+    def forward(self, images: torch.Tensor, rotations: torch.Tensor, ctf: torch.Tensor) -> torch.Tensor:
+        """(B, n) statistics for images (B, P) at rotations (B, 3, 3) with CTF (B, P, or a scalar)."""
+        y = images[:, self.pixels] * (ctf[:, self.pixels] if ctf.ndim else ctf)
+        with torch.autocast(y.device.type, enabled=False):  # the rotated frequencies and their sampling in float32
+            grid = self.grid @ rotations.detach().float()
+            w = F.grid_sample(self.weight, grid[None, :, :, None], align_corners=True)[0, ..., 0]  # (2n, B, Pf)
+        return torch.einsum("jbp,bp->bj", w[: self.n], y.real) + torch.einsum("jbp,bp->bj", w[self.n :], y.imag)
+
+
 class Encoder(nn.Module):
     """A VAE encoder: the low-pass disc of an image's transform → a diagonal Gaussian over z.
 
     ``pixels`` selects the half-plane pixels it reads (high frequencies of cryo-EM images are
     mostly noise). With ``phase_flip`` it reads each image times the sign of its CTF, so that a
-    feature of the map has one sign in every image whatever the defocus. Its prior penalty is
-    KL(N(mu, σ²) ‖ N(0, I)).
+    feature of the map has one sign in every image whatever the defocus. With ``slices`` it also
+    reads the image's correlations with learned 3D filters at its pose (:class:`SliceFilters`).
+    Its prior penalty is KL(N(mu, σ²) ‖ N(0, I)).
     """
 
     has_table = False
 
     def __init__(self, pixels: torch.Tensor, zdim: int, width: int = 256, depth: int = 3, residual: bool = False,
-                 phase_flip: bool = False):
+                 phase_flip: bool = False, slices: SliceFilters | None = None):
         super().__init__()
-        self.zdim, self.phase_flip = zdim, phase_flip
+        self.zdim, self.phase_flip, self.slices = zdim, phase_flip, slices
         self.register_buffer("pixels", pixels, persistent=False)
-        self.net = (residual_mlp if residual else mlp)(2 * len(pixels), width, depth, 2 * zdim)
+        inputs = 2 * len(pixels) + (slices.n if slices is not None else 0)
+        self.net = (residual_mlp if residual else mlp)(inputs, width, depth, 2 * zdim)
 
-    def gaussian(self, images: torch.Tensor, ctf: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance (B, zdim) for images (B, P) and their CTF (B, P; a scalar when none)."""
-        if self.phase_flip:
-            if ctf is None:
-                raise ValueError("this encoder reads phase-flipped images: pass the images' CTF")
-            images = images * ctf.sign()
-        x = torch.view_as_real(images[:, self.pixels]).flatten(1)
+    def gaussian(self, images: torch.Tensor, ctf: torch.Tensor | None = None,
+                 rotations: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance (B, zdim) for images (B, P), their CTF (B, P; a scalar when none) and poses."""
+        if (self.phase_flip or self.slices is not None) and ctf is None:
+            raise ValueError("this encoder reads the images' CTF: pass it")
+        x = torch.view_as_real((images * ctf.sign() if self.phase_flip else images)[:, self.pixels]).flatten(1)
+        if self.slices is not None:
+            if rotations is None:
+                raise ValueError("this encoder reads the images' poses: pass their rotations")
+            stats = self.slices(images, rotations, ctf)
+            x = torch.cat([x, stats.to(x.dtype)], dim=1)
         out = self.net(x).float()
         return out[:, : self.zdim], out[:, self.zdim :].clamp(-20, 10)
 
     def forward(self, idx, images, noise: torch.Tensor | None = None, rotations=None, ctf=None) -> Latents:
-        mu, logvar = self.gaussian(images, ctf)
+        mu, logvar = self.gaussian(images, ctf, rotations)
         z = mu if noise is None else mu + noise * torch.exp(0.5 * logvar)
         return Latents(z, mu, gaussian_kl(mu, logvar))
 
     def means(self, idx, images, rotations=None, ctf=None) -> torch.Tensor:
-        return self.gaussian(images, ctf)[0]
+        return self.gaussian(images, ctf, rotations)[0]
 
 
 class LatentTable(nn.Module):

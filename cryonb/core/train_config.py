@@ -35,6 +35,9 @@ class TrainConfig:
     n_freqs: int | None = None
     enc_radius: float = 1.0  # encoder low-pass, as a fraction of Nyquist
     phase_flip: bool = False  # the encoder reads each image times the sign of its CTF (cryoDRGN does)
+    # The encoder also reads each image's correlations with this many learned 3D filters at its pose, within
+    # SLICE_RADIUS pixels of frequency (cryonb.core.latents.SliceFilters; 0: none)
+    slice_filters: int = 0
     box: int | None = None  # Fourier-crop the images to this box first
     batch_size: int | None = None  # None: 32 on a GPU, 64 on a CPU
     lr: float | None = None  # None: 3e-4 on a GPU (2e-4 with a pose table), 1e-4 on a CPU
@@ -97,6 +100,10 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         problems = []
+        if self.slice_filters < 0:
+            problems.append(f"slice_filters must be 0 (none) or more (got {self.slice_filters})")
+        elif self.slice_filters and self.latent_source != "encoder":
+            problems.append(f"slice_filters are read by an encoder (latents 'encoder', got {self.latent_source!r}); leave it 0")
         for name in ("enc_width", "enc_depth", "dec_width", "batch_size", "checkpoint_every", "epochs"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1 (got {getattr(self, name)})")
@@ -182,7 +189,7 @@ class TrainConfig:
 
     def build_model(self, D: int, n_particles: int) -> HeterogeneousModel:
         """The model this configuration describes, for ``n_particles`` images of box ``D``."""
-        from .latents import ClassTable, Encoder, LatentTable
+        from .latents import ClassTable, Encoder, LatentTable, SliceFilters
         from .poses import KnownPoses, PoseTable
 
         source = self.latent_source if self.zdim else None
@@ -194,7 +201,8 @@ class TrainConfig:
         elif source == "encoder":
             radius = HalfPlane.build(D).coords[:, :2].norm(dim=-1)
             pixels = torch.nonzero(radius <= self.enc_radius * (D // 2)).squeeze(1)
-            latents = Encoder(pixels, self.zdim, self.enc_width, self.enc_depth, self.residual, self.phase_flip)
+            slices = SliceFilters(HalfPlane.build(D).coords, self.slice_filters, min(SLICE_RADIUS, D // 2)) if self.slice_filters else None
+            latents = Encoder(pixels, self.zdim, self.enc_width, self.enc_depth, self.residual, self.phase_flip, slices)
         elif source == "gradient":  # reads the decoder's neutral model
             from .gmm import latents_from_config
 
@@ -213,6 +221,7 @@ class TrainConfig:
                               self.seed, self.residual, self.pe_sigma, self.decoder_init == "joint")
 
 
+SLICE_RADIUS = 16  # pixels of frequency: the slice filters' reach (from box 32 up, all they read is this disc)
 LARGE_BOX = 128  # from this box up, the GPU defaults draw the decoder's first layer as one and average the encoder
 SCHEDULES = ("constant", "cosine")
 LATENT_SOURCES = ("encoder", "table", "gradient", "class")

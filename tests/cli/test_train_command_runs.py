@@ -127,6 +127,21 @@ def test_pixel_fraction_is_a_setting_of_the_run(star, tmp_path, capsys):
     assert "pixel_fraction must be in (0, 1] (got 1.5)" in capsys.readouterr().err
 
 
+def test_slice_filters_are_a_setting_of_the_run(star, tmp_path, capsys):
+    import json
+
+    run = tmp_path / "run"
+    assert train(star, run, "--epochs", "1", "--slice-filters", "4") == 0
+    assert json.loads((run / "config.json").read_text())["config"]["slice_filters"] == 4
+    assert find_checkpoint(run)[1]["model"]["latents.slices.weight"].shape[1] == 8  # real and imaginary parts
+    capsys.readouterr()
+    assert cli(["train", str(star), "--outdir", str(run), "--slice-filters", "8"]) == 2
+    assert "--slice-filters 8 (the run has 4)" in capsys.readouterr().err
+    assert cli(["train", str(star), "--outdir", str(run), "--epochs", "2"]) == 0
+    assert train(star, tmp_path / "other", "--slice-filters", "-2") == 2
+    assert "slice_filters must be 0 (none) or more (got -2)" in capsys.readouterr().err
+
+
 def test_a_number_given_as_zero_is_taken_or_refused_not_dropped(star, tmp_path, capsys):
     import json
 
