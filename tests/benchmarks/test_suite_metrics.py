@@ -285,3 +285,18 @@ def test_paired_bootstrap_interval_covers_the_true_gap(rng):
     a = rng.normal(size=5000)
     lo, hi = metrics.paired_bootstrap_interval(a + 0.1, a + rng.normal(0, 0.5, 5000))
     assert lo < 0.1 < hi and hi - lo < 0.06
+
+
+def test_a_stratified_feature_draw_has_the_gaussians_spread_without_its_gaps():
+    import torch
+    from scipy.stats import chi
+
+    from benchmarks.suite.feature_draws import drawn, stratified
+
+    B = stratified(192, seed=3)
+    radii = np.sort(B.norm(dim=0).numpy())
+    assert np.allclose(radii, chi.ppf((np.arange(192) + 0.5) / 192, df=3), atol=1e-5)  # one radius per quantile
+    assert abs(B.pow(2).mean().item() - 1) < 0.02  # unit variance per axis, as N(0, I)
+    assert abs(B.mean(dim=1)).max() < 0.15  # directions spread over the sphere
+    assert not torch.equal(B, stratified(192, seed=4)) and torch.equal(B, stratified(192, seed=3))
+    assert torch.equal(drawn("seed1", 192, 3), torch.randn(3, 192, generator=torch.Generator().manual_seed(1)))
