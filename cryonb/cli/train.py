@@ -46,8 +46,8 @@ def add_args(parser):
                         "box 128, but found compositional classes less steadily (docs/benchmarks.md)")
     parser.add_argument("--slice-filters", type=int,
                         help="the encoder also reads each image's correlations with this many learned 3D filters at its pose "
-                        "(default: 0). 32 found motions at SNR 0.01 on the benchmark suite that the image alone did not "
-                        "(docs/benchmarks.md)")
+                        "(default: 32 on a GPU below box 128, where they found more on the benchmark suite, a motion at SNR "
+                        "0.01 among it; 0 otherwise; docs/benchmarks.md)")
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"),
                         help="cosine: a short warm-up, then down to a tenth by the last epoch (default: cosine on a GPU, constant on a CPU)")
     parser.add_argument("--no-graphs", action="store_true", help="launch each step's GPU kernels from Python instead of replaying a CUDA graph")
@@ -178,7 +178,7 @@ def main(args):
             encoding=d.get("encoding"), residual=False if d.get("plain") else None, box=d.get("box"), batch_size=d.get("batch_size"),
             lr=d.get("lr"), lr_schedule=d.get("lr_schedule"), epochs=d.get("epochs"), cuda_graphs=not d.get("no_graphs"),
             decoder_lr_scale=d.get("decoder_lr_scale", 1.0), pixel_fraction=d.get("pixel_fraction", 1.0),
-            slice_filters=d.get("slice_filters", 0),
+            slice_filters=d.get("slice_filters"),
             beta=d.get("beta"), amp=not d.get("no_amp"), compile=bool(d.get("compile")), seed=d["seed"], device=d["device"],
             checkpoint_every=d["checkpoint_every"], particles=str(Path(args.particles).resolve()),
             stream=True if d.get("stream") else (False if d.get("no_stream") else None),
