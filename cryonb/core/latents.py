@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .nets import mlp, residual_mlp
+from .projection import sample_volume
 
 
 @dataclass
@@ -39,21 +39,19 @@ class SliceFilters(nn.Module):
     def __init__(self, coords: torch.Tensor, n: int, radius: float):
         super().__init__()
         keep = torch.nonzero(coords[:, :2].norm(dim=-1) <= radius).squeeze(1)
-        self.n, self.radius = n, float(radius)
+        self.n = n
         self.register_buffer("pixels", keep, persistent=False)
-        half = math.ceil(radius)  # the filters' cube holds frequencies -half..half on each axis
-        self.register_buffer("grid", coords[keep].float() / half, persistent=False)  # in [-1, 1]
-        side = 2 * half + 1
+        self.register_buffer("coords", coords[keep].float(), persistent=False)
+        side = 2 * math.ceil(radius) + 1  # frequencies -ceil(radius)..ceil(radius) on each axis
         g = torch.Generator().manual_seed(0)
         # real and imaginary parts as channels; statistics about as large as one pixel's value at the start
-        self.weight = nn.Parameter(torch.randn(1, 2 * n, side, side, side, generator=g) / math.sqrt(len(keep)))
+        self.weight = nn.Parameter(torch.randn(2 * n, side, side, side, generator=g) / math.sqrt(len(keep)))
 
     def forward(self, images: torch.Tensor, rotations: torch.Tensor, ctf: torch.Tensor) -> torch.Tensor:
         """(B, n) statistics for images (B, P) at rotations (B, 3, 3) with CTF (B, P, or a scalar)."""
         y = images[:, self.pixels] * (ctf[:, self.pixels] if ctf.ndim else ctf)
         with torch.autocast(y.device.type, enabled=False):  # the rotated frequencies and their sampling in float32
-            grid = self.grid @ rotations.detach().float()
-            w = F.grid_sample(self.weight, grid[None, :, :, None], align_corners=True)[0, ..., 0]  # (2n, B, Pf)
+            w = sample_volume(self.weight, self.coords @ rotations.detach().float())  # (2n, B, Pf)
         return torch.einsum("jbp,bp->bj", w[: self.n], y.real) + torch.einsum("jbp,bp->bj", w[self.n :], y.imag)
 
 

@@ -22,14 +22,15 @@ def sample_volume(volume: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     """Trilinear samples of a centred volume (D, D, D) at (x, y, z) voxel offsets from its centre.
 
     ``coords`` has shape (..., 3); points outside the box read as zero. Complex volumes are
-    sampled as real and imaginary parts.
+    sampled as real and imaginary parts. A real volume may have leading channels (C, D, D, D):
+    the samples are then (C, ...).
     """
     D = volume.shape[-1]
     grid = (coords + D // 2) * (2.0 / (D - 1)) - 1.0
     if volume.is_complex():
         channels = torch.stack([volume.real, volume.imag])
     else:
-        channels = volume[None]
+        channels = volume.reshape(-1, D, D, D)
     shape = coords.shape[:-1]
     out = F.grid_sample(
         channels[None].to(grid.dtype),
@@ -38,8 +39,9 @@ def sample_volume(volume: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         padding_mode="zeros",
         align_corners=True,
     )[0, :, 0, 0]
-    out = torch.complex(out[0], out[1]) if volume.is_complex() else out[0]
-    return out.reshape(shape)
+    if volume.is_complex():
+        return torch.complex(out[0], out[1]).reshape(shape)
+    return out.reshape(*volume.shape[:-3], *shape)
 
 
 def extract_slices(volume_ft: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:

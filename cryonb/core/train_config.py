@@ -205,9 +205,9 @@ class TrainConfig:
         elif source == "class":  # zdim classes, one-hot (ab initio's classes: cryonb.core.abinit)
             latents = ClassTable(n_particles, self.zdim, seed=self.seed)
         elif source == "encoder":
-            radius = HalfPlane.build(D).coords[:, :2].norm(dim=-1)
-            pixels = torch.nonzero(radius <= self.enc_radius * (D // 2)).squeeze(1)
-            slices = SliceFilters(HalfPlane.build(D).coords, self.slice_filters, min(SLICE_RADIUS, D // 2)) if self.slice_filters else None
+            coords = HalfPlane.build(D).coords
+            pixels = torch.nonzero(coords[:, :2].norm(dim=-1) <= self.enc_radius * (D // 2)).squeeze(1)
+            slices = SliceFilters(coords, self.slice_filters, min(SLICE_RADIUS, D // 2)) if self.slice_filters else None
             latents = Encoder(pixels, self.zdim, self.enc_width, self.enc_depth, self.residual, self.phase_flip, slices)
         elif source == "gradient":  # reads the decoder's neutral model
             from .gmm import latents_from_config

@@ -133,7 +133,7 @@ def test_slice_filters_are_a_setting_of_the_run(star, tmp_path, capsys):
     run = tmp_path / "run"
     assert train(star, run, "--epochs", "1", "--slice-filters", "4") == 0
     assert json.loads((run / "config.json").read_text())["config"]["slice_filters"] == 4
-    assert find_checkpoint(run)[1]["model"]["latents.slices.weight"].shape[1] == 8  # real and imaginary parts
+    assert find_checkpoint(run)[1]["model"]["latents.slices.weight"].shape[0] == 8  # real and imaginary parts
     capsys.readouterr()
     assert cli(["train", str(star), "--outdir", str(run), "--slice-filters", "8"]) == 2
     assert "--slice-filters 8 (the run has 4)" in capsys.readouterr().err

@@ -3,7 +3,7 @@ import torch
 
 from cryonb.core.fourier import fft2_center, fft3_center, ifft2_center, shell_index
 from cryonb.core.io.mrc import read_map
-from cryonb.core.projection import extract_slices, project, shift_images, shift_images_ft
+from cryonb.core.projection import extract_slices, project, sample_volume, shift_images, shift_images_ft
 from cryonb.core.rotations import random_rotations
 
 
@@ -63,3 +63,14 @@ def test_shifts_are_exact_for_integer_shifts_and_invertible():
     frac = torch.tensor([[0.3, -1.7], [2.5, 0.25]], dtype=torch.float64)
     back = shift_images_ft(shift_images_ft(fft2_center(img), frac), -frac)
     torch.testing.assert_close(ifft2_center(back).real, img)
+
+
+def test_sample_volume_samples_each_channel_of_a_real_stack_as_its_own_volume():
+    k = torch.arange(9, dtype=torch.float32) - 4
+    z, y, x = torch.meshgrid(k, k, k, indexing="ij")
+    stack = torch.stack([x, y, z, x - 2 * z])  # linear in the voxel offsets: trilinear sampling is exact
+    coords = torch.rand(2, 5, 3, generator=torch.Generator().manual_seed(1)) * 8 - 4
+    got = sample_volume(stack, coords)
+    assert got.shape == (4, 2, 5)
+    want = torch.stack([coords[..., 0], coords[..., 1], coords[..., 2], coords[..., 0] - 2 * coords[..., 2]])
+    assert torch.allclose(got, want, atol=1e-4)

@@ -31,8 +31,8 @@ def test_a_filter_linear_in_frequency_reads_exactly_the_rotated_frequencies():
     a, b = torch.tensor([0.3, -1.0, 0.7]), torch.tensor([-0.2, 0.5, 1.1])
     with torch.no_grad():  # filter 0: a·k (real), filter 1: i b·k; trilinear sampling is exact for both
         filters.weight.zero_()
-        filters.weight[0, 0] = _cube(filters) @ a
-        filters.weight[0, 3] = _cube(filters) @ b
+        filters.weight[0] = _cube(filters) @ a
+        filters.weight[3] = _cube(filters) @ b
     images = torch.randn(5, len(half), dtype=torch.complex64)
     ctf = torch.rand(5, len(half)) * 2 - 1
     rotations = random_rotations(5, generator=torch.Generator().manual_seed(0))
@@ -62,8 +62,8 @@ def test_the_transform_of_a_part_of_the_map_finds_that_part_in_every_view():
     part_ft = fft_center(part, 3)
     with torch.no_grad():
         filters.weight.zero_()
-        filters.weight[0, 0, :D, :D, :D] = part_ft.real  # the cube's extra +D/2 planes stay zero
-        filters.weight[0, 1, :D, :D, :D] = part_ft.imag
+        filters.weight[0, :D, :D, :D] = part_ft.real  # the cube's extra +D/2 planes stay zero
+        filters.weight[1, :D, :D, :D] = part_ft.imag
     rotations = random_rotations(24, generator=torch.Generator().manual_seed(1))
     images = {name: fft_center(project(v, rotations), 2).flatten(1)[:, half.index]
               for name, v in (("with", body + part), ("without", body), ("part", part))}
