@@ -46,8 +46,8 @@ def add_args(parser):
                         "box 128, but found compositional classes less steadily (docs/benchmarks.md)")
     parser.add_argument("--slice-filters", type=int,
                         help="the encoder also reads each image's correlations with this many learned 3D filters at its pose "
-                        "(default: 32 on a GPU below box 128, where they found more on the benchmark suite, a motion at SNR "
-                        "0.01 among it; 0 otherwise; docs/benchmarks.md)")
+                        "(default: 32 on a GPU, reaching 16 pixels of frequency, 32 from box 128 up: they found more on the "
+                        "benchmark suite at boxes 64 and 128, motions at SNR 0.01 among it; 0 on a CPU; docs/benchmarks.md)")
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"),
                         help="cosine: a short warm-up, then down to a tenth by the last epoch (default: cosine on a GPU, constant on a CPU)")
     parser.add_argument("--no-graphs", action="store_true", help="launch each step's GPU kernels from Python instead of replaying a CUDA graph")

@@ -68,7 +68,7 @@ def read_run_config(run_dir: Path) -> dict:
 
 
 SIZE_BOUNDS = {"zdim": 4096, "enc_width": 65536, "dec_width": 65536, "enc_depth": 256, "dec_depth": 256, "n_freqs": 4096,
-               "slice_filters": 4096,
+               "slice_filters": 4096, "slice_radius": 4096,
                "box": 8192, "batch_size": 2**20, "epochs": 2**31, "checkpoint_every": 2**31}
 INTERRUPTED = "INTERRUPTED"  # in a run folder: training was stopped by Ctrl-C before its last epoch
 CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "position", "step", "epoch_sums", "epoch_time", "history", "steps", "scale")

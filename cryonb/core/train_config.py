@@ -36,11 +36,14 @@ class TrainConfig:
     enc_radius: float = 1.0  # encoder low-pass, as a fraction of Nyquist
     phase_flip: bool = False  # the encoder reads each image times the sign of its CTF (cryoDRGN does)
     # The encoder also reads each image's correlations with this many learned 3D filters at its pose, within
-    # SLICE_RADIUS pixels of frequency (cryonb.core.latents.SliceFilters; 0: none). None: 32 on a GPU with an
-    # encoder and known poses below a box of LARGE_BOX (at D = 64 the suite's latents were better on every set,
-    # a motion at SNR 0.01 found; at D = 128 assembly's mixture found its classes less often; docs/benchmarks.md,
-    # "The encoder reads the map at each pose: slice filters"), 0 otherwise
+    # slice_radius pixels of frequency (cryonb.core.latents.SliceFilters; 0: none). None: 32 on a GPU with an
+    # encoder and known poses (the suite's latents were better on every set at D = 64 and, reaching 32 pixels,
+    # at D = 128, where the maps rose too; docs/benchmarks.md, "The encoder reads the map at each pose: slice
+    # filters" and "Slice filters at D = 128"), 0 otherwise
     slice_filters: int | None = None
+    # Pixels of frequency the slice filters reach (at most the box's Nyquist). None: 32 from a box of LARGE_BOX
+    # up (at D = 128, 16 cost assembly's clusters and 32 did not), 16 below
+    slice_radius: int | None = None
     box: int | None = None  # Fourier-crop the images to this box first
     batch_size: int | None = None  # None: 32 on a GPU, 64 on a CPU
     lr: float | None = None  # None: 3e-4 on a GPU (2e-4 with a pose table), 1e-4 on a CPU
@@ -107,6 +110,8 @@ class TrainConfig:
             problems.append(f"slice_filters must be 0 (none) or more (got {self.slice_filters})")
         elif self.slice_filters and self.latent_source != "encoder":
             problems.append(f"slice_filters are read by an encoder (latents 'encoder', got {self.latent_source!r}); leave it 0")
+        if self.slice_radius is not None and self.slice_radius < 1:
+            problems.append(f"slice_radius must be at least 1 pixel of frequency (got {self.slice_radius})")
         for name in ("enc_width", "enc_depth", "dec_width", "batch_size", "checkpoint_every", "epochs"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1 (got {getattr(self, name)})")
@@ -175,15 +180,14 @@ class TrainConfig:
 
         A GPU gets the model that the benchmark suite chose (docs/benchmarks.md); a CPU, a smaller
         one that trains in minutes (the demo, the notebooks and the tests). ``box`` (None: unknown)
-        chooses how the decoder's first layer is drawn, whether the encoder is averaged and whether it
-        reads slice filters.
+        chooses how the decoder's first layer is drawn, whether the encoder is averaged and how far its
+        slice filters reach.
         """
         gpu = device.type == "cuda"
         width = 1024 if gpu else 256
         gpu_lr = 2e-4 if self.poses == "table" else 3e-4  # pose tables (ab initio, refinement) were measured at 2e-4
         measured = gpu and self.latent_source == "encoder" and self.poses == "known"  # as the suite measured its choices
         large = measured and (box or 0) >= LARGE_BOX  # the joint draw and the average helped at D = 128, not at 64
-        small = measured and box is not None and box < LARGE_BOX  # the slice filters helped at D = 64, not at 128
         return replace(self, enc_width=self.enc_width or width, dec_width=self.dec_width or width,
                        batch_size=self.batch_size or (32 if gpu else 64), lr=self.lr or (gpu_lr if gpu else 1e-4),
                        lr_schedule=self.lr_schedule or ("cosine" if gpu else "constant"), epochs=self.epochs or (16 if gpu else 20),
@@ -191,7 +195,8 @@ class TrainConfig:
                        encoding=self.encoding or ("gaussian" if gpu else "geometric"),
                        decoder_init=self.decoder_init or ("joint" if large else "split"),
                        encoder_average=(0.2 if large else 0.0) if self.encoder_average is None else self.encoder_average,
-                       slice_filters=(32 if small else 0) if self.slice_filters is None else self.slice_filters)
+                       slice_filters=(32 if measured and box else 0) if self.slice_filters is None else self.slice_filters,
+                       slice_radius=self.slice_radius or default_slice_radius(box))
 
     def build_model(self, D: int, n_particles: int) -> HeterogeneousModel:
         """The model this configuration describes, for ``n_particles`` images of box ``D``."""
@@ -207,7 +212,8 @@ class TrainConfig:
         elif source == "encoder":
             coords = HalfPlane.build(D).coords
             pixels = torch.nonzero(coords[:, :2].norm(dim=-1) <= self.enc_radius * (D // 2)).squeeze(1)
-            slices = SliceFilters(coords, self.slice_filters, min(SLICE_RADIUS, D // 2)) if self.slice_filters else None
+            radius = min(self.slice_radius or default_slice_radius(D), D // 2)
+            slices = SliceFilters(coords, self.slice_filters, radius) if self.slice_filters else None
             latents = Encoder(pixels, self.zdim, self.enc_width, self.enc_depth, self.residual, self.phase_flip, slices)
         elif source == "gradient":  # reads the decoder's neutral model
             from .gmm import latents_from_config
@@ -227,10 +233,16 @@ class TrainConfig:
                               self.seed, self.residual, self.pe_sigma, self.decoder_init == "joint")
 
 
-SLICE_RADIUS = 16  # pixels of frequency: the slice filters' reach (from box 32 up, all they read is this disc)
-# From this box up, the GPU defaults draw the decoder's first layer as one and average the encoder; below it,
-# the encoder reads slice filters
+# From this box up, the GPU defaults draw the decoder's first layer as one, average the encoder and reach further
+# with the slice filters
 LARGE_BOX = 128
+
+
+def default_slice_radius(box: int | None) -> int:
+    """The slice filters' reach in pixels of frequency when none is given: 32 from LARGE_BOX up, else 16."""
+    return 32 if (box or 0) >= LARGE_BOX else 16
+
+
 SCHEDULES = ("constant", "cosine")
 LATENT_SOURCES = ("encoder", "table", "gradient", "class")
 POSE_SOURCES = ("known", "table")
@@ -240,4 +252,4 @@ CHOICES = {"lr_schedule": (None, *SCHEDULES), "cache_dtype": CACHE_DTYPES, "deco
            "shuffle": ("full", "chunked"), "latents": (None, *LATENT_SOURCES), "poses": POSE_SOURCES, "decoder": DECODERS}
 # Keys added after the first release, with the value that runs written before them used.
 LEGACY_DEFAULTS = {"residual": False, "pe_sigma": math.pi / 2, "lr_schedule": "constant", "decoder_init": "split",
-                   "encoder_average": 0.0, "slice_filters": 0}
+                   "encoder_average": 0.0, "slice_filters": 0, "slice_radius": 16}

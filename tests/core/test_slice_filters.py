@@ -97,8 +97,18 @@ def test_an_encoder_with_slice_filters_trains_embeds_and_resumes(tmp_path):
         trainer.model.latents.means(idx, images, ctf=ctf)
 
 
+def test_the_filters_reach_slice_radius_pixels_up_to_nyquist():
+    def side(box, **radius):
+        encoder = TrainConfig(**TINY, encoding="none", slice_filters=2, **radius).build_model(box, 10).latents
+        return encoder.slices.weight.shape[1:]
+    assert side(64) == (33,) * 3 and side(128) == (65,) * 3  # 16 pixels of frequency, and 32 from a box of 128 up
+    assert side(64, slice_radius=8) == (17,) * 3
+    assert side(32, slice_radius=40) == (33,) * 3  # no further than Nyquist
+
+
 @pytest.mark.parametrize("bad, match", [(dict(slice_filters=-1), "slice_filters must be"),
-                                        (dict(slice_filters=4, latents="table"), "read by an encoder")])
+                                        (dict(slice_filters=4, latents="table"), "read by an encoder"),
+                                        (dict(slice_radius=0), "slice_radius must be at least 1")])
 def test_slice_filters_are_checked(bad, match):
     with pytest.raises(InputError, match=match):
         TrainConfig(**bad).validate()

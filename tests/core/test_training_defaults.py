@@ -31,16 +31,21 @@ def test_open_choices_resolve_per_device():
     for small in (64, 127, None):  # at D = 64 the joint draw cost the clusters; an unknown box is not assumed large
         assert TrainConfig().for_device(torch.device("cuda"), small).decoder_init == "split"
     assert TrainConfig().for_device(torch.device("cuda"), 256).decoder_init == "joint"
-    # slice filters below a box of 128 on a GPU, where the suite measured them; never on a CPU or an unknown box
-    assert [TrainConfig().for_device(torch.device("cuda"), box).slice_filters for box in (64, 127, 128, None)] == [32, 32, 0, 0]
+    # slice filters on a GPU, where the suite measured them, reaching 32 pixels from a box of 128 up; never on a CPU
+    # or an unknown box
+    boxes = (64, 127, 128, 256, None)
+    assert [TrainConfig().for_device(torch.device("cuda"), box).slice_filters for box in boxes] == [32, 32, 32, 32, 0]
+    assert [TrainConfig().for_device(torch.device("cuda"), box).slice_radius for box in boxes] == [16, 16, 32, 32, 16]
+    assert TrainConfig(slice_radius=24).for_device(torch.device("cuda"), 128).slice_radius == 24
     assert TrainConfig().for_device(torch.device("cpu"), 64).slice_filters == 0
     assert TrainConfig(slice_filters=4).for_device(torch.device("cuda"), 128).slice_filters == 4
     for unmeasured in (TrainConfig(latents="table"), TrainConfig(poses="table")):  # measured with an encoder and known poses
         assert unmeasured.for_device(torch.device("cuda"), 128).decoder_init == "split"
         assert unmeasured.for_device(torch.device("cuda"), 64).slice_filters == 0
+        assert unmeasured.for_device(torch.device("cuda"), 128).slice_filters == 0
     assert TrainConfig(poses="table").for_device(torch.device("cuda")).lr == 2e-4  # ab initio's map, as measured
     chosen = TrainConfig(enc_width=64, dec_width=64, batch_size=8, lr=3e-3, lr_schedule="constant", residual=False, encoding="none",
-                         epochs=5, decoder_init="split", encoder_average=0.0, slice_filters=0)
+                         epochs=5, decoder_init="split", encoder_average=0.0, slice_filters=0, slice_radius=16)
     assert chosen.for_device(torch.device("cuda"), 128) == chosen.for_device(torch.device("cpu"), 64) != gpu
 
 
@@ -75,12 +80,14 @@ def test_runs_from_before_the_new_keys_load_as_they_were(particles, tmp_path):
     Trainer(particles, TrainConfig(**{**TINY, "residual": False, "encoding": "gaussian", "pe_sigma": math.pi / 2}),
             run_dir=run).fit(1, progress=False)
     meta = json.loads((run / "config.json").read_text())
-    for key in ("residual", "pe_sigma", "lr_schedule", "lr_final", "epochs", "cuda_graphs", "decoder_init", "slice_filters"):
+    for key in ("residual", "pe_sigma", "lr_schedule", "lr_final", "epochs", "cuda_graphs", "decoder_init", "slice_filters",
+                "slice_radius"):
         del meta["config"][key]  # as an earlier cryonb wrote it
     (run / "config.json").write_text(json.dumps(meta))
     resumed = Trainer.from_run(run, particles)
     assert resumed.config.residual is False and resumed.config.lr_schedule == "constant"
     assert resumed.config.decoder_init == "split" and resumed.config.slice_filters == 0
+    assert TrainConfig.from_dict({"slice_filters": 32}).slice_radius == 16  # a run with filters saved before the key
     resumed.fit(1, progress=False)  # the old weights fit the rebuilt model
     assert resumed.epoch == 2
 
