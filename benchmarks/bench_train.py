@@ -51,13 +51,16 @@ def main(argv=None):
     ap.add_argument("--plain", action="store_true", help="plain hidden layers instead of residual ones")
     ap.add_argument("--pixel-fraction", type=float, default=1.0,
                     help="the share of each image's pixels the decoder is fitted to at a step (TrainConfig.pixel_fraction)")
+    ap.add_argument("--slice-filters", type=int, help="the encoder's slice filters (TrainConfig.slice_filters; default: the device's)")
+    ap.add_argument("--slice-radius", type=int, help="their reach in pixels of frequency (default: the box's)")
     args = ap.parse_args(argv)
 
     particles = synthetic_particles(args.particles, args.box)
     config = TrainConfig(zdim=args.zdim, enc_width=args.width, enc_depth=args.depth, dec_width=args.width,
                          dec_depth=args.depth, batch_size=args.batch, device=args.device,
                          compile=args.compile, amp=not args.no_amp, cuda_graphs=not args.no_graphs,
-                         residual=not args.plain, pixel_fraction=args.pixel_fraction)
+                         residual=not args.plain, pixel_fraction=args.pixel_fraction,
+                         slice_filters=args.slice_filters, slice_radius=args.slice_radius)
     trainer = Trainer(particles, config)
     cuda = trainer.device.type == "cuda"
     trainer.fit(args.warmup, progress=False)
@@ -73,6 +76,8 @@ def main(argv=None):
         "box": args.box, "decoder": f"{args.width}x{args.depth}", "zdim": args.zdim, "batch": args.batch,
         "n": args.particles, "compile": args.compile, "amp": not args.no_amp and cuda,
         "graphs": trainer._graphs, "residual": not args.plain, "pixel_fraction": args.pixel_fraction,
+        "slice_filters": trainer.config.slice_filters, "slice_radius": trainer.config.slice_radius,
+        "encoder_average": trainer.config.encoder_average, "decoder_init": trainer.config.decoder_init,
         "images_per_s": round(args.particles * args.epochs / seconds, 1),
         "peak_gpu_GiB": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
         "processes": trainer.dist.world,
