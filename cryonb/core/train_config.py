@@ -110,6 +110,9 @@ class TrainConfig:
             problems.append(f"slice_filters must be 0 (none) or more (got {self.slice_filters})")
         elif self.slice_filters and self.latent_source != "encoder":
             problems.append(f"slice_filters are read by an encoder (latents 'encoder', got {self.latent_source!r}); leave it 0")
+        elif self.slice_filters and self.poses != "known":
+            problems.append("slice_filters read each image at its known pose, and ab initio's pose search has none: "
+                            f"leave it 0 with poses {self.poses!r}")
         if self.slice_radius is not None and self.slice_radius < 1:
             problems.append(f"slice_radius must be at least 1 pixel of frequency (got {self.slice_radius})")
         for name in ("enc_width", "enc_depth", "dec_width", "batch_size", "checkpoint_every", "epochs"):

@@ -108,6 +108,7 @@ def test_the_filters_reach_slice_radius_pixels_up_to_nyquist():
 
 @pytest.mark.parametrize("bad, match", [(dict(slice_filters=-1), "slice_filters must be"),
                                         (dict(slice_filters=4, latents="table"), "read by an encoder"),
+                                        (dict(slice_filters=4, poses="table"), "at its known pose"),
                                         (dict(slice_radius=0), "slice_radius must be at least 1")])
 def test_slice_filters_are_checked(bad, match):
     with pytest.raises(InputError, match=match):
