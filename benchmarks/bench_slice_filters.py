@@ -99,7 +99,6 @@ def time_steps(module, inputs, steps: int, device) -> tuple[float, bool | None]:
             capturable = True
         except RuntimeError:
             capturable = False
-    if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(steps):
