@@ -9,37 +9,48 @@ class FittedPixels:
     """The pixels within a radius of frequency (frequency marching, ab initio's schedule) and, with
     ``fraction`` below 1, a random share of them drawn afresh at every step.
 
-    A share is an unbiased sample of the pixels within the radius: its mean error estimates theirs,
-    for ``fraction`` of the decoder's arithmetic (the encoder still reads whole images). The draws
-    depend on ``seed`` and the step only, so a resumed run and every process of a multi-GPU one draw
-    the same. For a captured CUDA graph, :meth:`at` returns the same tensor for the same
-    (radius, size) every time, refilled in place.
+    ``core`` (a fraction of Nyquist) keeps every pixel within it in each step's share and draws the
+    share from the pixels beyond it: the low frequencies, where the images' signal is, are fitted
+    exactly, and the noisier high ones by a sample. Either way the weighted mean error over the
+    drawn pixels is an unbiased estimate of the mean over all those within the radius, for a share
+    of the decoder's arithmetic (the encoder still reads whole images). The draws depend on ``seed``
+    and the step only, so a resumed run and every process of a multi-GPU one draw the same. For a
+    captured CUDA graph, :meth:`at` returns the same tensors for the same (radius, size) every time,
+    refilled in place.
     """
 
-    def __init__(self, coords: torch.Tensor, D: int, fraction: float = 1.0, seed: int = 0, device="cpu"):
+    def __init__(self, coords: torch.Tensor, D: int, fraction: float = 1.0, seed: int = 0, device="cpu",
+                 core: float = 0.0):
         self.radius_of = torch.as_tensor(coords[:, :2]).norm(dim=-1).to(device)
-        self.nyquist, self.fraction, self.seed = D // 2, fraction, seed
-        self._within: dict[float, torch.Tensor] = {}  # radius → the pixels inside it
-        self._drawn: dict[tuple, torch.Tensor] = {}  # (radius, size) → the buffer a step's draw is written to
+        self.nyquist, self.fraction, self.seed, self.core = D // 2, fraction, seed, core * (D // 2)
+        self._within: dict[float, tuple] = {}  # radius → the pixels inside it, split at the core: (kept, drawn from)
+        self._drawn: dict[float, tuple] = {}  # radius → the buffer a step's draw is written to, and its weights
         self._generator = torch.Generator(device=device)
 
-    def at(self, step: int, radius: float | None = None) -> tuple[torch.Tensor | None, float]:
-        """The pixels to fit at ``step`` (None: all of them) and the radius restriction's weight on the
-        error (the half-plane's pixels over those within the radius; 1 without one)."""
+    def at(self, step: int, radius: float | None = None) -> tuple[torch.Tensor | None, float | torch.Tensor]:
+        """The pixels to fit at ``step`` (None: all of them) and the weight of each one's error (a
+        number for all alike, else one per pixel): the half-plane's pixels over those within the
+        radius (1 without one), over each pixel's chance of being drawn, relative to the share's."""
         if radius is not None and radius >= self.nyquist:
             radius = None
-        if radius is not None and radius not in self._within:  # found once: nonzero waits for the GPU
-            self._within[radius] = torch.nonzero(self.radius_of <= radius).squeeze(1)
-        within = None if radius is None else self._within[radius]
-        n = len(self.radius_of) if within is None else len(within)
+        if radius not in self._within:  # found once: nonzero waits for the GPU
+            inside = self.radius_of <= (radius if radius is not None else self.nyquist * 2)
+            core = inside & (self.radius_of <= self.core) if self.fraction < 1 and self.core else torch.zeros_like(inside)
+            self._within[radius] = (torch.nonzero(core).squeeze(1), torch.nonzero(inside & ~core).squeeze(1))
+        kept, pool = self._within[radius]
+        n = len(kept) + len(pool)
         weight = len(self.radius_of) / n
         if self.fraction >= 1:
-            return within, weight
-        size = max(1, round(self.fraction * n))
-        if (radius, size) not in self._drawn:
-            self._drawn[radius, size] = torch.empty(size, dtype=torch.long, device=self.radius_of.device)
-        drawn = self._drawn[radius, size]
+            return (None if radius is None else pool), weight
+        if radius not in self._drawn:
+            size = max(1, round(self.fraction * len(pool)))
+            drawn = torch.cat([kept, pool[:size]])
+            chance = torch.cat([torch.ones(len(kept)), torch.full((size,), size / len(pool))]).to(drawn.device)
+            relative = weight * len(drawn) / n / chance  # weight × (the share's chance) / (this pixel's)
+            self._drawn[radius] = (drawn, weight if not len(kept) else relative)
+        drawn, weights = self._drawn[radius]
         self._generator.manual_seed(self.seed * 104_729 + step)
-        pick = torch.randperm(n, generator=self._generator, device=drawn.device)[:size].sort().values  # in memory order
-        drawn.copy_(pick if within is None else within[pick])
-        return drawn, weight
+        size = len(drawn) - len(kept)
+        pick = torch.randperm(len(pool), generator=self._generator, device=drawn.device)[:size].sort().values  # memory order
+        drawn[len(kept):].copy_(pool[pick])
+        return drawn, weights

@@ -66,6 +66,9 @@ class TrainConfig:
     # The share of the pixels fitted (all, or the marching disc's) that each step fits the decoder to, a fresh
     # random draw per step (cryonb.core.pixels; 1: all): less arithmetic per image, an unbiased estimate of the error
     pixel_fraction: float = 1.0
+    # With pixel_fraction below 1, every pixel within this fraction of Nyquist is fitted at every step and the share
+    # is drawn from those beyond it, each weighted by its chance of being drawn (cryonb.core.pixels; 0: a uniform draw)
+    pixel_core: float = 0.0
     table_lr: float = 1e-2  # per-particle latents (latents="table"): their sparse Adam's rate
     pose_lr: float = 1e-3  # per-particle poses (poses="table"): their sparse Adam's rate
     beta: float | None = None  # weight of the KL term; None means 1 / zdim
@@ -135,6 +138,8 @@ class TrainConfig:
             problems.append(f"march_epochs must be >= 0 and march_start in (0, 1] (got {self.march_epochs}, {self.march_start})")
         if not 0 < self.pixel_fraction <= 1:
             problems.append(f"pixel_fraction must be in (0, 1] (got {self.pixel_fraction})")
+        if not 0 <= self.pixel_core <= 1:
+            problems.append(f"pixel_core must be in [0, 1] (got {self.pixel_core})")
         if not 0 < self.enc_radius <= 1:
             problems.append(f"enc_radius must be in (0, 1] (got {self.enc_radius})")
         if self.encoder_average is not None and not 0 <= self.encoder_average < 1:

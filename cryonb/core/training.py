@@ -66,7 +66,8 @@ class Trainer(Driven, Checkpointed):
         self._graphs = (config.cuda_graphs and self.device.type == "cuda" and self.dist.world == 1 and not tables
                         and config.decoder != "gmm")
         self._captured = {}  # the CUDA graphs of a full-batch step, one per marching radius, made at first use
-        self._fitted = FittedPixels(self.data.half.coords, self.data.D, config.pixel_fraction, config.seed, self.device)
+        self._fitted = FittedPixels(self.data.half.coords, self.data.D, config.pixel_fraction, config.seed, self.device,
+                                    config.pixel_core)
         self._pixels, self._pixel_weight, self._fit_radius = None, 1.0, None  # this step's (None: all), their weight
         self.optimizer = torch.optim.AdamW(self._dense_groups(), weight_decay=config.weight_decay, capturable=self._graphs)
         if config.zdim and config.latent_source == "gradient":  # the features' scale, from the first particles
@@ -142,9 +143,9 @@ class Trainer(Driven, Checkpointed):
         pixels = self._pixels
         with self._autocast():
             out = self._forward(idx, images, rotations, ctf, noise, pixels)
-        error = torch.view_as_real(out.prediction - out.target).pow(2).sum(-1).mean()
-        if pixels is not None:  # per fitted pixel, in the units of the whole half-plane
-            error = error * self._pixel_weight
+        error = torch.view_as_real(out.prediction - out.target).pow(2).sum(-1)
+        weight = 1.0 if pixels is None else self._pixel_weight  # per fitted pixel, in the units of the whole half-plane
+        error = (error * weight).mean() if torch.is_tensor(weight) else error.mean() * weight
         kl = out.prior.mean() if out.prior is not None else torch.zeros((), device=self.device)
         return error + self.config.kl_weight * kl / len(self.data.half), error, kl
 

@@ -49,13 +49,38 @@ def test_a_share_is_a_fresh_uniform_draw_each_step(radius):
     assert torch.equal(again.at(7, radius)[0], draws[7])  # the step and the seed decide the draw
 
 
+@pytest.mark.parametrize("radius", [None, 6])
+def test_a_core_is_always_fitted_and_the_rest_drawn_with_weights_that_keep_the_mean(radius):
+    pixels = FittedPixels(HALF.coords, D, fraction=0.25, seed=3, core=0.5)
+    inside = RADIUS <= (radius or D)
+    core, rest = inside & (RADIUS <= D / 4), inside & (RADIUS > D / 4)
+    n_core, n_rest = int(core.sum()), int(rest.sum())
+    counts, error = torch.zeros(len(HALF)), torch.rand(len(HALF))
+    estimates = []
+    for step in range(2000):
+        drawn, weights = pixels.at(step, radius)
+        assert torch.isin(torch.nonzero(core).squeeze(1), drawn).all() and inside[drawn].all()
+        assert len(drawn) == n_core + round(0.25 * n_rest) and len(drawn.unique()) == len(drawn)
+        counts[drawn] += 1
+        estimates.append((error[drawn] * weights).mean())
+    scale = len(HALF) / inside.sum()  # as without a core: the error in units of the whole half-plane
+    # each pixel's weight × its chance of being drawn is the same for all: the weighted mean is unbiased
+    assert torch.allclose(weights[:n_core] / len(drawn), scale / inside.sum())
+    assert torch.allclose(weights[n_core:] * 0.25 / len(drawn), scale / inside.sum(), rtol=0.05)
+    assert (counts[core] == 2000).all() and abs(counts[rest].mean() / 2000 - 0.25) < 0.01
+    mean, spread = torch.stack(estimates).mean(), torch.stack(estimates).std() / 2000**0.5
+    assert abs(mean - error[inside].mean() * scale) < 4 * spread
+    assert pixels.at(0, radius)[1] is weights  # one tensor of weights: a captured graph reads it
+
+
 @pytest.fixture(scope="module")
 def particles():
     return simulate("hinge", 64, D=D, apix=8.0, snr=1.0, seed=1, progress=False).particles
 
 
-def test_training_on_a_share_of_the_pixels_is_reproducible_and_fits_less(particles):
-    config = TrainConfig(**TINY, pixel_fraction=0.5)
+@pytest.mark.parametrize("core", [0.0, 0.5])
+def test_training_on_a_share_of_the_pixels_is_reproducible_and_fits_less(particles, core):
+    config = TrainConfig(**TINY, pixel_fraction=0.5, pixel_core=core)
     runs = []
     for _ in range(2):
         trainer = Trainer(particles, config)
@@ -64,10 +89,13 @@ def test_training_on_a_share_of_the_pixels_is_reproducible_and_fits_less(particl
         trainer.fit(2, progress=False)
         runs.append((trainer, fitted))
     (a, fitted), (b, _) = runs
-    assert all(len(p) == round(0.5 * len(a.data.half)) for p in fitted)
+    inner = int((a.data.half.coords[:, :2].norm(dim=-1) <= core * D / 2).sum()) if core else 0
+    assert all(len(p) == inner + round(0.5 * (len(a.data.half) - inner)) for p in fitted)
     assert not torch.equal(fitted[0], fitted[1])
     assert all(np.isfinite(h["loss"]) for h in a.history)
     for p, q in zip(a.model.parameters(), b.model.parameters()):
         assert torch.equal(p, q)
     with pytest.raises(InputError, match="pixel_fraction must be in"):
         TrainConfig(pixel_fraction=0).validate()
+    with pytest.raises(InputError, match="pixel_core must be in"):
+        TrainConfig(pixel_core=1.5).validate()
