@@ -34,7 +34,7 @@ class FittedPixels:
         if radius is not None and radius >= self.nyquist:
             radius = None
         if radius not in self._within:  # found once: nonzero waits for the GPU
-            inside = self.radius_of <= (radius if radius is not None else self.nyquist * 2)
+            inside = torch.ones_like(self.radius_of, dtype=torch.bool) if radius is None else self.radius_of <= radius
             core = inside & (self.radius_of <= self.core) if self.fraction < 1 and self.core else torch.zeros_like(inside)
             self._within[radius] = (torch.nonzero(core).squeeze(1), torch.nonzero(inside & ~core).squeeze(1))
         kept, pool = self._within[radius]
@@ -47,6 +47,7 @@ class FittedPixels:
             drawn = torch.cat([kept, pool[:size]])
             chance = torch.cat([torch.ones(len(kept)), torch.full((size,), size / len(pool))]).to(drawn.device)
             relative = weight * len(drawn) / n / chance  # weight × (the share's chance) / (this pixel's)
+            # without a core every relative weight is ``weight``: one number, the arithmetic of a uniform draw
             self._drawn[radius] = (drawn, weight if not len(kept) else relative)
         drawn, weights = self._drawn[radius]
         self._generator.manual_seed(self.seed * 104_729 + step)
