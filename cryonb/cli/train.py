@@ -49,6 +49,9 @@ def add_args(parser):
                         "draw the share from the pixels beyond it, weighted so that the error stays unbiased (default: 0, a "
                         "uniform draw). 0.5 with --pixel-fraction 0.5 took 24 %% less time at box 128 on the benchmark suite, "
                         "with the same latents, but slightly weaker maps on its compositional set (docs/benchmarks.md)")
+    parser.add_argument("--pixel-until", type=float,
+                        help="the share of the planned epochs over which --pixel-fraction applies; every pixel is fitted after "
+                        "it (default: 1, throughout)")
     parser.add_argument("--slice-filters", type=int,
                         help="the encoder also reads each image's correlations with this many learned 3D filters at its pose "
                         "(default: 32 on a GPU, reaching 16 pixels of frequency, 32 from box 128 up: they found more on the "
@@ -89,7 +92,7 @@ FIXED = {
     "decoder": (("decoder",), lambda v: v), "neutral_map": (("neutral_map",), lambda v: str(Path(v).resolve())),
     "gmm_mode": (("gmm_mode",), lambda v: v), "gmm_mask": (("gmm_mask",), lambda v: str(Path(v).resolve())),
     "decoder_lr_scale": (("decoder_lr_scale",), lambda v: v), "pixel_fraction": (("pixel_fraction",), lambda v: v),
-    "pixel_core": (("pixel_core",), lambda v: v),
+    "pixel_core": (("pixel_core",), lambda v: v), "pixel_until": (("pixel_until",), lambda v: v),
     "slice_filters": (("slice_filters",), lambda v: v),
 }
 # Options a continued run takes up.
@@ -184,7 +187,7 @@ def main(args):
             encoding=d.get("encoding"), residual=False if d.get("plain") else None, box=d.get("box"), batch_size=d.get("batch_size"),
             lr=d.get("lr"), lr_schedule=d.get("lr_schedule"), epochs=d.get("epochs"), cuda_graphs=not d.get("no_graphs"),
             decoder_lr_scale=d.get("decoder_lr_scale", 1.0), pixel_fraction=d.get("pixel_fraction", 1.0),
-            pixel_core=d.get("pixel_core", 0.0),
+            pixel_core=d.get("pixel_core", 0.0), pixel_until=d.get("pixel_until", 1.0),
             slice_filters=d.get("slice_filters"),
             beta=d.get("beta"), amp=not d.get("no_amp"), compile=bool(d.get("compile")), seed=d["seed"], device=d["device"],
             checkpoint_every=d["checkpoint_every"], particles=str(Path(args.particles).resolve()),

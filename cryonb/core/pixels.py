@@ -16,14 +16,14 @@ class FittedPixels:
     of the decoder's arithmetic (the encoder still reads whole images). The draws depend on ``seed``
     and the step only, so a resumed run and every process of a multi-GPU one draw the same. For a
     captured CUDA graph, :meth:`at` returns the same tensors for the same (radius, size) every time,
-    refilled in place.
+    refilled in place. From step ``until`` on (None: never) every pixel within the radius is fitted.
     """
 
     def __init__(self, coords: torch.Tensor, D: int, fraction: float = 1.0, seed: int = 0, device="cpu",
-                 core: float = 0.0):
+                 core: float = 0.0, until: int | None = None):
         self.radius_of = torch.as_tensor(coords[:, :2]).norm(dim=-1).to(device)
-        self.nyquist, self.fraction, self.seed, self.core = D // 2, fraction, seed, core * (D // 2)
-        self._within: dict[float, tuple] = {}  # radius → the pixels inside it, split at the core: (kept, drawn from)
+        self.nyquist, self.fraction, self.seed, self.core, self.until = D // 2, fraction, seed, core * (D // 2), until
+        self._within: dict[float, tuple] = {}  # radius → the pixels inside it, split at the core, and all: (kept, drawn from, all)
         self._drawn: dict[float, tuple] = {}  # radius → the buffer a step's draw is written to, and its weights
         self._generator = torch.Generator(device=device)
 
@@ -36,12 +36,13 @@ class FittedPixels:
         if radius not in self._within:  # found once: nonzero waits for the GPU
             inside = torch.ones_like(self.radius_of, dtype=torch.bool) if radius is None else self.radius_of <= radius
             core = inside & (self.radius_of <= self.core) if self.fraction < 1 and self.core else torch.zeros_like(inside)
-            self._within[radius] = (torch.nonzero(core).squeeze(1), torch.nonzero(inside & ~core).squeeze(1))
-        kept, pool = self._within[radius]
+            everything = None if radius is None else torch.nonzero(inside).squeeze(1)
+            self._within[radius] = (torch.nonzero(core).squeeze(1), torch.nonzero(inside & ~core).squeeze(1), everything)
+        kept, pool, everything = self._within[radius]
         n = len(kept) + len(pool)
         weight = len(self.radius_of) / n
-        if self.fraction >= 1:
-            return (None if radius is None else pool), weight
+        if self.fraction >= 1 or (self.until is not None and step >= self.until):
+            return everything, weight
         if radius not in self._drawn:
             size = max(1, round(self.fraction * len(pool)))
             drawn = torch.cat([kept, pool[:size]])

@@ -69,6 +69,8 @@ class TrainConfig:
     # With pixel_fraction below 1, every pixel within this fraction of Nyquist is fitted at every step and the share
     # is drawn from those beyond it, each weighted by its chance of being drawn (cryonb.core.pixels; 0: a uniform draw)
     pixel_core: float = 0.0
+    # The share of the planned epochs over which pixel_fraction applies; every pixel is fitted after it (1: throughout)
+    pixel_until: float = 1.0
     table_lr: float = 1e-2  # per-particle latents (latents="table"): their sparse Adam's rate
     pose_lr: float = 1e-3  # per-particle poses (poses="table"): their sparse Adam's rate
     beta: float | None = None  # weight of the KL term; None means 1 / zdim
@@ -140,6 +142,8 @@ class TrainConfig:
             problems.append(f"pixel_fraction must be in (0, 1] (got {self.pixel_fraction})")
         if not 0 <= self.pixel_core <= 1:
             problems.append(f"pixel_core must be in [0, 1] (got {self.pixel_core})")
+        if not 0 <= self.pixel_until <= 1:
+            problems.append(f"pixel_until must be in [0, 1] (got {self.pixel_until})")
         if not 0 < self.enc_radius <= 1:
             problems.append(f"enc_radius must be in (0, 1] (got {self.enc_radius})")
         if self.encoder_average is not None and not 0 <= self.encoder_average < 1:

@@ -66,8 +66,9 @@ class Trainer(Driven, Checkpointed):
         self._graphs = (config.cuda_graphs and self.device.type == "cuda" and self.dist.world == 1 and not tables
                         and config.decoder != "gmm")
         self._captured = {}  # the CUDA graphs of a full-batch step, one per marching radius, made at first use
+        share_steps = round(config.pixel_until * config.epochs * self.batches_per_epoch) if config.pixel_until < 1 else None
         self._fitted = FittedPixels(self.data.half.coords, self.data.D, config.pixel_fraction, config.seed, self.device,
-                                    config.pixel_core)
+                                    config.pixel_core, share_steps)
         self._pixels, self._pixel_weight, self._fit_radius = None, 1.0, None  # this step's (None: all), their weight
         self.optimizer = torch.optim.AdamW(self._dense_groups(), weight_decay=config.weight_decay, capturable=self._graphs)
         if config.zdim and config.latent_source == "gradient":  # the features' scale, from the first particles

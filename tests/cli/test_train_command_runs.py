@@ -126,8 +126,9 @@ def test_pixel_fraction_is_a_setting_of_the_run(star, tmp_path, capsys):
     assert train(star, tmp_path / "other", "--pixel-fraction", "1.5") == 2
     assert "pixel_fraction must be in (0, 1] (got 1.5)" in capsys.readouterr().err
     core = tmp_path / "core"
-    assert train(star, core, "--epochs", "1", "--pixel-fraction", "0.5", "--pixel-core", "0.5") == 0
-    assert json.loads((core / "config.json").read_text())["config"]["pixel_core"] == 0.5
+    assert train(star, core, "--epochs", "1", "--pixel-fraction", "0.5", "--pixel-core", "0.5", "--pixel-until", "0.75") == 0
+    recorded = json.loads((core / "config.json").read_text())["config"]
+    assert (recorded["pixel_core"], recorded["pixel_until"]) == (0.5, 0.75)
     capsys.readouterr()
     assert cli(["train", str(star), "--outdir", str(core), "--pixel-fraction", "0.5", "--pixel-core", "0.25"]) == 2
     assert "--pixel-core 0.25 (the run has 0.5)" in capsys.readouterr().err

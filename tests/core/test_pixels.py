@@ -73,6 +73,21 @@ def test_a_core_is_always_fitted_and_the_rest_drawn_with_weights_that_keep_the_m
     assert pixels.at(0, radius)[1] is weights  # one tensor of weights: a captured graph reads it
 
 
+@pytest.mark.parametrize("radius", [None, 6])
+def test_after_the_share_every_pixel_is_fitted(radius):
+    pixels = FittedPixels(HALF.coords, D, fraction=0.25, seed=3, core=0.5, until=10)
+    inside = torch.nonzero(RADIUS <= (radius or D)).squeeze(1)
+    drawn, weights = pixels.at(9, radius)
+    assert len(drawn) < len(inside) and torch.is_tensor(weights)
+    everything, weight = pixels.at(10, radius)
+    assert weight == len(HALF) / len(inside)
+    if radius is None:
+        assert everything is None
+    else:
+        assert torch.equal(everything, inside) and pixels.at(11, radius)[0] is everything  # one tensor for a graph
+    assert pixels.at(9, radius)[0] is drawn  # a resumed run's earlier step draws its share again
+
+
 @pytest.fixture(scope="module")
 def particles():
     return simulate("hinge", 64, D=D, apix=8.0, snr=1.0, seed=1, progress=False).particles
@@ -99,3 +114,15 @@ def test_training_on_a_share_of_the_pixels_is_reproducible_and_fits_less(particl
         TrainConfig(pixel_fraction=0).validate()
     with pytest.raises(InputError, match="pixel_core must be in"):
         TrainConfig(pixel_core=1.5).validate()
+    with pytest.raises(InputError, match="pixel_until must be in"):
+        TrainConfig(pixel_until=-0.1).validate()
+
+
+def test_the_share_ends_where_pixel_until_says(particles):
+    trainer = Trainer(particles, TrainConfig(**TINY, pixel_fraction=0.5, pixel_core=0.5, pixel_until=0.5, epochs=2))
+    fitted = []
+    trainer.before_step.append(lambda t, idx: fitted.append(t._pixels))
+    trainer.fit(2, progress=False)
+    per_epoch = trainer.batches_per_epoch
+    assert all(p is not None and len(p) < len(trainer.data.half) for p in fitted[:per_epoch])
+    assert all(p is None for p in fitted[per_epoch:]) and len(fitted) == 2 * per_epoch
