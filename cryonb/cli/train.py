@@ -51,7 +51,8 @@ def add_args(parser):
                         "with the same latents, but slightly weaker maps on its compositional set (docs/benchmarks.md)")
     parser.add_argument("--pixel-until", type=float,
                         help="the share of the planned epochs over which --pixel-fraction applies; every pixel is fitted after "
-                        "it (default: 1, throughout)")
+                        "it (default: 1, throughout). 0.75 with --pixel-fraction 0.5 --pixel-core 0.5 did not give back the "
+                        "compositional set's maps that the share cost at box 128 (docs/benchmarks.md)")
     parser.add_argument("--slice-filters", type=int,
                         help="the encoder also reads each image's correlations with this many learned 3D filters at its pose "
                         "(default: 32 on a GPU, reaching 16 pixels of frequency, 32 from box 128 up: they found more on the "
