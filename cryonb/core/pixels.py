@@ -36,8 +36,9 @@ class FittedPixels:
         if radius not in self._within:  # found once: nonzero waits for the GPU
             inside = torch.ones_like(self.radius_of, dtype=torch.bool) if radius is None else self.radius_of <= radius
             core = inside & (self.radius_of <= self.core) if self.fraction < 1 and self.core else torch.zeros_like(inside)
-            everything = None if radius is None else torch.nonzero(inside).squeeze(1)
-            self._within[radius] = (torch.nonzero(core).squeeze(1), torch.nonzero(inside & ~core).squeeze(1), everything)
+            kept, pool = torch.nonzero(core).squeeze(1), torch.nonzero(inside & ~core).squeeze(1)
+            everything = None if radius is None else pool if not len(kept) else torch.nonzero(inside).squeeze(1)
+            self._within[radius] = (kept, pool, everything)
         kept, pool, everything = self._within[radius]
         n = len(kept) + len(pool)
         weight = len(self.radius_of) / n
