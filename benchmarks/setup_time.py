@@ -1,18 +1,21 @@
-"""Where a training run's setup time goes, before its first step, in a fresh process.
+"""Where a training run's start goes, up to its steady steps, in a fresh process.
 
-    python -m benchmarks.setup_time DATASET [--device cuda] [--jsonl setup.jsonl]
+    python -m benchmarks.setup_time DATASET [--device cuda] [--steps 64] [--jsonl setup.jsonl]
 
 DATASET holds particles.star (a benchmark suite set, say). Times, one after another: importing
 torch and cryonb, CUDA's start, reading the metadata, preparing the images on the device
-(:class:`~cryonb.core.imagedata.ImageData`), importing ``torch._dynamo`` (which ``torch.optim``
-imports at its first parameter group, so every optimiser pays it once per process) and the rest of
-``Trainer(particles, TrainConfig(zdim=8))``. One JSON line, in seconds.
+(:class:`~cryonb.core.imagedata.ImageData`), the rest of ``Trainer(particles, TrainConfig(zdim=8))``,
+its first step (on a GPU: three warm-up steps, the CUDA graph's capture and the first compilation of
+the Triton kernels, unless Triton's cache holds them), the mean of the next ``--steps`` steps, and
+one pass of the encoder over every image (``embed``). One JSON line, in seconds; ``dynamo_imported``
+says whether anything imported ``torch._dynamo`` (``torch.optim``'s optimisers do, at a cost of
+seconds: docs/benchmarks.md) and ``start_overhead_s`` is the first step's time less a steady one.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +33,7 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--steps", type=int, default=64, help="steady steps timed after the first")
     ap.add_argument("--jsonl")
     args = ap.parse_args(argv)
     cuda = args.device.startswith("cuda")
@@ -48,12 +52,20 @@ def main(argv=None) -> dict:
     times["metadata_s"], start = (now := done()) - start, now
     data = ImageData(particles, None, args.device)
     times["images_s"], start = (now := done()) - start, now
-    importlib.import_module("torch._dynamo")  # what torch.optim imports first
-    times["dynamo_import_s"], start = (now := done()) - start, now
-    Trainer(particles, TrainConfig(zdim=8, device=args.device), data=data)
-    times["trainer_s"] = done() - start
+    trainer = Trainer(particles, TrainConfig(zdim=8, device=args.device), data=data)
+    times["trainer_s"], start = (now := done()) - start, now
+    trainer.step()
+    times["first_step_s"], start = (now := done()) - start, now
+    for _ in range(args.steps):
+        trainer.step()
+    steady = (done() - start) / max(args.steps, 1)
+    start = time.perf_counter()
+    trainer.embed()
+    times["embed_s"] = done() - start
+    times["start_overhead_s"] = times["first_step_s"] - steady
     record = {"benchmark": "setup_time", "set": args.dataset.name, "n": len(particles), "box": data.D,
-              "device": torch.cuda.get_device_name() if cuda else "cpu", **{k: round(v, 2) for k, v in times.items()}}
+              "device": torch.cuda.get_device_name() if cuda else "cpu", **{k: round(v, 2) for k, v in times.items()},
+              "steady_step_ms": round(steady * 1e3, 2), "dynamo_imported": "torch._dynamo" in sys.modules}
     emit(record, args.jsonl)
     return record
 

@@ -24,7 +24,7 @@ class CapturedStep:
     afterwards, so capturing changes nothing: the next replay computes the step an eager call would.
     """
 
-    def __init__(self, step: Callable, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    def __init__(self, step: Callable, model: torch.nn.Module, optimizer,
                  inputs: tuple[torch.Tensor, ...], warmup: int = 3):
         self.inputs = tuple(x.clone() for x in inputs)
         saved = _snapshot(model, optimizer)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .adam import AdamW
 from .averaging import WeightAverage
 from .checkpoints import Checkpointed, clean_partial_writes
 from .checkpoints import INTERRUPTED, has_checkpoint, load_checkpoint, read_run_config  # noqa: F401  (callers import them from here)
@@ -70,7 +71,7 @@ class Trainer(Driven, Checkpointed):
         self._fitted = FittedPixels(self.data.half.coords, self.data.D, config.pixel_fraction, config.seed, self.device,
                                     config.pixel_core, share_steps)
         self._pixels, self._pixel_weight, self._fit_radius = None, 1.0, None  # this step's (None: all), their weight
-        self.optimizer = torch.optim.AdamW(self._dense_groups(), weight_decay=config.weight_decay, capturable=self._graphs)
+        self.optimizer = AdamW(self._dense_groups(), weight_decay=config.weight_decay, capturable=self._graphs)  # no torch._dynamo
         if config.zdim and config.latent_source == "gradient":  # the features' scale, from the first particles
             from .gmm.setup import prepare
 
