@@ -89,6 +89,7 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
                          "cuda_graphs": trainer._graphs},
               "wall_s": round(wall, 2), "setup_s": round(setup, 2), "device": torch.cuda.get_device_name() if trainer.device.type == "cuda" else "cpu",
               "images_per_s": round(np.median([h["images_per_s"] for h in trainer.history])),
+              "epoch_seconds": [round(h["seconds"], 2) for h in trainer.history],
               "epochs": per_epoch, "final": dict(per_epoch[-1]["metrics"])}
     if refine:  # an experiment: latents refined against the frozen decoder, timed separately
         from cryonb.core.refine import refine_latents
