@@ -1,4 +1,4 @@
-"""Adam with decoupled weight decay (AdamW) for the trainer's dense parameters, outside ``torch.optim``.
+"""Adam with decoupled weight decay (AdamW; Adam with ``weight_decay=0``) for cryonb's fits, outside ``torch.optim``.
 
 ``torch.optim``'s optimisers import ``torch._dynamo`` the first time they take a parameter group or
 step, so that ``torch.compile`` can trace them: 4.7 s of a 62 s training run on an H200
@@ -7,7 +7,8 @@ computes the update of ``torch.optim.AdamW``'s multi-tensor form with the same `
 kernels in the same order, keeps the same state per parameter (``step``, ``exp_avg``,
 ``exp_avg_sq``) and reads and writes the same ``state_dict``, so checkpoints move between the two.
 ``capturable=True`` keeps the step counts on the parameters' device and reads a tensor learning
-rate, so that a CUDA graph can replay the update (:mod:`cryonb.core.graphs`).
+rate, so that a CUDA graph can replay the update (:mod:`cryonb.core.graphs`). The per-particle tables'
+sparse gradients keep ``torch.optim.SparseAdam``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .adam import AdamW
+
 
 ROWS_PER_BATCH = 2**20  # decoder rows (images × pixels) per refined batch: a few GB of activations at width 1024
 
@@ -45,7 +47,7 @@ def refine_latents(trainer, iterations: int = 30, lr: float = 0.05, batch_size: 
             images, rotations, ctf = data.batch(idx)
             coords = model.coords.to(rotations.dtype) @ rotations
             z = z_all[idx].clone().requires_grad_(True)
-            opt = torch.optim.Adam([z], lr=lr)
+            opt = AdamW([z], lr=lr, weight_decay=0.0)  # Adam
             for _ in range(iterations):
                 with trainer._autocast():
                     pred = model.decoder(coords, z) * ctf

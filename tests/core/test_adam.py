@@ -115,3 +115,11 @@ def test_training_does_not_import_torch_dynamo():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_without_weight_decay_it_is_torch_optim_adam():
+    """cryonb's other fits (latent refinement, the map regression, the mixture's neutral fit) use it as Adam."""
+    ours, theirs = _parameters(8), _parameters(8)
+    _train(AdamW(ours, lr=5e-3, weight_decay=0.0), ours, 6, seed=9)
+    _train(torch.optim.Adam(theirs, lr=5e-3), theirs, 6, seed=9)
+    assert all(torch.equal(p, q) for p, q in zip(ours, theirs))

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..adam import AdamW
 from ..errors import InputError
 
 
@@ -82,7 +83,7 @@ def fit_latent_regression(z, y, *, width: int = 256, depth: int = 3, held_out: f
     y_all = torch.from_numpy((y - y_mean) / y_std).to(device)
     torch.manual_seed(seed)
     net = _network(z.shape[1], width, depth, y.shape[1]).to(device)
-    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    optimiser = AdamW(net.parameters(), lr=lr, weight_decay=0.0)  # Adam
     train_t, test_t = torch.from_numpy(train).to(device), torch.from_numpy(test).to(device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     best, best_state, best_epoch = float("inf"), None, 0

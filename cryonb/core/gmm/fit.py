@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..adam import AdamW
 from ..errors import InputError
 from ..fourier import fft3_center
 from ..fsc import fsc
@@ -174,7 +175,7 @@ def _fit_stage(mixture, target, volume, apix, res, threshold, steps, check_every
     pos = mixture.positions.clone().requires_grad_()
     amp = (mixture.amplitudes / scale).clone().requires_grad_()
     logw = mixture.widths.log().clone().requires_grad_()
-    opt = torch.optim.Adam([{"params": [pos], "lr": lr * 2.5}, {"params": [amp, logw], "lr": lr}])
+    opt = AdamW([{"params": [pos], "lr": lr * 2.5}, {"params": [amp, logw], "lr": lr}], weight_decay=0.0)  # Adam
     n_points = min(len(coords), points_per_step)
     cycle = 2 * check_every
     loss_value, best, step = float("nan"), -1.0, 0
