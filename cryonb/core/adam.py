@@ -121,5 +121,5 @@ class AdamW:
         self.state = {}
         for number, values in saved["state"].items():
             p = params[int(number)]
-            self.state[p] = {key: value.to(torch.float32, copy=True) if key == "step" else value.to(p.device, p.dtype, copy=True)
+            self.state[p] = {key: torch.tensor(float(value), dtype=torch.float32) if key == "step" else value.to(p.device, p.dtype, copy=True)
                              for key, value in values.items()}  # copies: the saved state stays the saver's
