@@ -38,30 +38,33 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     cuda = args.device.startswith("cuda")
 
-    def done():
+    times = {"imports_s": time.perf_counter() - T0}
+    last = [time.perf_counter()]
+
+    def lap(name):
+        """Record the time since the last lap as ``name`` (once the GPU's work is done)."""
         if cuda:
             torch.cuda.synchronize()
-        return time.perf_counter()
+        now = time.perf_counter()
+        times[name], last[0] = now - last[0], now
 
-    times = {"imports_s": time.perf_counter() - T0}
-    start = time.perf_counter()
     if cuda:
         torch.zeros(1, device=args.device)
-    times["cuda_start_s"], start = (now := done()) - start, now
+    lap("cuda_start_s")
     particles = load_particles(args.dataset / "particles.star")
-    times["metadata_s"], start = (now := done()) - start, now
+    lap("metadata_s")
     data = ImageData(particles, None, args.device)
-    times["images_s"], start = (now := done()) - start, now
+    lap("images_s")
     trainer = Trainer(particles, TrainConfig(zdim=8, device=args.device), data=data)
-    times["trainer_s"], start = (now := done()) - start, now
+    lap("trainer_s")
     trainer.step()
-    times["first_step_s"], start = (now := done()) - start, now
+    lap("first_step_s")
     for _ in range(args.steps):
         trainer.step()
-    steady = (done() - start) / max(args.steps, 1)
-    start = time.perf_counter()
+    lap("steady_s")
+    steady = times.pop("steady_s") / max(args.steps, 1)
     trainer.embed()
-    times["embed_s"] = done() - start
+    lap("embed_s")
     times["start_overhead_s"] = times["first_step_s"] - steady
     record = {"benchmark": "setup_time", "set": args.dataset.name, "n": len(particles), "box": data.D,
               "device": torch.cuda.get_device_name() if cuda else "cpu", **{k: round(v, 2) for k, v in times.items()},

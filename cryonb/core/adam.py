@@ -51,9 +51,6 @@ class AdamW:
                 self._update(group, params)
 
     def _update(self, group: dict, params: list[torch.Tensor]):
-        for p in params:
-            if p.grad.is_sparse:
-                raise RuntimeError("AdamW takes dense gradients; per-particle tables have torch.optim.SparseAdam")
         lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         capturable = group["capturable"]
         states = [self._state(p, capturable) for p in params]
@@ -88,9 +85,12 @@ class AdamW:
             torch._foreach_addcdiv_(params, avgs, denominators, sizes)
 
     def _state(self, p: torch.Tensor, capturable: bool) -> dict:
-        """``p``'s state, made at its first step; the step count on ``p``'s device when ``capturable``."""
+        """``p``'s state, made (and its gradient checked) at its first step; the step count on ``p``'s
+        device when ``capturable``."""
         state = self.state.get(p)
-        if state is None:
+        if state is None:  # its first step
+            if p.grad.is_sparse:
+                raise RuntimeError("AdamW takes dense gradients; per-particle tables have torch.optim.SparseAdam")
             state = self.state[p] = {"step": torch.zeros((), dtype=torch.float32),
                                      "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
                                      "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
