@@ -39,14 +39,15 @@ def main(argv=None) -> dict:
     cuda = args.device.startswith("cuda")
 
     times = {"imports_s": time.perf_counter() - T0}
-    last = [time.perf_counter()]
+    last = time.perf_counter()
 
     def lap(name):
         """Record the time since the last lap as ``name`` (once the GPU's work is done)."""
+        nonlocal last
         if cuda:
             torch.cuda.synchronize()
         now = time.perf_counter()
-        times[name], last[0] = now - last[0], now
+        times[name], last = now - last, now
 
     if cuda:
         torch.zeros(1, device=args.device)
