@@ -300,3 +300,19 @@ def test_a_stratified_feature_draw_has_the_gaussians_spread_without_its_gaps():
     assert abs(B.mean(dim=1)).max() < 0.15  # directions spread over the sphere
     assert not torch.equal(B, stratified(192, seed=4)) and torch.equal(B, stratified(192, seed=3))
     assert torch.equal(drawn("seed1", 192, 3), torch.randn(3, 192, generator=torch.Generator().manual_seed(1)))
+
+
+def test_second_run_selections_follow_the_first_runs_clusters(rng):
+    from benchmarks.suite.rare_probe import NEAREST, RARE
+    from benchmarks.suite.sets import assembly_labels
+    from benchmarks.suite.subset_probe import choose
+
+    labels = assembly_labels(2000, 0)
+    centres = 10 * rng.normal(size=(labels.max() + 1, 8))
+    merged = np.where(labels == RARE, NEAREST, labels)  # a first run that missed the rare state
+    chosen = choose(labels, centres[merged] + 0.3 * rng.normal(size=(2000, 8)))
+    told = np.flatnonzero(np.isin(labels, (RARE, NEAREST)))
+    np.testing.assert_array_equal(chosen["told"], told)
+    np.testing.assert_array_equal(chosen["clusters"], told)  # the 70S-AB cluster holds the rare particles too
+    separated = choose(labels, centres[labels] + 0.3 * rng.normal(size=(2000, 8)))
+    np.testing.assert_array_equal(separated["clusters"], np.flatnonzero(labels == NEAREST))
