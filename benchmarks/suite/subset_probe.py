@@ -36,7 +36,7 @@ def second_run(particles, labels: np.ndarray, selection: np.ndarray, seed: int =
     """Train the defaults on ``selection`` (particle indices) and probe the rare state in its latents."""
     t0 = time.perf_counter()
     trainer = Trainer(particles.subset(selection), TrainConfig(zdim=8, seed=seed))
-    trainer.fit(progress=False)
+    trainer.fit(trainer.config.epochs, progress=False)
     z = trainer.embed()
     wall = time.perf_counter() - t0
     sub = labels[selection]
