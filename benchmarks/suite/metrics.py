@@ -141,8 +141,12 @@ def rare_recall(clusters: np.ndarray, labels: np.ndarray, rare_class: int) -> fl
     rare = labels == rare_class
     if not rare.any():
         return float("nan")
-    found = [c for c in np.unique(clusters) if np.bincount(labels[clusters == c]).argmax() == rare_class]
-    return float(np.isin(clusters[rare], found).mean())
+    return float(np.isin(clusters[rare], clusters_named(clusters, labels, rare_class)).mean())
+
+
+def clusters_named(clusters: np.ndarray, labels: np.ndarray, cls: int) -> list:
+    """The predicted clusters whose most common true class is ``cls``."""
+    return [c for c in np.unique(clusters) if np.bincount(labels[clusters == c]).argmax() == cls]
 
 
 def rare_separability(z: np.ndarray, labels: np.ndarray, rare_class: int, other_class: int, folds: int = 5,

@@ -8,7 +8,7 @@ The workflow a user follows in cryonb (cluster, keep one cluster, train again on
 
 - ``told``: the particles whose true class is 70S-AB or 70S-ABC (the rare state, 3 %, lacks a
   further 5 % of the mass), the best selection a first run could give;
-- with ``--z``: the clusters of a 6-component Gaussian mixture on a first run's latents whose most
+- with ``--z``: the clusters of a Gaussian mixture with one component per class on a first run's latents whose most
   common true class is 70S-AB (a user names a cluster by its map).
 
 Each record: the selection's size and rare share, the second run's wall time, the linear and
@@ -28,6 +28,7 @@ from benchmarks.records import emit
 from benchmarks.suite import metrics
 from benchmarks.suite.drgn import read_latents, rounded
 from benchmarks.suite.rare_probe import NEAREST, RARE
+from benchmarks.suite.sets import ASSEMBLY_CLASSES
 from cryonb.core.particles import load_particles
 from cryonb.core.training import Trainer, TrainConfig
 
@@ -52,9 +53,8 @@ def choose(labels: np.ndarray, z: np.ndarray | None = None, seed: int = 0) -> di
     """The selections to train again on (particle indices): ``told`` and, given a first run's ``z``, ``clusters``."""
     selections = {"told": np.flatnonzero(np.isin(labels, (RARE, NEAREST)))}
     if z is not None:
-        clusters = metrics.gmm_clusters(z, 6, seed)
-        named = [c for c in np.unique(clusters) if np.bincount(labels[clusters == c]).argmax() == NEAREST]
-        selections["clusters"] = np.flatnonzero(np.isin(clusters, named))
+        clusters = metrics.gmm_clusters(z, len(ASSEMBLY_CLASSES), seed)
+        selections["clusters"] = np.flatnonzero(np.isin(clusters, metrics.clusters_named(clusters, labels, NEAREST)))
     return selections
 
 
@@ -70,11 +70,9 @@ def main(argv=None):
     particles = load_particles(args.dataset / "particles.star")
     selections = choose(labels, None if args.z is None else read_latents(args.z), args.seed)
     for name, selection in selections.items():
-        if not len(selection):
-            emit({"set": args.dataset.name, "selection": name, "seed": args.seed, "n": 0, "note": "no cluster is mostly 70S-AB"}, args.jsonl)
-            continue
-        record = {"set": args.dataset.name, "selection": name, "seed": args.seed, **rounded(second_run(particles, labels, selection, args.seed))}
-        emit(record, args.jsonl)
+        head = {"set": args.dataset.name, "selection": name, "seed": args.seed}
+        found = rounded(second_run(particles, labels, selection, args.seed)) if len(selection) else {"n": 0, "note": "no cluster is mostly 70S-AB"}
+        emit({**head, **found}, args.jsonl)
 
 
 if __name__ == "__main__":
