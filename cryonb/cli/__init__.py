@@ -13,7 +13,7 @@ import sys
 
 from ..core.errors import CryonbError
 
-COMMANDS = ("demo", "info", "simulate", "backproject", "fsc", "train", "abinit", "downsample", "share", "analyze")
+COMMANDS = ("demo", "info", "simulate", "backproject", "fsc", "train", "abinit", "downsample", "share", "analyze", "variability")
 
 
 def _module(name: str):

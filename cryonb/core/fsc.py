@@ -88,7 +88,7 @@ def plot_fsc(*curves: FSCCurve, labels=None, path: str | os.PathLike | None = No
     Returns the matplotlib Figure (drawn without pyplot, so it works headless); as the last
     expression of a notebook cell it shows itself, as a PNG, with or without pyplot.
     """
-    Figure = _notebook_figure()
+    Figure = notebook_figure()
     labels = labels or (["FSC"] if len(curves) == 1 else [f"map pair {i + 1}" for i in range(len(curves))])
     fig = Figure(figsize=(6, 4), dpi=100)
     ax = fig.add_subplot()
@@ -106,12 +106,12 @@ def plot_fsc(*curves: FSCCurve, labels=None, path: str | os.PathLike | None = No
         ax.set_title(title)
     fig.tight_layout()
     if path is not None:
-        _save_png(fig, path)
+        save_png(fig, path)
     return fig
 
 
 @functools.cache
-def _notebook_figure():
+def notebook_figure():
     """A matplotlib Figure class that a notebook displays as a PNG (a Figure made without pyplot has no display)."""
     from matplotlib.figure import Figure
 
@@ -124,7 +124,7 @@ def _notebook_figure():
     return NotebookFigure
 
 
-def _save_png(fig, path) -> None:
+def save_png(fig, path) -> None:
     from .io.atomic import atomic_write
 
     with atomic_write(path) as f:

@@ -12,6 +12,7 @@ are float32 tensors (D, D, D) indexed [z, y, x] with the box centre at voxel ``D
   (Zhong et al., Nat. Methods 18, 176-185, 2021) simulates with 50 states over 1.5 rad.
 - :func:`assemblies`: compositional heterogeneity after the 30S/50S/70S idea, a small subunit,
   a large subunit and their complex, all built on a shared core in one frame.
+- :func:`lacking_a_subunit`: any map less a compact region of its periphery, a rare state's map.
 """
 
 from __future__ import annotations
@@ -141,3 +142,22 @@ def assemblies(D: int) -> dict[str, torch.Tensor]:
         "large": render_blobs(np.concatenate([_CORE_BLOBS, _LARGE_BLOBS]), D),
         "complex": render_blobs(np.concatenate([_CORE_BLOBS, _SMALL_BLOBS, _LARGE_BLOBS]), D),
     }
+
+
+def lacking_a_subunit(volume: torch.Tensor, fraction: float = 0.1) -> torch.Tensor:
+    """``volume`` less a ball at its periphery holding about ``fraction`` of its mass.
+
+    The ball is centred on the density voxel (above a fifth of the maximum) farthest from the
+    centre of mass, and grown in half-voxel steps until it holds ``fraction`` of the positive mass.
+    """
+    D = volume.shape[-1]
+    k = torch.arange(D, dtype=torch.float32) - D // 2
+    axes = torch.meshgrid(k, k, k, indexing="ij")
+    mass = volume.clamp(min=0)
+    centre = torch.stack([(c * mass).sum() / mass.sum() for c in axes])
+    dense = (mass > 0.2 * mass.max()).flatten()
+    points = torch.stack([c.flatten()[dense] for c in axes], -1)
+    point = points[((points - centre) ** 2).sum(-1).argmax()]
+    distance = sum((c - p) ** 2 for c, p in zip(axes, point)).sqrt()
+    radius = next(r for r in np.arange(1.0, D, 0.5) if mass[distance <= r].sum() >= fraction * mass.sum())
+    return volume * (distance > radius)

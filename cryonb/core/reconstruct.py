@@ -82,10 +82,11 @@ class FourierAccumulator:
         G = self.G
         self.corner_offsets = torch.tensor([(dz * G + dy) * G + dx for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)], device=device)
 
-    def insert(self, images_ft: torch.Tensor, ctf: torch.Tensor | None, rotations: torch.Tensor, maps: torch.Tensor) -> None:
+    def insert(self, images_ft: torch.Tensor, ctf: torch.Tensor | None, rotations: torch.Tensor, maps: torch.Tensor,
+               image_weights: torch.Tensor | None = None) -> None:
         """Add centred image transforms (B, D, D), with their CTFs (B, D, D) or None, on their slices.
 
-        ``maps`` (B,) says into which grid each image goes.
+        ``maps`` (B,) says into which grid each image goes, ``image_weights`` (B,) how much each counts (1).
         """
         G = self.G
         values = images_ft.flatten(1)[:, self.pixels]
@@ -93,6 +94,9 @@ class FourierAccumulator:
         if ctf is not None:
             values = values * weights
             weights = weights * weights
+        if image_weights is not None:
+            values = values * image_weights[:, None]
+            weights = weights * image_weights[:, None]
         coords = self.plane @ rotations.to(self.plane.dtype)  # (B, P, 3) (x, y, z) from the centre
         low = coords.floor()
         frac = coords - low
@@ -116,6 +120,31 @@ class FourierAccumulator:
         return volume.float().cpu()
 
 
+def image_batches(particles, batch_size: int, device, ctf: bool = True, desc: str = "reading", progress: bool | None = None):
+    """Yield (positions, centred transforms re-centred by the shifts, CTFs or None, rotations) per batch.
+
+    Checks each batch for NaN or infinite pixels and shows a progress bar (``progress`` None: on terminals).
+    """
+    D, n = particles.images.box_size, len(particles.images)
+    if ctf and (particles.ctf is None or particles.apix is None):
+        raise InputError(particles.source.path, "the particles have no CTF parameters or pixel size", "pass ctf=False, or load CTF parameters")
+    if particles.rotations is None:
+        raise InputError(particles.source.path, "the particles have no poses", "load poses (a .star or .cs with angles, or a poses pickle)")
+    rotations = torch.as_tensor(np.asarray(particles.rotations), dtype=torch.float32)
+    shifts = None if particles.shifts is None else torch.as_tensor(np.asarray(particles.shifts), dtype=torch.float32)
+    params = torch.as_tensor(np.asarray(particles.ctf), dtype=torch.float32) if ctf else None
+    with tqdm(total=n, unit="img", desc=desc, disable=None if progress is None else not progress) as bar:
+        for start, images in zip(range(0, n, batch_size), particles.images.chunks(batch_size)):
+            check_finite_images(images, particles, start)
+            batch = slice(start, start + len(images))
+            images_ft = fft2_center(torch.as_tensor(images, device=device))
+            if shifts is not None:
+                images_ft = shift_images_ft(images_ft, shifts[batch].to(device))
+            ctf_batch = None if params is None else ctf_images(params[batch], D, particles.apix, device=device)
+            yield batch, images_ft, ctf_batch, rotations[batch].to(device)
+            bar.update(len(images))
+
+
 def backproject(
     particles,
     *,
@@ -136,26 +165,13 @@ def backproject(
     particles are split at random (from ``seed``) into two halves reconstructed independently
     (gold standard); the full map uses all of them. ``progress`` None shows a bar on terminals.
     """
-    D, n = particles.images.box_size, len(particles.images)
-    if ctf and (particles.ctf is None or particles.apix is None):
-        raise InputError(particles.source.path, "the particles have no CTF parameters or pixel size", "back-project with ctf=False, or load CTF parameters")
-    rotations = torch.as_tensor(np.asarray(particles.rotations), dtype=torch.float32)
-    shifts = None if particles.shifts is None else torch.as_tensor(np.asarray(particles.shifts), dtype=torch.float32)
-    params = torch.as_tensor(np.asarray(particles.ctf), dtype=torch.float32) if ctf else None
+    n = len(particles.images)
     halves = torch.zeros(n, dtype=torch.long)
     if half_maps:
         halves[torch.randperm(n, generator=torch.Generator().manual_seed(seed))[n // 2 :]] = 1
-    grid = FourierAccumulator(D, n_maps=2 if half_maps else 1, device=device)
-    with tqdm(total=n, unit="img", desc="back-projecting", disable=None if progress is None else not progress) as bar:
-        for start, images in zip(range(0, n, batch_size), particles.images.chunks(batch_size)):
-            check_finite_images(images, particles, start)
-            batch = slice(start, start + len(images))
-            images_ft = fft2_center(torch.as_tensor(images, device=device))
-            if shifts is not None:
-                images_ft = shift_images_ft(images_ft, shifts[batch].to(device))
-            ctf_batch = None if params is None else ctf_images(params[batch], D, particles.apix, device=device)
-            grid.insert(images_ft, ctf_batch, rotations[batch].to(device), halves[batch].to(device))
-            bar.update(len(images))
+    grid = FourierAccumulator(particles.images.box_size, n_maps=2 if half_maps else 1, device=device)
+    for batch, images_ft, ctf_batch, rotations in image_batches(particles, batch_size, device, ctf, "back-projecting", progress):
+        grid.insert(images_ft, ctf_batch, rotations, halves[batch].to(device))
     maps = [grid.volume([0], wiener), None, None] if not half_maps else [grid.volume([0, 1], wiener), grid.volume([0], wiener), grid.volume([1], wiener)]
     if not all(volume is None or bool(torch.isfinite(volume).all()) for volume in maps):
         raise InputError(getattr(particles.source, "path", None), "the reconstruction has NaN or infinite voxels",

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
-from cryonb.core.phantoms import assemblies, hinge, hinge_states, render_blobs
+from cryonb.core.phantoms import assemblies, hinge, hinge_states, lacking_a_subunit, render_blobs
 
 
 def test_blob_is_a_gaussian_at_the_right_voxel():
@@ -58,3 +59,14 @@ def test_assemblies_share_the_core():
     assert core.min() > -1e-4
     assert 0 < core.sum() < 0.3 * maps["small"].sum()
     assert maps["small"].sum() < maps["large"].sum() < maps["complex"].sum()
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.1, 0.2])
+def test_lacking_a_subunit_removes_about_that_fraction_in_one_compact_piece(fraction):
+    full = hinge(32)
+    cut = lacking_a_subunit(full, fraction)
+    removed = (full.clamp(min=0).sum() - cut.clamp(min=0).sum()) / full.clamp(min=0).sum()
+    assert fraction <= removed < fraction + 0.05
+    pieces = ndimage.label(((cut == 0) & (full > 1e-3 * full.max())).numpy())[1]
+    assert pieces == 1
+    assert torch.equal(cut[(cut != 0)], full[(cut != 0)])  # nothing else changed

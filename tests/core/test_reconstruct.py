@@ -36,6 +36,27 @@ def test_insertion_is_the_adjoint_of_trilinear_slice_extraction():
     assert grid.sums[:, 2].sum() == pytest.approx(B * len(grid.pixels), rel=1e-5)
 
 
+
+def test_an_image_weight_counts_as_that_many_copies():
+    D, B = 12, 4
+    g = torch.Generator().manual_seed(1)
+    rotations = random_rotations(B, g)
+    images = torch.complex(torch.randn(B, D, D, generator=g), torch.randn(B, D, D, generator=g))
+    ctf = torch.rand(B, D, D, generator=g)
+    maps = torch.zeros(B, dtype=torch.long)
+    weighted, copies = FourierAccumulator(D), FourierAccumulator(D)
+    weighted.insert(images, ctf, rotations, maps, torch.tensor([1.0, 2.0, 0.0, 3.0]))
+    for i, n in enumerate([1, 2, 0, 3]):
+        for _ in range(n):
+            copies.insert(images[i : i + 1], ctf[i : i + 1], rotations[i : i + 1], maps[:1])
+    torch.testing.assert_close(weighted.sums, copies.sums, rtol=1e-5, atol=1e-5)
+
+
+def test_backprojection_without_poses_is_one_clear_error():
+    sim = simulate("hinge", 20, D=16, progress=False)
+    with pytest.raises(InputError, match="no poses"):
+        backproject(ParticleSet(sim.particles.images, ctf=sim.particles.ctf, apix=3.0), progress=False)
+
 @pytest.mark.parametrize("shift_sigma", [0.0, 2.0])
 def test_noiseless_projections_of_a_real_map_reproduce_it(real_data, shift_sigma):
     volume, apix = read_map(real_data / "sfftk" / "emd_5625.map")  # 56³, 4.23 Å

@@ -1,0 +1,68 @@
+"""Divide particles along the one localised map difference they vary along most (poses known).
+
+For a cluster that may hide a rare state lacking or adding a subunit: finds the focused
+variability component of the particles (or of the rows an index file selects) and splits them in
+two along it. Writes into OUTDIR:
+
+  component.mrc, consensus.mrc   the difference map and the particles' consensus map
+  coordinates.npy                each particle's coordinate along the component
+  coordinates.png                their histogram, the two groups in two colours
+  group_0.*, group_1.*           the two groups as selections (.star, or .cs for a .cs source,
+                                 and .ind.npy / .ind.pkl index files); group 1 is the smaller
+
+A component whose two random halves disagree (agreement under 0.5) is noise, and the command says
+so: there is then no reproducible difference to divide by.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+AGREEMENT = 0.5
+
+
+def add_args(parser):
+    parser.add_argument("particles", type=Path, help="particles with poses and CTF: .star, .cs, or .mrcs with --poses and --ctf-pkl")
+    parser.add_argument("-o", "--outdir", type=Path, required=True, help="output folder (created)")
+    parser.add_argument("--ind", type=Path, help="index file (.npy or cryoDRGN .pkl) of the rows to analyse, e.g. a cluster's selection")
+    parser.add_argument("--datadir", type=Path, help="folder of the image stacks (default: the metadata file's folder)")
+    parser.add_argument("--poses", type=Path, help="cryoDRGN pose pickle, instead of the file's poses")
+    parser.add_argument("--ctf-pkl", type=Path, help="cryoDRGN CTF pickle, instead of the file's CTF")
+    parser.add_argument("--apix", type=float, help="pixel size in Å, overriding the files'")
+    parser.add_argument("--resolution", type=float, default=40.0, help="use frequencies up to this resolution, Å (default: 40)")
+    parser.add_argument("--focus", type=float, default=0.1, help="fraction of the voxels the component may occupy (default: 0.1; 1: anywhere)")
+    parser.add_argument("--iterations", type=int, default=50, help="most iterations (default: 50)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random halves and start (default: 0)")
+
+
+def main(args):
+    import numpy as np
+
+    from ..core.io.atomic import atomic_write
+    from ..core.io.mrc import write_map
+    from ..core.io.pickles import read_index
+    from ..core.particles import load_particles, require_images, save_selection
+    from ..core.variability import variability_component
+
+    particles = load_particles(args.particles, datadir=args.datadir, apix=args.apix, poses=args.poses, ctf=args.ctf_pkl)
+    require_images(particles, "analyse the variability of")
+    if args.ind is not None:
+        particles = particles.subset(read_index(args.ind))
+    component = variability_component(particles, resolution=args.resolution, focus=args.focus, iterations=args.iterations,
+                                      device=args.device, seed=args.seed)
+    out = args.outdir
+    out.mkdir(parents=True, exist_ok=True)
+    write_map(out / "component.mrc", component.component, particles.apix)
+    write_map(out / "consensus.mrc", component.consensus, particles.apix)
+    with atomic_write(out / "coordinates.npy") as f:
+        np.save(f, component.coordinates)
+    component.plot(out / "coordinates.png", title=f"{args.particles.name}: halves' agreement {component.agreement:.2f}")
+    groups = component.split()
+    for g in (0, 1):
+        written = save_selection(particles.subset(np.flatnonzero(groups == g)), out / f"group_{g}")
+        print(f"group {g}: {int((groups == g).sum())} particles: " + ", ".join(str(p) for p in written.values()))
+    print(f"{component}; wrote {out}/component.mrc, consensus.mrc, coordinates.npy, coordinates.png")
+    if component.agreement < AGREEMENT:
+        print(f"note: the halves' components disagree (agreement {component.agreement:.2f} < {AGREEMENT}): "
+              "no reproducible difference was found, so the two groups are not meaningful")

@@ -1,0 +1,45 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from cryonb.core.errors import InputError
+from cryonb.core.fourier import fft3_center, ifft3_center, shell_index
+from cryonb.core.phantoms import hinge, lacking_a_subunit
+from cryonb.core.simulate import simulate
+from cryonb.core.variability import variability_component
+
+D = 32
+
+
+@pytest.fixture(scope="module")
+def rare_state():
+    """1,000 particles, a fifth of them lacking a tenth of the mass, at SNR 0.1 with CTF and shifts."""
+    full = hinge(D)
+    return simulate(torch.stack([full, lacking_a_subunit(full)]), 1000, D=D, snr=0.1, proportions=[0.8, 0.2], shift_sigma=1.0, seed=3, progress=False)
+
+
+def test_a_rare_missing_subunit_is_found_from_a_random_start(rare_state):
+    component = variability_component(rare_state.particles, resolution=12.0, progress=False)
+    rare = rare_state.state == 1
+    auc = roc_auc_score(rare, component.coordinates)
+    assert max(auc, 1 - auc) > 0.9
+    split = component.split()
+    assert split.sum() < len(split) / 2  # 1 is the smaller group
+    recall, precision = split[rare].mean(), rare[split == 1].mean()
+    assert recall > 0.75 and precision > 0.6, (recall, precision)  # chance: 0.5 and 0.2
+    # the component is the subunit, at the resolution used (12 Å: 8 pixels of frequency)
+    difference = ifft3_center(fft3_center(rare_state.volumes[0] - rare_state.volumes[1]) * (shell_index(D, 3) <= 8)).real
+    cosine = (difference * component.component).sum() / (difference.norm() * component.component.norm())
+    assert abs(float(cosine)) > 0.5, float(cosine)
+    assert component.history and component.history[-1]["half_agreement"] > 0.5
+
+
+def test_without_poses_or_with_too_few_particles_one_clear_error(rare_state):
+    particles = rare_state.particles
+    with pytest.raises(InputError, match="poses"):
+        variability_component(dataclasses.replace(particles, rotations=None))
+    with pytest.raises(InputError, match="at least 20"):
+        variability_component(particles.subset(np.arange(10)), progress=False)
