@@ -4,7 +4,7 @@
 
 The workflow a user follows in cryonb after training: cluster the latents, then ask each cluster,
 with the poses, which localised change of the map its particles differ by
-(:func:`cryonb.core.variability.variability_component`) and divide it there. Here the clusters are
+(:func:`cryonb.core.analysis.divisions.divide`) and divide it there. Here the clusters are
 those the suite scores (junk left out, a Gaussian mixture with one component per class on the run's
 latents, whose rare recall the suite reports); a
 group is divided in two along its component while the component is reproducible (its two halves'
@@ -30,26 +30,24 @@ from benchmarks.suite import metrics
 from benchmarks.suite.drgn import read_latents, rounded
 from benchmarks.suite.sets import ASSEMBLY_CLASSES
 from cryonb.core.particles import load_particles
-from cryonb.core.variability import variability_component
+from cryonb.core.analysis.divisions import divide
 
 
-def divide(particles, selection: np.ndarray, labels: np.ndarray, *, depth: int, agreement: float, min_group: float,
-           min_particles: int, device: str, log: list, name: str = "") -> list[np.ndarray]:
-    """Groups (particle indices) from recursively dividing ``selection`` along focused components."""
+def divide_recursively(particles, selection: np.ndarray, labels: np.ndarray, *, depth: int, agreement: float, min_group: float,
+                       min_particles: int, device: str, log: list, name: str = "") -> list[np.ndarray]:
+    """Groups (particle indices) from dividing ``selection`` again and again along focused components."""
     if depth == 0 or len(selection) < min_particles:
         return [selection]
-    component = variability_component(particles.subset(selection), device=device, progress=False)
-    split = component.split()
-    agree = component.history[-1]["half_agreement"]
-    smaller = split.mean()
-    accepted = agree >= agreement and smaller >= min_group
-    log.append({"group": name or "root", "n": int(len(selection)), "agreement": round(agree, 3), "smaller_share": round(float(smaller), 3), "divided": bool(accepted),
-                "classes": {ASSEMBLY_CLASSES[k]: [int(((labels[selection] == k) & (split == side)).sum()) for side in (0, 1)]
+    d = divide(particles, selection, agreement=agreement, min_group=min_group, device=device)
+    log.append({"group": name or "root", "n": int(len(selection)), "agreement": round(d.agreement, 3),
+                "smaller_share": round(float(d.groups.mean()), 3), "divided": d.divided,
+                "classes": {ASSEMBLY_CLASSES[k]: [int(((labels[selection] == k) & (d.groups == side)).sum()) for side in (0, 1)]
                             for k in np.unique(labels[selection]) if k >= 0}})
-    if not accepted:
+    if not d.divided:
         return [selection]
-    return [group for side in (0, 1) for group in divide(particles, selection[split == side], labels, depth=depth - 1, agreement=agreement,
-                                                         min_group=min_group, min_particles=min_particles, device=device, log=log, name=f"{name}{side}")]
+    return [group for side in (0, 1) for group in divide_recursively(particles, d.group(side), labels, depth=depth - 1, agreement=agreement,
+                                                                     min_group=min_group, min_particles=min_particles, device=device,
+                                                                     log=log, name=f"{name}{side}")]
 
 
 def main(argv=None):
@@ -73,7 +71,7 @@ def main(argv=None):
     clusters = metrics.gmm_clusters(np.asarray(read_latents(args.z), float)[keep], len(np.unique(labels)), args.seed)
     log, groups = [], []
     for c in np.unique(clusters):
-        groups += divide(particles, np.flatnonzero(clusters == c), labels, depth=args.depth, agreement=args.agreement,
+        groups += divide_recursively(particles, np.flatnonzero(clusters == c), labels, depth=args.depth, agreement=args.agreement,
                          min_group=args.min_group, min_particles=args.min_particles, device=args.device, log=log, name=f"c{c}:")
     final = np.empty(len(labels), dtype=np.int64)
     for g, group in enumerate(groups):

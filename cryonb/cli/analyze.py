@@ -23,6 +23,8 @@ def add_args(parser):
     parser.add_argument("--datadir", help="folder of the image stacks named by --particles")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--divide", action="store_true", help="also ask each k-means cluster of 100 particles or more whether it hides "
+                        "two states, with the poses (kmeansK/divisions/: cryonb variability per cluster)")
     land = parser.add_argument_group("landscape of the maps")
     land.add_argument("--landscape", action="store_true", help="also run the landscape analysis (landscape/)")
     land.add_argument("--landscape-maps", type=int, default=1000, help="maps to generate (default: 1000)")
@@ -75,8 +77,15 @@ def main(args):
                         "regression_kw": {"epochs": args.landscape_epochs}, "compile": args.compile}
     outdir = args.outdir or args.run / "analysis"
     outputs = analyze_run(run, outdir, k=args.clusters, pcs=args.pcs, pc_steps=args.pc_steps, umap=not args.no_umap,
-                          landscape_kw=landscape_kw, seed=args.seed, title=f"cryonb analysis of {args.run}")
+                          landscape_kw=landscape_kw, divide_kw={"device": _device(args.device)} if args.divide else None,
+                          seed=args.seed, title=f"cryonb analysis of {args.run}")
     for line in outputs.notes:
         print(f"cryonb analyze: {line}")
     print(f"wrote {outputs.report} ({len(set(outputs.files))} linked files) in {outputs.timings['total']:.1f} s")
     return 0
+
+
+def _device(name: str) -> str:
+    from ..core.distributed import resolve_device
+
+    return str(resolve_device(name))

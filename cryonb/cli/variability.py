@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-AGREEMENT = 0.5
-
 
 def add_args(parser):
     parser.add_argument("particles", type=Path, help="particles with poses and CTF: .star, .cs, or .mrcs with --poses and --ctf-pkl")
@@ -39,6 +37,7 @@ def add_args(parser):
 def main(args):
     import numpy as np
 
+    from ..core.analysis.divisions import AGREEMENT
     from ..core.io.atomic import atomic_write
     from ..core.io.mrc import write_map
     from ..core.io.pickles import read_index

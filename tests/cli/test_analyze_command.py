@@ -82,6 +82,12 @@ def test_analyze_without_particles_says_so(run_dir, tmp_path, capsys):
     assert not list((moved / "analysis" / "kmeans2").glob("gallery_*.png")) and not (moved / "analysis" / "pc2").exists()
 
 
+def test_analyze_divide_asks_each_large_enough_cluster(run_dir, tmp_path):
+    out = tmp_path / "divided"
+    assert cli(["analyze", str(run_dir), "--outdir", str(out), "-k", "2", "--pcs", "0", "--no-umap", "--device", "cpu", "--divide"]) == 0
+    assert json.loads((out / "summary.json").read_text())["divisions"] == []  # 80 particles: no cluster reaches 100
+    assert "Clusters that hide two states" in (out / "report.html").read_text()
+
 def test_analyze_refuses_bad_options(run_dir, capsys):
     assert cli(["analyze", str(run_dir), "-k", "0", "--no-umap", "--device", "cpu"]) == 2
     assert "k=0 is out of range" in capsys.readouterr().err

@@ -32,7 +32,7 @@ def test_variability_writes_the_component_and_the_two_groups_as_selections(stack
     rows = [read_index(out / f"group_{g}.ind.npy") for g in (0, 1)]
     assert sorted(np.concatenate(rows).tolist()) == list(range(1000))
     assert len(rows[1]) < len(rows[0])
-    assert state[rows[1]].mean() > 0.6  # the smaller group is mostly the rare state (a fifth of the stack)
+    assert state[rows[1]].mean() > 0.5  # the smaller group is mostly the rare state (a fifth of the stack)
     assert len(load_particles(out / "group_1.star")) == len(rows[1])  # a .star RELION reads back
 
 

@@ -4,7 +4,8 @@
 ``particles``, ``apix``, ``box_size``, ``zdim``) and uses the same functions as the notebook views:
 PCA and UMAP of z, k-means with on-data centres, the maps at those centres, along PC traversals and
 along a graph path between the two most distant centres (MRC files), a gallery of particle images
-per cluster, ‖z‖ and defocus colourings, optionally the map landscape
+per cluster, ‖z‖ and defocus colourings, optionally each cluster's division along its focused
+variability (:mod:`~cryonb.core.analysis.divisions`) and the map landscape
 (:func:`~cryonb.core.analysis.landscape.analyze_landscape`), and ``report.html`` linking it all.
 """
 
@@ -95,13 +96,15 @@ def _images(particles, n: int):
 
 
 def analyze_run(run, outdir: str | os.PathLike, *, k: int = 20, pcs: int = 2, pc_steps: int = 10, umap: bool = True,
-                landscape_kw: dict | None = None, seed: int = 0, progress: bool | None = None,
+                landscape_kw: dict | None = None, divide_kw: dict | None = None, seed: int = 0, progress: bool | None = None,
                 title: str | None = None) -> AnalysisOutputs:
     """Analyse ``run`` into ``outdir`` (created) and write ``outdir/report.html``.
 
     ``k``: k-means clusters of z (maps at their on-data centres); ``pcs`` principal axes of z
     traversed in ``pc_steps`` maps each; ``umap=False`` skips UMAP; ``landscape_kw`` (a dict, may be
-    empty) runs the landscape analysis with those arguments into ``outdir/landscape``.
+    empty) runs the landscape analysis with those arguments into ``outdir/landscape``; ``divide_kw``
+    (likewise) asks each cluster whether it hides two states
+    (:func:`~cryonb.core.analysis.divisions.divide_clusters`), into ``outdir/kmeansK/divisions``.
     """
     t_start = time.perf_counter()
     outdir = Path(outdir)
@@ -121,6 +124,7 @@ def analyze_run(run, outdir: str | os.PathLike, *, k: int = 20, pcs: int = 2, pc
     timings: dict[str, float] = {}
     steps = ["PCA", "k-means", "maps at centres", "PC traversals", "graph path", "figures", "galleries"]
     steps[1:1] = ["UMAP"] if umap else []
+    steps += ["divisions"] if divide_kw is not None else []
     steps += ["landscape"] if landscape_kw is not None else []
     bar = tqdm(total=len(steps), desc="analysis", unit="step", disable=progress is False)
 
@@ -227,6 +231,12 @@ def analyze_run(run, outdir: str | os.PathLike, *, k: int = 20, pcs: int = 2, pc
                           save_as=kdir / f"gallery_{i:03d}.png")
     done("galleries")
 
+    divisions = None
+    if divide_kw is not None:
+        step("divisions")
+        divisions = _divisions_section(run, report, kdir / "divisions", clusters.labels, divide_kw, seed, progress, notes)
+        done("divisions")
+
     if traversals:
         report.heading("Traversals along the principal axes of z")
         for pc, maps, paths in traversals:
@@ -260,11 +270,60 @@ def analyze_run(run, outdir: str | os.PathLike, *, k: int = 20, pcs: int = 2, pc
                "notes": notes, "timings_s": {key: round(v, 3) for key, v in timings.items()}}
     if landscape_summary is not None:
         summary["landscape"] = landscape_summary
+    if divisions is not None:
+        summary["divisions"] = divisions
     with atomic_write(outdir / "summary.json", "w") as f:
         json.dump(summary, f, indent=1)
     report.links([outdir / "summary.json"], "Summary in JSON:")
     path = report.write(outdir / "report.html")
     return AnalysisOutputs(outdir, path, report.files, notes, timings)
+
+
+def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw: dict, seed: int, progress, notes: list) -> list | None:
+    """Each cluster's focused variability; each divided cluster's component, histogram and two groups
+    (selections) into ``folder/cluster_NNN``; the report's table. A summary per cluster, or None."""
+    from ..io.mrc import write_map
+    from ..particles import save_selection
+    from .divisions import MIN_PARTICLES, divide_clusters
+
+    particles = getattr(run, "particles", None)
+    report.heading("Clusters that hide two states")
+    if particles is None or particles.images is None:
+        why = "the run's particle images are not available"
+    elif particles.rotations is None or particles.ctf is None:
+        why = "the run's particles carry no poses or no CTF parameters"
+    else:
+        why = None if len(particles) == len(labels) else f"the particle set has {len(particles)} particles but the run has {len(labels)} latents"
+    if why:
+        report.text(f"No divisions: {why}.", note=True)
+        notes.append(f"no divisions: {why}")
+        return None
+    divisions = divide_clusters(particles, labels, seed=seed, progress=progress, **divide_kw)
+    report.text(f"Each cluster of {divide_kw.get('min_particles', MIN_PARTICLES)} particles or more, asked with the poses which localised "
+                "change of the map its particles vary along (cryonb variability); divided in two where the components of two random "
+                "halves of the cluster agree (a cluster of one state gives an agreement near 0).")
+    rows, figures_to_show = [], []
+    for d in divisions:
+        row = [d.cluster, f"{len(d.members):,}", f"{d.agreement:.2f}", "", ""]
+        if d.divided:
+            sub = folder / f"cluster_{d.cluster:03d}"
+            sub.mkdir(parents=True, exist_ok=True)
+            write_map(sub / "component.mrc", d.component.component, run.apix)
+            written = [sub / "component.mrc"]
+            for g in (0, 1):
+                written += list(save_selection(particles.subset(d.group(g)), sub / f"group_{g}").values())
+            row[3] = f"{int((d.groups == 0).sum()):,} / {int(d.groups.sum()):,}"
+            row[4] = html_link(report, sub / "component.mrc", "component.mrc")
+            figures_to_show.append((d, sub, written))
+        rows.append(row)
+    report.table(["cluster", "particles", "halves' agreement", "divided into", "component"], rows)
+    for d, sub, written in figures_to_show:
+        report.figure(d.component.plot(title=f"cluster {d.cluster}: halves' agreement {d.agreement:.2f}"),
+                      f"Cluster {d.cluster}: each particle's coordinate along its component; group 1, the smaller, may be a rare state.",
+                      save_as=sub / "coordinates.png")
+        report.links(written, f"Cluster {d.cluster}'s component and its two groups as selections:")
+    return [{"cluster": d.cluster, "particles": len(d.members), "agreement": round(d.agreement, 3), "divided": d.divided,
+             "groups": [int((d.groups == g).sum()) for g in (0, 1)]} for d in divisions]
 
 
 def _graph_traversal(run, z, centres, steps: int, folder: Path, apix: float, notes: list):

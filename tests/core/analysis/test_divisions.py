@@ -1,0 +1,73 @@
+"""Clusters asked, with the poses, whether they hide two states; and the section analyze_run writes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cryonb.core.analysis.divisions import divide_clusters
+from cryonb.core.analysis.run_analysis import analyze_run
+from cryonb.core.io.pickles import read_index
+from cryonb.core.particles import load_particles
+from cryonb.core.phantoms import hinge, lacking_a_subunit
+from cryonb.core.simulate import simulate
+
+
+@pytest.fixture(scope="module")
+def rare_state(tmp_path_factory):
+    """1,600 particles saved as a .star, a fifth of them lacking a tenth of the mass, at SNR 0.1."""
+    full = hinge(32)
+    sim = simulate(torch.stack([full, lacking_a_subunit(full)]), 1600, D=32, snr=0.1, proportions=[0.8, 0.2], seed=5, progress=False)
+    star = sim.save(tmp_path_factory.mktemp("rare"))["star"]
+    return load_particles(star), sim.state, sim.volumes
+
+
+def test_a_cluster_with_two_states_is_divided_and_one_of_a_single_state_is_not(rare_state):
+    particles, state, _ = rare_state
+    position = np.arange(len(state))
+    labels = np.where(position < 1000, 0, np.where(state == 0, 1, 2))  # 0: both states; 1: the common one; 2: the rare, small
+    divisions = divide_clusters(particles, labels, min_particles=150, resolution=12.0, progress=False)
+    assert [d.cluster for d in divisions] == [0, 1]  # cluster 2 is too small to ask
+    mixed, single = divisions
+    assert mixed.divided and mixed.agreement > 0.5 and "divided" in str(mixed)
+    rare_group = mixed.group(1)
+    assert state[rare_group].mean() > 0.5 and state[mixed.group(0)].mean() < 0.1  # a fifth of the cluster is rare
+    assert not single.divided and single.agreement < 0.5 and "one state" in str(single)
+
+
+class RunOfParticles:
+    """A run's interface over the particles: random latents, the common state's map everywhere."""
+
+    def __init__(self, particles, volumes):
+        self.particles, self.maps = particles, volumes.numpy()
+        self.z = np.random.default_rng(0).normal(size=(len(particles), 2)).astype(np.float32)
+        self.apix, self.box_size, self.zdim = particles.apix, 32, 2
+
+    def volumes(self, z):
+        return self.maps[np.zeros(len(z), dtype=int)]
+
+
+def test_analyze_run_divides_its_clusters_and_writes_selections(rare_state, tmp_path):
+    particles, state, volumes = rare_state
+    run = RunOfParticles(particles, volumes)
+    out = analyze_run(run, tmp_path, k=1, pcs=1, pc_steps=2, umap=False, divide_kw={"resolution": 12.0}, progress=False)
+    folder = tmp_path / "kmeans1" / "divisions" / "cluster_000"
+    assert (folder / "component.mrc").exists() and (folder / "coordinates.png").stat().st_size > 1000
+    smaller = read_index(folder / "group_1.ind.npy")
+    assert state[smaller].mean() > 0.5  # a fifth of the particles are rare
+    assert len(load_particles(folder / "group_1.star")) == len(smaller)
+    summary = json.loads((tmp_path / "summary.json").read_text())["divisions"]
+    assert summary == [{"cluster": 0, "particles": 1600, "agreement": summary[0]["agreement"], "divided": True,
+                        "groups": [1600 - len(smaller), len(smaller)]}]
+    report = (tmp_path / "report.html").read_text()
+    assert "Clusters that hide two states" in report and "kmeans1/divisions/cluster_000/group_1.star" in report
+    assert "divisions" in out.timings
+
+
+def test_without_particles_the_analysis_says_why_there_are_no_divisions(rare_state, tmp_path):
+    run = RunOfParticles(*rare_state[::2])
+    run.particles = None
+    out = analyze_run(run, tmp_path, k=2, pcs=0, umap=False, divide_kw={}, progress=False)
+    assert any("no divisions: the run's particle images are not available" in n for n in out.notes)
+    assert "divisions" not in json.loads((tmp_path / "summary.json").read_text())
