@@ -10,13 +10,27 @@ import argparse
 from pathlib import Path
 
 
-def add_args(parser):
-    parser.add_argument("particles", type=Path, help="particles with poses: .star, .cs, or .mrcs with --poses")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output map (.mrc)")
+def add_input_args(parser):
+    """Where the images, poses, CTF and pixel size come from: for commands that read particles with poses."""
     parser.add_argument("--datadir", type=Path, help="folder of the image stacks (default: the metadata file's folder)")
     parser.add_argument("--poses", type=Path, help="cryoDRGN pose pickle, instead of the file's poses")
     parser.add_argument("--ctf-pkl", type=Path, help="cryoDRGN CTF pickle, instead of the file's CTF")
     parser.add_argument("--apix", type=float, help="pixel size in Å, overriding the files'")
+
+
+def load_input(args, purpose: str):
+    """The particles that :func:`add_input_args`' options name, with their images (one clear error if none)."""
+    from ..core.particles import load_particles, require_images
+
+    particles = load_particles(args.particles, datadir=args.datadir, apix=args.apix, poses=args.poses, ctf=args.ctf_pkl)
+    require_images(particles, purpose)
+    return particles
+
+
+def add_args(parser):
+    parser.add_argument("particles", type=Path, help="particles with poses: .star, .cs, or .mrcs with --poses")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output map (.mrc)")
+    add_input_args(parser)
     parser.add_argument("--no-ctf", action="store_true", help="do not correct for the CTF")
     parser.add_argument("--half-maps", action=argparse.BooleanOptionalAction, default=True, help="reconstruct two random halves too, for the FSC (default: yes)")
     parser.add_argument("--wiener", type=float, default=1.0, help="Wiener constant, 1/SNR per image (default: 1; 1e-3 for clean images)")
@@ -29,11 +43,9 @@ def add_args(parser):
 def main(args):
     from ..core.errors import InputError
     from ..core.fsc import plot_fsc
-    from ..core.particles import load_particles, require_images
     from ..core.reconstruct import backproject
 
-    particles = load_particles(args.particles, datadir=args.datadir, apix=args.apix, poses=args.poses, ctf=args.ctf_pkl)
-    require_images(particles, "back-project")
+    particles = load_input(args, "back-project")
     if particles.rotations is None:
         raise InputError(args.particles, "has no poses to back-project with", "pass a .star/.cs with angles, or an .mrcs with --poses")
     if particles.apix is None:

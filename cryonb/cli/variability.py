@@ -18,15 +18,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .backproject import add_input_args, load_input
+
 
 def add_args(parser):
     parser.add_argument("particles", type=Path, help="particles with poses and CTF: .star, .cs, or .mrcs with --poses and --ctf-pkl")
     parser.add_argument("-o", "--outdir", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--ind", type=Path, help="index file (.npy or cryoDRGN .pkl) of the rows to analyse, e.g. a cluster's selection")
-    parser.add_argument("--datadir", type=Path, help="folder of the image stacks (default: the metadata file's folder)")
-    parser.add_argument("--poses", type=Path, help="cryoDRGN pose pickle, instead of the file's poses")
-    parser.add_argument("--ctf-pkl", type=Path, help="cryoDRGN CTF pickle, instead of the file's CTF")
-    parser.add_argument("--apix", type=float, help="pixel size in Å, overriding the files'")
+    add_input_args(parser)
     parser.add_argument("--resolution", type=float, default=40.0, help="use frequencies up to this resolution, Å (default: 40)")
     parser.add_argument("--focus", type=float, default=0.1, help="fraction of the voxels the component may occupy (default: 0.1; 1: anywhere)")
     parser.add_argument("--iterations", type=int, default=50, help="most iterations (default: 50)")
@@ -41,11 +40,10 @@ def main(args):
     from ..core.io.atomic import atomic_write
     from ..core.io.mrc import write_map
     from ..core.io.pickles import read_index
-    from ..core.particles import load_particles, require_images, save_selection
+    from ..core.particles import save_selection
     from ..core.variability import variability_component
 
-    particles = load_particles(args.particles, datadir=args.datadir, apix=args.apix, poses=args.poses, ctf=args.ctf_pkl)
-    require_images(particles, "analyse the variability of")
+    particles = load_input(args, "analyse the variability of")
     if args.ind is not None:
         particles = particles.subset(read_index(args.ind))
     component = variability_component(particles, resolution=args.resolution, focus=args.focus, iterations=args.iterations,
