@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .errors import InputError
 from .fourier import fft3_center, ifft3_center, shell_index, soft_spherical_mask
@@ -160,7 +161,7 @@ def variability_component(
     if not 0 < focus <= 1:
         raise ValueError(f"focus must be in (0, 1], not {focus}")
     D, apix = particles.box_size, particles.apix
-    radius = int(min(D * apix / resolution, D // 2 - 1))
+    radius = int(min(max(D * apix / resolution, 2), D // 2 - 1))  # the resolution used is in the result
     slices, mask = _Slices(D, radius, device), soft_spherical_mask(D, device=device)
     # one pass over the images: their pixels inside the limit, CTFs and poses, and the consensus
     consensus, images, ctfs, rotations = FourierAccumulator(D, 1, device=device), [], [], []
@@ -181,7 +182,8 @@ def variability_component(
     components = [slices.filter(torch.randn(D, D, D, generator=generator).to(device)) * mask for _ in (0, 1)]
     components = [v / v.norm() for v in components]
     history, previous = [], None
-    for iteration in range(1, iterations + 1):
+    bar = tqdm(range(1, iterations + 1), desc="variability", unit="iteration", disable=None if progress is None else not progress)
+    for iteration in bar:
         along = torch.empty_like(images)
         for h in (0, 1):  # each half's coordinates from the other half's component
             along[members[h]] = slices(components[1 - h], rotations[members[h]], batch_size) * ctfs[members[h]]
@@ -206,7 +208,9 @@ def variability_component(
         change = 1.0 if previous is None else 1.0 - abs(float(np.corrcoef(z, previous)[0, 1]))
         history.append({"iteration": iteration, "change": change, "half_agreement": float((components[0] * components[1]).sum())})
         previous = z
+        bar.set_postfix(agreement=f"{history[-1]['half_agreement']:.2f}", change=f"{change:.4f}")
         if change < tolerance:
             break
+    bar.close()
     component = (components[0] + components[1]).cpu()
     return VariabilityComponent(previous, component / component.norm(), mu.cpu(), particles.indices.copy(), float(D * apix / radius), history)
