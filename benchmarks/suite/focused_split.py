@@ -4,7 +4,7 @@
 
 The workflow a user follows in cryonb after training: cluster the latents, then ask each cluster,
 with the poses, which localised change of the map its particles differ by
-(:func:`cryonb.core.analysis.divisions.divide`) and divide it there. Here the clusters are
+(:func:`cryonb.core.analysis.divisions.divide_clusters`) and divide it there. Here the clusters are
 those the suite scores (junk left out, a Gaussian mixture with one component per class on the run's
 latents, whose rare recall the suite reports); a
 group is divided in two along its component while the component is reproducible (its two halves'
@@ -30,24 +30,15 @@ from benchmarks.suite import metrics
 from benchmarks.suite.drgn import read_latents, rounded
 from benchmarks.suite.sets import ASSEMBLY_CLASSES
 from cryonb.core.particles import load_particles
-from cryonb.core.analysis.divisions import divide
+from cryonb.core.analysis.divisions import divide_clusters, divided_labels
 
 
-def divide_recursively(particles, selection: np.ndarray, labels: np.ndarray, *, depth: int, agreement: float, min_group: float,
-                       min_particles: int, device: str, log: list, name: str = "") -> list[np.ndarray]:
-    """Groups (particle indices) from dividing ``selection`` again and again along focused components."""
-    if depth == 0 or len(selection) < min_particles:
-        return [selection]
-    d = divide(particles, selection, agreement=agreement, min_group=min_group, device=device)
-    log.append({"group": name or "root", "n": int(len(selection)), "agreement": round(d.agreement, 3),
-                "smaller_share": round(float(d.groups.mean()), 3), "divided": d.divided,
-                "classes": {ASSEMBLY_CLASSES[k]: [int(((labels[selection] == k) & (d.groups == side)).sum()) for side in (0, 1)]
-                            for k in np.unique(labels[selection]) if k >= 0}})
-    if not d.divided:
-        return [selection]
-    return [group for side in (0, 1) for group in divide_recursively(particles, d.group(side), labels, depth=depth - 1, agreement=agreement,
-                                                                     min_group=min_group, min_particles=min_particles, device=device,
-                                                                     log=log, name=f"{name}{side}")]
+def record_of(d, labels: np.ndarray) -> dict:
+    """One division: its place, size, agreement, outcome and true classes on either side."""
+    return {"group": f"c{d.cluster}:{d.path}", "n": int(len(d.members)), "agreement": round(d.agreement, 3),
+            "smaller_share": round(float(d.groups.mean()), 3), "divided": d.divided,
+            "classes": {ASSEMBLY_CLASSES[k]: [int(((labels[d.members] == k) & (d.groups == side)).sum()) for side in (0, 1)]
+                        for k in np.unique(labels[d.members]) if k >= 0}}
 
 
 def main(argv=None):
@@ -69,17 +60,14 @@ def main(argv=None):
     particles = load_particles(args.dataset / "particles.star").subset(keep)
     t0 = time.perf_counter()
     clusters = metrics.gmm_clusters(np.asarray(read_latents(args.z), float)[keep], len(np.unique(labels)), args.seed)
-    log, groups = [], []
-    for c in np.unique(clusters):
-        groups += divide_recursively(particles, np.flatnonzero(clusters == c), labels, depth=args.depth, agreement=args.agreement,
-                         min_group=args.min_group, min_particles=args.min_particles, device=args.device, log=log, name=f"c{c}:")
-    final = np.empty(len(labels), dtype=np.int64)
-    for g, group in enumerate(groups):
-        final[group] = g
+    divisions = divide_clusters(particles, clusters, depth=args.depth, min_particles=args.min_particles, agreement=args.agreement,
+                                min_group=args.min_group, device=args.device)
+    final = divided_labels(clusters, divisions)
     record = {"set": args.dataset.name, "system": args.system, "seed": args.seed, "depth": args.depth, "agreement": args.agreement,
               "min_group": args.min_group, "min_particles": args.min_particles, "clusters_rare_recall": metrics.rare_recall(clusters, labels, rare),
-              "groups": len(groups), "rare_recall": metrics.rare_recall(final, labels, rare), "ari": adjusted_rand_score(labels, final),
-              "clusters_ari": adjusted_rand_score(labels, clusters), "wall_s": time.perf_counter() - t0, "divisions": log}
+              "groups": len(np.unique(final)), "rare_recall": metrics.rare_recall(final, labels, rare), "ari": adjusted_rand_score(labels, final),
+              "clusters_ari": adjusted_rand_score(labels, clusters), "wall_s": time.perf_counter() - t0,
+              "divisions": [record_of(d, labels) for d in divisions]}
     emit(rounded(record), args.jsonl)
     return record
 

@@ -6,10 +6,14 @@ state a cluster). :func:`divide` finds a cluster's focused variability component
 (:func:`cryonb.core.variability.variability_component`) and divides the cluster in two along it
 when the component is reproducible, its two random halves agreeing (cosine ≥ ``agreement``), and
 the smaller side holds at least ``min_group`` of the cluster. :func:`divide_clusters` does so for
-every cluster of a labelling.
+every cluster of a labelling, and again inside each group it made, up to ``depth`` times: a cluster
+may hold junk beside two states, and its strongest difference, found first, is then the junk's.
+:func:`divided_labels` gives every particle its final group.
 
-    >>> for d in divide_clusters(particles, labels, device="cuda"):
+    >>> divisions = divide_clusters(particles, labels, device="cuda")
+    >>> for d in divisions:
     ...     print(d)            # cluster 3: 1,801 particles, agreement 0.85, divided 1,501 / 300
+    >>> groups = divided_labels(labels, divisions)
 """
 
 from __future__ import annotations
@@ -29,13 +33,14 @@ MIN_PARTICLES = 100
 @dataclass
 class Division:
     """One cluster's component and its two groups (0/1 per member, 1 the smaller); ``divided`` says
-    whether the component is reproducible enough to divide by."""
+    whether the component is reproducible enough to divide by; ``path`` where in the cluster it was made."""
 
     cluster: int
     members: np.ndarray
     component: VariabilityComponent
     groups: np.ndarray
     divided: bool
+    path: str = ""  # which group of which division of the cluster: "" the cluster, "0" its first division's group 0, ...
 
     @property
     def agreement(self) -> float:
@@ -45,9 +50,14 @@ class Division:
         """Positions (in the labelled set) of the members in group ``g``."""
         return self.members[self.groups == g]
 
+    @property
+    def name(self) -> str:
+        """``cluster 3``, or ``cluster 3, group 01`` for a division inside one."""
+        return f"cluster {self.cluster}" + (f", group {self.path}" if self.path else "")
+
     def __str__(self) -> str:
         verdict = f"divided {int((self.groups == 0).sum()):,} / {int(self.groups.sum()):,}" if self.divided else "one state"
-        return f"cluster {self.cluster}: {len(self.members):,} particles, agreement {self.agreement:.2f}, {verdict}"
+        return f"{self.name}: {len(self.members):,} particles, agreement {self.agreement:.2f}, {verdict}"
 
 
 def divide(particles, members: np.ndarray, cluster: int = 0, *, agreement: float = AGREEMENT, min_group: float = MIN_GROUP,
@@ -59,9 +69,30 @@ def divide(particles, members: np.ndarray, cluster: int = 0, *, agreement: float
     return Division(int(cluster), np.asarray(members), component, groups, bool(divided))
 
 
-def divide_clusters(particles, labels, *, min_particles: int = MIN_PARTICLES, progress: bool | None = None, **options) -> list[Division]:
-    """:func:`divide` for every cluster of ``labels`` (one per particle) with at least ``min_particles``."""
+def divide_clusters(particles, labels, *, depth: int = 3, min_particles: int = MIN_PARTICLES, progress: bool | None = None,
+                    **options) -> list[Division]:
+    """:func:`divide` for every cluster of ``labels`` (one per particle) with at least ``min_particles``,
+    and again for each group it divides off with that many, at most ``depth`` divisions deep."""
     labels = np.asarray(labels)
     clusters = [c for c in np.unique(labels) if (labels == c).sum() >= min_particles]
-    return [divide(particles, np.flatnonzero(labels == c), c, **options)
-            for c in tqdm(clusters, desc="dividing clusters", unit="cluster", disable=None if progress is None else not progress)]
+    divisions = []
+    for c in tqdm(clusters, desc="dividing clusters", unit="cluster", disable=None if progress is None else not progress):
+        pending = [(np.flatnonzero(labels == c), "")]
+        while pending:
+            members, path = pending.pop(0)
+            division = divide(particles, members, c, **options)
+            division.path = path
+            divisions.append(division)
+            if division.divided and len(path) + 1 < depth:
+                pending += [(division.group(g), path + str(g)) for g in (0, 1) if len(division.group(g)) >= min_particles]
+    return divisions
+
+
+def divided_labels(labels, divisions: list[Division]) -> np.ndarray:
+    """Each particle's final group (0, 1, ...): its cluster in ``labels``, refined by every division made."""
+    keys = np.array([f"{c}:" for c in np.asarray(labels)], dtype=object)
+    for d in sorted(divisions, key=lambda d: len(d.path)):
+        if d.divided:
+            for g in (0, 1):
+                keys[d.group(g)] = f"{d.cluster}:{d.path}{g}"
+    return np.unique(keys.astype(str), return_inverse=True)[1]

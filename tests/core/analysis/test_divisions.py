@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryonb.core.analysis.divisions import divide_clusters
+from cryonb.core.analysis.divisions import Division, divide_clusters, divided_labels
 from cryonb.core.analysis.run_analysis import analyze_run
 from cryonb.core.io.pickles import read_index
 from cryonb.core.particles import load_particles
@@ -27,13 +27,25 @@ def test_a_cluster_with_two_states_is_divided_and_one_of_a_single_state_is_not(r
     particles, state, _ = rare_state
     position = np.arange(len(state))
     labels = np.where(position < 1000, 0, np.where(state == 0, 1, 2))  # 0: both states; 1: the common one; 2: the rare, small
-    divisions = divide_clusters(particles, labels, min_particles=150, resolution=12.0, progress=False)
-    assert [d.cluster for d in divisions] == [0, 1]  # cluster 2 is too small to ask
-    mixed, single = divisions
+    divisions = divide_clusters(particles, labels, depth=2, min_particles=300, resolution=12.0, progress=False)
+    asked = {(d.cluster, d.path): d for d in divisions}
+    assert {(0, ""), (0, "0"), (1, "")} <= set(asked) <= {(0, ""), (0, "0"), (0, "1"), (1, "")}  # cluster 2: too small; two deep at most
+    mixed, single = asked[0, ""], asked[1, ""]
+    assert not asked[0, "0"].divided and asked[0, "0"].name == "cluster 0, group 0"  # the common group, asked again: one state
     assert mixed.divided and mixed.agreement > 0.5 and "divided" in str(mixed)
     rare_group = mixed.group(1)
     assert state[rare_group].mean() > 0.5 and state[mixed.group(0)].mean() < 0.1  # a fifth of the cluster is rare
     assert not single.divided and single.agreement < 0.5 and "one state" in str(single)
+
+
+def test_divided_labels_refine_the_clusters_by_every_division():
+    labels = np.array([0] * 6 + [1] * 4)
+    top = Division(0, np.arange(6), None, np.array([0, 0, 0, 1, 1, 1]), True)
+    inner = Division(0, np.arange(3), None, np.array([0, 1, 1]), True, path="0")
+    kept = Division(1, np.arange(6, 10), None, np.array([0, 1, 0, 1]), False)
+    final = divided_labels(labels, [inner, kept, top])  # any order: deeper divisions refine the others
+    parts = sorted(sorted(np.flatnonzero(final == g).tolist()) for g in np.unique(final))
+    assert parts == [[0], [1, 2], [3, 4, 5], [6, 7, 8, 9]]
 
 
 class RunOfParticles:
@@ -51,15 +63,15 @@ class RunOfParticles:
 def test_analyze_run_divides_its_clusters_and_writes_selections(rare_state, tmp_path):
     particles, state, volumes = rare_state
     run = RunOfParticles(particles, volumes)
-    out = analyze_run(run, tmp_path, k=1, pcs=1, pc_steps=2, umap=False, divide_kw={"resolution": 12.0}, progress=False)
+    out = analyze_run(run, tmp_path, k=1, pcs=1, pc_steps=2, umap=False, divide_kw={"resolution": 12.0, "depth": 1}, progress=False)
     folder = tmp_path / "kmeans1" / "divisions" / "cluster_000"
     assert (folder / "component.mrc").exists() and (folder / "coordinates.png").stat().st_size > 1000
     smaller = read_index(folder / "group_1.ind.npy")
     assert state[smaller].mean() > 0.5  # a fifth of the particles are rare
     assert len(load_particles(folder / "group_1.star")) == len(smaller)
     summary = json.loads((tmp_path / "summary.json").read_text())["divisions"]
-    assert summary == [{"cluster": 0, "particles": 1600, "agreement": summary[0]["agreement"], "divided": True,
-                        "groups": [1600 - len(smaller), len(smaller)]}]
+    assert summary[0] == {"cluster": 0, "group": "", "particles": 1600, "agreement": summary[0]["agreement"], "divided": True,
+                          "groups": [1600 - len(smaller), len(smaller)]}
     report = (tmp_path / "report.html").read_text()
     assert "Clusters that hide two states" in report and "kmeans1/divisions/cluster_000/group_1.star" in report
     assert "divisions" in out.timings
