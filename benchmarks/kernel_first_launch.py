@@ -1,11 +1,13 @@
 """How long each of cryonb's Triton kernels takes to its first launch in a fresh process (GPU).
 
-    TRITON_CACHE_DIR=$(mktemp -d) python -m benchmarks.kernel_first_launch [--jsonl out.jsonl]
+    TRITON_CACHE_DIR=$(mktemp -d) python -m benchmarks.kernel_first_launch [--threads] [--jsonl out.jsonl]
 
 With an empty Triton cache the first launch includes the kernel's compilation (the first one also
 Triton's own start); a second launch follows for comparison, and a cuBLAS product of the same
 shapes. The shapes are a training step's at D = 128, batch 32, zdim 8 (6,425 frequencies, the
-decoder's 1024-wide layers, its first layer's 392 columns). One JSON line, in seconds.
+decoder's 1024-wide layers, its first layer's 392 columns). ``--threads``: the three kernels' first
+launches side by side, each in a thread of its own (:func:`cryonb.core.kernels.compile_ahead`, as a
+GPU trainer starts them), timed together. One JSON line, in seconds.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def timed(launch) -> float:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", action="store_true", help="the three kernels' first launches in three threads, timed together")
     ap.add_argument("--jsonl")
     args = ap.parse_args(argv)
     if not kernels.available():
@@ -45,6 +48,13 @@ def main(argv=None) -> dict:
                 "relu_grad_matmul_thin": lambda: kernels.relu_grad_matmul(out_grad, out_weight, below),
                 "encoded_features": lambda: kernels.encoded_features(coords, freqs, z, 2 * PHASES + ZDIM, torch.bfloat16),
                 "cublas_product": lambda: grad @ weight}
+    if args.threads:
+        kernels_only = [launch for name, launch in launches.items() if name != "cublas_product"]
+        together = timed(lambda: kernels.compile_ahead(kernels_only, torch.device("cuda"))())
+        record = {"benchmark": "triton_first_launch_threads", "device": torch.cuda.get_device_name(), "torch": torch.__version__,
+                  "threads_s": together, "failed": sorted(map(str, kernels.failed))}
+        emit(record, args.jsonl)
+        return record
     first = {name: timed(launch) for name, launch in launches.items()}
     again = {name: timed(launch) for name, launch in launches.items()}
     record = {"benchmark": "triton_first_launch", "device": torch.cuda.get_device_name(), "torch": torch.__version__,

@@ -7,8 +7,11 @@ computes the update of ``torch.optim.AdamW``'s multi-tensor form with the same `
 kernels in the same order, keeps the same state per parameter (``step``, ``exp_avg``,
 ``exp_avg_sq``) and reads and writes the same ``state_dict``, so checkpoints move between the two.
 ``capturable=True`` keeps the step counts on the parameters' device and reads a tensor learning
-rate, so that a CUDA graph can replay the update (:mod:`cryonb.core.graphs`). The per-particle tables'
-sparse gradients keep ``torch.optim.SparseAdam``.
+rate, so that a CUDA graph can replay the update (:mod:`cryonb.core.graphs`). ``fused=True`` computes
+the same update with torch's one-kernel form (``torch._fused_adamw_``, what ``torch.optim.AdamW(fused=True)``
+calls; the same formula in float32, rounded in another order): at D = 128 the multi-tensor form's
+fourteen passes over the weights took 0.75 ms of a 10 ms step on an H200 (docs/benchmarks.md, "The
+optimiser in one kernel"). The per-particle tables' sparse gradients keep ``torch.optim.SparseAdam``.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ class AdamW:
 
     def __init__(self, groups: Iterable[dict] | Iterable[torch.Tensor], *, lr: float | torch.Tensor = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
-                 capturable: bool = False):
+                 capturable: bool = False, fused: bool = False):
         groups = list(groups)
         if groups and torch.is_tensor(groups[0]):
             groups = [{"params": groups}]
-        own = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "capturable": capturable}
+        own = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "capturable": capturable,
+               "fused": fused}
         self.defaults = {**DEFAULTS, **own}
         self.param_groups = [{**self.defaults, **group, "params": list(group["params"])} for group in groups]
         self.state: dict[torch.Tensor, dict] = {}
@@ -53,10 +57,15 @@ class AdamW:
     def _update(self, group: dict, params: list[torch.Tensor]):
         lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         capturable = group["capturable"]
-        states = [self._state(p, capturable) for p in params]
+        fused = bool(group["fused"]) and len({(p.device, p.dtype) for p in params}) == 1  # the kernel takes one of each
+        states = [self._state(p, capturable or fused) for p in params]
         grads = [p.grad for p in params]
         avgs, squares, steps = ([s[key] for s in states] for key in ("exp_avg", "exp_avg_sq", "step"))
         torch._foreach_add_(steps, 1)
+        if fused:  # one kernel for every tensor: the multi-tensor update below, in float32
+            torch._fused_adamw_(params, grads, avgs, squares, [], steps, lr=lr, beta1=beta1, beta2=beta2,
+                                weight_decay=decay, eps=eps, amsgrad=False, maximize=False)
+            return
         if decay:
             torch._foreach_mul_(params, 1 - lr * decay)
         torch._foreach_lerp_(avgs, grads, 1 - beta1)
@@ -84,9 +93,9 @@ class AdamW:
             torch._foreach_add_(denominators, eps)
             torch._foreach_addcdiv_(params, avgs, denominators, sizes)
 
-    def _state(self, p: torch.Tensor, capturable: bool) -> dict:
+    def _state(self, p: torch.Tensor, on_device: bool) -> dict:
         """``p``'s state, made (and its gradient checked) at its first step; the step count on ``p``'s
-        device when ``capturable``."""
+        device when ``on_device`` (the capturable and fused forms)."""
         state = self.state.get(p)
         if state is None:  # its first step
             if p.grad.is_sparse:
@@ -94,7 +103,7 @@ class AdamW:
             state = self.state[p] = {"step": torch.zeros((), dtype=torch.float32),
                                      "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
                                      "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
-        device = p.device if capturable else torch.device("cpu")
+        device = p.device if on_device else torch.device("cpu")
         if state["step"].device != device:  # e.g. a checkpoint of a run without graphs, continued with them
             state["step"] = state["step"].to(device)
         return state

@@ -15,7 +15,9 @@ and two elementwise passes write and read again.
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -86,6 +88,37 @@ def _features(coords, freqs, z, columns, dtype):
     parts = [torch.sin(phase), torch.cos(phase)] + ([] if z is None else [z[:, None, :].expand(B, P, -1)])
     out = torch.cat([part.to(dtype) for part in parts], dim=-1)
     return torch.cat([out, out.new_zeros(B, P, columns - out.shape[-1])], dim=-1)
+
+
+def compile_ahead(launches: Sequence[Callable[[], object]], device: torch.device) -> Callable[[], None]:
+    """Make each of ``launches`` (a kernel's first launch on ``device``, at a step's shapes) in a thread of
+    its own; returns a function that waits for them all.
+
+    A kernel's first launch compiles it (unless Triton's cache holds it), and Triton's compiler works
+    partly outside the GIL: on an H200 with an empty cache the three kernels of a D = 128 step took
+    2.4-2.5 s in three threads against 4.5-5.1 s one after another (docs/benchmarks.md, "The optimiser
+    in one kernel, the kernels compiled side by side"). A kernel that cannot run here falls back to
+    torch's form as in any launch.
+    """
+    threads = [threading.Thread(target=_in_thread, args=(launch, device), daemon=True, name="cryonb-kernel-compile")
+               for launch in launches]
+    for thread in threads:
+        thread.start()
+
+    def wait():
+        for thread in threads:
+            thread.join()
+
+    return wait
+
+
+def _in_thread(launch: Callable[[], object], device: torch.device):
+    """``launch()`` in a new thread, which holds no CUDA context until a runtime call binds the device's:
+    without one, the tensor memory accelerator's descriptors cannot be made (Triton's driver calls)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.cuda.synchronize(device)  # a runtime call: the device's primary context becomes this thread's
+    launch()
 
 
 def _guarded(key, launch, fallback):

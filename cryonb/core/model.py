@@ -9,7 +9,9 @@ so the network only ever learns one half-space.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +19,7 @@ from torch import nn
 
 from . import kernels
 from .fourier import ifft3_center
-from .nets import DecoderStack, DenseReLU, EncodedInputReLU, Residual, mlp
+from .nets import ALIGN, DecoderStack, DenseReLU, EncodedInputReLU, Residual, mlp
 from .poses import KnownPoses, recentre
 from .projection import plane_coordinates
 
@@ -133,6 +135,27 @@ class FourierDecoder(nn.Module):
             out = self.net(EncodedInputReLU.apply(*first)).float()
         imag = torch.where(flip[..., 0], -out[..., 1], out[..., 1])
         return torch.complex(out[..., 0], imag)
+
+    def compile_kernels(self, batch: int, pixels: int, dtype: torch.dtype = torch.bfloat16) -> Callable[[], None]:
+        """Compile the Triton kernels of a fused training step of ``batch`` images of ``pixels`` frequencies
+        each, side by side in threads (:func:`cryonb.core.kernels.compile_ahead`); returns a function that
+        waits for them. Nothing to do (a no-op wait) where the kernels do not run."""
+        device = self.coords_in.weight.device
+        if not (device.type == "cuda" and self.fused_backward and kernels.available()):
+            return lambda: None
+        rows, width = batch * pixels, self.coords_in.out_features
+        empty = functools.partial(torch.empty, device=device, dtype=dtype)
+        below = empty(rows, width)
+        launches = [lambda: kernels.relu_grad_matmul(empty(rows, 2), empty(2, width), below)]  # the output layer
+        if any(isinstance(m, (Residual, DenseReLU)) for m in self.net.modules()):  # a hidden layer's
+            launches.append(lambda: kernels.relu_grad_matmul(empty(rows, width), empty(width, width), below))
+        if self.fused_features and self.encoding.kind != "none":
+            freqs = (self.encoding.B / self.D).float()
+            z = None if self.latent_in is None else torch.empty(batch, self.zdim, device=device)
+            columns = freqs.shape[1] * 2 + self.zdim
+            launches.append(lambda: kernels.encoded_features(torch.empty(batch, pixels, 3, device=device), freqs, z,
+                                                             columns + -columns % ALIGN, dtype))
+        return kernels.compile_ahead(launches, device)
 
     def _fuse_backward(self, coords: torch.Tensor) -> bool:
         return (self.fused_backward and coords.is_cuda and torch.is_grad_enabled() and torch.is_autocast_enabled("cuda")

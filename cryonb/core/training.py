@@ -67,11 +67,13 @@ class Trainer(Driven, Checkpointed):
         self._graphs = (config.cuda_graphs and self.device.type == "cuda" and self.dist.world == 1 and not tables
                         and config.decoder != "gmm")
         self._captured = {}  # the CUDA graphs of a full-batch step, one per marching radius, made at first use
+        self._kernels_compiled = self._compile_kernels()  # waited for by the first step
         share_steps = round(config.pixel_until * config.epochs * self.batches_per_epoch) if config.pixel_until < 1 else None
         self._fitted = FittedPixels(self.data.half.coords, self.data.D, config.pixel_fraction, config.seed, self.device,
                                     config.pixel_core, share_steps)
         self._pixels, self._pixel_weight, self._fit_radius = None, 1.0, None  # this step's (None: all), their weight
-        self.optimizer = AdamW(self._dense_groups(), weight_decay=config.weight_decay, capturable=self._graphs)  # no torch._dynamo
+        self.optimizer = AdamW(self._dense_groups(), weight_decay=config.weight_decay, capturable=self._graphs,
+                               fused=self.device.type == "cuda")  # no torch._dynamo
         if config.zdim and config.latent_source == "gradient":  # the features' scale, from the first particles
             from .gmm.setup import prepare
 
@@ -163,6 +165,11 @@ class Trainer(Driven, Checkpointed):
         Each process takes every ``world``-th particle of the global batch and the matching rows
         of the batch's noise, so any number of GPUs computes the same step as one.
         """
+        if not self._pending:
+            self._pending_since = time.perf_counter()
+        if self._kernels_compiled is not None:  # the first epoch's time includes the wait
+            self._kernels_compiled()
+            self._kernels_compiled = None
         bs = self.config.batch_size
         batch = self._order(self.epoch)[self.position * bs : (self.position + 1) * bs]
         share = slice(self.dist.rank, None, self.dist.world)
@@ -170,8 +177,6 @@ class Trainer(Driven, Checkpointed):
         if self.config.zdim:
             self._noise.manual_seed(self.config.seed * 7_919 + self.step_count)
             noise = torch.randn(len(batch), self.config.zdim, generator=self._noise, device=self.device)[share]
-        if not self._pending:
-            self._pending_since = time.perf_counter()
         idx = batch[share]
         self.data.stage(idx, self.position)  # streamed data: this batch's images to the device
         weight = len(idx) / len(batch)  # this process's share of the batch mean
@@ -217,6 +222,15 @@ class Trainer(Driven, Checkpointed):
         if key not in self._captured:
             self._captured[key] = CapturedStep(self._update, self.model, self.optimizer, inputs)
         return self._captured[key](*inputs)
+
+    def _compile_kernels(self):
+        """Start compiling the decoder's Triton kernels for this run's steps (a GPU's, under autocast) in
+        threads, while the rest is set up; returns the function that waits for them (None: nothing to do)."""
+        compile_kernels = getattr(self.model.decoder, "compile_kernels", None)
+        if compile_kernels is None or self.device.type != "cuda" or not self.config.amp or self.config.compile:
+            return None
+        batch = len(range(self.dist.rank, self.config.batch_size, self.dist.world))  # this process's share of a batch
+        return compile_kernels(batch, len(self.data.half), torch.bfloat16)
 
     def fit_within(self, radius: float | None):
         """Fit the model to the half-plane pixels within ``radius`` pixels of frequency from the next

@@ -63,6 +63,30 @@ def test_capturable_form_reads_a_tensor_rate_and_keeps_steps_on_the_device(devic
         assert all(torch.equal(p, q) for p, q in zip(ours, theirs))
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("tensor_rate", [False, True])
+def test_fused_form_makes_the_multi_tensor_update(device, tensor_rate):
+    """One kernel for every tensor (the trainer's on a GPU): the same update, rounded in another order."""
+    ours, plain = _parameters(10, device), _parameters(10, device)
+    lr = torch.tensor(1e-2, device=device) if tensor_rate else 1e-2
+    a = AdamW([{"params": ours, "lr": lr}], weight_decay=0.02, capturable=tensor_rate, fused=True)
+    b = AdamW(plain, lr=1e-2, weight_decay=0.02)
+    rates = [1e-2 * 0.85**i for i in range(10)]
+    _train(a, ours, 10, seed=11, rates=rates)
+    _train(b, plain, 10, seed=11, rates=rates)
+    for p, q in zip(ours, plain):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a.state[p]["exp_avg_sq"], b.state[q]["exp_avg_sq"], rtol=1e-4, atol=1e-7)
+        assert a.state[p]["step"].device == p.device and float(a.state[p]["step"]) == 10
+    assert not torch.equal(ours[0], _parameters(10, device)[0])  # it moved
+    if device == "cuda":  # torch's own fused form, step for step
+        theirs = _parameters(10, device)
+        c = torch.optim.AdamW([{"params": theirs, "lr": lr if not tensor_rate else torch.tensor(1e-2, device=device)}],
+                              weight_decay=0.02, fused=True)
+        _train(c, theirs, 10, seed=11, rates=rates)
+        assert all(torch.equal(p, q) for p, q in zip(ours, theirs))
+
+
 def test_state_dicts_move_between_it_and_torch_optim():
     ours, theirs = _parameters(4), _parameters(4)
     a, b = AdamW(ours, lr=2e-3, weight_decay=0.0), torch.optim.AdamW(theirs, lr=2e-3, weight_decay=0.0)

@@ -221,3 +221,50 @@ def test_decoder_from_coordinates_trains_as_from_phases():
         results.append([out.detach(), zz.grad] + [p.grad for p in dec.parameters() if p.grad is not None])
     for ours, theirs in zip(*results):
         assert (ours - theirs).abs().max() <= 0.02 * theirs.abs().max() + 1e-6
+
+
+def test_compile_ahead_makes_each_launch_in_a_thread_of_its_own_and_waits():
+    import threading
+    import time
+
+    seen = []
+
+    def launch(i):
+        time.sleep(0.05)
+        seen.append((i, threading.current_thread().name))
+
+    wait = kernels.compile_ahead([lambda i=i: launch(i) for i in range(3)], torch.device("cpu"))
+    wait()
+    assert sorted(i for i, _ in seen) == [0, 1, 2]
+    assert all(name != threading.main_thread().name for _, name in seen)
+
+
+def test_compile_kernels_is_nothing_to_do_on_a_cpu():
+    dec = FourierDecoder(16, 2, width=16, encoding="gaussian", residual=True)
+    wait = dec.compile_kernels(4, 100)
+    assert wait() is None and not kernels.failed
+
+
+def _compiled_variants() -> int:
+    """How many specialisations of cryonb's Triton kernels this process holds (Triton's own caches)."""
+    functions = [kernels._relu_grad_matmul, kernels._relu_grad_matmul_tma, kernels._encoded_features]
+    if not all(hasattr(f, "device_caches") for f in functions):
+        pytest.skip("this Triton keeps its compiled kernels elsewhere")
+    return sum(len(cache[0]) for f in functions for cache in f.device_caches.values())
+
+
+@gpu
+def test_a_step_after_compile_kernels_compiles_nothing_more():
+    """The kernels compiled ahead are the ones a training step at those shapes launches."""
+    torch.manual_seed(7)
+    B, P = 4, 6425
+    dec = FourierDecoder(128, 8, width=256, depth=3, encoding="gaussian", residual=True).cuda()
+    torch.empty(256 << 20, dtype=torch.uint8, device="cuda")  # freed at once: cached memory serves the threads
+    dec.compile_kernels(B, P)()  # binds them a CUDA context, so compile_ahead must
+    before = _compiled_variants()
+    assert before >= 3 and not kernels.failed
+    coords, z = frequencies(B, P, D=128, device="cuda"), torch.randn(B, 8, device="cuda", requires_grad=True)
+    with torch.autocast("cuda", torch.bfloat16):
+        out = dec(coords, z)
+    out.real.sum().backward()
+    assert _compiled_variants() == before
