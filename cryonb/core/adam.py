@@ -10,7 +10,7 @@ kernels in the same order, keeps the same state per parameter (``step``, ``exp_a
 rate, so that a CUDA graph can replay the update (:mod:`cryonb.core.graphs`). ``fused=True`` computes
 the same update with torch's one-kernel form (``torch._fused_adamw_``, what ``torch.optim.AdamW(fused=True)``
 calls; the same formula in float32, rounded in another order): at D = 128 the multi-tensor form's
-fourteen passes over the weights took 0.75 ms of a 10 ms step on an H200 (docs/benchmarks.md, "The
+eight passes over the weights took 0.75 ms of a 10 ms step on an H200 (docs/benchmarks.md, "The
 optimiser in one kernel"). The per-particle tables' sparse gradients keep ``torch.optim.SparseAdam``.
 """
 
