@@ -43,23 +43,36 @@ def test_the_same_updates_as_torch_optim(weight_decay):
         assert float(a.state[p]["step"]) == 12
 
 
+RATES = [1e-2 * 0.85**i for i in range(10)]  # a decaying rate, changed between steps as the trainer changes it
+
+
+def _beside_plain(device, rate, **form) -> tuple[list, AdamW, list, AdamW]:
+    """AdamW in ``form`` and the plain multi-tensor AdamW trained alike: (params, optimiser) of each."""
+    ours, plain = _parameters(10, device), _parameters(10, device)
+    a = AdamW([{"params": ours, "lr": rate}], weight_decay=0.02, **form)
+    b = AdamW(plain, lr=1e-2, weight_decay=0.02)
+    _train(a, ours, len(RATES), seed=11, rates=RATES)
+    _train(b, plain, len(RATES), seed=11, rates=RATES)
+    return ours, a, plain, b
+
+
+def _torch_optim_twin(device, rate, **form) -> list:
+    """The same training with ``torch.optim.AdamW`` in ``form``: its parameters."""
+    theirs = _parameters(10, device)
+    c = torch.optim.AdamW([{"params": theirs, "lr": rate}], weight_decay=0.02, **form)
+    _train(c, theirs, len(RATES), seed=11, rates=RATES)
+    return theirs
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_capturable_form_reads_a_tensor_rate_and_keeps_steps_on_the_device(device):
     """The form a CUDA graph replays: the same update as the plain one, every number on the device."""
-    ours, plain = _parameters(2, device), _parameters(2, device)
-    lr = torch.tensor(1e-2, device=device)
-    a = AdamW([{"params": ours, "lr": lr}], weight_decay=0.01, capturable=True)
-    b = AdamW(plain, lr=1e-2, weight_decay=0.01)
-    rates = [1e-2 * 0.8**i for i in range(8)]
-    _train(a, ours, 8, seed=3, rates=rates)
-    _train(b, plain, 8, seed=3, rates=rates)
+    ours, a, plain, b = _beside_plain(device, torch.tensor(1e-2, device=device), capturable=True)
     for p, q in zip(ours, plain):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
         assert a.state[p]["step"].device == p.device and b.state[q]["step"].device.type == "cpu"
     if device == "cuda":  # torch's own capturable form, step for step
-        theirs = _parameters(2, device)
-        c = torch.optim.AdamW([{"params": theirs, "lr": torch.tensor(1e-2, device=device)}], weight_decay=0.01, capturable=True)
-        _train(c, theirs, 8, seed=3, rates=rates)
+        theirs = _torch_optim_twin(device, torch.tensor(1e-2, device=device), capturable=True)
         assert all(torch.equal(p, q) for p, q in zip(ours, theirs))
 
 
@@ -67,24 +80,15 @@ def test_capturable_form_reads_a_tensor_rate_and_keeps_steps_on_the_device(devic
 @pytest.mark.parametrize("tensor_rate", [False, True])
 def test_fused_form_makes_the_multi_tensor_update(device, tensor_rate):
     """One kernel for every tensor (the trainer's on a GPU): the same update, rounded in another order."""
-    ours, plain = _parameters(10, device), _parameters(10, device)
-    lr = torch.tensor(1e-2, device=device) if tensor_rate else 1e-2
-    a = AdamW([{"params": ours, "lr": lr}], weight_decay=0.02, capturable=tensor_rate, fused=True)
-    b = AdamW(plain, lr=1e-2, weight_decay=0.02)
-    rates = [1e-2 * 0.85**i for i in range(10)]
-    _train(a, ours, 10, seed=11, rates=rates)
-    _train(b, plain, 10, seed=11, rates=rates)
+    rate = (lambda: torch.tensor(1e-2, device=device)) if tensor_rate else (lambda: 1e-2)
+    ours, a, plain, b = _beside_plain(device, rate(), capturable=tensor_rate, fused=True)
     for p, q in zip(ours, plain):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(a.state[p]["exp_avg_sq"], b.state[q]["exp_avg_sq"], rtol=1e-4, atol=1e-7)
-        assert a.state[p]["step"].device == p.device and float(a.state[p]["step"]) == 10
+        assert a.state[p]["step"].device == p.device and float(a.state[p]["step"]) == len(RATES)
     assert not torch.equal(ours[0], _parameters(10, device)[0])  # it moved
     if device == "cuda":  # torch's own fused form, step for step
-        theirs = _parameters(10, device)
-        c = torch.optim.AdamW([{"params": theirs, "lr": lr if not tensor_rate else torch.tensor(1e-2, device=device)}],
-                              weight_decay=0.02, fused=True)
-        _train(c, theirs, 10, seed=11, rates=rates)
-        assert all(torch.equal(p, q) for p, q in zip(ours, theirs))
+        assert all(torch.equal(p, q) for p, q in zip(ours, _torch_optim_twin(device, rate(), fused=True)))
 
 
 def test_state_dicts_move_between_it_and_torch_optim():
