@@ -11,6 +11,10 @@ group is divided in two along its component while the component is reproducible 
 maps agree, cosine ≥ ``--agreement``) and the smaller side holds at least ``--min-group`` of the
 group, at most ``--depth`` times. Works on any run's latents (cryonb's z.npy, cryoDRGN's z.pkl).
 
+``--kmeans K`` clusters as ``cryonb analyze --divide`` does instead: k-means with K clusters on every
+particle's latents, junk kept as in a user's stack (``--rare-clusters N``: only the clusters that hold
+N rare particles or more are divided, to spare a CPU the others).
+
 One record per run: the groups' count, the rare state's recall over them (as the suite counts it,
 against all rare particles), the ARI of the groups against the true classes, each division's
 size, agreement and outcome, and the wall time.
@@ -29,8 +33,9 @@ from benchmarks.records import emit
 from benchmarks.suite import metrics
 from benchmarks.suite.drgn import read_latents, rounded
 from benchmarks.suite.sets import ASSEMBLY_CLASSES
-from cryonb.core.particles import load_particles
+from cryonb.core.analysis.clustering import kmeans
 from cryonb.core.analysis.divisions import divide_clusters, divided_labels
+from cryonb.core.particles import load_particles
 
 
 def record_of(d, labels: np.ndarray) -> dict:
@@ -50,20 +55,29 @@ def main(argv=None):
     ap.add_argument("--agreement", type=float, default=0.5)
     ap.add_argument("--min-group", type=float, default=0.02, help="the smaller side's least share of a group divided")
     ap.add_argument("--min-particles", type=int, default=100, help="groups smaller than this are not divided")
+    ap.add_argument("--kmeans", type=int, metavar="K", help="k-means with K clusters on every particle, junk kept (cryonb analyze's)")
+    ap.add_argument("--rare-clusters", type=int, metavar="N", help="with --kmeans: divide only the clusters holding N rare particles or more")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jsonl", type=Path)
     args = ap.parse_args(argv)
     truth = metrics.load_truth(args.dataset / "truth.npz")
-    keep = truth.keep()  # indices of the particles the suite scores: junk left out
+    # the particles the suite scores (junk left out), or with --kmeans every particle, as a user's stack holds them
+    keep = np.arange(truth.n) if args.kmeans else truth.keep()
     labels, rare = truth.labels[keep], truth.rare_class
     particles = load_particles(args.dataset / "particles.star").subset(keep)
     t0 = time.perf_counter()
-    clusters = metrics.gmm_clusters(np.asarray(read_latents(args.z), float)[keep], len(np.unique(labels)), args.seed)
-    divisions = divide_clusters(particles, clusters, depth=args.depth, min_particles=args.min_particles, agreement=args.agreement,
-                                min_group=args.min_group, device=args.device)
+    z = np.asarray(read_latents(args.z), float)[keep]
+    clusters = kmeans(z, args.kmeans, seed=args.seed).labels if args.kmeans else metrics.gmm_clusters(z, len(np.unique(labels)), args.seed)
+    asked = None  # every cluster
+    if args.kmeans and args.rare_clusters:
+        held, counts = np.unique(clusters[labels == rare], return_counts=True)
+        asked = held[counts >= args.rare_clusters]
+    divisions = divide_clusters(particles, clusters, clusters=asked, depth=args.depth, min_particles=args.min_particles,
+                                agreement=args.agreement, min_group=args.min_group, device=args.device)
     final = divided_labels(clusters, divisions)
-    record = {"set": args.dataset.name, "system": args.system, "seed": args.seed, "depth": args.depth, "agreement": args.agreement,
+    record = {"set": args.dataset.name, "system": args.system, "seed": args.seed, "clusters": f"kmeans{args.kmeans}" if args.kmeans else "gmm",
+              "rare_clusters": args.rare_clusters if args.kmeans else None, "depth": args.depth, "agreement": args.agreement,
               "min_group": args.min_group, "min_particles": args.min_particles, "clusters_rare_recall": metrics.rare_recall(clusters, labels, rare),
               "groups": len(np.unique(final)), "rare_recall": metrics.rare_recall(final, labels, rare), "ari": adjusted_rand_score(labels, final),
               "clusters_ari": adjusted_rand_score(labels, clusters), "wall_s": time.perf_counter() - t0,

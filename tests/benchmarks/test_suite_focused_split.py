@@ -7,18 +7,29 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.suite import focused_split, sets  # noqa: E402
+from cryonb.core.analysis.clustering import kmeans  # noqa: E402
 
 
-def test_each_cluster_is_divided_or_kept_and_the_groups_cover_every_particle(tmp_path, real_data):
-    sets.assembly(tmp_path / "set", n=600, box=32, snr=0.1, seed=0, data_dir=real_data, progress=False)
-    labels = np.load(tmp_path / "set" / "truth.npz")["class"]
+@pytest.fixture(scope="module")
+def hidden_rare_state(tmp_path_factory, real_data):
+    """A small assembly set and latents that put its rare state in its neighbour's cluster: (folder, labels)."""
+    folder = tmp_path_factory.mktemp("focused")
+    sets.assembly(folder / "set", n=600, box=32, snr=0.1, seed=0, data_dir=real_data, progress=False)
+    labels = np.load(folder / "set" / "truth.npz")["class"]
     merged = np.where(labels == sets.ASSEMBLY_CLASSES.index("70S-ABC"), sets.ASSEMBLY_CLASSES.index("70S-AB"), labels)
-    z = np.eye(len(sets.ASSEMBLY_CLASSES))[merged] + 0.05 * np.random.default_rng(0).normal(size=(len(labels), 6))  # the rare state hidden in its neighbour's cluster
-    np.save(tmp_path / "z.npy", z)
-    record = focused_split.main([str(tmp_path / "set"), "--z", str(tmp_path / "z.npy"), "--depth", "1", "--min-particles", "50",
+    z = np.eye(len(sets.ASSEMBLY_CLASSES))[merged] + 0.05 * np.random.default_rng(0).normal(size=(len(labels), 6))
+    np.save(folder / "z.npy", z)
+    return folder, labels
+
+
+def test_each_cluster_is_divided_or_kept_and_the_groups_cover_every_particle(hidden_rare_state, tmp_path):
+    folder, _ = hidden_rare_state
+    record = focused_split.main([str(folder / "set"), "--z", str(folder / "z.npy"), "--depth", "1", "--min-particles", "50",
                                  "--jsonl", str(tmp_path / "split.jsonl")])
     written = json.loads((tmp_path / "split.jsonl").read_text().splitlines()[-1])
     assert written["groups"] == record["groups"] and record["clusters_rare_recall"] == 0.0  # no cluster is mostly rare
@@ -27,3 +38,16 @@ def test_each_cluster_is_divided_or_kept_and_the_groups_cover_every_particle(tmp
     assert record["groups"] == 5 + sum(d["divided"] for d in record["divisions"])  # one cluster per class but junk
     assert sum(sum(sides) for d in record["divisions"] for sides in d["classes"].values()) == sum(d["n"] for d in record["divisions"])
     assert 0.0 <= record["rare_recall"] <= 1.0 and -1 <= record["ari"] <= 1
+
+
+def test_kmeans_clusters_as_analyze_makes_them_junk_kept_and_only_the_rare_ones_asked(hidden_rare_state):
+    folder, labels = hidden_rare_state
+    record = focused_split.main([str(folder / "set"), "--z", str(folder / "z.npy"), "--kmeans", "6", "--rare-clusters", "5",
+                                 "--depth", "1", "--min-particles", "50"])
+    assert record["clusters"] == "kmeans6" and record["rare_clusters"] == 5
+    asked = [d for d in record["divisions"]]
+    assert asked and all(sum(d["classes"].get("70S-ABC", [0])) >= 5 for d in asked)  # every cluster asked holds rare particles
+    assert sum(d["n"] for d in asked) < len(labels)  # and not every cluster does
+    clusters = kmeans(np.load(folder / "z.npy"), 6, seed=0).labels  # cryonb analyze's k-means, on every particle (junk too)
+    assert (labels == sets.ASSEMBLY_CLASSES.index("junk")).any()
+    assert record["clusters_ari"] == pytest.approx(adjusted_rand_score(labels, clusters), abs=1e-3)

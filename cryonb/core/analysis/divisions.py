@@ -70,11 +70,12 @@ def divide(particles, members: np.ndarray, cluster: int = 0, *, agreement: float
 
 
 def divide_clusters(particles, labels, *, depth: int = 3, min_particles: int = MIN_PARTICLES, progress: bool | None = None,
-                    **options) -> list[Division]:
-    """:func:`divide` for every cluster of ``labels`` (one per particle) with at least ``min_particles``,
-    and again for each group it divides off with that many, at most ``depth`` divisions deep."""
+                    clusters=None, **options) -> list[Division]:
+    """:func:`divide` for every cluster of ``labels`` (one per particle; or those in ``clusters``) with at least
+    ``min_particles``, and again for each group it divides off with that many, at most ``depth`` divisions deep."""
     labels = np.asarray(labels)
-    clusters = [c for c in np.unique(labels) if (labels == c).sum() >= min_particles]
+    asked = np.unique(labels) if clusters is None else np.unique(np.asarray(clusters))
+    clusters = [c for c in asked if (labels == c).sum() >= min_particles]
     divisions = []
     for c in tqdm(clusters, desc="dividing clusters", unit="cluster", disable=None if progress is None else not progress):
         pending = [(np.flatnonzero(labels == c), "")]

@@ -38,6 +38,14 @@ def test_a_cluster_with_two_states_is_divided_and_one_of_a_single_state_is_not(r
     assert not single.divided and single.agreement < 0.5 and "one state" in str(single)
 
 
+def test_only_the_clusters_asked_for_are_divided(rare_state):
+    particles, state, _ = rare_state
+    labels = np.where(np.arange(len(state)) < 1000, 0, np.where(state == 0, 1, 2))
+    divisions = divide_clusters(particles, labels, clusters=[2, 2], depth=1, min_particles=100, resolution=12.0, progress=False)
+    assert [(d.cluster, d.path) for d in divisions] == [(2, "")]
+    assert set(divisions[0].members) == set(np.flatnonzero(labels == 2))
+
+
 def test_divided_labels_refine_the_clusters_by_every_division():
     labels = np.array([0] * 6 + [1] * 4)
     top = Division(0, np.arange(6), None, np.array([0, 0, 0, 1, 1, 1]), True)
