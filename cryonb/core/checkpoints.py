@@ -215,7 +215,7 @@ class Checkpointed:
         for group in self.optimizer.param_groups:  # the checkpoint may come from a GPU run, or a CPU one
             lr = float(group["lr"])
             group["lr"] = torch.tensor(lr, device=self.device) if self._graphs else lr
-            group["capturable"], group["fused"] = self._graphs, self.device.type == "cuda"
+            group["capturable"], group["fused"] = self._graphs, self._fused_optimizer
         self._captured = {}  # the optimiser's state tensors are new: capture again
         for group in self.optimizer.param_groups:
             if not (float(group["lr"]) > 0 and math.isfinite(float(group["lr"]))):

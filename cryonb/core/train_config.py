@@ -77,6 +77,7 @@ class TrainConfig:
     amp: bool = True  # bfloat16 autocast on CUDA
     compile: bool = False  # torch.compile the model (CUDA; worth it for long runs)
     cuda_graphs: bool = True  # replay each step as a CUDA graph (one GPU)
+    fused_optimizer: bool = True  # on a GPU, the optimiser's update in one kernel (False: torch's multi-tensor passes)
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 1  # epochs
@@ -264,4 +265,4 @@ CHOICES = {"lr_schedule": (None, *SCHEDULES), "cache_dtype": CACHE_DTYPES, "deco
            "shuffle": ("full", "chunked"), "latents": (None, *LATENT_SOURCES), "poses": POSE_SOURCES, "decoder": DECODERS}
 # Keys added after the first release, with the value that runs written before them used.
 LEGACY_DEFAULTS = {"residual": False, "pe_sigma": math.pi / 2, "lr_schedule": "constant", "decoder_init": "split",
-                   "encoder_average": 0.0, "slice_filters": 0, "slice_radius": 16}
+                   "encoder_average": 0.0, "slice_filters": 0, "slice_radius": 16, "fused_optimizer": False}

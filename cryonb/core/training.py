@@ -73,7 +73,7 @@ class Trainer(Driven, Checkpointed):
                                     config.pixel_core, share_steps)
         self._pixels, self._pixel_weight, self._fit_radius = None, 1.0, None  # this step's (None: all), their weight
         self.optimizer = AdamW(self._dense_groups(), weight_decay=config.weight_decay, capturable=self._graphs,
-                               fused=self.device.type == "cuda")  # no torch._dynamo
+                               fused=self._fused_optimizer)  # no torch._dynamo
         if config.zdim and config.latent_source == "gradient":  # the features' scale, from the first particles
             from .gmm.setup import prepare
 
@@ -222,6 +222,10 @@ class Trainer(Driven, Checkpointed):
         if key not in self._captured:
             self._captured[key] = CapturedStep(self._update, self.model, self.optimizer, inputs)
         return self._captured[key](*inputs)
+
+    @property
+    def _fused_optimizer(self) -> bool:
+        return self.config.fused_optimizer and self.device.type == "cuda"
 
     def _compile_kernels(self):
         """Start compiling the decoder's Triton kernels for this run's steps (a GPU's, under autocast) in

@@ -81,12 +81,14 @@ def test_runs_from_before_the_new_keys_load_as_they_were(particles, tmp_path):
             run_dir=run).fit(1, progress=False)
     meta = json.loads((run / "config.json").read_text())
     for key in ("residual", "pe_sigma", "lr_schedule", "lr_final", "epochs", "cuda_graphs", "decoder_init", "slice_filters",
-                "slice_radius"):
+                "slice_radius", "fused_optimizer"):
         del meta["config"][key]  # as an earlier cryonb wrote it
     (run / "config.json").write_text(json.dumps(meta))
     resumed = Trainer.from_run(run, particles)
     assert resumed.config.residual is False and resumed.config.lr_schedule == "constant"
     assert resumed.config.decoder_init == "split" and resumed.config.slice_filters == 0
+    assert resumed.config.fused_optimizer is False and TrainConfig().fused_optimizer  # earlier GPU runs: torch's passes
+    assert not resumed.optimizer.param_groups[0]["fused"]  # and on a CPU never the fused kernel
     assert TrainConfig.from_dict({"slice_filters": 32}).slice_radius == 16  # a run with filters saved before the key
     resumed.fit(1, progress=False)  # the old weights fit the rebuilt model
     assert resumed.epoch == 2
