@@ -19,7 +19,7 @@ from torch import nn
 
 from . import kernels
 from .fourier import ifft3_center
-from .nets import ALIGN, DecoderStack, DenseReLU, EncodedInputReLU, Residual, mlp
+from .nets import DecoderStack, DenseReLU, EncodedInputReLU, Residual, feature_columns, mlp
 from .poses import KnownPoses, recentre
 from .projection import plane_coordinates
 
@@ -147,14 +147,13 @@ class FourierDecoder(nn.Module):
         empty = functools.partial(torch.empty, device=device, dtype=dtype)
         below = empty(rows, width)
         launches = [lambda: kernels.relu_grad_matmul(empty(rows, 2), empty(2, width), below)]  # the output layer
-        if any(isinstance(m, (Residual, DenseReLU)) for m in self.net.modules()):  # a hidden layer's
+        if self._hidden_layers()[0]:  # a hidden layer's
             launches.append(lambda: kernels.relu_grad_matmul(empty(rows, width), empty(width, width), below))
         if self.fused_features and self.encoding.kind != "none":
             freqs = (self.encoding.B / self.D).float()
             z = None if self.latent_in is None else torch.empty(batch, self.zdim, device=device)
-            columns = freqs.shape[1] * 2 + self.zdim
-            launches.append(lambda: kernels.encoded_features(torch.empty(batch, pixels, 3, device=device), freqs, z,
-                                                             columns + -columns % ALIGN, dtype))
+            columns = feature_columns(self.encoding.out_dim, self.zdim)
+            launches.append(lambda: kernels.encoded_features(torch.empty(batch, pixels, 3, device=device), freqs, z, columns, dtype))
         return kernels.compile_ahead(launches, device)
 
     def _fuse_backward(self, coords: torch.Tensor) -> bool:

@@ -179,6 +179,11 @@ def _encoded_input_grads(ctx, g, features, w, phase):
 ALIGN = 8  # on a GPU the features' columns are padded to a multiple of this: 16-byte rows for 16-bit products
 
 
+def feature_columns(k: int, zdim: int, align: int = ALIGN) -> int:
+    """The first layer's feature columns: ``k`` of the encoding, ``zdim`` of z, zeros up to a multiple of ``align``."""
+    return k + zdim + -(k + zdim) % align
+
+
 def _encoded_input(phase, z, wc, wz, sincos: bool | torch.Tensor, dtype,
                    align: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The first layer's features ``[sin φ, cos φ, z, 0…]`` (B, P, m) and weight ``[Wc Wz 0…]`` in ``dtype``.
@@ -196,7 +201,7 @@ def _encoded_input(phase, z, wc, wz, sincos: bool | torch.Tensor, dtype,
     """
     B, P = phase.shape[:2]
     k, zdim = wc.shape[1], 0 if z is None else z.shape[-1]
-    pad = -(k + zdim) % (align or (ALIGN if phase.is_cuda else 1))
+    pad = feature_columns(k, zdim, align or (ALIGN if phase.is_cuda else 1)) - k - zdim
     w = torch.cat([wc, *([] if wz is None else [wz]), wc.new_zeros(len(wc), pad)], dim=1).to(dtype)
     if isinstance(sincos, torch.Tensor):  # phase holds the coordinates, sincos the frequencies
         return kernels.encoded_features(phase, sincos, z, k + zdim + pad, dtype), w

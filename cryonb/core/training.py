@@ -30,6 +30,8 @@ from .imagedata import ImageData, image_data  # noqa: F401  (ImageData: callers 
 from .pixels import FittedPixels
 from .train_config import TrainConfig
 
+AMP_DTYPE = torch.bfloat16  # a GPU step's autocast (amp=True); its Triton kernels are compiled for it
+
 
 class Trainer(Driven, Checkpointed):
     """Train a :class:`HeterogeneousModel` on a particle set, a few epochs at a time.
@@ -135,7 +137,7 @@ class Trainer(Driven, Checkpointed):
 
     def _autocast(self):
         if self.config.amp and self.device.type == "cuda":  # no cast cache: CUDA graphs cannot hold one
-            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+            return torch.autocast("cuda", dtype=AMP_DTYPE, cache_enabled=False)
         return contextlib.nullcontext()
 
     def loss(self, idx: torch.Tensor, noise: torch.Tensor | None = None):
@@ -234,7 +236,7 @@ class Trainer(Driven, Checkpointed):
         if compile_kernels is None or self.device.type != "cuda" or not self.config.amp or self.config.compile:
             return None
         batch = len(range(self.dist.rank, self.config.batch_size, self.dist.world))  # this process's share of a batch
-        return compile_kernels(batch, len(self.data.half), torch.bfloat16)
+        return compile_kernels(batch, len(self.data.half), AMP_DTYPE)
 
     def fit_within(self, radius: float | None):
         """Fit the model to the half-plane pixels within ``radius`` pixels of frequency from the next
