@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .backproject import add_input_args, load_input
+from ._particles import add_input_args, load_input
 
 
 def add_args(parser):
