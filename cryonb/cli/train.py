@@ -60,7 +60,7 @@ def add_args(parser):
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"),
                         help="cosine: a short warm-up, then down to a tenth by the last epoch (default: cosine on a GPU, constant on a CPU)")
     parser.add_argument("--no-graphs", action="store_true", help="launch each step's GPU kernels from Python instead of replaying a CUDA graph")
-    parser.add_argument("--beta", type=float, help="KL weight (default: 1/zdim)")
+    parser.add_argument("--beta", type=float, help="KL weight (default: 0 on a GPU from a box of 128 with known poses, else 1/zdim)")
     parser.add_argument("--seed", type=int, help="random seed (default: 0)")
     parser.add_argument("--device", help="auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--gpus", type=int, default=1, help="GPUs to train on with DistributedDataParallel, the same steps as one GPU, faster "
@@ -113,10 +113,12 @@ def _flag(name: str) -> str:
 
 def _continue(args, particles, given):
     """Continue the run in --outdir: refuse options that would change what it is, apply the others."""
-    from ..core.errors import InputError
-    from ..core.training import Trainer, read_run_config
+    from dataclasses import asdict
 
-    run = read_run_config(args.outdir)["config"]
+    from ..core.errors import InputError
+    from ..core.training import Trainer, TrainConfig, read_run_config
+
+    run = asdict(TrainConfig.from_dict(read_run_config(args.outdir)["config"]))  # as the run resolves it (older keys too)
     conflicts = []
     for name, (keys, value) in FIXED.items():
         if name in given and any(run.get(key) != value(given[name]) for key in keys):

@@ -73,7 +73,11 @@ class TrainConfig:
     pixel_until: float = 1.0
     table_lr: float = 1e-2  # per-particle latents (latents="table"): their sparse Adam's rate
     pose_lr: float = 1e-3  # per-particle poses (poses="table"): their sparse Adam's rate
-    beta: float | None = None  # weight of the KL term; None means 1 / zdim
+    # Weight of the KL term. None: 0 on a GPU with an encoder and known poses at a box of LARGE_BOX or more (at
+    # D = 128 every latent score of the suite's six rows rose or held and the mixtures stopped being a lottery;
+    # the maps within 0.004; docs/benchmarks.md, "No KL term at D = 128"), 1 / zdim otherwise (runs saved
+    # before this default have null: 1 / zdim)
+    beta: float | None = None
     amp: bool = True  # bfloat16 autocast on CUDA
     compile: bool = False  # torch.compile the model (CUDA; worth it for long runs)
     cuda_graphs: bool = True  # replay each step as a CUDA graph (one GPU)
@@ -186,21 +190,22 @@ class TrainConfig:
         unknown = set(d) - known
         if unknown:
             raise InputError(None, f"unknown configuration keys {sorted(unknown)}", f"use only {sorted(known)}")
-        return cls(**{**LEGACY_DEFAULTS, **d})
+        config = cls(**{**LEGACY_DEFAULTS, **d})
+        return config if config.beta is not None else replace(config, beta=config.kl_weight)  # saved unresolved: 1 / zdim
 
     def for_device(self, device: torch.device, box: int | None = None) -> TrainConfig:
         """This configuration with the choices left open filled in for ``device`` and images of ``box`` pixels.
 
         A GPU gets the model that the benchmark suite chose (docs/benchmarks.md); a CPU, a smaller
         one that trains in minutes (the demo, the notebooks and the tests). ``box`` (None: unknown)
-        chooses how the decoder's first layer is drawn, whether the encoder is averaged and how far its
-        slice filters reach.
+        chooses how the decoder's first layer is drawn, whether the encoder is averaged, the KL term's
+        weight and how far the slice filters reach.
         """
         gpu = device.type == "cuda"
         width = 1024 if gpu else 256
         gpu_lr = 2e-4 if self.poses == "table" else 3e-4  # pose tables (ab initio, refinement) were measured at 2e-4
         measured = gpu and self.latent_source == "encoder" and self.poses == "known"  # as the suite measured its choices
-        large = measured and (box or 0) >= LARGE_BOX  # the joint draw and the average helped at D = 128, not at 64
+        large = measured and (box or 0) >= LARGE_BOX  # the joint draw, the average and beta 0 helped at D = 128, not 64
         return replace(self, enc_width=self.enc_width or width, dec_width=self.dec_width or width,
                        batch_size=self.batch_size or (32 if gpu else 64), lr=self.lr or (gpu_lr if gpu else 1e-4),
                        lr_schedule=self.lr_schedule or ("cosine" if gpu else "constant"), epochs=self.epochs or (16 if gpu else 20),
@@ -208,6 +213,7 @@ class TrainConfig:
                        encoding=self.encoding or ("gaussian" if gpu else "geometric"),
                        decoder_init=self.decoder_init or ("joint" if large else "split"),
                        encoder_average=(0.2 if large else 0.0) if self.encoder_average is None else self.encoder_average,
+                       beta=(0.0 if large else self.kl_weight) if self.beta is None else self.beta,
                        slice_filters=(32 if measured and box else 0) if self.slice_filters is None else self.slice_filters,
                        slice_radius=self.slice_radius or default_slice_radius(box))
 
@@ -246,8 +252,8 @@ class TrainConfig:
                               self.seed, self.residual, self.pe_sigma, self.decoder_init == "joint")
 
 
-# From this box up, the GPU defaults draw the decoder's first layer as one, average the encoder and reach further
-# with the slice filters
+# From this box up, the GPU defaults draw the decoder's first layer as one, average the encoder, train without the
+# KL term and reach further with the slice filters
 LARGE_BOX = 128
 
 

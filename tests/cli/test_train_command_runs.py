@@ -82,6 +82,22 @@ def test_continuing_a_run_refuses_options_that_would_change_the_model(star, tmp_
     assert find_checkpoint(run)[1]["epoch"] == 1  # nothing trained
 
 
+
+def test_a_run_saved_before_a_default_continues_with_what_it_trained_with(star, tmp_path, capsys):
+    import json
+
+    run = tmp_path / "run"
+    assert train(star, run, "--epochs", "1") == 0
+    path = run / "config.json"
+    meta = json.loads(path.read_text())
+    meta["config"]["beta"] = None  # as cryonb wrote it before the KL weight's default depended on the box: 1 / zdim
+    path.write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert cli(["train", str(star), "--outdir", str(run), "--beta", "0"]) == 2
+    assert "--beta 0.0 (the run has 0.5)" in capsys.readouterr().err
+    assert cli(["train", str(star), "--outdir", str(run), "--beta", "0.5", "--epochs", "2"]) == 0
+    assert find_checkpoint(run)[1]["epoch"] == 2
+
 def test_continuing_a_run_applies_epochs_and_learning_rate_and_says_so(star, tmp_path, capsys):
     import json
 
@@ -152,7 +168,7 @@ def test_slice_filters_are_a_setting_of_the_run(star, tmp_path, capsys):
 def test_a_number_given_as_zero_is_taken_or_refused_not_dropped(star, tmp_path, capsys):
     import json
 
-    assert train(star, tmp_path / "run", "--epochs", "1", "--beta", "0") == 0  # no KL term: a choice, not the default
+    assert train(star, tmp_path / "run", "--epochs", "1", "--beta", "0") == 0  # no KL term: on a CPU a choice, not the default
     assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["beta"] == 0
     capsys.readouterr()
     assert train(star, tmp_path / "other", "--decoder-lr-scale", "0") == 2

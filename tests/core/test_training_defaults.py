@@ -45,9 +45,22 @@ def test_open_choices_resolve_per_device():
         assert unmeasured.for_device(torch.device("cuda"), 128).slice_filters == 0
     assert TrainConfig(poses="table").for_device(torch.device("cuda")).lr == 2e-4  # ab initio's map, as measured
     chosen = TrainConfig(enc_width=64, dec_width=64, batch_size=8, lr=3e-3, lr_schedule="constant", residual=False, encoding="none",
-                         epochs=5, decoder_init="split", encoder_average=0.0, slice_filters=0, slice_radius=16)
+                         epochs=5, decoder_init="split", encoder_average=0.0, slice_filters=0, slice_radius=16, beta=0.5)
     assert chosen.for_device(torch.device("cuda"), 128) == chosen.for_device(torch.device("cpu"), 64) != gpu
 
+
+
+def test_the_kl_term_is_off_by_default_where_the_suite_measured_it_off():
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    assert [TrainConfig().for_device(gpu, box).beta for box in (64, 127, 128, 256, None)] == [0.125, 0.125, 0.0, 0.0, 0.125]
+    assert TrainConfig(zdim=4).for_device(cpu, 128).beta == 0.25  # 1 / zdim on a CPU
+    for unmeasured in (TrainConfig(latents="table"), TrainConfig(poses="table")):  # an autodecoder's prior, ab initio
+        assert unmeasured.for_device(gpu, 128).beta == 0.125
+    assert TrainConfig(beta=0.3).for_device(gpu, 128).beta == 0.3 and TrainConfig(beta=0.0).for_device(cpu).beta == 0.0
+    # a run saved before this default recorded null, which trained with 1 / zdim, and resumes with it on any box
+    old = TrainConfig.from_dict({"zdim": 4, "beta": None})
+    assert old.beta == 0.25 and old.for_device(gpu, 128).kl_weight == 0.25
+    assert TrainConfig.from_dict({"zdim": 4, "beta": 0.0}).for_device(gpu, 64).beta == 0.0
 
 def test_the_trainer_resolves_the_defaults_for_the_box_it_trains_at(particles, monkeypatch):
     boxes, resolve = [], TrainConfig.for_device
@@ -83,10 +96,11 @@ def test_runs_from_before_the_new_keys_load_as_they_were(particles, tmp_path):
     for key in ("residual", "pe_sigma", "lr_schedule", "lr_final", "epochs", "cuda_graphs", "decoder_init", "slice_filters",
                 "slice_radius", "fused_optimizer"):
         del meta["config"][key]  # as an earlier cryonb wrote it
+    meta["config"]["beta"] = None  # which meant 1 / zdim
     (run / "config.json").write_text(json.dumps(meta))
     resumed = Trainer.from_run(run, particles)
     assert resumed.config.residual is False and resumed.config.lr_schedule == "constant"
-    assert resumed.config.decoder_init == "split" and resumed.config.slice_filters == 0
+    assert resumed.config.decoder_init == "split" and resumed.config.slice_filters == 0 and resumed.config.beta == 0.5
     assert resumed.config.fused_optimizer is False and TrainConfig().fused_optimizer  # earlier GPU runs: torch's passes
     assert not resumed.optimizer.param_groups[0]["fused"]  # and on a CPU never the fused kernel
     assert TrainConfig.from_dict({"slice_filters": 32}).slice_radius == 16  # a run with filters saved before the key
