@@ -121,7 +121,7 @@ class TrainingMonitor(w.VBox):
             self.state_label.value = ("paused" if t.paused else "training") if running else "idle"
             if plot:
                 self._last_plot = self._last_status
-                self.curves.value = render_curves(t.steps, t.history, t.batches_per_epoch)
+                self.curves.value = render_curves(t.steps, t.history, t.batches_per_epoch, t.config.kl_weight)
 
     def batch_rate(self) -> float | None:
         """Batches per second over the recent steps (the trainer's progress bar counts the same
@@ -171,7 +171,12 @@ def thin(values: np.ndarray, n: int = MAX_CURVE_POINTS) -> np.ndarray:
     return np.stack([chunk.mean(0) for chunk in np.array_split(values, n)])
 
 
-def render_curves(steps, history, batches_per_epoch: int) -> bytes:
+def kl_title(weight: float) -> str:
+    """The KL panel's title; with weight 0 (the GPU default from a box of 128) the term is shown but not fitted."""
+    return "KL" if weight else "KL (β = 0: not in the loss)"
+
+
+def render_curves(steps, history, batches_per_epoch: int, kl_weight: float = 1.0) -> bytes:
     """PNG of the loss and KL per step, with the per-epoch means as dots."""
     fig = Figure(figsize=(8, 2.4), dpi=80, layout="constrained")
     loss_ax, kl_ax = fig.subplots(1, 2)
@@ -183,7 +188,7 @@ def render_curves(steps, history, batches_per_epoch: int) -> bytes:
         at = [row["epoch"] * batches_per_epoch for row in history]
         loss_ax.plot(at, [row["loss"] for row in history], "o", ms=3, color="tab:blue")
         kl_ax.plot(at, [row["kl"] for row in history], "o", ms=3, color="tab:orange")
-    for ax, name in [(loss_ax, "loss"), (kl_ax, "KL")]:
+    for ax, name in [(loss_ax, "loss"), (kl_ax, kl_title(kl_weight))]:
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step", fontsize=9)
         ax.tick_params(labelsize=8)

@@ -159,6 +159,9 @@ def test_format_duration():
     assert [format_duration(s) for s in (0, 59.6, 65, 3725)] == ["0:00", "1:00", "1:05", "1:02:05"]
 
 
+def test_the_kl_panel_says_when_the_term_is_not_fitted():
+    assert training_monitor.kl_title(0.125) == "KL" and "not in the loss" in training_monitor.kl_title(0.0)
+
 def test_thin_averages_consecutive_bins():
     values = np.arange(10.0)[:, None]
     np.testing.assert_array_equal(thin(values, 5), [[0.5], [2.5], [4.5], [6.5], [8.5]])
@@ -174,7 +177,7 @@ def test_images_per_second_hold_still_while_paused(monkeypatch):
     monkeypatch.setattr(training_monitor.time, "monotonic", lambda: clock[0])
     trainer = SimpleNamespace(
         listeners=[], batches_per_epoch=100, target_epoch=2, epoch=1, position=0, step_count=100, steps=[], paused=False,
-        running=True, config=SimpleNamespace(batch_size=10), history=[{"epoch": 1, "loss": 1.0, "kl": 0.1, "images_per_s": 5000.0}],
+        running=True, config=SimpleNamespace(batch_size=10, kl_weight=0.125), history=[{"epoch": 1, "loss": 1.0, "kl": 0.1, "images_per_s": 5000.0}],
     )
     view = TrainingMonitor(trainer)
     view.status_interval = 0
@@ -211,7 +214,7 @@ class FakeTrainer:
         from types import SimpleNamespace
 
         self.listeners, self.history, self.steps = [], [], []
-        self.config = SimpleNamespace(batch_size=10)
+        self.config = SimpleNamespace(batch_size=10, kl_weight=0.125)
         self.batches_per_epoch, self.target_epoch = 100, 5
         self.epoch = self.position = self.step_count = 0
         self.running, self.paused = True, False
