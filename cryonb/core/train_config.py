@@ -75,8 +75,8 @@ class TrainConfig:
     pose_lr: float = 1e-3  # per-particle poses (poses="table"): their sparse Adam's rate
     # Weight of the KL term. None: 0 on a GPU with an encoder and known poses at a box of LARGE_BOX or more (at
     # D = 128 every latent score of the suite's six rows rose or held and the mixtures stopped being a lottery;
-    # the maps within 0.004; docs/benchmarks.md, "No KL term at D = 128"), 1 / zdim otherwise (runs saved
-    # before this default have null: 1 / zdim)
+    # the maps within 0.004; docs/benchmarks.md, "No KL term at D = 128"), 1 / zdim otherwise (on the CPU's model
+    # adk lost without it; D = 64 not measured). Runs saved before this default have null: 1 / zdim
     beta: float | None = None
     amp: bool = True  # bfloat16 autocast on CUDA
     compile: bool = False  # torch.compile the model (CUDA; worth it for long runs)
