@@ -85,7 +85,7 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
     record = {"system": system, "set": set_name(folder),
               "params": {"zdim": zdim, "epochs": epochs, "seed": seed, "score_seed": score_seed, "n": truth.n, "box": trainer.data.D,
                          "overrides": overrides, "model": f"{c.dec_width}x{c.dec_depth}{' residual' if c.residual else ''}",
-                         "encoding": c.encoding, "decoder_init": c.decoder_init, "encoder_average": c.encoder_average, "batch_size": c.batch_size, "lr": c.lr, "lr_schedule": c.lr_schedule,
+                         "encoding": c.encoding, "decoder_init": c.decoder_init, "encoder_average": c.encoder_average, "beta": c.kl_weight, "batch_size": c.batch_size, "lr": c.lr, "lr_schedule": c.lr_schedule,
                          "cuda_graphs": trainer._graphs},
               "wall_s": round(wall, 2), "setup_s": round(setup, 2), "device": torch.cuda.get_device_name() if trainer.device.type == "cuda" else "cpu",
               "images_per_s": round(np.median([h["images_per_s"] for h in trainer.history])),
