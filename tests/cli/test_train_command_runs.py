@@ -82,7 +82,6 @@ def test_continuing_a_run_refuses_options_that_would_change_the_model(star, tmp_
     assert find_checkpoint(run)[1]["epoch"] == 1  # nothing trained
 
 
-
 def test_a_run_saved_before_a_default_continues_with_what_it_trained_with(star, tmp_path, capsys):
     import json
 
@@ -97,6 +96,7 @@ def test_a_run_saved_before_a_default_continues_with_what_it_trained_with(star, 
     assert "--beta 0.0 (the run has 0.5)" in capsys.readouterr().err
     assert cli(["train", str(star), "--outdir", str(run), "--beta", "0.5", "--epochs", "2"]) == 0
     assert find_checkpoint(run)[1]["epoch"] == 2
+
 
 def test_continuing_a_run_applies_epochs_and_learning_rate_and_says_so(star, tmp_path, capsys):
     import json
