@@ -21,7 +21,7 @@ import torch
 from benchmarks.records import emit
 from benchmarks.suite import metrics
 from benchmarks.suite.drgn import rounded, set_name, true_map_function
-from benchmarks.suite.train import _override
+from benchmarks.suite.train import parse_override
 from cryonb.core.distributed import resolve_device
 from cryonb.core.imagedata import ImageData
 from cryonb.core.particles import load_particles
@@ -71,7 +71,7 @@ def main(argv=None) -> None:
     ap.add_argument("--holdout", type=int, default=1000)
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--fsc-particles", type=int, default=metrics.FSC_PARTICLES)
-    ap.add_argument("--set", dest="overrides", action="append", default=[], type=_override, metavar="KEY=VALUE")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], type=parse_override, metavar="KEY=VALUE")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     emit(run(args.dataset, seed=args.seed, holdout=args.holdout, overrides=dict(args.overrides), device=args.device,

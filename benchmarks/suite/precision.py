@@ -20,7 +20,7 @@ import torch
 from benchmarks.records import emit
 from benchmarks.suite import metrics
 from benchmarks.suite.drgn import rounded, set_name, true_map_function
-from benchmarks.suite.train import _override
+from benchmarks.suite.train import parse_override
 from cryonb.core.particles import load_particles
 from cryonb.core.training import Trainer, TrainConfig
 
@@ -70,7 +70,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset")
     ap.add_argument("--train", choices=("bfloat16", "float16"), default="bfloat16")
-    ap.add_argument("--set", action="append", default=[], type=_override, metavar="KEY=VALUE")
+    ap.add_argument("--set", action="append", default=[], type=parse_override, metavar="KEY=VALUE")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--jsonl")
     args = ap.parse_args(argv)

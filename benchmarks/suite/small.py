@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks.records import emit
 from benchmarks.suite import metrics, sets
-from benchmarks.suite.train import _override
+from benchmarks.suite.train import parse_override
 from cryonb import TrainConfig, Trainer, load_particles
 
 SMALL = dict(zdim=4, enc_width=128, dec_width=128, batch_size=32, lr=1e-3, device="cpu")
@@ -28,7 +28,7 @@ def main(argv=None):
     ap.add_argument("set", choices=sorted(sets.SETS))
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--set", dest="overrides", action="append", default=[], type=_override, metavar="KEY=VALUE")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], type=parse_override, metavar="KEY=VALUE")
     ap.add_argument("--data-dir", help="the real maps (ribosome_motion, assembly): ../shared/data/real")
     ap.add_argument("--jsonl")
     args = ap.parse_args(argv)

@@ -165,7 +165,8 @@ def _consensus_map(particles, device: str) -> str:
     return str(path)
 
 
-def _override(text: str):
+def parse_override(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` as (key, value): a Python literal where it reads as one (``0.0``, ``False``, ``'gmm'``), else the text."""
     key, _, value = text.partition("=")
     try:
         return key, ast.literal_eval(value)
@@ -196,7 +197,7 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--results", type=Path, help="write the last latents (z.npy) and per-image FSC AUCs (fsc_auc.npz) here")
     args = ap.parse_args(argv)
-    overrides = dict(map(_override, args.set))
+    overrides = dict(map(parse_override, args.set))
     record = run(args.dataset, jsonl=args.jsonl, zdim=args.zdim, epochs=args.epochs, seed=args.seed,
                  overrides=overrides, fsc_particles=args.fsc_particles, system=args.system,
                  device=args.device, score_every=args.score_every, refine=args.refine, results=args.results,

@@ -175,3 +175,26 @@ def test_suite_run_scores_the_encoder_as_trained_beside_its_average(tmp_path, re
     averaged, trained = (np.load(tmp_path / "out0.5" / name / "z.npy") for name in (".", "average-none"))
     np.testing.assert_array_equal(trained, np.load(tmp_path / "out0.0" / "z.npy"))  # the same training, read as trained
     assert np.abs(averaged - trained).max() > 1e-4
+
+
+def test_a_change_is_trained_beside_the_defaults_seed_by_seed(tmp_path, real_data):
+    import json
+
+    from benchmarks.suite import paired
+
+    data = tmp_path / "set"
+    sets.SETS["assembly"](data, n=100, box=16, snr=1.0, seed=0, data_dir=real_data)
+    small = {k: v for k, v in SMALL.items() if k not in ("zdim", "device", "seed")}
+    pairs = paired.paired(data, {"beta": 0.0}, [0, 1], base=small, zdim=2, epochs=1, score_every=1, fsc_particles=0,
+                          device="cpu", jsonl=tmp_path / "ab.jsonl")
+    runs = [json.loads(line) for line in (tmp_path / "ab.jsonl").read_text().splitlines()]
+    # the change first on even seeds, last on odd ones; the base overrides on both sides
+    assert [(r["system"], r["params"]["seed"]) for r in runs] == [
+        ("cryonb [beta=0.0]", 0), ("cryonb", 0), ("cryonb", 1), ("cryonb [beta=0.0]", 1)]
+    assert [(a["params"]["beta"], b["params"]["beta"]) for a, b in pairs] == [(0.5, 0.0), (0.5, 0.0)]
+    assert all(r["params"]["batch_size"] == SMALL["batch_size"] for r in runs)
+    table = paired.summary(pairs)
+    row = next(line for line in table.splitlines() if line.startswith("| kmeans_ari |"))
+    a, b = ([r["final"]["kmeans_ari"] for r in side] for side in zip(*pairs))
+    assert f"{(sum(b) - sum(a)) / 2:+.4g}" in row and f"{sum(x > y for x, y in zip(b, a))} of 2" in row
+    assert "| wall_s |" in table
