@@ -6,7 +6,7 @@ Each seed trains twice on DATASET, with and without the ``--set`` overrides (``-
 both), one after the other: the change first on even seeds, last on odd ones, so that neither side
 always runs second. Every training is :func:`benchmarks.suite.train.run`'s, with its record in
 ``--jsonl`` (system ``cryonb`` and ``cryonb [KEY=VALUE ...]``). The table printed gives both sides'
-final scores, their means and the mean paired difference with how many seeds it has the same sign in:
+final scores, their means, the mean paired difference and the seeds where the change scored higher:
 a run-to-run spread as wide as the assembly mixture's needs several seeds before a change is kept.
 """
 
@@ -27,9 +27,9 @@ def label(change: dict) -> str:
 
 def paired(folder, change: dict, seeds, base: dict | None = None, **run_options) -> list[tuple[dict, dict]]:
     """(defaults' record, changed record) per seed, trained one after the other (see the module)."""
+    sides = {"defaults": ("cryonb", dict(base or {})), "change": (label(change), {**(base or {}), **change})}
     pairs = []
     for seed in seeds:
-        sides = {"defaults": ("cryonb", dict(base or {})), "change": (label(change), {**(base or {}), **change})}
         order = ("change", "defaults") if seed % 2 == 0 else ("defaults", "change")
         records = {side: train.run(folder, seed=seed, overrides=sides[side][1], system=sides[side][0], **run_options)
                    for side in order}
@@ -38,7 +38,8 @@ def paired(folder, change: dict, seeds, base: dict | None = None, **run_options)
 
 
 def summary(pairs: list[tuple[dict, dict]]) -> str:
-    """A Markdown table: per metric, both sides' means, the mean paired difference and its sign's count."""
+    """A Markdown table: per metric, both sides' scores and means, the mean paired difference and the seeds where
+    the change is higher."""
     metrics = [k for k, v in pairs[0][0]["final"].items() if isinstance(v, (int, float)) and k != "fsc_particles"]
     metrics.append("wall_s")
     lines = ["| metric | defaults | change | change − defaults (mean) | seeds where the change is higher |", "|---|---|---|---|---|"]
