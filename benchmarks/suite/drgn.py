@@ -167,7 +167,7 @@ def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int
         per_epoch.append({"epoch": e, "wall_s": round(path.stat().st_mtime - t0, 2), "train_epoch_s": train_s.get(e),
                           "metrics": rounded(metrics.latent_metrics(z, truth, score_seed))})
 
-    record = {"system": system, "set": set_name(folder), "params": {"zdim": zdim, "epochs": epochs, "seed": seed, "score_seed": score_seed, "n": truth.n, "box": box, "apix": apix,
+    record = {"system": system, "set": set_name(folder), "params": {**set_conditions(folder), "zdim": zdim, "epochs": epochs, "seed": seed, "score_seed": score_seed, "n": truth.n, "box": box, "apix": apix,
               "train_vae": shlex.join(a.name if isinstance(a, Path) else str(a) for a in train_args)},
               "complete": complete, "wall_s": round(t2 - t0, 2), "convert_s": round(t1 - t0, 2), "train_s": round(t2 - t1, 2),
               "device": _device(run_log), "epochs": per_epoch, "final": dict(per_epoch[-1]["metrics"]) if per_epoch else {}}
@@ -210,6 +210,14 @@ def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int
 def set_name(folder: Path) -> str:
     with np.load(folder / "truth.npz", allow_pickle=False) as f:
         return str(f["set"]) if "set" in f.files else folder.name
+
+
+def set_conditions(folder: Path) -> dict:
+    """The SNR asked of the generator and the set's seed (None where ``truth.npz`` lacks them), for a
+    record that must tell one set's runs from another's without its file name."""
+    with np.load(folder / "truth.npz", allow_pickle=False) as f:
+        snr = float(f["snr"]) if "snr" in f.files and np.isfinite(f["snr"]) else None
+        return {"snr": snr, "data_seed": int(f["seed"]) if "seed" in f.files else None}
 
 
 def _device(run_log: str) -> str:

@@ -27,7 +27,7 @@ import torch
 
 from benchmarks.records import emit
 from benchmarks.suite import metrics
-from benchmarks.suite.drgn import rounded, save_fsc_aucs, set_name, true_map_function
+from benchmarks.suite.drgn import rounded, save_fsc_aucs, set_conditions, set_name, true_map_function
 from cryonb.core.averaging import WeightAverage
 from cryonb.core.particles import load_particles
 from cryonb.core.training import Trainer, TrainConfig
@@ -83,7 +83,7 @@ def run(folder, *, jsonl=None, zdim: int = 8, epochs: int | None = None, seed: i
                  for e, w, z in latents]
     c = trainer.config
     record = {"system": system, "set": set_name(folder),
-              "params": {"zdim": zdim, "epochs": epochs, "seed": seed, "score_seed": score_seed, "n": truth.n, "box": trainer.data.D,
+              "params": {**set_conditions(folder), "zdim": zdim, "epochs": epochs, "seed": seed, "score_seed": score_seed, "n": truth.n, "box": trainer.data.D,
                          "overrides": overrides, "model": f"{c.dec_width}x{c.dec_depth}{' residual' if c.residual else ''}",
                          "encoding": c.encoding, "decoder_init": c.decoder_init, "encoder_average": c.encoder_average, "beta": c.kl_weight, "batch_size": c.batch_size, "lr": c.lr, "lr_schedule": c.lr_schedule,
                          "cuda_graphs": trainer._graphs},

@@ -79,6 +79,7 @@ def test_suite_run_trains_the_schedule_it_is_given(tmp_path, real_data):
     record = train.run(data, zdim=2, score_every=2, fsc_particles=0, device="cpu", overrides={**small, "epochs": 3})
     assert [e["epoch"] for e in record["epochs"]] == [2, 3] and record["params"]["epochs"] == 3  # no --epochs: the schedule's 3
     assert record["params"]["beta"] == 0.5  # the KL weight the run resolved: 1 / zdim on a CPU
+    assert (record["params"]["snr"], record["params"]["data_seed"]) == (1.0, 0)  # which set, without the file's name
     record = train.run(data, zdim=2, epochs=1, score_every=2, fsc_particles=0, device="cpu", overrides=small)
     assert [e["epoch"] for e in record["epochs"]] == [1]
 

@@ -167,6 +167,7 @@ def test_drgn_rescore_scores_a_trained_run_without_training(tmp_path, rng):
             pickle.dump(np.zeros_like(z), f)
     record = drgn.run(data, workdir=tmp_path / "work", rescore=True, epochs=2, drgn="false", fsc_particles=0)
     assert record["rescored"] and record["complete"] and record["wall_s"] is None
+    assert record["params"]["snr"] is None and record["params"]["data_seed"] is None  # a truth.npz without them
     assert [e["epoch"] for e in record["epochs"]] == [1, 2] and record["final"]["spearman_pc1"] > 0.99
     with pytest.raises(ValueError, match="workdir"):
         drgn.run(data, rescore=True)
