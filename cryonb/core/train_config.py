@@ -205,7 +205,8 @@ class TrainConfig:
         width = 1024 if gpu else 256
         gpu_lr = 2e-4 if self.poses == "table" else 3e-4  # pose tables (ab initio, refinement) were measured at 2e-4
         measured = gpu and self.latent_source == "encoder" and self.poses == "known"  # as the suite measured its choices
-        large = measured and (box or 0) >= LARGE_BOX  # the joint draw, the average and beta 0 helped at D = 128, not 64
+        # the joint draw, the average and beta 0 helped at D = 128, not at 64 (beta 0 there: no consistent change)
+        large = measured and (box or 0) >= LARGE_BOX
         return replace(self, enc_width=self.enc_width or width, dec_width=self.dec_width or width,
                        batch_size=self.batch_size or (32 if gpu else 64), lr=self.lr or (gpu_lr if gpu else 1e-4),
                        lr_schedule=self.lr_schedule or ("cosine" if gpu else "constant"), epochs=self.epochs or (16 if gpu else 20),
