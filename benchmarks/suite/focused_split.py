@@ -8,8 +8,7 @@ with the poses, which localised change of the map its particles differ by
 those the suite scores (junk left out, a Gaussian mixture with one component per class on the run's
 latents, whose rare recall the suite reports); a
 group is divided in two along its component while the component is reproducible (its two halves'
-maps agree, cosine ≥ ``--agreement``) and the smaller side holds at least ``--min-group`` of the
-group, at most ``--depth`` times. Works on any run's latents (cryonb's z.npy, cryoDRGN's z.pkl).
+maps agree, cosine ≥ ``--agreement``), at most ``--depth`` times. Works on any run's latents (cryonb's z.npy, cryoDRGN's z.pkl).
 
 ``--kmeans K`` clusters as ``cryonb analyze --divide`` does instead: k-means with K clusters on every
 particle's latents, junk kept as in a user's stack (``--rare-clusters N``: only the clusters that hold
@@ -53,7 +52,6 @@ def main(argv=None):
     ap.add_argument("--system", default="cryonb", help="whose latents, for the record")
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--agreement", type=float, default=0.5)
-    ap.add_argument("--min-group", type=float, default=0.02, help="the smaller side's least share of a group divided")
     ap.add_argument("--min-particles", type=int, default=100, help="groups smaller than this are not divided")
     ap.add_argument("--kmeans", type=int, metavar="K", help="k-means with K clusters on every particle, junk kept (cryonb analyze's)")
     ap.add_argument("--rare-clusters", type=int, metavar="N", help="with --kmeans: divide only the clusters holding N rare particles or more")
@@ -74,11 +72,11 @@ def main(argv=None):
         held, counts = np.unique(clusters[labels == rare], return_counts=True)
         asked = held[counts >= args.rare_clusters]
     divisions = divide_clusters(particles, clusters, clusters=asked, depth=args.depth, min_particles=args.min_particles,
-                                agreement=args.agreement, min_group=args.min_group, device=args.device)
+                                agreement=args.agreement, device=args.device)
     final = divided_labels(clusters, divisions)
     record = {"set": args.dataset.name, "system": args.system, "seed": args.seed, "clusters": f"kmeans{args.kmeans}" if args.kmeans else "gmm",
               "rare_clusters": args.rare_clusters if args.kmeans else None, "depth": args.depth, "agreement": args.agreement,
-              "min_group": args.min_group, "min_particles": args.min_particles, "clusters_rare_recall": metrics.rare_recall(clusters, labels, rare),
+              "min_particles": args.min_particles, "clusters_rare_recall": metrics.rare_recall(clusters, labels, rare),
               "groups": len(np.unique(final)), "rare_recall": metrics.rare_recall(final, labels, rare), "ari": adjusted_rand_score(labels, final),
               "clusters_ari": adjusted_rand_score(labels, clusters), "wall_s": time.perf_counter() - t0,
               "divisions": [record_of(d, labels) for d in divisions]}

@@ -4,10 +4,11 @@ A cluster of z can hold a rare state beside a common one, such as particles lack
 subunit (the benchmark suite's assembly set: neither cryonb's nor cryoDRGN's latents give its 3 %
 state a cluster). :func:`divide` finds a cluster's focused variability component
 (:func:`cryonb.core.variability.variability_component`) and divides the cluster in two along it
-when the component is reproducible, its two random halves agreeing (cosine ≥ ``agreement``), and
-the smaller side holds at least ``min_group`` of the cluster. :func:`divide_clusters` does so for
-every cluster of a labelling, and again inside each group it made, up to ``depth`` times: a cluster
-may hold junk beside two states, and its strongest difference, found first, is then the junk's.
+when the component is reproducible, its two random halves agreeing (cosine ≥ ``agreement``),
+however few particles its smaller side holds. :func:`divide_clusters` does so for every cluster of
+a labelling, and again inside each group it made, up to ``depth`` times: a cluster may hold junk
+beside two states, and its strongest difference, found first, is then the junk's, a group of a few
+dozen set apart before the rest is asked again.
 :func:`divided_labels` gives every particle its final group.
 
     >>> divisions = divide_clusters(particles, labels, device="cuda")
@@ -26,7 +27,6 @@ from tqdm.auto import tqdm
 from ..variability import VariabilityComponent, variability_component
 
 AGREEMENT = 0.5  # the halves' components of a cluster of one state agreed at 0.003–0.33 on the suite's sets
-MIN_GROUP = 0.02
 MIN_PARTICLES = 100
 
 
@@ -60,13 +60,12 @@ class Division:
         return f"{self.name}: {len(self.members):,} particles, agreement {self.agreement:.2f}, {verdict}"
 
 
-def divide(particles, members: np.ndarray, cluster: int = 0, *, agreement: float = AGREEMENT, min_group: float = MIN_GROUP,
-           device="cpu", seed: int = 0, **options) -> Division:
-    """The focused variability of ``particles.subset(members)`` and whether it divides them."""
+def divide(particles, members: np.ndarray, cluster: int = 0, *, agreement: float = AGREEMENT, device="cpu", seed: int = 0,
+           **options) -> Division:
+    """The focused variability of ``particles.subset(members)`` and whether it divides them (it is reproducible)."""
     component = variability_component(particles.subset(members), device=device, seed=seed, progress=False, **options)
     groups = component.split(seed)
-    divided = component.agreement >= agreement and groups.mean() >= min_group
-    return Division(int(cluster), np.asarray(members), component, groups, bool(divided))
+    return Division(int(cluster), np.asarray(members), component, groups, bool(component.agreement >= agreement))
 
 
 def divide_clusters(particles, labels, *, depth: int = 3, min_particles: int = MIN_PARTICLES, progress: bool | None = None,
