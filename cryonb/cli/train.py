@@ -204,7 +204,7 @@ def main(args):
     trainer.interrupt_hint = "run the same command again to continue"
     trainer.fit(max(args.epochs - trainer.epoch, 0))
     code = _finish(args, trainer)
-    trainer.dist.close()  # not on an error: torchrun ends the other processes then
+    trainer.close()  # not on an error: torchrun ends the other processes then
     return code
 
 

@@ -26,6 +26,10 @@ class Distributed:
         import torch.distributed as dist
 
         if not dist.is_initialized():
+            # Imported before the group exists: imported later (DDP does), its functions' default
+            # ``group=group.WORLD`` holds the group past destroy_process_group (see close).
+            import torch.distributed.nn.functional  # noqa: F401
+
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
 
@@ -34,8 +38,10 @@ class Distributed:
         return self.rank == 0
 
     def close(self):
-        """Wait for every process, then leave the job (a process that exits while others still use
-        the group can abort at shutdown)."""
+        """Wait for every process, then leave the job: the group is destroyed and its threads joined
+        while Python still runs. Release what holds the group (DDP: ``Trainer.close``) first. A gloo
+        thread that drops the last reference to a collective's tensor once the interpreter is
+        shutting down aborts the process ("terminate called without an active exception")."""
         if self.world > 1:
             import torch.distributed as dist
 

@@ -3,8 +3,8 @@
 
 :class:`Driven` is that part of :class:`~cryonb.core.training.Trainer`. The trainer supplies one
 step (``_advance``), bringing its losses to the host (``_record``), its counters (``epoch``,
-``position``, ``step_count``, ``batches_per_epoch``, ``steps``), ``run_dir``, ``dist`` and
-``save_checkpoint``.
+``position``, ``step_count``, ``batches_per_epoch``, ``steps``), ``run_dir``, ``dist``,
+``save_checkpoint`` and ``data`` (closed when a fit ends: no reader thread outlives it).
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ class Driven:
                     if self.steps:
                         bar.set_postfix(loss=f"{self.steps[-1][1]:.4g}", refresh=False)
         finally:
+            self.data.close()  # streamed data's reader; a later fit restarts it where this one stopped
             self._record()
             if bar is not None:
                 bar.close()

@@ -52,6 +52,9 @@ class ImageData:
     def stage(self, idx: torch.Tensor, position: int):
         """(Streamed data moves the next batch to the device here.)"""
 
+    def close(self):
+        """(Streamed data stops its reader thread here.)"""
+
     def batch(self, idx: torch.Tensor):
         """Images, rotations and CTF (B, P) of the particles at ``idx`` (a device tensor)."""
         return self.images[idx], self.rotations[idx], particle_ctf(self.ctf, self.freqs, idx)

@@ -326,6 +326,14 @@ class Trainer(Driven, Checkpointed):
         self.config.lr = lr
         self._set_lr(lr)
 
+    def close(self):
+        """Leave a torchrun job once training is done, on every process (not after an error: the
+        others may be waiting in a collective). The DDP wrapper, which holds the process group, is
+        dropped first; embed() and volumes() still work, training on does not."""
+        if self.dist.world > 1:
+            self._forward = self.model
+            self.dist.close()
+
     # ------------------------------------------------------------------ results
     @torch.no_grad()
     def embed(self, batch_size: int = 1024) -> np.ndarray:

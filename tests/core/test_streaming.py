@@ -65,6 +65,25 @@ def test_training_losses_match_in_memory(particles, tmp_path):
     np.testing.assert_array_equal(streamed.embed(batch_size=40), memory.embed(batch_size=40))
 
 
+def test_no_reader_thread_outlives_a_fit(particles, tmp_path):
+    """A fit stopped mid-epoch, its reader waiting for a free buffer, leaves no reader thread (one
+    still alive at exit can abort the process); the next fit reads on from there, as in one run."""
+    config = TrainConfig(**{**TINY, "batch_size": 8}, stream=True, cache_dir=str(tmp_path))  # 12 batches, 5 buffers
+    whole = Trainer(particles, config).fit(1, progress=False)
+    stopped, readers = Trainer(particles, config), []
+
+    def stop_after_two(event, trainer):
+        if event == "step" and trainer.step_count == 2:
+            readers.append(trainer.data._loader)
+            trainer.stop(wait=False)
+
+    stopped.listeners.append(stop_after_two)
+    stopped.fit(1, progress=False)
+    assert stopped.position == 2 and readers[0] is not None and not readers[0].is_alive()
+    stopped.fit(1, progress=False)
+    assert stopped.steps == whole.steps
+
+
 def test_cache_is_reused_and_rebuilt_on_mismatch(particles, tmp_path):
     first = ImageCache.open(tmp_path, particles, 16, progress=False)
     mtime = first.path.stat().st_mtime_ns

@@ -1,5 +1,6 @@
 """Two processes under torchrun (gloo on CPU) train exactly as one: DDP changes speed, not results."""
 
+import os
 import subprocess
 import sys
 
@@ -48,6 +49,31 @@ def test_two_processes_streamed_match_one(stack):
     two, z_two = train(stack, "two-streamed", "--stream", "--cache-dir", str(stack / "cache"), "--gpus", "2")
     np.testing.assert_allclose([s[1] for s in two["steps"]], [s[1] for s in one["steps"]], rtol=1e-5)
     np.testing.assert_allclose(z_two, z_one, rtol=1e-4, atol=1e-5)
+
+
+LEAVE = """
+import os, sys
+from cryonb.core.particles import load_particles
+from cryonb.core.training import Trainer, TrainConfig
+
+trainer = Trainer(load_particles(sys.argv[1]), TrainConfig(zdim=2, batch_size=32, device="cpu", stream=True, cache_dir=sys.argv[2]))
+trainer.fit(1, progress=False)
+trainer.close()
+threads = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+assert not [name for name in threads if "gloo" in name], threads
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads the threads' names from /proc")
+def test_trainer_close_ends_the_process_group_threads(stack, tmp_path):
+    """After ``Trainer.close`` the group is gone, its gloo threads joined, before Python shuts down:
+    a gloo thread that dropped a collective's tensor after that aborted the process (rank 1 of
+    ``cryonb train --gpus 2`` in CI: "terminate called without an active exception")."""
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVE)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+                           str(stack / "sim" / "particles.star"), str(tmp_path / "cache")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_two_nodes_match_one_process(stack):
