@@ -27,6 +27,12 @@ the rare 70S-ABC, separate from a random start with ROC AUC 0.97 (0.98 for the t
 the halves' components agreeing at 0.87; with the component allowed anywhere (``focus=1``), AUC 0.74,
 and the halves agree at 0.48 after 50 iterations.
 
+An outlier (a particle with a bright contaminant on it) has a residual far above any other's; left
+as it is, it draws the component, and the consensus, to itself. A particle whose residual power is
+more than ``OUTLIER`` times the median particle's is taken to be that much noisier: it counts in
+the consensus, the noise estimate and the component in inverse proportion (``trust``), and the
+split into two groups is fitted without it (``outliers``).
+
     >>> component = variability_component(particles.subset(cluster), device="cuda")
     >>> component.coordinates                 # each particle's z
     >>> labels = component.split()            # two groups along it (a two-component mixture)
@@ -47,11 +53,14 @@ from .projection import plane_coordinates, sample_volume
 from .reconstruct import OVERSAMPLING, FourierAccumulator, image_batches
 from .simulate import padded_transform
 
+OUTLIER = 4.0  # residual power, in median particles', beyond which a particle counts less (noise alone: < 3 in 10⁶ even on 13 pixels)
+
 
 @dataclass
 class VariabilityComponent:
     """The outcome of :func:`variability_component`: each particle's coordinate along the component
-    (N,), the component and the consensus maps (D, D, D), and one record per iteration."""
+    (N,), the component and the consensus maps (D, D, D), one record per iteration, and how much each
+    particle counted (N,; below 1 for outliers)."""
 
     coordinates: np.ndarray
     component: torch.Tensor
@@ -59,13 +68,21 @@ class VariabilityComponent:
     indices: np.ndarray
     resolution: float
     history: list[dict] = field(default_factory=list)
+    trust: np.ndarray | None = None
+
+    @property
+    def outliers(self) -> np.ndarray:
+        """Positions of the particles that counted less than fully (their residual far above the others')."""
+        return np.flatnonzero(self.trust < 1) if self.trust is not None else np.zeros(0, dtype=int)
 
     def split(self, seed: int = 0) -> np.ndarray:
-        """Two groups along the component (0, 1; 1 the smaller), from a two-component Gaussian mixture."""
+        """Two groups along the component (0, 1; 1 the smaller), from a two-component Gaussian mixture
+        fitted without the outliers (an extreme coordinate would take a component of its own)."""
         from sklearn.mixture import GaussianMixture
 
         z = self.coordinates[:, None]
-        labels = GaussianMixture(2, n_init=3, random_state=seed).fit_predict(z)
+        fitted = np.delete(z, self.outliers, axis=0) if len(self.outliers) < len(z) - 2 else z
+        labels = GaussianMixture(2, n_init=3, random_state=seed).fit(fitted).predict(z)
         return labels if labels.sum() <= len(labels) / 2 else 1 - labels
 
     def plot(self, path: str | os.PathLike | None = None, title: str | None = None):
@@ -94,7 +111,7 @@ class VariabilityComponent:
 
     def __repr__(self) -> str:
         return (f"VariabilityComponent({len(self.coordinates)} particles, {len(self.history)} iterations to {self.resolution:.1f} Å, "
-                f"halves' agreement {self.agreement:.2f})")
+                f"halves' agreement {self.agreement:.2f}" + (f", outliers counted less: {len(self.outliers)}" if len(self.outliers) else "") + ")")
 
 
 class _Slices:
@@ -131,6 +148,33 @@ def _focus(volume: torch.Tensor, fraction: float, D: int) -> torch.Tensor:
     return volume * soft.clamp(0, 1)
 
 
+def _read(particles, slices: _Slices, batch_size: int, device, progress, trust: torch.Tensor | None = None):
+    """One pass over the images: their consensus (each counted by ``trust``, 1 if None), and their
+    pixels inside the limit, CTFs and poses."""
+    consensus, images, ctfs, rotations = FourierAccumulator(particles.box_size, 1, device=device), [], [], []
+    for rows, images_ft, ctf, rots in image_batches(particles, batch_size, device, True, "reading the selection", progress):
+        consensus.insert(images_ft, ctf, rots, torch.zeros(len(rots), dtype=torch.long, device=device),
+                         None if trust is None else trust[rows])
+        images.append(images_ft.flatten(1)[:, slices.pixels])
+        ctfs.append(ctf.flatten(1)[:, slices.pixels])
+        rotations.append(rots)
+    return consensus, torch.cat(images), torch.cat(ctfs), torch.cat(rotations)
+
+
+def _noise_weights(residual: torch.Tensor, shells: torch.Tensor, radius: int, trust: torch.Tensor | None = None) -> torch.Tensor:
+    """Each pixel's inverse noise power, from the residuals' power in its shell (each particle counted by ``trust``)."""
+    counted = torch.ones(len(residual), device=residual.device) if trust is None else trust
+    power = torch.bincount(shells, weights=(counted[:, None] * residual.abs().square()).sum(0).double(), minlength=radius + 1)
+    return (torch.bincount(shells, minlength=radius + 1) * counted.sum() / power.clamp(min=1e-30)).float()[shells]
+
+
+def _trust(residual: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """How much each particle counts, (0, 1]: 1 unless its residual's power is above ``OUTLIER`` times the
+    median particle's, then inversely to it (its noise taken to be that much larger)."""
+    power = (residual.abs().square() * weights).sum(1)
+    return (OUTLIER * power.median() / power.clamp(min=1e-30)).clamp(max=1)
+
+
 def _weighted_dot(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return ((a.conj() * b).real * weights).sum(1)
 
@@ -163,19 +207,17 @@ def variability_component(
     D, apix = particles.box_size, particles.apix
     radius = int(min(max(D * apix / resolution, 2), D // 2 - 1))  # the resolution used is in the result
     slices, mask = _Slices(D, radius, device), soft_spherical_mask(D, device=device)
-    # one pass over the images: their pixels inside the limit, CTFs and poses, and the consensus
-    consensus, images, ctfs, rotations = FourierAccumulator(D, 1, device=device), [], [], []
-    for _, images_ft, ctf, rots in image_batches(particles, batch_size, device, True, "reading the selection", progress):
-        consensus.insert(images_ft, ctf, rots, torch.zeros(len(rots), dtype=torch.long, device=device))
-        images.append(images_ft.flatten(1)[:, slices.pixels])
-        ctfs.append(ctf.flatten(1)[:, slices.pixels])
-        rotations.append(rots)
-    images, ctfs, rotations = torch.cat(images), torch.cat(ctfs), torch.cat(rotations)
+    consensus, images, ctfs, rotations = _read(particles, slices, batch_size, device, progress)
     mu = consensus.volume([0], 1e-3).to(device) * mask
+    residual = images - slices(mu, rotations, batch_size) * ctfs
+    trust = _trust(residual, _noise_weights(residual, slices.shells, radius))
+    if bool((trust < 1).any()):  # an outlier pulls the consensus too: again without it
+        consensus = _read(particles, slices, batch_size, device, progress, trust)[0]
+        mu = consensus.volume([0], 1e-3).to(device) * mask
     predicted = slices(mu, rotations, batch_size) * ctfs
     residual = images - predicted
-    power = torch.bincount(slices.shells, weights=residual.abs().square().sum(0).double(), minlength=radius + 1)
-    weights = (torch.bincount(slices.shells, minlength=radius + 1) * len(images) / power.clamp(min=1e-30)).float()[slices.shells]
+    weights = _noise_weights(residual, slices.shells, radius, trust)
+    trust = _trust(residual, weights)
     generator = torch.Generator().manual_seed(seed)
     halves = (torch.randperm(len(images), generator=generator) % 2).to(device)
     members = [torch.nonzero(halves == h)[:, 0] for h in (0, 1)]
@@ -199,7 +241,7 @@ def variability_component(
             for rows in members[h].split(batch_size):
                 values = (residual[rows] - scale[rows, None] * predicted[rows]) / safe[rows, None]
                 grid.insert(slices.full_plane(values, D), slices.full_plane(ctfs[rows], D), rotations[rows],
-                            torch.zeros(len(rows), dtype=torch.long, device=device), safe[rows] ** 2)
+                            torch.zeros(len(rows), dtype=torch.long, device=device), safe[rows] ** 2 * trust[rows])
             volume = slices.filter(grid.volume([0], 1.0).to(device)) * mask
             volume = _focus(volume, focus, D) if focus < 1 else volume
             updated.append(volume / volume.norm().clamp(min=1e-30))
@@ -213,4 +255,5 @@ def variability_component(
             break
     bar.close()
     component = (components[0] + components[1]).cpu()
-    return VariabilityComponent(previous, component / component.norm(), mu.cpu(), particles.indices.copy(), float(D * apix / radius), history)
+    return VariabilityComponent(previous, component / component.norm(), mu.cpu(), particles.indices.copy(), float(D * apix / radius), history,
+                                trust.cpu().numpy())

@@ -52,6 +52,22 @@ def test_a_few_outliers_are_set_apart_by_a_division_of_their_own(tmp_path):
     assert (junk == 2).mean() > 0.9 and (sim.state[division.group(0)] == 2).sum() <= 2  # the junk, nearly all of it
 
 
+def test_one_bright_outlier_does_not_hide_the_rare_state(tmp_path):
+    """One particle with a bright contaminant 30 times a particle's mass on it: its residual, far above
+    every other's, once drew the component to itself, and the cluster was divided into it and the rest
+    (with the noise drawn otherwise, into one state: agreement 0.10). It now counts as noisier."""
+    full = hinge(32)
+    sim = simulate(torch.stack([full, lacking_a_subunit(full)]), 1600, D=32, snr=0.1, proportions=[0.8, 0.2], seed=5, progress=False)
+    contaminant = simulate(torch.stack([30 * hinge(32, angle=1.2)]), 1, D=32, snr=None, seed=9, progress=False)
+    sim.particles.images.array[7] += contaminant.particles.images.array[0]
+    particles = load_particles(sim.save(tmp_path)["star"])
+    (division,) = divide_clusters(particles, np.zeros(1600, int), depth=1, resolution=12.0, progress=False)
+    assert division.divided and division.agreement > 0.5
+    assert sim.state[division.group(1)].mean() > 0.5 and sim.state[division.group(0)].mean() < 0.1
+    assert list(division.component.outliers) == [7] and division.component.trust[7] < 0.1
+    assert "outliers counted less: 1" in repr(division.component)
+
+
 def test_only_the_clusters_asked_for_are_divided(rare_state):
     particles, state, _ = rare_state
     labels = np.where(np.arange(len(state)) < 1000, 0, np.where(state == 0, 1, 2))
