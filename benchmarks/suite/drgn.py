@@ -207,17 +207,23 @@ def run(folder, *, jsonl=None, results=None, drgn: str = DEFAULT_DRGN, zdim: int
     return record
 
 
-def set_name(folder: Path) -> str:
+def _set_facts(folder: Path) -> dict:
+    """The scalars ``truth.npz`` records about its set (name, SNR asked of the generator, seed), those it has."""
     with np.load(folder / "truth.npz", allow_pickle=False) as f:
-        return str(f["set"]) if "set" in f.files else folder.name
+        return {key: f[key].item() for key in ("set", "snr", "seed") if key in f.files}
+
+
+def set_name(folder: Path) -> str:
+    return str(_set_facts(folder).get("set", folder.name))
 
 
 def set_conditions(folder: Path) -> dict:
     """The SNR asked of the generator and the set's seed (None where ``truth.npz`` lacks them), for a
     record that must tell one set's runs from another's without its file name."""
-    with np.load(folder / "truth.npz", allow_pickle=False) as f:
-        snr = float(f["snr"]) if "snr" in f.files and np.isfinite(f["snr"]) else None
-        return {"snr": snr, "data_seed": int(f["seed"]) if "seed" in f.files else None}
+    facts = _set_facts(folder)
+    snr = facts.get("snr")
+    return {"snr": float(snr) if snr is not None and np.isfinite(snr) else None,
+            "data_seed": int(facts["seed"]) if "seed" in facts else None}
 
 
 def _device(run_log: str) -> str:

@@ -16,7 +16,7 @@ N rare particles or more are divided, to spare a CPU the others).
 
 One record per run: the groups' count, the rare state's recall over them (as the suite counts it,
 against all rare particles), the ARI of the groups against the true classes, each division's
-size, agreement and outcome, and the wall time.
+size, agreement, outcome and outliers (particles counted less), and the wall time.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from cryonb.core.particles import load_particles
 def record_of(d, labels: np.ndarray) -> dict:
     """One division: its place, size, agreement, outcome and true classes on either side."""
     return {"group": f"c{d.cluster}:{d.path}", "n": int(len(d.members)), "agreement": round(d.agreement, 3),
-            "smaller_share": round(float(d.groups.mean()), 3), "divided": d.divided,
+            "smaller_share": round(float(d.groups.mean()), 3), "divided": d.divided, "outliers": int(len(d.component.outliers)),
             "classes": {ASSEMBLY_CLASSES[k]: [int(((labels[d.members] == k) & (d.groups == side)).sum()) for side in (0, 1)]
                         for k in np.unique(labels[d.members]) if k >= 0}}
 
