@@ -33,6 +33,10 @@ more than ``OUTLIER`` times the median particle's is taken to be that much noisi
 the consensus, the noise estimate and the component in inverse proportion (``trust``), and the
 split into two groups is fitted without it (``outliers``).
 
+Only the frequencies inside ``resolution`` are used, so the component is computed in a box that
+samples them twice over (:func:`working_box`: 40 for a limit of 9 pixels, at 40 Å and 3 Å/px in a
+box of 128, 34 times fewer voxels), from the same Fourier coefficients, and returned in the images' box.
+
     >>> component = variability_component(particles.subset(cluster), device="cuda")
     >>> component.coordinates                 # each particle's z
     >>> labels = component.split()            # two groups along it (a two-component mixture)
@@ -114,15 +118,40 @@ class VariabilityComponent:
                 f"halves' agreement {self.agreement:.2f}" + (f", outliers counted less: {len(self.outliers)}" if len(self.outliers) else "") + ")")
 
 
-class _Slices:
-    """Central slices of maps at the particles' poses, on the pixels inside the resolution limit."""
+def working_box(D: int, radius: int) -> int:
+    """The box the component is computed in: the frequencies inside ``radius`` sampled twice over
+    (a multiple of 8), or ``D`` if that is smaller. The frequencies beyond carry nothing it uses."""
+    return min(D, -(-4 * (radius + 1) // 8) * 8)
 
-    def __init__(self, D: int, radius: int, device):
-        shells = shell_index(D, device=device).flatten()
+
+def _resample(volume: torch.Tensor, box: int) -> torch.Tensor:
+    """``volume`` on a ``box``³ grid with the same Fourier coefficients (its transform cropped or zero-padded)."""
+    D = volume.shape[-1]
+    if box == D:
+        return volume
+    small, large = min(D, box), max(D, box)
+    inner = slice(large // 2 - small // 2, large // 2 - small // 2 + small)
+    transform = fft3_center(volume)
+    if box < D:
+        return ifft3_center(transform[inner, inner, inner]).real
+    padded = torch.zeros(box, box, box, dtype=transform.dtype, device=transform.device)
+    padded[inner, inner, inner] = transform
+    return ifft3_center(padded).real
+
+
+class _Slices:
+    """Central slices of maps at the particles' poses, on the pixels inside the resolution limit, in
+    a box of ``box`` (:func:`working_box`) for images of ``D``: ``taken`` picks those pixels from a
+    D × D transform, ``pixels`` places them in a box × box one, in the same order."""
+
+    def __init__(self, D: int, box: int, radius: int, device):
+        self.box = box
+        self.taken = torch.nonzero(shell_index(D, device=device).flatten() <= radius)[:, 0]
+        shells = shell_index(box, device=device).flatten()
         self.pixels = torch.nonzero(shells <= radius)[:, 0]
         self.shells = shells[self.pixels]
-        self.plane = plane_coordinates(D, device=device).reshape(-1, 3)[self.pixels] * OVERSAMPLING
-        self.lowpass = (shell_index(D, 3, device=device) <= radius).float()
+        self.plane = plane_coordinates(box, device=device).reshape(-1, 3)[self.pixels] * OVERSAMPLING
+        self.lowpass = (shell_index(box, 3, device=device) <= radius).float()
 
     def __call__(self, volume: torch.Tensor, rotations: torch.Tensor, batch_size: int) -> torch.Tensor:
         transform = padded_transform(volume)
@@ -130,21 +159,22 @@ class _Slices:
         values = [sample_volume(channels, self.plane @ r) for r in rotations.split(batch_size)]
         return torch.cat([torch.complex(v[0], v[1]) for v in values])
 
-    def full_plane(self, values: torch.Tensor, D: int) -> torch.Tensor:
-        """(B, P) pixel values back on (B, D, D) centred transforms, zero outside the limit."""
-        plane = torch.zeros(len(values), D * D, dtype=values.dtype, device=values.device)
+    def full_plane(self, values: torch.Tensor) -> torch.Tensor:
+        """(B, P) pixel values back on (B, box, box) centred transforms, zero outside the limit."""
+        plane = torch.zeros(len(values), self.box * self.box, dtype=values.dtype, device=values.device)
         plane[:, self.pixels] = values
-        return plane.reshape(-1, D, D)
+        return plane.reshape(-1, self.box, self.box)
 
     def filter(self, volume: torch.Tensor) -> torch.Tensor:
         return ifft3_center(fft3_center(volume) * self.lowpass).real
 
 
-def _focus(volume: torch.Tensor, fraction: float, D: int) -> torch.Tensor:
-    """``volume`` on the ``fraction`` of its voxels where it is largest, with the mask's edge softened."""
+def _focus(volume: torch.Tensor, fraction: float, softness: int) -> torch.Tensor:
+    """``volume`` on the ``fraction`` of its voxels where it is largest, the mask's edge softened by a
+    low-pass at ``softness`` pixels of frequency."""
     magnitude = volume.abs().flatten()
     keep = (volume.abs() >= magnitude.kthvalue(max(1, int((1 - fraction) * len(magnitude)))).values).float()
-    soft = ifft3_center(fft3_center(keep) * (shell_index(D, 3, device=volume.device) <= D // 8).float()).real
+    soft = ifft3_center(fft3_center(keep) * (shell_index(volume.shape[-1], 3, device=volume.device) <= softness).float()).real
     return volume * soft.clamp(0, 1)
 
 
@@ -155,8 +185,8 @@ def _read(particles, slices: _Slices, batch_size: int, device, progress, trust: 
     for rows, images_ft, ctf, rots in image_batches(particles, batch_size, device, True, "reading the selection", progress):
         consensus.insert(images_ft, ctf, rots, torch.zeros(len(rots), dtype=torch.long, device=device),
                          None if trust is None else trust[rows])
-        images.append(images_ft.flatten(1)[:, slices.pixels])
-        ctfs.append(ctf.flatten(1)[:, slices.pixels])
+        images.append(images_ft.flatten(1)[:, slices.taken])
+        ctfs.append(ctf.flatten(1)[:, slices.taken])
         rotations.append(rots)
     return consensus, torch.cat(images), torch.cat(ctfs), torch.cat(rotations)
 
@@ -206,22 +236,23 @@ def variability_component(
         raise ValueError(f"focus must be in (0, 1], not {focus}")
     D, apix = particles.box_size, particles.apix
     radius = int(min(max(D * apix / resolution, 2), D // 2 - 1))  # the resolution used is in the result
-    slices, mask = _Slices(D, radius, device), soft_spherical_mask(D, device=device)
+    box = working_box(D, radius)
+    slices, mask = _Slices(D, box, radius, device), soft_spherical_mask(box, device=device)
     consensus, images, ctfs, rotations = _read(particles, slices, batch_size, device, progress)
-    mu = consensus.volume([0], 1e-3).to(device) * mask
-    residual = images - slices(mu, rotations, batch_size) * ctfs
+    consensus = consensus.volume([0], 1e-3).to(device) * soft_spherical_mask(D, device=device)
+    residual = images - slices(_resample(consensus, box), rotations, batch_size) * ctfs
     trust = _trust(residual, _noise_weights(residual, slices.shells, radius))
     if bool((trust < 1).any()):  # an outlier pulls the consensus too: again without it
         consensus = _read(particles, slices, batch_size, device, progress, trust)[0]
-        mu = consensus.volume([0], 1e-3).to(device) * mask
-    predicted = slices(mu, rotations, batch_size) * ctfs
+        consensus = consensus.volume([0], 1e-3).to(device) * soft_spherical_mask(D, device=device)
+    predicted = slices(_resample(consensus, box), rotations, batch_size) * ctfs
     residual = images - predicted
     weights = _noise_weights(residual, slices.shells, radius, trust)
     trust = _trust(residual, weights)
     generator = torch.Generator().manual_seed(seed)
     halves = (torch.randperm(len(images), generator=generator) % 2).to(device)
     members = [torch.nonzero(halves == h)[:, 0] for h in (0, 1)]
-    components = [slices.filter(torch.randn(D, D, D, generator=generator).to(device)) * mask for _ in (0, 1)]
+    components = [slices.filter(torch.randn(box, box, box, generator=generator).to(device)) * mask for _ in (0, 1)]
     components = [v / v.norm() for v in components]
     history, previous = [], None
     bar = tqdm(range(1, iterations + 1), desc="variability", unit="iteration", disable=None if progress is None else not progress)
@@ -237,13 +268,13 @@ def variability_component(
         safe = torch.where(z.abs() < 1e-6, torch.full_like(z, 1e-6), z)
         updated = []
         for h in (0, 1):
-            grid = FourierAccumulator(D, 1, device=device)
+            grid = FourierAccumulator(box, 1, device=device)
             for rows in members[h].split(batch_size):
                 values = (residual[rows] - scale[rows, None] * predicted[rows]) / safe[rows, None]
-                grid.insert(slices.full_plane(values, D), slices.full_plane(ctfs[rows], D), rotations[rows],
+                grid.insert(slices.full_plane(values), slices.full_plane(ctfs[rows]), rotations[rows],
                             torch.zeros(len(rows), dtype=torch.long, device=device), safe[rows] ** 2 * trust[rows])
             volume = slices.filter(grid.volume([0], 1.0).to(device)) * mask
-            volume = _focus(volume, focus, D) if focus < 1 else volume
+            volume = _focus(volume, focus, min(D // 8, box // 2)) if focus < 1 else volume
             updated.append(volume / volume.norm().clamp(min=1e-30))
         components = [updated[0], updated[1] * torch.sign((updated[0] * updated[1]).sum())]
         z = z.cpu().numpy()
@@ -254,6 +285,6 @@ def variability_component(
         if change < tolerance:
             break
     bar.close()
-    component = (components[0] + components[1]).cpu()
-    return VariabilityComponent(previous, component / component.norm(), mu.cpu(), particles.indices.copy(), float(D * apix / radius), history,
+    component = _resample(components[0] + components[1], D).cpu()
+    return VariabilityComponent(previous, component / component.norm(), consensus.cpu(), particles.indices.copy(), float(D * apix / radius), history,
                                 trust.cpu().numpy())

@@ -43,3 +43,20 @@ def test_without_poses_or_with_too_few_particles_one_clear_error(rare_state):
         variability_component(dataclasses.replace(particles, rotations=None))
     with pytest.raises(InputError, match="at least 20"):
         variability_component(particles.subset(np.arange(10)), progress=False)
+
+
+def test_the_working_box_gives_the_component_the_whole_box_gives(rare_state, monkeypatch):
+    """At 24 Å only the frequencies up to 4 pixels are used, so the component is computed in a box of
+    24 for these images of 32; the same computation in their own box finds the same component."""
+    from cryonb.core import variability
+
+    assert variability.working_box(32, 4) == 24 and variability.working_box(128, 9) == 40 and variability.working_box(32, 8) == 32
+    small = variability_component(rare_state.particles, resolution=24.0, progress=False)
+    monkeypatch.setattr(variability, "working_box", lambda D, radius: D)
+    whole = variability_component(rare_state.particles, resolution=24.0, progress=False)
+    assert small.component.shape == whole.component.shape == (D, D, D)
+    assert small.consensus.shape == (D, D, D) and torch.allclose(small.consensus, whole.consensus)
+    cosine = float((small.component * whole.component).sum())  # both of unit norm
+    assert abs(cosine) > 0.9, cosine
+    assert abs(np.corrcoef(small.coordinates, whole.coordinates)[0, 1]) > 0.9
+    assert small.agreement > 0.5 and whole.agreement > 0.5
