@@ -109,7 +109,7 @@ def test_analyze_run_divides_its_clusters_and_writes_selections(rare_state, tmp_
     assert len(load_particles(folder / "group_1.star")) == len(smaller)
     summary = json.loads((tmp_path / "summary.json").read_text())["divisions"]
     assert summary[0] == {"cluster": 0, "group": "", "particles": 1600, "agreement": summary[0]["agreement"], "divided": True,
-                          "groups": [1600 - len(smaller), len(smaller)]}
+                          "groups": [1600 - len(smaller), len(smaller)], "outliers": 0}
     report = (tmp_path / "report.html").read_text()
     assert "Clusters that hide two states" in report and "kmeans1/divisions/cluster_000/group_1.star" in report
     assert "divisions" in out.timings
