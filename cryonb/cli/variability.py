@@ -29,6 +29,7 @@ def add_args(parser):
     parser.add_argument("--resolution", type=float, default=40.0, help="use frequencies up to this resolution, Å (default: 40)")
     parser.add_argument("--focus", type=float, default=0.1, help="fraction of the voxels the component may occupy (default: 0.1; 1: anywhere)")
     parser.add_argument("--iterations", type=int, default=50, help="most iterations (default: 50)")
+    parser.add_argument("--starts", type=int, default=3, help="random starts; the one whose halves agree best is kept (default: 3)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random halves and start (default: 0)")
 
@@ -47,7 +48,7 @@ def main(args):
     if args.ind is not None:
         particles = particles.subset(read_index(args.ind))
     component = variability_component(particles, resolution=args.resolution, focus=args.focus, iterations=args.iterations,
-                                      device=args.device, seed=args.seed)
+                                      starts=args.starts, device=args.device, seed=args.seed)
     out = args.outdir
     out.mkdir(parents=True, exist_ok=True)
     write_map(out / "component.mrc", component.component, particles.apix)

@@ -120,7 +120,9 @@ class VariabilityComponent:
 
     def __repr__(self) -> str:
         return (f"VariabilityComponent({len(self.coordinates)} particles, {len(self.history)} iterations to {self.resolution:.1f} Å, "
-                f"halves' agreement {self.agreement:.2f}" + (f", outliers counted less: {len(self.outliers)}" if len(self.outliers) else "") + ")")
+                f"halves' agreement {self.agreement:.2f}"
+                + (f" (the best of {len(self.starts)} starts: {', '.join(f'{a:.2f}' for a in self.starts)})" if len(self.starts) > 1 else "")
+                + (f", outliers counted less: {len(self.outliers)}" if len(self.outliers) else "") + ")")
 
 
 def working_box(D: int, radius: int) -> int:
