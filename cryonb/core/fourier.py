@@ -91,12 +91,28 @@ def fourier_crop(x: torch.Tensor, new_D: int, ndim: int = 2) -> torch.Tensor:
     if new_D == D:
         return x
     if new_D > D:
-        raise ValueError(f"fourier_crop: new box {new_D} is larger than the box {D}; use padding to upsample")
+        raise ValueError(f"fourier_crop: new box {new_D} is larger than the box {D}; use fourier_pad to upsample")
     start = D // 2 - new_D // 2
     F = fft_center(x, ndim)
     for axis in _dims(ndim):
         F = F.narrow(axis, start, new_D)
     return ifft_center(F, ndim).real * (new_D / D) ** ndim
+
+
+def fourier_pad(x: torch.Tensor, new_D: int, ndim: int = 2) -> torch.Tensor:
+    """Upsample real-space images or volumes to ``new_D`` by zero-padding their centred transform:
+    the inverse of :func:`fourier_crop` (the mean density per pixel kept; exact for data without
+    content at the Nyquist frequency, of which a crop keeps one half)."""
+    D = x.shape[-1]
+    if new_D == D:
+        return x
+    if new_D < D:
+        raise ValueError(f"fourier_pad: new box {new_D} is smaller than the box {D}; use fourier_crop to downsample")
+    start = new_D // 2 - D // 2
+    F = fft_center(x, ndim)
+    padded = torch.zeros(*x.shape[:-ndim], *(new_D,) * ndim, dtype=F.dtype, device=F.device)
+    padded[(...,) + (slice(start, start + D),) * ndim] = F
+    return ifft_center(padded, ndim).real * (new_D / D) ** ndim
 
 
 def _soft_edge(r: torch.Tensor, radius: float, width: float) -> torch.Tensor:

@@ -56,7 +56,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import InputError
-from .fourier import fft3_center, ifft3_center, shell_index, soft_spherical_mask
+from .fourier import fft3_center, fourier_crop, fourier_pad, ifft3_center, shell_index, soft_spherical_mask
 from .projection import plane_coordinates, sample_volume
 from .reconstruct import OVERSAMPLING, FourierAccumulator, image_batches
 from .simulate import padded_transform
@@ -132,18 +132,10 @@ def working_box(D: int, radius: int) -> int:
 
 
 def _resample(volume: torch.Tensor, box: int) -> torch.Tensor:
-    """``volume`` on a ``box``³ grid with the same Fourier coefficients (its transform cropped or zero-padded)."""
+    """``volume`` on a ``box``³ grid with the same Fourier coefficients (:func:`fourier_crop` and
+    :func:`fourier_pad` keep the density instead, which scales them by (box/D)³)."""
     D = volume.shape[-1]
-    if box == D:
-        return volume
-    small, large = min(D, box), max(D, box)
-    inner = slice(large // 2 - small // 2, large // 2 - small // 2 + small)
-    transform = fft3_center(volume)
-    if box < D:
-        return ifft3_center(transform[inner, inner, inner]).real
-    padded = torch.zeros(box, box, box, dtype=transform.dtype, device=transform.device)
-    padded[inner, inner, inner] = transform
-    return ifft3_center(padded).real
+    return (fourier_crop(volume, box, 3) if box <= D else fourier_pad(volume, box, 3)) * (D / box) ** 3
 
 
 class _Slices:
@@ -186,8 +178,8 @@ def _focus(volume: torch.Tensor, fraction: float, softness: int) -> torch.Tensor
 
 
 def _read(particles, slices: _Slices, batch_size: int, device, progress, trust: torch.Tensor | None = None):
-    """One pass over the images: their consensus (each counted by ``trust``, 1 if None), and their
-    pixels inside the limit, CTFs and poses."""
+    """One pass over the images: their consensus map in their box, masked (each counted by ``trust``,
+    1 if None), and their pixels inside the limit, CTFs and poses."""
     consensus, images, ctfs, rotations = FourierAccumulator(particles.box_size, 1, device=device), [], [], []
     for rows, images_ft, ctf, rots in image_batches(particles, batch_size, device, True, "reading the selection", progress):
         consensus.insert(images_ft, ctf, rots, torch.zeros(len(rots), dtype=torch.long, device=device),
@@ -195,6 +187,7 @@ def _read(particles, slices: _Slices, batch_size: int, device, progress, trust: 
         images.append(images_ft.flatten(1)[:, slices.taken])
         ctfs.append(ctf.flatten(1)[:, slices.taken])
         rotations.append(rots)
+    consensus = consensus.volume([0], 1e-3).to(device) * soft_spherical_mask(particles.box_size, device=device)
     return consensus, torch.cat(images), torch.cat(ctfs), torch.cat(rotations)
 
 
@@ -220,7 +213,7 @@ def _weighted_dot(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor) -> to
 class _Alternation:
     """The alternating least squares of one selection: on its pixels inside the limit, the CTFs, the
     consensus's slices (``predicted``) and what the images hold beyond them (``residual``); the noise
-    weights, each particle's trust and random half."""
+    weights, each particle's trust, and the members of the two random halves."""
 
     slices: _Slices
     mask: torch.Tensor
@@ -230,7 +223,7 @@ class _Alternation:
     predicted: torch.Tensor
     weights: torch.Tensor
     trust: torch.Tensor
-    halves: torch.Tensor
+    members: list[torch.Tensor]
     focus: float
     softness: int
     batch_size: int
@@ -250,8 +243,7 @@ class _Alternation:
 
     def step(self, components: list[torch.Tensor]):
         """Each particle's (scale, coordinate) from the other half's component, then each half's component from them."""
-        slices, device, batch = self.slices, self.residual.device, self.batch_size
-        members = [torch.nonzero(self.halves == h)[:, 0] for h in (0, 1)]
+        slices, device, batch, members = self.slices, self.residual.device, self.batch_size, self.members
         residual, predicted, weights = self.residual, self.predicted, self.weights
         along = torch.empty_like(residual)
         for h in (0, 1):  # each half's coordinates from the other half's component
@@ -308,19 +300,18 @@ def variability_component(
     box = working_box(D, radius)
     slices, mask = _Slices(D, box, radius, device), soft_spherical_mask(box, device=device)
     consensus, images, ctfs, rotations = _read(particles, slices, batch_size, device, progress)
-    consensus = consensus.volume([0], 1e-3).to(device) * soft_spherical_mask(D, device=device)
     residual = images - slices(_resample(consensus, box), rotations, batch_size) * ctfs
     trust = _trust(residual, _noise_weights(residual, slices.shells, radius))
     if bool((trust < 1).any()):  # an outlier pulls the consensus too: again without it
         consensus = _read(particles, slices, batch_size, device, progress, trust)[0]
-        consensus = consensus.volume([0], 1e-3).to(device) * soft_spherical_mask(D, device=device)
     predicted = slices(_resample(consensus, box), rotations, batch_size) * ctfs
     residual = images - predicted
     weights = _noise_weights(residual, slices.shells, radius, trust)
     trust = _trust(residual, weights)
     generator = torch.Generator().manual_seed(seed)
     halves = (torch.randperm(len(images), generator=generator) % 2).to(device)
-    alternation = _Alternation(slices, mask, residual, ctfs, rotations, predicted, weights, trust, halves,
+    members = [torch.nonzero(halves == h)[:, 0] for h in (0, 1)]
+    alternation = _Alternation(slices, mask, residual, ctfs, rotations, predicted, weights, trust, members,
                                focus, min(D // 8, box // 2), batch_size)
     best, agreements = None, []
     bar = tqdm(total=starts * iterations, desc="variability", unit="iteration", disable=None if progress is None else not progress)

@@ -59,3 +59,17 @@ def test_soft_mask_profile():
     assert m[32, 32 + 26] == 0 and 0 < m[32, 32 + 23] < 1
     sphere = ft.soft_spherical_mask(32)
     assert sphere.shape == (32, 32, 32) and sphere[16, 16, 16] == 1 and sphere[0, 0, 0] == 0
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_fourier_pad_is_undone_by_fourier_crop_and_keeps_the_density(ndim):
+    X = ft.fft_center(torch.randn((3,) + (12,) * ndim, dtype=torch.float64), ndim)
+    for axis in range(1, ndim + 1):
+        X.select(axis, 0).zero_()  # no Nyquist content: cropping keeps only one of its two halves
+    x = ft.ifft_center(X, ndim).real
+    up = ft.fourier_pad(x, 20, ndim)
+    assert up.shape == (3,) + (20,) * ndim
+    assert torch.allclose(ft.fourier_crop(up, 12, ndim), x, atol=1e-10)
+    assert torch.allclose(up.mean(dim=tuple(range(1, ndim + 1))), x.mean(dim=tuple(range(1, ndim + 1))))
+    with pytest.raises(ValueError, match="fourier_crop"):
+        ft.fourier_pad(x, 8, ndim)
