@@ -10,8 +10,9 @@ two along it. Writes into OUTDIR:
   group_0.*, group_1.*           the two groups as selections (.star, or .cs for a .cs source,
                                  and .ind.npy / .ind.pkl index files); group 1 is the smaller
 
-A component whose two random halves disagree (agreement under 0.5) is noise, and the command says
-so: there is then no reproducible difference to divide by.
+A component whose two random halves disagree (agreement under 0.5) is noise, and one along which
+the particles spread as one group rather than two (bimodality at or below 0) is no second state;
+the command says which: there is then no reproducible difference to divide by.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def add_args(parser):
     parser.add_argument("--resolution", type=float, default=40.0, help="use frequencies up to this resolution, Å (default: 40)")
     parser.add_argument("--focus", type=float, default=0.1, help="fraction of the voxels the component may occupy (default: 0.1; 1: anywhere)")
     parser.add_argument("--iterations", type=int, default=50, help="most iterations (default: 50)")
-    parser.add_argument("--starts", type=int, default=3, help="random starts; the one whose halves agree best is kept (default: 3)")
+    parser.add_argument("--starts", type=int, default=3, help="random starts; the one whose coordinates fall most clearly into two groups is kept (default: 3)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random halves and start (default: 0)")
 
@@ -37,7 +38,7 @@ def add_args(parser):
 def main(args):
     import numpy as np
 
-    from ..core.analysis.divisions import AGREEMENT
+    from ..core.analysis.divisions import AGREEMENT, divides
     from ..core.io.atomic import atomic_write
     from ..core.io.mrc import write_map
     from ..core.io.pickles import read_index
@@ -64,3 +65,6 @@ def main(args):
     if component.agreement < AGREEMENT:
         print(f"note: the halves' components disagree (agreement {component.agreement:.2f} < {AGREEMENT}): "
               "no reproducible difference was found, so the two groups are not meaningful")
+    elif not divides(component):
+        print(f"note: the particles spread along the component as one group, not two (bimodality {component.bimodality:+.3f} ≤ 0): "
+              "the difference is reproducible but no second state, so the two groups are not meaningful")

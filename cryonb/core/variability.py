@@ -33,9 +33,21 @@ more than ``OUTLIER`` times the median particle's is taken to be that much noisi
 the consensus, the noise estimate and the component in inverse proportion (``trust``), and the
 split into two groups is fitted without it (``outliers``).
 
-The iteration can settle, from a random start, where the halves disagree although another start
-finds a difference they share (on the suite's assembly set at D = 64, one cluster's agreement was
-0.05 from one start and 0.68 and 0.70 from two others): three starts are made, the best kept.
+Where the iteration settles hung on its random start: each half's own noise, largest in places of
+its own, chose its mask and held it there (on the suite's assembly set at D = 64, one cluster's
+agreement was 0.05 from one start and 0.68 and 0.70 from two others). For its first ``CROSSED``
+iterations each half is therefore focused where the *other* half's component is largest, which
+draws both onto a difference they share from any start; then each on its own again, since with
+the masks crossed even images of noise alone agree (at 0.75), and ten iterations later that pull
+has faded (noise alone: 0.02–0.05). The start still matters, less (which of two differences is
+found first): three are made, and the one whose coordinates fall most clearly into two groups kept.
+
+Reproducible is not yet two states. A cluster of one state can vary reproducibly too, continuously
+(the cryonb hinge simulated in one state: its halves agreed at 0.53 and 0.83 in two simulations;
+the cause is not known). ``bimodality`` asks whether two groups describe the coordinates better
+than one Gaussian spread does (the Bayesian information criterion, per particle: about −0.02 for one
+state, 0.04–0.7 where a state or junk sits apart); :func:`cryonb.core.analysis.divisions.divides`
+needs both.
 
 Only the frequencies inside ``resolution`` are used, so the component is computed in a box that
 samples them twice over (:func:`working_box`: 40 for a limit of 9 pixels, at 40 Å and 3 Å/px in a
@@ -50,6 +62,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -61,6 +74,7 @@ from .projection import plane_coordinates, sample_volume
 from .reconstruct import OVERSAMPLING, FourierAccumulator, image_batches
 from .simulate import padded_transform
 
+CROSSED = 10  # first iterations, each half focused where the other's component is largest: a start from the data
 OUTLIER = 4.0  # residual power, in median particles', beyond which a particle counts less (noise alone: < 3 in 10⁶ even on 13 pixels)
 
 
@@ -77,22 +91,35 @@ class VariabilityComponent:
     resolution: float
     history: list[dict] = field(default_factory=list)
     trust: np.ndarray | None = None
-    starts: list[float] = field(default_factory=list)  # each random start's final agreement; the best one's is kept
+    starts: list[tuple[float, float]] = field(default_factory=list)  # each start's (agreement, bimodality); the most bimodal kept
 
     @property
     def outliers(self) -> np.ndarray:
         """Positions of the particles that counted less than fully (their residual far above the others')."""
         return np.flatnonzero(self.trust < 1) if self.trust is not None else np.zeros(0, dtype=int)
 
-    def split(self, seed: int = 0) -> np.ndarray:
-        """Two groups along the component (0, 1; 1 the smaller), from a two-component Gaussian mixture
-        fitted without the outliers (an extreme coordinate would take a component of its own)."""
+    def _mixture(self, groups: int, seed: int = 0):
+        """A Gaussian mixture of ``groups`` fitted to the standardised coordinates without the outliers
+        (an extreme coordinate would take a component of its own), and the coordinates it was fitted to."""
         from sklearn.mixture import GaussianMixture
 
-        z = self.coordinates[:, None]
-        fitted = np.delete(z, self.outliers, axis=0) if len(self.outliers) < len(z) - 2 else z
-        labels = GaussianMixture(2, n_init=3, random_state=seed).fit(fitted).predict(z)
+        z = (self.coordinates - self.coordinates.mean()) / max(float(self.coordinates.std()), 1e-30)
+        fitted = np.delete(z, self.outliers)[:, None] if len(self.outliers) < len(z) - 2 else z[:, None]
+        return GaussianMixture(groups, n_init=3, random_state=seed).fit(fitted), z[:, None], fitted
+
+    def split(self, seed: int = 0) -> np.ndarray:
+        """Two groups along the component (0, 1; 1 the smaller), from a two-component Gaussian mixture."""
+        mixture, z, _ = self._mixture(2, seed)
+        labels = mixture.predict(z)
         return labels if labels.sum() <= len(labels) / 2 else 1 - labels
+
+    @cached_property
+    def bimodality(self) -> float:
+        """How much better two groups describe the coordinates than one: the Bayesian information
+        criterion of one Gaussian less that of a two-component mixture, per particle (> 0: two groups).
+        A reproducible component along which the particles spread continuously stays below 0."""
+        two, _, fitted = self._mixture(2)
+        return float((self._mixture(1)[0].bic(fitted) - two.bic(fitted)) / len(fitted))
 
     def plot(self, path: str | os.PathLike | None = None, title: str | None = None):
         """Histogram of the coordinates, the two groups of :meth:`split` in two colours; a PNG at ``path`` if given."""
@@ -120,8 +147,8 @@ class VariabilityComponent:
 
     def __repr__(self) -> str:
         return (f"VariabilityComponent({len(self.coordinates)} particles, {len(self.history)} iterations to {self.resolution:.1f} Å, "
-                f"halves' agreement {self.agreement:.2f}"
-                + (f" (the best of {len(self.starts)} starts: {', '.join(f'{a:.2f}' for a in self.starts)})" if len(self.starts) > 1 else "")
+                f"halves' agreement {self.agreement:.2f}, bimodality {self.bimodality:+.3f}"
+                + (f" (the most bimodal of {len(self.starts)} starts: {', '.join(f'{a:.2f}/{b:+.3f}' for a, b in self.starts)})" if len(self.starts) > 1 else "")
                 + (f", outliers counted less: {len(self.outliers)}" if len(self.outliers) else "") + ")")
 
 
@@ -168,11 +195,11 @@ class _Slices:
         return ifft3_center(fft3_center(volume) * self.lowpass).real
 
 
-def _focus(volume: torch.Tensor, fraction: float, softness: int) -> torch.Tensor:
-    """``volume`` on the ``fraction`` of its voxels where it is largest, the mask's edge softened by a
-    low-pass at ``softness`` pixels of frequency."""
-    magnitude = volume.abs().flatten()
-    keep = (volume.abs() >= magnitude.kthvalue(max(1, int((1 - fraction) * len(magnitude)))).values).float()
+def _focus(volume: torch.Tensor, fraction: float, softness: int, by: torch.Tensor) -> torch.Tensor:
+    """``volume`` on the ``fraction`` of the voxels where ``by`` is largest, the mask's edge softened by
+    a low-pass at ``softness`` pixels of frequency."""
+    magnitude = by.abs().flatten()
+    keep = (by.abs() >= magnitude.kthvalue(max(1, int((1 - fraction) * len(magnitude)))).values).float()
     soft = ifft3_center(fft3_center(keep) * (shell_index(volume.shape[-1], 3, device=volume.device) <= softness).float()).real
     return volume * soft.clamp(0, 1)
 
@@ -230,19 +257,20 @@ class _Alternation:
 
     def run(self, components: list[torch.Tensor], iterations: int, tolerance: float, bar):
         """The two halves' components, the coordinates and one record per iteration, from ``components``."""
-        history, previous = [], None
+        history, previous, crossed = [], None, min(CROSSED, iterations // 5)  # the rest on their own, for a fair agreement
         for iteration in range(1, iterations + 1):
-            components, z = self.step(components)
+            components, z = self.step(components, crossed=iteration <= crossed)
             change = 1.0 if previous is None else 1.0 - abs(float(np.corrcoef(z, previous)[0, 1]))
             history.append({"iteration": iteration, "change": change, "half_agreement": float((components[0] * components[1]).sum())})
             previous = z
             bar.update()
-            if change < tolerance:
+            if change < tolerance and iteration > 2 * crossed:  # the crossed focus's pull has faded
                 break
         return components, previous, history
 
-    def step(self, components: list[torch.Tensor]):
-        """Each particle's (scale, coordinate) from the other half's component, then each half's component from them."""
+    def step(self, components: list[torch.Tensor], crossed: bool = False):
+        """Each particle's (scale, coordinate) from the other half's component, then each half's component
+        from them, focused where it is largest (``crossed``: where the other half's is)."""
         slices, device, batch, members = self.slices, self.residual.device, self.batch_size, self.members
         residual, predicted, weights = self.residual, self.predicted, self.weights
         along = torch.empty_like(residual)
@@ -254,16 +282,17 @@ class _Alternation:
         scale, z = torch.linalg.solve(normal + 1e-6 * torch.eye(2, device=device), rhs).unbind(-1)
         # back-project residual·z with weight z²: insert residual / z with image weights z²
         safe = torch.where(z.abs() < 1e-6, torch.full_like(z, 1e-6), z)
-        updated = []
+        volumes = []
         for h in (0, 1):
             grid = FourierAccumulator(slices.box, 1, device=device)
             for rows in members[h].split(batch):
                 values = (residual[rows] - scale[rows, None] * predicted[rows]) / safe[rows, None]
                 grid.insert(slices.full_plane(values), slices.full_plane(self.ctfs[rows]), self.rotations[rows],
                             torch.zeros(len(rows), dtype=torch.long, device=device), safe[rows] ** 2 * self.trust[rows])
-            volume = slices.filter(grid.volume([0], 1.0).to(device)) * self.mask
-            volume = _focus(volume, self.focus, self.softness) if self.focus < 1 else volume
-            updated.append(volume / volume.norm().clamp(min=1e-30))
+            volumes.append(slices.filter(grid.volume([0], 1.0).to(device)) * self.mask)
+        if self.focus < 1:
+            volumes = [_focus(volumes[h], self.focus, self.softness, volumes[1 - h] if crossed else volumes[h]) for h in (0, 1)]
+        updated = [v / v.norm().clamp(min=1e-30) for v in volumes]
         return [updated[0], updated[1] * torch.sign((updated[0] * updated[1]).sum())], z.cpu().numpy()
 
 
@@ -285,8 +314,7 @@ def variability_component(
     ``resolution`` (Å) limits the frequencies used; ``focus`` is the fraction of the voxels the
     component may occupy (1: anywhere in the mask). Iterations stop early once the coordinates change
     by less than ``tolerance`` (1 − their correlation with the previous iteration's). Of ``starts``
-    random starts the one whose halves agree best is kept (a start can settle where the halves disagree
-    though another finds a difference they share).
+    random starts the one whose coordinates fall most clearly into two groups is kept.
     """
     path = particles.source.path
     if particles.images is None or particles.rotations is None or particles.ctf is None:
@@ -313,17 +341,16 @@ def variability_component(
     members = [torch.nonzero(halves == h)[:, 0] for h in (0, 1)]
     alternation = _Alternation(slices, mask, residual, ctfs, rotations, predicted, weights, trust, members,
                                focus, min(D // 8, box // 2), batch_size)
-    best, agreements = None, []
+    found, resolution = [], float(D * apix / radius)
     bar = tqdm(total=starts * iterations, desc="variability", unit="iteration", disable=None if progress is None else not progress)
     for start in range(starts):
         components = [slices.filter(torch.randn(box, box, box, generator=generator).to(device)) * mask for _ in (0, 1)]
         components, z, history = alternation.run([v / v.norm() for v in components], iterations, tolerance, bar)
-        agreements.append(history[-1]["half_agreement"])
-        bar.set_postfix(start=start + 1, agreement=f"{agreements[-1]:.2f}")
-        if best is None or agreements[-1] > best[2][-1]["half_agreement"]:
-            best = components, z, history
+        component = _resample(components[0] + components[1], D).cpu()
+        found.append(VariabilityComponent(z, component / component.norm(), consensus.cpu(), particles.indices.copy(), resolution,
+                                          history, trust.cpu().numpy()))
+        bar.set_postfix(start=start + 1, agreement=f"{found[-1].agreement:.2f}")
     bar.close()
-    components, previous, history = best
-    component = _resample(components[0] + components[1], D).cpu()
-    return VariabilityComponent(previous, component / component.norm(), consensus.cpu(), particles.indices.copy(), float(D * apix / radius), history,
-                                trust.cpu().numpy(), agreements)
+    best = max(found, key=lambda f: f.bimodality)
+    best.starts = [(f.agreement, f.bimodality) for f in found]
+    return best

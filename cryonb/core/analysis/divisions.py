@@ -4,8 +4,9 @@ A cluster of z can hold a rare state beside a common one, such as particles lack
 subunit (the benchmark suite's assembly set: neither cryonb's nor cryoDRGN's latents give its 3 %
 state a cluster). :func:`divide` finds a cluster's focused variability component
 (:func:`cryonb.core.variability.variability_component`) and divides the cluster in two along it
-when the component is reproducible, its two random halves agreeing (cosine ≥ ``agreement``),
-however few particles its smaller side holds. :func:`divide_clusters` does so for every cluster of
+when the component is reproducible, its two random halves agreeing (cosine ≥ ``agreement``), and
+the particles fall along it into two groups rather than one spread (:func:`divides`), however few
+particles its smaller side holds. :func:`divide_clusters` does so for every cluster of
 a labelling, and again inside each group it made, up to ``depth`` times: a cluster may hold junk
 beside two states, and its strongest difference, found first, is then the junk's, a group of a few
 dozen set apart before the rest is asked again.
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..variability import VariabilityComponent, variability_component
 
-AGREEMENT = 0.5  # the halves' components of a cluster of one state agreed at 0.003–0.33 on the suite's sets
+AGREEMENT = 0.5  # noise alone agrees at 0.02–0.05; a cluster of one state may agree higher, but spreads as one group
 MIN_PARTICLES = 100
 
 
@@ -60,12 +61,18 @@ class Division:
         return f"{self.name}: {len(self.members):,} particles, agreement {self.agreement:.2f}, {verdict}"
 
 
+def divides(component: VariabilityComponent, agreement: float = AGREEMENT) -> bool:
+    """Whether ``component`` is reproducible (its halves agree at ``agreement`` or more) and the particles
+    fall along it into two groups rather than one spread (its bimodality is above 0)."""
+    return bool(component.agreement >= agreement and component.bimodality > 0)
+
+
 def divide(particles, members: np.ndarray, cluster: int = 0, *, agreement: float = AGREEMENT, device="cpu", seed: int = 0,
            **options) -> Division:
-    """The focused variability of ``particles.subset(members)`` and whether it divides them (it is reproducible)."""
+    """The focused variability of ``particles.subset(members)`` and whether it divides them (:func:`divides`)."""
     component = variability_component(particles.subset(members), device=device, seed=seed, progress=False, **options)
     groups = component.split(seed)
-    return Division(int(cluster), np.asarray(members), component, groups, bool(component.agreement >= agreement))
+    return Division(int(cluster), np.asarray(members), component, groups, divides(component, agreement))
 
 
 def divide_clusters(particles, labels, *, depth: int = 3, min_particles: int = MIN_PARTICLES, progress: bool | None = None,

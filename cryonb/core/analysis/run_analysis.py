@@ -301,12 +301,14 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
     divisions = divide_clusters(particles, labels, seed=seed, progress=progress, **divide_kw)
     report.text(f"Each cluster of {divide_kw.get('min_particles', MIN_PARTICLES)} particles or more, asked with the poses which localised "
                 "change of the map its particles vary along (cryonb variability); divided in two where the components of two random "
-                "halves of the cluster agree (a cluster of one state gives an agreement near 0), and each group so made asked again. "
+                "halves of the cluster agree (noise alone gives an agreement near 0) and the particles fall along it into two groups "
+                "rather than one spread (bimodality above 0), and each group so made asked again. "
                 "Group 01 is group 1 of the division of group 0. Outliers: particles whose residual is far above the others' "
                 "(junk, contaminants), counted less.")
     rows, figures_to_show = [], []
     for d in divisions:
-        row = [d.cluster, d.path or "all", f"{len(d.members):,}", f"{d.agreement:.2f}", len(d.component.outliers), "", ""]
+        bimodality = d.component.bimodality
+        row = [d.cluster, d.path or "all", f"{len(d.members):,}", f"{d.agreement:.2f}", f"{bimodality:+.3f}", len(d.component.outliers), "", ""]
         if d.divided:
             sub = folder / (f"cluster_{d.cluster:03d}" + (f"_group_{d.path}" if d.path else ""))
             sub.mkdir(parents=True, exist_ok=True)
@@ -314,17 +316,18 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
             written = [sub / "component.mrc"]
             for g in (0, 1):
                 written += list(save_selection(particles.subset(d.group(g)), sub / f"group_{g}").values())
-            row[5] = f"{int((d.groups == 0).sum()):,} / {int(d.groups.sum()):,}"
-            row[6] = html_link(report, sub / "component.mrc", "component.mrc")
+            row[6] = f"{int((d.groups == 0).sum()):,} / {int(d.groups.sum()):,}"
+            row[7] = html_link(report, sub / "component.mrc", "component.mrc")
             figures_to_show.append((d, sub, written))
         rows.append(row)
-    report.table(["cluster", "group", "particles", "halves' agreement", "outliers", "divided into", "component"], rows)
+    report.table(["cluster", "group", "particles", "halves' agreement", "bimodality", "outliers", "divided into", "component"], rows)
     for d, sub, written in figures_to_show:
         report.figure(d.component.plot(title=f"{d.name}: halves' agreement {d.agreement:.2f}"),
                       f"{d.name.capitalize()}: each particle's coordinate along its component; group 1, the smaller, may be a rare state.",
                       save_as=sub / "coordinates.png")
         report.links(written, f"{d.name.capitalize()}: its component and its two groups as selections:")
-    return [{"cluster": d.cluster, "group": d.path, "particles": len(d.members), "agreement": round(d.agreement, 3), "divided": d.divided,
+    return [{"cluster": d.cluster, "group": d.path, "particles": len(d.members), "agreement": round(d.agreement, 3),
+             "bimodality": round(d.component.bimodality, 4), "divided": d.divided,
              "groups": [int((d.groups == g).sum()) for g in (0, 1)], "outliers": len(d.component.outliers)} for d in divisions]
 
 

@@ -35,7 +35,18 @@ def test_a_cluster_with_two_states_is_divided_and_one_of_a_single_state_is_not(r
     assert mixed.divided and mixed.agreement > 0.5 and "divided" in str(mixed)
     rare_group = mixed.group(1)
     assert state[rare_group].mean() > 0.5 and state[mixed.group(0)].mean() < 0.1  # a fifth of the cluster is rare
-    assert not single.divided and single.agreement < 0.5 and "one state" in str(single)
+    assert not single.divided and "one state" in str(single)
+
+
+def test_a_reproducible_spread_of_one_state_is_not_divided(tmp_path):
+    """One state only, yet its halves' components agree (0.83 here: the cryonb hinge at SNR 0.1 varies
+    reproducibly along some direction, continuously): the particles spread along it as one group, so
+    the cluster is not divided. Agreement alone had divided it."""
+    sim = simulate(torch.stack([hinge(32)]), 1300, D=32, snr=0.1, seed=6, progress=False)
+    particles = load_particles(sim.save(tmp_path)["star"])
+    (division,) = divide_clusters(particles, np.zeros(1300, int), depth=1, resolution=12.0, progress=False)
+    assert division.agreement > 0.5 and division.component.bimodality < 0
+    assert not division.divided and "one state" in str(division)
 
 
 def test_a_few_outliers_are_set_apart_by_a_division_of_their_own(tmp_path):
@@ -108,8 +119,9 @@ def test_analyze_run_divides_its_clusters_and_writes_selections(rare_state, tmp_
     assert state[smaller].mean() > 0.5  # a fifth of the particles are rare
     assert len(load_particles(folder / "group_1.star")) == len(smaller)
     summary = json.loads((tmp_path / "summary.json").read_text())["divisions"]
-    assert summary[0] == {"cluster": 0, "group": "", "particles": 1600, "agreement": summary[0]["agreement"], "divided": True,
-                          "groups": [1600 - len(smaller), len(smaller)], "outliers": 0}
+    assert summary[0] == {"cluster": 0, "group": "", "particles": 1600, "agreement": summary[0]["agreement"],
+                          "bimodality": summary[0]["bimodality"], "divided": True, "groups": [1600 - len(smaller), len(smaller)], "outliers": 0}
+    assert summary[0]["agreement"] >= 0.5 and summary[0]["bimodality"] > 0
     report = (tmp_path / "report.html").read_text()
     assert "Clusters that hide two states" in report and "kmeans1/divisions/cluster_000/group_1.star" in report
     assert "divisions" in out.timings
