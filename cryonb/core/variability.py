@@ -91,7 +91,7 @@ class VariabilityComponent:
     resolution: float
     history: list[dict] = field(default_factory=list)
     trust: np.ndarray | None = None
-    starts: list[tuple[float, float]] = field(default_factory=list)  # each start's (agreement, bimodality); the most bimodal kept
+    starts: list = field(default_factory=list)  # each start's (agreement, bimodality); the most bimodal kept
 
     @property
     def outliers(self) -> np.ndarray:
