@@ -92,6 +92,7 @@ class VariabilityComponent:
     history: list[dict] = field(default_factory=list)
     trust: np.ndarray | None = None
     starts: list = field(default_factory=list)  # each start's (agreement, bimodality); the most bimodal kept
+    _fits: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # (groups, seed) -> mixture
 
     @property
     def outliers(self) -> np.ndarray:
@@ -105,7 +106,9 @@ class VariabilityComponent:
 
         z = (self.coordinates - self.coordinates.mean()) / max(float(self.coordinates.std()), 1e-30)
         fitted = np.delete(z, self.outliers)[:, None] if len(self.outliers) < len(z) - 2 else z[:, None]
-        return GaussianMixture(groups, n_init=3, random_state=seed).fit(fitted), z[:, None], fitted
+        if (groups, seed) not in self._fits:  # split() and bimodality share the two-group fit
+            self._fits[groups, seed] = GaussianMixture(groups, n_init=3, random_state=seed).fit(fitted)
+        return self._fits[groups, seed], z[:, None], fitted
 
     def split(self, seed: int = 0) -> np.ndarray:
         """Two groups along the component (0, 1; 1 the smaller), from a two-component Gaussian mixture."""

@@ -307,8 +307,8 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
                 "(junk, contaminants), counted less.")
     rows, figures_to_show = [], []
     for d in divisions:
-        bimodality = d.component.bimodality
-        row = [d.cluster, d.path or "all", f"{len(d.members):,}", f"{d.agreement:.2f}", f"{bimodality:+.3f}", len(d.component.outliers), "", ""]
+        row = [d.cluster, d.path or "all", f"{len(d.members):,}", f"{d.agreement:.2f}", f"{d.component.bimodality:+.3f}",
+               len(d.component.outliers), "", ""]
         if d.divided:
             sub = folder / (f"cluster_{d.cluster:03d}" + (f"_group_{d.path}" if d.path else ""))
             sub.mkdir(parents=True, exist_ok=True)
