@@ -12,7 +12,9 @@ two along it. Writes into OUTDIR:
 
 A component whose two random halves disagree (agreement under 0.5) is noise, and one along which
 the particles spread as one group rather than two (bimodality at or below 0) is no second state;
-the command says which: there is then no reproducible difference to divide by.
+the command says which: there is then no reproducible difference to divide by. Halves that agree
+are not proof of one: with many particles and few frequencies even images of noise agree (see
+:mod:`cryonb.core.variability`); the bimodality is the test that tells.
 """
 
 from __future__ import annotations

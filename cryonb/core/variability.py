@@ -39,13 +39,25 @@ agreement was 0.05 from one start and 0.68 and 0.70 from two others). For its fi
 iterations each half is therefore focused where the *other* half's component is largest, which
 draws both onto a difference they share from any start; then each on its own again, since with
 the masks crossed even images of noise alone agree (at 0.75), and ten iterations later that pull
-has faded (noise alone: 0.02–0.05). The start still matters, less (which of two differences is
-found first): three are made, and the one whose coordinates fall most clearly into two groups kept.
+has faded (noise alone: 0.02–0.05, for 1,300 images of box 32 at 12 Å). The start still matters,
+less (which of two differences is found first): three are made, and the one whose coordinates fall
+most clearly into two groups kept.
 
-Reproducible is not yet two states. A cluster of one state can vary reproducibly too, continuously
-(the cryonb hinge simulated in one state: its halves agreed at 0.53 and 0.83 in two simulations;
-the cause is not known). ``bimodality`` asks whether two groups describe the coordinates better
-than one Gaussian spread does (the Bayesian information criterion, per particle: about −0.02 for one
+The halves are not independent, though: a particle's coordinate holds the noise along the
+component it was measured with, and its residual times that coordinate returns the component in
+expectation, so each half's component copies the other's in part, the more so the more particles
+and the fewer the frequencies. Images of white noise with the benchmark suite's poses and CTFs
+agree at 0.32–0.46 (500 images) and 0.69–0.72 (1,800) at 40 Å in a box of 128, at 0.61–0.83
+(1,800) in a box of 64, and 2,000 images of box 32 at 24 Å at 0.94. Taking that share out (or
+weighting each pixel's residual by the coordinate the other pixels give) makes noise agree at
+0.00–0.03 but loses the rare subunit of the module's test; the agreement is kept as a first
+filter, and the bimodality below is the test.
+
+Agreeing halves are not yet two states: those of a cluster of one state agree too (the cryonb
+hinge simulated in one state: 0.53 and 0.83 in two simulations; 0.05 and 0.12 with each half's
+residuals taken from its own half's consensus, as both halves' residuals had shared the one
+consensus's noise). ``bimodality`` asks whether two groups describe the coordinates better than
+one Gaussian spread does (the Bayesian information criterion, per particle: about −0.02 for one
 state, 0.04–0.7 where a state or junk sits apart); :func:`cryonb.core.analysis.divisions.divides`
 needs both.
 
