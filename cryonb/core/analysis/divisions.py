@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..variability import VariabilityComponent, variability_component
 
-AGREEMENT = 0.5  # a first filter: noise alone agrees at 0.02–0.05 on few images, above 0.5 on thousands; it spreads as one group
+AGREEMENT = 0.5  # a first filter: noise alone agrees at 0.02–0.05 on few images but above 0.5 on thousands, and spreads as one group
 MIN_PARTICLES = 100
 
 
