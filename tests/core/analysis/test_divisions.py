@@ -49,6 +49,16 @@ def test_a_reproducible_spread_of_one_state_is_not_divided(tmp_path):
     assert not division.divided and "one state" in str(division)
 
 
+def test_images_of_noise_alone_are_not_divided_though_their_halves_agree():
+    """2,000 images of noise with poses and CTFs, read at 24 Å (few frequencies, many images): each
+    half's component copies the other's in part, so the halves agree (0.94 when measured), and the
+    agreement alone would divide them; the coordinates spread as one group, so they are not."""
+    sim = simulate(torch.stack([hinge(32)]), 2000, D=32, snr=1e-8, seed=4, progress=False)
+    (division,) = divide_clusters(sim.particles, np.zeros(2000, int), depth=1, resolution=24.0, starts=1, progress=False)
+    assert division.agreement > 0.5 and division.component.bimodality < 0
+    assert not division.divided
+
+
 def test_a_few_outliers_are_set_apart_by_a_division_of_their_own(tmp_path):
     """A reproducible difference divides however few particles carry it: here 24 bright junk images
     in 1,630 (1.5 %), which an earlier rule (the smaller side at least 2 %) kept inside, and with
