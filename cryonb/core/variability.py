@@ -48,10 +48,10 @@ component it was measured with, and its residual times that coordinate returns t
 expectation, so each half's component copies the other's in part, the more so the more particles
 and the fewer the frequencies. Images of white noise with the benchmark suite's poses and CTFs
 agree at 0.32–0.46 (500 images) and 0.69–0.72 (1,800) at 40 Å in a box of 128, at 0.61–0.83
-(1,800) in a box of 64, and 2,000 images of box 32 at 24 Å at 0.94. Taking that share out (or
-weighting each pixel's residual by the coordinate the other pixels give) makes noise agree at
-0.00–0.03 but loses the rare subunit of the module's test; the agreement is kept as a first
-filter, and the bimodality below is the test.
+(1,800) in a box of 64, and 2,000 images of box 32 at 24 Å at 0.94. Taking that share out makes
+noise agree at 0.00–0.03 but loses the rare subunit of the module's test (and weighting each
+pixel's residual by the coordinate the other pixels give found another direction); the agreement
+is kept as a first filter, and the bimodality below is the test.
 
 Agreeing halves are not yet two states: those of a cluster of one state agree too (the cryonb
 hinge simulated in one state: 0.53 and 0.83 in two simulations; 0.05 and 0.12 with each half's
