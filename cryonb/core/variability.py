@@ -356,13 +356,13 @@ def variability_component(
     members = [torch.nonzero(halves == h)[:, 0] for h in (0, 1)]
     alternation = _Alternation(slices, mask, residual, ctfs, rotations, predicted, weights, trust, members,
                                focus, min(D // 8, box // 2), batch_size)
-    found, resolution, kept = [], float(D * apix / radius), (consensus.cpu(), particles.indices.copy())
+    found, resolution, kept, counted = [], float(D * apix / radius), (consensus.cpu(), particles.indices.copy()), trust.cpu().numpy()
     bar = tqdm(total=starts * iterations, desc="variability", unit="iteration", disable=None if progress is None else not progress)
     for start in range(starts):
         components = [slices.filter(torch.randn(box, box, box, generator=generator).to(device)) * mask for _ in (0, 1)]
         components, z, history = alternation.run([v / v.norm() for v in components], iterations, tolerance, bar)
         component = _resample(components[0] + components[1], D).cpu()
-        found.append(VariabilityComponent(z, component / component.norm(), *kept, resolution, history, trust.cpu().numpy()))
+        found.append(VariabilityComponent(z, component / component.norm(), *kept, resolution, history, counted))
         bar.set_postfix(start=start + 1, agreement=f"{found[-1].agreement:.2f}")
     bar.close()
     best = max(found, key=lambda f: f.bimodality)
