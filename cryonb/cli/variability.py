@@ -10,11 +10,15 @@ two along it. Writes into OUTDIR:
   group_0.*, group_1.*           the two groups as selections (.star, or .cs for a .cs source,
                                  and .ind.npy / .ind.pkl index files); group 1 is the smaller
 
-A component whose two random halves disagree (agreement under 0.5) is noise, and one along which
-the particles spread as one group rather than two (bimodality at or below 0) is no second state;
-the command says which: there is then no reproducible difference to divide by. Halves that agree
-are not proof of one: with many particles and few frequencies even images of noise agree (see
-:mod:`cryonb.core.variability`); the bimodality is the test that tells.
+The component is iterated from random starts, or is a region of the consensus map (the density in
+a ball) that the particles hold more or less of, whichever the particles fall along more clearly
+into two groups. An iterated component whose two random halves disagree (agreement under 0.5) is
+noise, and one along which the particles spread as one group rather than two (bimodality at or
+below 0) is no second state; the command says which: there is then no reproducible difference to
+divide by. Halves that agree are not proof of one: with many particles and few frequencies even
+images of noise agree (see :mod:`cryonb.core.variability`); the bimodality is the test that tells.
+A region is kept only where its coordinates, measured on two halves of each image's pixels,
+correlate by five standard errors or more, a test noise does not pass.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ def add_args(parser):
     parser.add_argument("--focus", type=float, default=0.1, help="fraction of the voxels the component may occupy (default: 0.1; 1: anywhere)")
     parser.add_argument("--iterations", type=int, default=50, help="most iterations (default: 50)")
     parser.add_argument("--starts", type=int, default=3, help="random starts; the one whose coordinates fall most clearly into two groups is kept (default: 3)")
+    parser.add_argument("--regions", type=int, default=32, help="centres of candidate regions of the consensus, each a ball holding "
+                        "3, 6 or 12 %% of its density, kept where significant (default: 32; 0: random starts only)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random halves and start (default: 0)")
 
@@ -51,20 +57,20 @@ def main(args):
     if args.ind is not None:
         particles = particles.subset(read_index(args.ind))
     component = variability_component(particles, resolution=args.resolution, focus=args.focus, iterations=args.iterations,
-                                      starts=args.starts, device=args.device, seed=args.seed)
+                                      starts=args.starts, regions=args.regions, device=args.device, seed=args.seed)
     out = args.outdir
     out.mkdir(parents=True, exist_ok=True)
     write_map(out / "component.mrc", component.component, particles.apix)
     write_map(out / "consensus.mrc", component.consensus, particles.apix)
     with atomic_write(out / "coordinates.npy") as f:
         np.save(f, component.coordinates)
-    component.plot(out / "coordinates.png", title=f"{args.particles.name}: halves' agreement {component.agreement:.2f}")
+    component.plot(out / "coordinates.png", title=f"{args.particles.name}: {component.reproducibility}")
     groups = component.split()
     for g in (0, 1):
         written = save_selection(particles.subset(np.flatnonzero(groups == g)), out / f"group_{g}")
         print(f"group {g}: {int((groups == g).sum())} particles: " + ", ".join(str(p) for p in written.values()))
     print(f"{component}; wrote {out}/component.mrc, consensus.mrc, coordinates.npy, coordinates.png")
-    if component.agreement < AGREEMENT:
+    if component.significance is None and component.agreement < AGREEMENT:
         print(f"note: the halves' components disagree (agreement {component.agreement:.2f} < {AGREEMENT}): "
               "no reproducible difference was found, so the two groups are not meaningful")
     elif not divides(component):

@@ -3,10 +3,12 @@
 A cluster of z can hold a rare state beside a common one, such as particles lacking one small
 subunit (the benchmark suite's assembly set: neither cryonb's nor cryoDRGN's latents give its 3 %
 state a cluster). :func:`divide` finds a cluster's focused variability component
-(:func:`cryonb.core.variability.variability_component`) and divides the cluster in two along it
-when the component is reproducible, its two random halves agreeing (cosine ≥ ``agreement``), and
-the particles fall along it into two groups rather than one spread (:func:`divides`), however few
-particles its smaller side holds. :func:`divide_clusters` does so for every cluster of
+(:func:`cryonb.core.variability.variability_component`: iterated from random starts, or a region of
+the consensus the particles hold more or less of) and divides the cluster in two along it when the
+component is reproducible (its two random halves agreeing, cosine ≥ ``agreement``, a first filter;
+a region's coordinates from two halves of the pixels correlating by ``SIGNIFICANCE`` standard
+errors, a test) and the particles fall along it into two groups rather than one spread
+(:func:`divides`), however few particles its smaller side holds. :func:`divide_clusters` does so for every cluster of
 a labelling, and again inside each group it made, up to ``depth`` times: a cluster may hold junk
 beside two states, and its strongest difference, found first, is then the junk's, a group of a few
 dozen set apart before the rest is asked again.
@@ -25,9 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..variability import VariabilityComponent, variability_component
+from ..variability import SIGNIFICANCE, VariabilityComponent, variability_component
 
-AGREEMENT = 0.5  # a first filter: noise alone agrees at 0.02–0.05 on few images but above 0.5 on thousands, and spreads as one group
+AGREEMENT = 0.5  # a first filter for an iterated component: noise alone agrees above 0.5 on thousands of images, and spreads as one group
 MIN_PARTICLES = 100
 
 
@@ -58,13 +60,18 @@ class Division:
 
     def __str__(self) -> str:
         verdict = f"divided {int((self.groups == 0).sum()):,} / {int(self.groups.sum()):,}" if self.divided else "one state"
-        return f"{self.name}: {len(self.members):,} particles, agreement {self.agreement:.2f}, {verdict}"
+        return f"{self.name}: {len(self.members):,} particles, {self.component.reproducibility}, {verdict}"
 
 
 def divides(component: VariabilityComponent, agreement: float = AGREEMENT) -> bool:
-    """Whether ``component`` is reproducible (its halves agree at ``agreement`` or more) and the particles
-    fall along it into two groups rather than one spread (its bimodality is above 0)."""
-    return bool(component.agreement >= agreement and component.bimodality > 0)
+    """Whether ``component`` is reproducible (its halves agree at ``agreement`` or more; a region: its
+    significance is :data:`~cryonb.core.variability.SIGNIFICANCE` or more) and the particles fall along it
+    into two groups rather than one spread (its bimodality is above 0)."""
+    if component.significance is not None:
+        reproducible = component.significance >= SIGNIFICANCE
+    else:
+        reproducible = component.agreement >= agreement
+    return bool(reproducible and component.bimodality > 0)
 
 
 def divide(particles, members: np.ndarray, cluster: int = 0, *, agreement: float = AGREEMENT, device="cpu", seed: int = 0,

@@ -300,14 +300,16 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
         return None
     divisions = divide_clusters(particles, labels, seed=seed, progress=progress, **divide_kw)
     report.text(f"Each cluster of {divide_kw.get('min_particles', MIN_PARTICLES)} particles or more, asked with the poses which localised "
-                "change of the map its particles vary along (cryonb variability); divided in two where the components of two random "
-                "halves of the cluster agree (noise alone gives an agreement near 0) and the particles fall along it into two groups "
-                "rather than one spread (bimodality above 0), and each group so made asked again. "
+                "change of the map its particles vary along (cryonb variability): a component iterated from random starts, or a region "
+                "of the consensus map the particles hold more or less of; divided in two where it is reproducible (the components "
+                "of two random halves of the cluster agree, a first filter that images of noise also pass with many particles; "
+                "a region's coordinates, from two halves of each image's pixels, correlate by 5 standard errors or more) and the "
+                "particles fall along it into two groups rather than one spread (bimodality above 0), and each group so made asked again. "
                 "Group 01 is group 1 of the division of group 0. Outliers: particles whose residual is far above the others' "
                 "(junk, contaminants), counted less.")
     rows, figures_to_show = [], []
     for d in divisions:
-        row = [d.cluster, d.path or "all", f"{len(d.members):,}", f"{d.agreement:.2f}", f"{d.component.bimodality:+.3f}",
+        row = [d.cluster, d.path or "all", f"{len(d.members):,}", d.component.reproducibility, f"{d.component.bimodality:+.3f}",
                len(d.component.outliers), "", ""]
         if d.divided:
             sub = folder / (f"cluster_{d.cluster:03d}" + (f"_group_{d.path}" if d.path else ""))
@@ -320,13 +322,15 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
             row[7] = html_link(report, sub / "component.mrc", "component.mrc")
             figures_to_show.append((d, sub, written))
         rows.append(row)
-    report.table(["cluster", "group", "particles", "halves' agreement", "bimodality", "outliers", "divided into", "component"], rows)
+    report.table(["cluster", "group", "particles", "reproducibility", "bimodality", "outliers", "divided into", "component"], rows)
     for d, sub, written in figures_to_show:
-        report.figure(d.component.plot(title=f"{d.name}: halves' agreement {d.agreement:.2f}"),
+        report.figure(d.component.plot(title=f"{d.name}: {d.component.reproducibility}"),
                       f"{d.name.capitalize()}: each particle's coordinate along its component; group 1, the smaller, may be a rare state.",
                       save_as=sub / "coordinates.png")
         report.links(written, f"{d.name.capitalize()}: its component and its two groups as selections:")
-    return [{"cluster": d.cluster, "group": d.path, "particles": len(d.members), "agreement": round(d.agreement, 3),
+    return [{"cluster": d.cluster, "group": d.path, "particles": len(d.members),
+             "agreement": None if d.component.significance is not None else round(d.agreement, 3),
+             "significance": None if d.component.significance is None else round(d.component.significance, 2),
              "bimodality": round(d.component.bimodality, 4), "divided": d.divided,
              "groups": [int((d.groups == g).sum()) for g in (0, 1)], "outliers": len(d.component.outliers)} for d in divisions]
 
