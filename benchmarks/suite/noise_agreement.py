@@ -4,7 +4,7 @@
 
 Every image of the set (its first N particles) is replaced by white noise as it is read, so the
 poses, CTFs, shifts and box are the set's and nothing else is; :func:`variability_component` then runs
-with its defaults and one start. One record per (N, seed): the agreement and the bimodality.
+with its defaults, one start and no regions (the agreement is what it measures). One record per (N, seed): the agreement and the bimodality.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def main(argv=None):
     try:
         for n in args.n:
             for seed in args.seeds:
-                c = variability.variability_component(particles.subset(np.arange(n)), starts=1, seed=seed, device=args.device, progress=False)
+                c = variability.variability_component(particles.subset(np.arange(n)), starts=1, regions=0, seed=seed, device=args.device, progress=False)
                 emit({"set": args.dataset.name, "particles": n, "seed": seed, "agreement": round(c.agreement, 3),
                       "bimodality": round(c.bimodality, 4)}, args.jsonl)
     finally:
