@@ -71,11 +71,11 @@ image's pixels (a checkerboard of frequencies), and the region whose two measure
 over the particles is a candidate beside the iterated starts, if the correlation is ``SIGNIFICANCE``
 standard errors or more. Unlike the halves' agreement this is a test: a region is drawn from the
 consensus, not fitted to any particle's noise, so on noise the correlation is about N(0, 1/N) (the
-best of 96 regions on 1,000 noise images: under 4 standard errors). On that set the best region
-separates the pair with AUC 0.885 at 6.8 standard errors, and two groups along it hold 208 of the
-300 rare particles in a smaller group that is 54 % rare; in the module's test below the iteration
-from one start settles on noise (agreement 0.13) where the region is found at 10 standard errors
-(AUC 0.97).
+best of 96 regions on 1,000 noise images: under 4 standard errors). On that set the best region,
+at 7.2 standard errors, separates the pair with AUC 0.891, and the smaller of two groups along it
+holds 77 % of the rare particles (but is only 49 % rare: the groups overlap); in the module's test the iteration from one start settles on noise (agreement 0.13) where the region is
+found at 10 standard errors (AUC 0.97). The iterated component cannot be tested so: fitted to the
+particles' noise, its coordinates' two pixel halves correlate on noise too.
 
 Only the frequencies inside ``resolution`` are used, so the component is computed in a box that
 samples them twice over (:func:`working_box`: 40 for a limit of 9 pixels, at 40 Å and 3 Å/px in a
@@ -104,7 +104,7 @@ from .simulate import padded_transform
 
 REGIONS = 32  # centres on the consensus around which candidate regions are drawn (0: none)
 REGION_MASS = (0.03, 0.06, 0.12)  # each candidate region holds this share of the consensus's density
-SIGNIFICANCE = 5.0  # a region's coordinates from two halves of the pixels correlate by this many standard errors (noise: max of the candidates ≈ 3)
+SIGNIFICANCE = 5.0  # a region's coordinates from two halves of the pixels correlate by this many standard errors (noise: under 4)
 CROSSED = 10  # first iterations, each half focused where the other's component is largest: a start from the data
 OUTLIER = 4.0  # residual power, in median particles', beyond which a particle counts less (noise alone: < 3 in 10⁶ even on 13 pixels)
 
@@ -123,7 +123,7 @@ class VariabilityComponent:
     history: list[dict] = field(default_factory=list)
     trust: np.ndarray | None = None
     starts: list = field(default_factory=list)  # each candidate's (agreement or significance, bimodality); the most bimodal kept
-    significance: float | None = None  # a region's (:func:`_best_region`); None for a component iterated from a start
+    significance: float | None = None  # a region's (:meth:`_Alternation.best_region`); None for a component iterated from a start
     _fits: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # (groups, seed) -> mixture
 
     @property
@@ -368,7 +368,7 @@ class _Alternation:
         updated = [v / v.norm().clamp(min=1e-30) for v in volumes]
         return [updated[0], updated[1] * torch.sign((updated[0] * updated[1]).sum())], z.cpu().numpy()
 
-    def best_region(self, regions: list[torch.Tensor]):
+    def best_region(self, regions: list[torch.Tensor], bar):
         """The candidate region whose coordinates, measured on two halves of each image's pixels (a
         checkerboard of frequencies, closed under Friedel symmetry), correlate most over the trusted
         particles; its component, coordinates from every pixel, and that correlation in standard errors
@@ -387,6 +387,7 @@ class _Alternation:
             correlation = float(torch.corrcoef(torch.stack(halves))[0, 1])
             if correlation > best[0]:
                 best = (correlation, component, along)
+            bar.update()
         correlation, component, along = best
         return component, _solve(predicted, along, residual, weights)[1].cpu().numpy(), correlation * float(trusted.sum()) ** 0.5
 
@@ -440,19 +441,21 @@ def variability_component(
     alternation = _Alternation(slices, mask, residual, ctfs, rotations, predicted, weights, trust, members,
                                focus, min(D // 8, box // 2), batch_size)
     found, resolution, kept, counted = [], float(D * apix / radius), (consensus.cpu(), particles.indices.copy()), trust.cpu().numpy()
-    bar = tqdm(total=starts * iterations, desc="variability", unit="iteration", disable=None if progress is None else not progress)
+    candidates = regions * len(REGION_MASS)
+    bar = tqdm(total=starts * iterations + candidates, desc="variability", unit="step", disable=None if progress is None else not progress)
     for start in range(starts):
         components = [slices.filter(torch.randn(box, box, box, generator=generator).to(device)) * mask for _ in (0, 1)]
         components, z, history = alternation.run([v / v.norm() for v in components], iterations, tolerance, bar)
         component = _resample(components[0] + components[1], D).cpu()
         found.append(VariabilityComponent(z, component / component.norm(), *kept, resolution, history, counted))
         bar.set_postfix(start=start + 1, agreement=f"{found[-1].agreement:.2f}")
-    bar.close()
     if regions:
-        component, z, significance = alternation.best_region(_regions(_resample(consensus, box), mask, regions))
+        bar.set_postfix(regions=candidates)
+        component, z, significance = alternation.best_region(_regions(_resample(consensus, box), mask, regions), bar)
         if significance >= SIGNIFICANCE:
             component = _resample(component, D).cpu()
             found.append(VariabilityComponent(z, component / component.norm(), *kept, resolution, [], counted, significance=significance))
+    bar.close()
     best = max(found, key=lambda f: f.bimodality)
     best.starts = [(f.agreement if f.significance is None else f.significance, f.bimodality) for f in found]
     return best
