@@ -66,7 +66,7 @@ box 128: AUC 0.53, though the true difference separates them with 0.90): the ite
 noise, and started at the truth it leaves it. The difference is, though, a region of the consensus
 map that some particles hold and others do not. So the consensus's density inside balls around
 ``regions`` points spread over the molecule, each ball holding 3, 6 or 12 % of it, is scanned
-(:func:`_regions`): each region's coordinates are measured twice per particle, on two halves of its
+(``_regions``): each region's coordinates are measured twice per particle, on two halves of its
 image's pixels (a checkerboard of frequencies), and the region whose two measurements correlate most
 over the particles is a candidate beside the iterated starts, if the correlation is ``SIGNIFICANCE``
 standard errors or more. Unlike the halves' agreement this is a test: a region is drawn from the
@@ -123,7 +123,7 @@ class VariabilityComponent:
     history: list[dict] = field(default_factory=list)
     trust: np.ndarray | None = None
     starts: list = field(default_factory=list)  # each candidate's (agreement or significance, bimodality); the most bimodal kept
-    significance: float | None = None  # a region's (:meth:`_Alternation.best_region`); None for a component iterated from a start
+    significance: float | None = None  # a region's (_Alternation.best_region); None for a component iterated from a start
     _fits: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # (groups, seed) -> mixture
 
     @property
@@ -412,7 +412,7 @@ def variability_component(
     component may occupy (1: anywhere in the mask). Iterations stop early once the coordinates change
     by less than ``tolerance`` (1 − their correlation with the previous iteration's). Beside ``starts``
     random starts iterated, the consensus's density inside balls around ``regions`` points is a
-    candidate where its coordinates are significant (:data:`SIGNIFICANCE`); of the candidates, the
+    candidate where its coordinates are significant (``SIGNIFICANCE``); of the candidates, the
     one whose coordinates fall most clearly into two groups is kept.
     """
     path = particles.source.path

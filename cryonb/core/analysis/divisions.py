@@ -65,7 +65,7 @@ class Division:
 
 def divides(component: VariabilityComponent, agreement: float = AGREEMENT) -> bool:
     """Whether ``component`` is reproducible (its halves agree at ``agreement`` or more; a region: its
-    significance is :data:`~cryonb.core.variability.SIGNIFICANCE` or more) and the particles fall along it
+    significance is ``SIGNIFICANCE`` or more) and the particles fall along it
     into two groups rather than one spread (its bimodality is above 0)."""
     if component.significance is not None:
         reproducible = component.significance >= SIGNIFICANCE
