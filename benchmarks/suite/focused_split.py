@@ -39,9 +39,7 @@ from cryonb.core.particles import load_particles
 
 def record_of(d, labels: np.ndarray) -> dict:
     """One division: its place, size, agreement, bimodality, outcome and true classes on either side."""
-    significance = d.component.significance
-    return {"group": f"c{d.cluster}:{d.path}", "n": int(len(d.members)), "agreement": None if significance is not None else round(d.agreement, 3),
-            "significance": None if significance is None else round(significance, 2),
+    return {"group": f"c{d.cluster}:{d.path}", "n": int(len(d.members)), **d.component.reproducibility_record,
             "bimodality": round(d.component.bimodality, 4),
             "smaller_share": round(float(d.groups.mean()), 3), "divided": d.divided, "outliers": int(len(d.component.outliers)),
             "classes": {ASSEMBLY_CLASSES[k]: [int(((labels[d.members] == k) & (d.groups == side)).sum()) for side in (0, 1)]

@@ -186,6 +186,13 @@ class VariabilityComponent:
         """``agreement 0.85`` for an iterated component, ``a region, 6.8 σ`` for a region of the consensus."""
         return f"agreement {self.agreement:.2f}" if self.significance is None else f"a region, {self.significance:.1f} σ"
 
+    @property
+    def reproducibility_record(self) -> dict:
+        """``{"agreement": ..., "significance": ...}`` for a JSON record, the one that does not apply None."""
+        if self.significance is None:
+            return {"agreement": round(self.agreement, 3), "significance": None}
+        return {"agreement": None, "significance": round(self.significance, 2)}
+
     def __repr__(self) -> str:
         return (f"VariabilityComponent({len(self.coordinates)} particles, {len(self.history)} iterations to {self.resolution:.1f} Å, "
                 f"{self.reproducibility}, bimodality {self.bimodality:+.3f}"

@@ -284,6 +284,7 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
     (selections) into ``folder/cluster_NNN``; the report's table. A summary per cluster, or None."""
     from ..io.mrc import write_map
     from ..particles import save_selection
+    from ..variability import SIGNIFICANCE
     from .divisions import MIN_PARTICLES, divide_clusters
 
     particles = getattr(run, "particles", None)
@@ -303,7 +304,7 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
                 "change of the map its particles vary along (cryonb variability): a component iterated from random starts, or a region "
                 "of the consensus map the particles hold more or less of; divided in two where it is reproducible (the components "
                 "of two random halves of the cluster agree, a first filter that images of noise also pass with many particles; "
-                "a region's coordinates, from two halves of each image's pixels, correlate by 5 standard errors or more) and the "
+                f"a region's coordinates, from two halves of each image's pixels, correlate by {SIGNIFICANCE:g} standard errors or more) and the "
                 "particles fall along it into two groups rather than one spread (bimodality above 0), and each group so made asked again. "
                 "Group 01 is group 1 of the division of group 0. Outliers: particles whose residual is far above the others' "
                 "(junk, contaminants), counted less.")
@@ -328,9 +329,7 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
                       f"{d.name.capitalize()}: each particle's coordinate along its component; group 1, the smaller, may be a rare state.",
                       save_as=sub / "coordinates.png")
         report.links(written, f"{d.name.capitalize()}: its component and its two groups as selections:")
-    return [{"cluster": d.cluster, "group": d.path, "particles": len(d.members),
-             "agreement": None if d.component.significance is not None else round(d.agreement, 3),
-             "significance": None if d.component.significance is None else round(d.component.significance, 2),
+    return [{"cluster": d.cluster, "group": d.path, "particles": len(d.members), **d.component.reproducibility_record,
              "bimodality": round(d.component.bimodality, 4), "divided": d.divided,
              "groups": [int((d.groups == g).sum()) for g in (0, 1)], "outliers": len(d.component.outliers)} for d in divisions]
 
