@@ -57,9 +57,13 @@ Agreeing halves are not yet two states: those of a cluster of one state agree to
 hinge simulated in one state: 0.53 and 0.83 in two simulations; 0.05 and 0.12 with each half's
 residuals taken from its own half's consensus, as both halves' residuals had shared the one
 consensus's noise). ``bimodality`` asks whether two groups describe the coordinates better than
-one Gaussian spread does (the Bayesian information criterion, per particle: about −0.02 for one
+one spread does (the Bayesian information criterion, per particle: about −0.02 for one
 state, 0.04–0.7 where a state or junk sits apart); :func:`cryonb.core.analysis.divisions.divides`
-needs both.
+needs both. Each coordinate is measured from one image, with a noise variance of its own (the plain
+least squares', ``noise``; the iteration itself shrinks each coordinate by a prior precision
+``PRIOR``): the groups are a mixture in which each particle is spread by its own noise besides its
+group's spread (:class:`cryonb.core.analysis.noisy_mixture.NoisyMixture`), so the well-measured
+particles place the groups and each particle goes to the one it most probably belongs to.
 
 At SNR 0.01 none of this finds a subunit that 17 % of the particles lack (the suite's assembly set,
 box 128: AUC 0.53, though the true difference separates them with 0.90): the iteration settles on
@@ -106,6 +110,7 @@ REGIONS = 32  # centres on the consensus around which candidate regions are draw
 REGION_MASS = (0.03, 0.06, 0.12)  # each candidate region holds this share of the consensus's density
 SIGNIFICANCE = 5.0  # a region's coordinates from two halves of the pixels correlate by this many standard errors (noise: under 4)
 CROSSED = 10  # first iterations, each half focused where the other's component is largest: a start from the data
+PRIOR = 1e-6  # the iteration's prior precision on each coordinate (in the images' units): a particle whose image shows the component little is shrunk towards 0
 OUTLIER = 4.0  # residual power, in median particles', beyond which a particle counts less (noise alone: < 3 in 10⁶ even on 13 pixels)
 
 
@@ -124,37 +129,49 @@ class VariabilityComponent:
     trust: np.ndarray | None = None
     starts: list = field(default_factory=list)  # each candidate's (agreement or significance, bimodality); the most bimodal kept
     significance: float | None = None  # a region's (_Alternation.best_region); None for a component iterated from a start
-    _fits: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # (groups, seed) -> mixture
+    noise: np.ndarray | None = None  # each coordinate's noise variance (N,), from its image; None: unknown, a plain mixture
+    _fits: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # (groups, seed) -> (each particle's group, BIC per particle)
 
     @property
     def outliers(self) -> np.ndarray:
         """Positions of the particles that counted less than fully (their residual far above the others')."""
         return np.flatnonzero(self.trust < 1) if self.trust is not None else np.zeros(0, dtype=int)
 
-    def _mixture(self, groups: int, seed: int = 0):
-        """A Gaussian mixture of ``groups`` fitted to the standardised coordinates without the outliers
-        (an extreme coordinate would take a component of its own), and the coordinates it was fitted to."""
-        from sklearn.mixture import GaussianMixture
-
-        z = (self.coordinates - self.coordinates.mean()) / max(float(self.coordinates.std()), 1e-30)
-        fitted = np.delete(z, self.outliers)[:, None] if len(self.outliers) < len(z) - 2 else z[:, None]
+    def _mixture(self, groups: int, seed: int = 0) -> tuple[np.ndarray, float]:
+        """Each particle's group in a mixture of ``groups`` and the fit's Bayesian information criterion
+        per particle fitted. The mixture is fitted to the standardised coordinates without the outliers
+        (an extreme coordinate would take a group of its own): with each coordinate's noise variance
+        where it is known (:class:`~cryonb.core.analysis.noisy_mixture.NoisyMixture`, an outlier's taken
+        to be as much larger as it counted less), a plain Gaussian mixture otherwise."""
         if (groups, seed) not in self._fits:  # split() and bimodality share the two-group fit
-            self._fits[groups, seed] = GaussianMixture(groups, n_init=3, random_state=seed).fit(fitted)
-        return self._fits[groups, seed], z[:, None], fitted
+            scale = max(float(self.coordinates.std()), 1e-30)
+            z = (self.coordinates - self.coordinates.mean()) / scale
+            kept = np.delete(np.arange(len(z)), self.outliers) if len(self.outliers) < len(z) - 2 else np.arange(len(z))
+            if self.noise is None:
+                from sklearn.mixture import GaussianMixture
+
+                mixture = GaussianMixture(groups, n_init=3, random_state=seed).fit(z[kept, None])
+                labels, bic = mixture.predict(z[:, None]), mixture.bic(z[kept, None])
+            else:
+                from .analysis.noisy_mixture import NoisyMixture
+
+                variance = self.noise / scale**2 / (1.0 if self.trust is None else self.trust)
+                mixture = NoisyMixture.fit(z[kept], variance[kept], groups)
+                labels, bic = mixture.predict(z, variance), mixture.bic(z[kept], variance[kept])
+            self._fits[groups, seed] = (labels, float(bic) / len(kept))
+        return self._fits[groups, seed]
 
     def split(self, seed: int = 0) -> np.ndarray:
-        """Two groups along the component (0, 1; 1 the smaller), from a two-component Gaussian mixture."""
-        mixture, z, _ = self._mixture(2, seed)
-        labels = mixture.predict(z)
+        """Two groups along the component (0, 1; 1 the smaller), each particle in its most probable one."""
+        labels = self._mixture(2, seed)[0]
         return labels if labels.sum() <= len(labels) / 2 else 1 - labels
 
     @cached_property
     def bimodality(self) -> float:
         """How much better two groups describe the coordinates than one: the Bayesian information
-        criterion of one Gaussian less that of a two-component mixture, per particle (> 0: two groups).
-        A reproducible component along which the particles spread continuously stays below 0."""
-        two, _, fitted = self._mixture(2)
-        return float((self._mixture(1)[0].bic(fitted) - two.bic(fitted)) / len(fitted))
+        criterion of one group less that of two, per particle (> 0: two groups). A reproducible
+        component along which the particles spread continuously stays below 0."""
+        return self._mixture(1)[1] - self._mixture(2)[1]
 
     def plot(self, path: str | os.PathLike | None = None, title: str | None = None):
         """Histogram of the coordinates, the two groups of :meth:`split` in two colours; a PNG at ``path`` if given."""
@@ -284,13 +301,16 @@ def _weighted_dot(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor) -> to
     return ((a.conj() * b).real * weights).sum(1)
 
 
-def _solve(predicted: torch.Tensor, along: torch.Tensor, residual: torch.Tensor, weights: torch.Tensor):
-    """Each particle's (scale, coordinate): the weighted least squares of its residual on the consensus's
-    slice (``predicted``) and the component's (``along``)."""
-    normal = torch.stack([torch.stack([_weighted_dot(predicted, predicted, weights), _weighted_dot(predicted, along, weights)], -1),
-                          torch.stack([_weighted_dot(along, predicted, weights), _weighted_dot(along, along, weights)], -1)], -2)
-    rhs = torch.stack([_weighted_dot(predicted, residual, weights), _weighted_dot(along, residual, weights)], -1)
-    return torch.linalg.solve(normal + 1e-6 * torch.eye(2, device=residual.device), rhs).unbind(-1)
+def _solve(predicted: torch.Tensor, along: torch.Tensor, residual: torch.Tensor, weights: torch.Tensor, prior: float = PRIOR):
+    """Each particle's (scale, coordinate, the coordinate's variance): the weighted least squares of its
+    residual on the consensus's slice (``predicted``) and the component's (``along``), with a prior
+    precision ``prior`` on both (0: the plain least squares, whose variance is the coordinate's noise
+    variance when ``weights`` are the pixels' inverse noise powers)."""
+    a, b, c = (_weighted_dot(x, y, weights).double() for x, y in ((predicted, predicted), (predicted, along), (along, along)))
+    p, q = (_weighted_dot(x, residual, weights).double() for x in (predicted, along))
+    a, c = a + prior, c + prior
+    determinant = (a * c - b * b).clamp(min=1e-300)
+    return ((c * p - b * q) / determinant).float(), ((a * q - b * p) / determinant).float(), a / determinant
 
 
 def _regions(consensus: torch.Tensor, mask: torch.Tensor, centres: int, masses=REGION_MASS) -> list[torch.Tensor]:
@@ -356,10 +376,7 @@ class _Alternation:
         from them, focused where it is largest (``crossed``: where the other half's is)."""
         slices, device, batch, members = self.slices, self.residual.device, self.batch_size, self.members
         residual, predicted, weights = self.residual, self.predicted, self.weights
-        along = torch.empty_like(residual)
-        for h in (0, 1):  # each half's coordinates from the other half's component
-            along[members[h]] = slices(components[1 - h], self.rotations[members[h]], batch) * self.ctfs[members[h]]
-        scale, z = _solve(predicted, along, residual, weights)
+        scale, z, _ = _solve(predicted, self.crossed_slices(components), residual, weights)
         # back-project residual·z with weight z²: insert residual / z with image weights z²
         safe = torch.where(z.abs() < 1e-6, torch.full_like(z, 1e-6), z)
         volumes = []
@@ -375,10 +392,23 @@ class _Alternation:
         updated = [v / v.norm().clamp(min=1e-30) for v in volumes]
         return [updated[0], updated[1] * torch.sign((updated[0] * updated[1]).sum())], z.cpu().numpy()
 
+    def crossed_slices(self, components: list[torch.Tensor]) -> torch.Tensor:
+        """Each particle's CTF-modulated slice of the other half's component (its own noise kept out)."""
+        along = torch.empty_like(self.residual)
+        for h in (0, 1):
+            rows = self.members[h]
+            along[rows] = self.slices(components[1 - h], self.rotations[rows], self.batch_size) * self.ctfs[rows]
+        return along
+
+    def measure(self, along: torch.Tensor):
+        """Each particle's coordinate along ``along`` by plain least squares, and its noise variance (numpy)."""
+        _, z, variance = _solve(self.predicted, along, self.residual, self.weights, prior=0.0)
+        return z.cpu().numpy().astype(float), variance.cpu().numpy()
+
     def best_region(self, regions: list[torch.Tensor], bar):
         """The candidate region whose coordinates, measured on two halves of each image's pixels (a
         checkerboard of frequencies, closed under Friedel symmetry), correlate most over the trusted
-        particles; its component, coordinates from every pixel, and that correlation in standard errors
+        particles; its component, the particles' slices of it, and that correlation in standard errors
         (about N(0, 1) for a region the particles do not vary in, since the region is drawn from the
         consensus and not fitted to any particle's noise)."""
         slices, residual, predicted, weights = self.slices, self.residual, self.predicted, self.weights
@@ -396,7 +426,7 @@ class _Alternation:
                 best = (correlation, component, along)
             bar.update()
         correlation, component, along = best
-        return component, _solve(predicted, along, residual, weights)[1].cpu().numpy(), correlation * float(trusted.sum()) ** 0.5
+        return component, along, correlation * float(trusted.sum()) ** 0.5
 
 
 def variability_component(
@@ -452,16 +482,19 @@ def variability_component(
     bar = tqdm(total=starts * iterations + candidates, desc="variability", unit="step", disable=None if progress is None else not progress)
     for start in range(starts):
         components = [slices.filter(torch.randn(box, box, box, generator=generator).to(device)) * mask for _ in (0, 1)]
-        components, z, history = alternation.run([v / v.norm() for v in components], iterations, tolerance, bar)
+        components, _, history = alternation.run([v / v.norm() for v in components], iterations, tolerance, bar)
+        z, noise = alternation.measure(alternation.crossed_slices(components))
         component = _resample(components[0] + components[1], D).cpu()
-        found.append(VariabilityComponent(z, component / component.norm(), *kept, resolution, history, counted))
+        found.append(VariabilityComponent(z, component / component.norm(), *kept, resolution, history, counted, noise=noise))
         bar.set_postfix(start=start + 1, agreement=f"{found[-1].agreement:.2f}")
     if regions:
         bar.set_postfix(regions=candidates)
-        component, z, significance = alternation.best_region(_regions(_resample(consensus, box), mask, regions), bar)
+        component, along, significance = alternation.best_region(_regions(_resample(consensus, box), mask, regions), bar)
         if significance >= SIGNIFICANCE:
+            z, noise = alternation.measure(along)
             component = _resample(component, D).cpu()
-            found.append(VariabilityComponent(z, component / component.norm(), *kept, resolution, [], counted, significance=significance))
+            found.append(VariabilityComponent(z, component / component.norm(), *kept, resolution, [], counted,
+                                              significance=significance, noise=noise))
     bar.close()
     best = max(found, key=lambda f: f.bimodality)
     best.starts = [(f.agreement if f.significance is None else f.significance, f.bimodality) for f in found]
