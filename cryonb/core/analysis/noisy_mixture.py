@@ -10,9 +10,9 @@ that differ by less than it look like one. Here each point ``i`` of group ``k`` 
 with ``v_i`` known and ``τ²`` a spread beyond it that the groups share (a particle's contrast, say),
 fitted by expectation–maximisation (a Fisher scoring step for ``τ²``). The groups differ in where they
 lie, not in how widely: a broad group cannot take the tails of a narrow one, and since every
-``v_i > 0`` no group can collapse onto one point. The well-measured points decide where the groups lie. On the benchmark suite's rare pair at SNR 0.01
-(box 128, 1,800 particles, 17 % of them lacking a subunit) a plain mixture's smaller group was 49 %
-the rare state, this one's 82 %.
+``v_i > 0`` no group can collapse onto one point. The well-measured points decide where the groups
+lie. On the benchmark suite's rare pair at SNR 0.01 (box 128, 1,800 particles, 17 % of them lacking
+a subunit) a plain mixture's smaller group was 49 % the rare state, this one's 82 %.
 
     >>> two = NoisyMixture.fit(z, variance, groups=2)
     >>> two.predict(z, variance)                      # each point's most probable group
