@@ -5,14 +5,13 @@ own (the least squares' inverse information: large for a defocus or a view that 
 little). A plain Gaussian mixture spreads every group by the average of that noise, and two groups
 that differ by less than it look like one. Here each point ``i`` of group ``k`` is drawn from
 
-    z_i ~ N(μ_k, v_i + τ²)
+    z_i ~ N(μ_k, v_i + τ_k²)
 
-with ``v_i`` known and ``τ²`` a spread beyond it that the groups share (a particle's contrast, say),
-fitted by expectation–maximisation (a Fisher scoring step for ``τ²``). The groups differ in where they
-lie, not in how widely: a broad group cannot take the tails of a narrow one, and since every
-``v_i > 0`` no group can collapse onto one point. The well-measured points decide where the groups
-lie. On the benchmark suite's rare pair at SNR 0.01 (box 128, 1,800 particles, 17 % of them lacking
-a subunit) a plain mixture's smaller group was 49 % the rare state, this one's 82 %.
+with ``v_i`` known and ``τ_k²`` the group's own spread beyond it (a particle's contrast, say; junk
+spreads more than particles), fitted by expectation–maximisation (a Fisher scoring step for each
+``τ_k²``). Since every ``v_i > 0`` no group can collapse onto one point, and the well-measured points
+decide where the groups lie. On the benchmark suite's rare pair at SNR 0.01 (box 128, 1,800 particles, 17 % of them lacking
+a subunit) a plain mixture's smaller group was 49 % the rare state, this one's 83 %.
 
     >>> two = NoisyMixture.fit(z, variance, groups=2)
     >>> two.predict(z, variance)                      # each point's most probable group
@@ -30,8 +29,8 @@ STARTS = (0.05, 0.15, 0.3, 0.5)  # the share of the points first given to a grou
 
 @dataclass(frozen=True)
 class NoisyMixture:
-    """Weights, means and spreads (variances ``τ²``, one shared by the groups) of a mixture of Gaussians
-    along one coordinate, each point further blurred by its known noise variance."""
+    """Weights, means and own spreads (variances ``τ²``) of a mixture of Gaussians along one coordinate,
+    each point further blurred by its known noise variance."""
 
     weights: np.ndarray
     means: np.ndarray
@@ -59,8 +58,8 @@ class NoisyMixture:
             weighted = responsibility * precision
             means = (weighted * z).sum(1) / weighted.sum(1).clip(1e-300)
             squared = (z - means[:, None]) ** 2
-            step = (weighted * precision * (squared - 1 / precision)).sum((1, 2)) / (weighted * precision).sum((1, 2)).clip(1e-300)
-            spreads = np.maximum(spreads + step[:, None], 0.0)  # one spread shared by the groups
+            step = (weighted * precision * (squared - 1 / precision)).sum(1) / (weighted * precision).sum(1).clip(1e-300)
+            spreads = np.maximum(spreads + step, 0.0)
             weights = counts / counts.sum(1, keepdims=True)
             joint = _joint(weights[:, None], means[:, None], spreads[:, None], z, v)
             likelihood = _logsum(joint).sum(1)
@@ -80,7 +79,7 @@ class NoisyMixture:
 
     def bic(self, z, variance) -> float:
         """The Bayesian information criterion: −2 log L + (free parameters) · log N."""
-        parameters = 2 * len(self.means)  # weights (groups − 1), means, one spread
+        parameters = 3 * len(self.means) - 1  # weights (groups − 1), means, spreads
         return -2 * self.log_likelihood(z, variance) + parameters * np.log(len(np.atleast_1d(z)))
 
     def posterior(self, z, variance) -> np.ndarray:
