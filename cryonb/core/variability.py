@@ -87,7 +87,8 @@ box of 128, 34 times fewer voxels), from the same Fourier coefficients, and retu
 
     >>> component = variability_component(particles.subset(cluster), device="cuda")
     >>> component.coordinates                 # each particle's z
-    >>> labels = component.split()            # two groups along it (a two-component mixture)
+    >>> component.noise                       # the noise variance of each (the least squares')
+    >>> labels = component.split()            # two groups along it, each particle's noise counted
 """
 
 from __future__ import annotations
