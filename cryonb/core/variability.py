@@ -360,7 +360,8 @@ class _Alternation:
     batch_size: int
 
     def run(self, components: list[torch.Tensor], iterations: int, tolerance: float, bar):
-        """The two halves' components, the coordinates and one record per iteration, from ``components``."""
+        """The two halves' components and one record per iteration, from ``components`` (the coordinates
+        they are judged by are measured afterwards, without the iteration's shrinkage: ``measure``)."""
         history, previous, crossed = [], None, min(CROSSED, iterations // 5)  # the rest on their own, for a fair agreement
         for iteration in range(1, iterations + 1):
             components, z = self.step(components, crossed=iteration <= crossed)
@@ -370,7 +371,7 @@ class _Alternation:
             bar.update()
             if change < tolerance and iteration > 2 * crossed:  # the crossed focus's pull has faded
                 break
-        return components, previous, history
+        return components, history
 
     def step(self, components: list[torch.Tensor], crossed: bool = False):
         """Each particle's (scale, coordinate) from the other half's component, then each half's component
@@ -483,7 +484,7 @@ def variability_component(
     bar = tqdm(total=starts * iterations + candidates, desc="variability", unit="step", disable=None if progress is None else not progress)
     for start in range(starts):
         components = [slices.filter(torch.randn(box, box, box, generator=generator).to(device)) * mask for _ in (0, 1)]
-        components, _, history = alternation.run([v / v.norm() for v in components], iterations, tolerance, bar)
+        components, history = alternation.run([v / v.norm() for v in components], iterations, tolerance, bar)
         z, noise = alternation.measure(alternation.crossed_slices(components))
         component = _resample(components[0] + components[1], D).cpu()
         found.append(VariabilityComponent(z, component / component.norm(), *kept, resolution, history, counted, noise=noise))
