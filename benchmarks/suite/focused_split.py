@@ -15,7 +15,7 @@ particle's latents, junk kept as in a user's stack (``--rare-clusters N``: only 
 N rare particles or more are divided, to spare a CPU the others).
 
 One record per run: the groups' count, the rare state's recall over them (as the suite counts it,
-against all rare particles), the ARI of the groups against the true classes, each division's
+against all rare particles; ``unpooled_``: with the clusters' own divisions alone, before their sides were pooled), the ARI of the groups against the true classes, each division's
 size, agreement, outcome and outliers (particles counted less), and the wall time.
 """
 
@@ -39,7 +39,7 @@ from cryonb.core.particles import load_particles
 
 def record_of(d, labels: np.ndarray) -> dict:
     """One division: its place, size, agreement, bimodality, outcome and true classes on either side."""
-    return {"group": f"c{d.cluster}:{d.path}", "n": int(len(d.members)), **d.component.reproducibility_record,
+    return {"group": f"c{d.cluster}:{d.path}", "pooled": [int(c) for c in d.pooled], "n": int(len(d.members)), **d.component.reproducibility_record,
             "bimodality": round(d.component.bimodality, 4),
             "smaller_share": round(float(d.groups.mean()), 3), "divided": d.divided, "outliers": int(len(d.component.outliers)),
             "classes": {ASSEMBLY_CLASSES[k]: [int(((labels[d.members] == k) & (d.groups == side)).sum()) for side in (0, 1)]
@@ -75,10 +75,12 @@ def main(argv=None):
     divisions = divide_clusters(particles, clusters, clusters=asked, depth=args.depth, min_particles=args.min_particles,
                                 agreement=args.agreement, device=args.device)
     final = divided_labels(clusters, divisions)
+    unpooled = divided_labels(clusters, [d for d in divisions if not d.pooled])  # the clusters' own divisions alone
     record = {"set": args.dataset.name, "system": args.system, "seed": args.seed, "clusters": f"kmeans{args.kmeans}" if args.kmeans else "gmm",
               "rare_clusters": args.rare_clusters if args.kmeans else None, "depth": args.depth, "agreement": args.agreement,
               "min_particles": args.min_particles, "clusters_rare_recall": metrics.rare_recall(clusters, labels, rare),
               "groups": len(np.unique(final)), "rare_recall": metrics.rare_recall(final, labels, rare), "ari": adjusted_rand_score(labels, final),
+              "unpooled_rare_recall": metrics.rare_recall(unpooled, labels, rare), "unpooled_ari": adjusted_rand_score(labels, unpooled),
               "clusters_ari": adjusted_rand_score(labels, clusters), "wall_s": time.perf_counter() - t0,
               "divisions": [record_of(d, labels) for d in divisions]}
     emit(rounded(record), args.jsonl)

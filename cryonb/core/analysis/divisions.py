@@ -11,7 +11,10 @@ errors, a test) and the particles fall along it into two groups rather than one 
 (:func:`divides`), however few particles its smaller side holds. :func:`divide_clusters` does so for every cluster of
 a labelling, and again inside each group it made, up to ``depth`` times: a cluster may hold junk
 beside two states, and its strongest difference, found first, is then the junk's, a group of a few
-dozen set apart before the rest is asked again.
+dozen set apart before the rest is asked again. A rare state spread over several clusters may be
+too few in each to be found there: clusters whose first divisions found one and the same difference
+(their components alike, ``|cosine| ≥ POOL``) have their sides pooled, the same side of each, and
+each pool is asked again (``pool=True``).
 :func:`divided_labels` gives every particle its final group.
 
     >>> divisions = divide_clusters(particles, labels, device="cuda")
@@ -25,12 +28,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from ..variability import SIGNIFICANCE, VariabilityComponent, variability_component
 
 AGREEMENT = 0.5  # a first filter for an iterated component: noise alone agrees above 0.5 on thousands of images, and spreads as one group
 MIN_PARTICLES = 100
+POOL = 0.5  # two clusters' components alike at this |cosine| or more are one difference: their sides are pooled
 
 
 @dataclass
@@ -44,6 +49,7 @@ class Division:
     groups: np.ndarray
     divided: bool
     path: str = ""  # which group of which division of the cluster: "" the cluster, "0" its first division's group 0, ...
+    pooled: tuple = ()  # a pool's division (``cluster`` is then −1, −2, ...): the clusters whose sides it joins
 
     @property
     def agreement(self) -> float:
@@ -54,9 +60,19 @@ class Division:
         return self.members[self.groups == g]
 
     @property
+    def where(self) -> str:
+        """``cluster 3``, or ``pool 1 (clusters 3, 7)`` for a pool's division."""
+        return f"pool {-self.cluster} (clusters {', '.join(map(str, self.pooled))})" if self.pooled else f"cluster {self.cluster}"
+
+    @property
     def name(self) -> str:
-        """``cluster 3``, or ``cluster 3, group 01`` for a division inside one."""
-        return f"cluster {self.cluster}" + (f", group {self.path}" if self.path else "")
+        """:attr:`where`, and ``, group 01`` for a division inside one of its groups."""
+        return self.where + (f", group {self.path}" if self.path else "")
+
+    @property
+    def folder(self) -> str:
+        """A folder name for its files: ``cluster_003``, ``cluster_003_group_01``, ``pool_1``."""
+        return (f"pool_{-self.cluster}" if self.pooled else f"cluster_{self.cluster:03d}") + (f"_group_{self.path}" if self.path else "")
 
     def __str__(self) -> str:
         verdict = f"divided {int((self.groups == 0).sum()):,} / {int(self.groups.sum()):,}" if self.divided else "one state"
@@ -82,31 +98,74 @@ def divide(particles, members: np.ndarray, cluster: int = 0, *, agreement: float
     return Division(int(cluster), np.asarray(members), component, groups, divides(component, agreement))
 
 
-def divide_clusters(particles, labels, *, depth: int = 3, min_particles: int = MIN_PARTICLES, progress: bool | None = None,
-                    clusters=None, **options) -> list[Division]:
+def divide_clusters(particles, labels, *, depth: int = 3, min_particles: int = MIN_PARTICLES, pool: bool = True,
+                    progress: bool | None = None, clusters=None, **options) -> list[Division]:
     """:func:`divide` for every cluster of ``labels`` (one per particle; or those in ``clusters``) with at least
-    ``min_particles``, and again for each group it divides off with that many, at most ``depth`` divisions deep."""
+    ``min_particles``, and again for each group it divides off with that many, at most ``depth`` divisions deep;
+    with ``pool``, then for each pool of clusters' sides (:func:`pools`) the same way."""
     labels = np.asarray(labels)
     asked = np.unique(labels) if clusters is None else np.unique(np.asarray(clusters))
     clusters = [c for c in asked if (labels == c).sum() >= min_particles]
     divisions = []
     for c in tqdm(clusters, desc="dividing clusters", unit="cluster", disable=None if progress is None else not progress):
-        pending = [(np.flatnonzero(labels == c), "")]
-        while pending:
-            members, path = pending.pop(0)
-            division = divide(particles, members, c, **options)
-            division.path = path
-            divisions.append(division)
-            if division.divided and len(path) + 1 < depth:
-                pending += [(division.group(g), path + str(g)) for g in (0, 1) if len(division.group(g)) >= min_particles]
+        divisions += _divide_down(particles, np.flatnonzero(labels == c), int(c), (), depth, min_particles, options)
+    for k, (members, pooled) in enumerate(pools(divisions) if pool else []):
+        if len(members) >= min_particles:
+            divisions += _divide_down(particles, members, -1 - k, pooled, depth, min_particles, options)
     return divisions
 
 
+def _divide_down(particles, members, cluster: int, pooled: tuple, depth: int, min_particles: int, options) -> list[Division]:
+    """:func:`divide` for ``members``, then again inside each group it divides off, at most ``depth`` deep."""
+    divisions, pending = [], [(members, "")]
+    while pending:
+        members, path = pending.pop(0)
+        division = divide(particles, members, cluster, **options)
+        division.path, division.pooled = path, pooled
+        divisions.append(division)
+        if division.divided and len(path) + 1 < depth:
+            pending += [(division.group(g), path + str(g)) for g in (0, 1) if len(division.group(g)) >= min_particles]
+    return divisions
+
+
+def pools(divisions: list[Division], alike: float = POOL) -> list[tuple[np.ndarray, tuple]]:
+    """The sides of clusters divided by one and the same difference, pooled: each pool's members and its clusters.
+
+    Of the clusters' first divisions that divided, largest first, each not yet pooled takes every other
+    whose component is alike (``|cosine| ≥ alike``); the components' signs are matched, and each
+    cluster's group lying further along the shared component joins one pool, the other group the other.
+    Only differences found in two clusters or more are pooled."""
+    first = sorted((d for d in divisions if d.divided and not d.path and not d.pooled), key=lambda d: -len(d.members))
+    if len(first) < 2:
+        return []
+    components = torch.stack([d.component.component.flatten().float() for d in first])
+    cosine = (components @ components.T).numpy()
+    taken, found = set(), []
+    for i in range(len(first)):
+        if i in taken:
+            continue
+        alike_ones = [j for j in range(i, len(first)) if j not in taken and abs(cosine[i, j]) >= alike]
+        if len(alike_ones) < 2:
+            continue
+        taken.update(alike_ones)
+        sides = ([], [])
+        for j in alike_ones:
+            d = first[j]
+            along = np.sign(cosine[i, j]) * d.component.coordinates
+            further = int(along[d.groups == 1].mean() > along[d.groups == 0].mean())
+            sides[0].append(d.group(1 - further))
+            sides[1].append(d.group(further))
+        pooled = tuple(first[j].cluster for j in alike_ones)
+        found += [(np.sort(np.concatenate(side)), pooled) for side in sides]
+    return found
+
+
 def divided_labels(labels, divisions: list[Division]) -> np.ndarray:
-    """Each particle's final group (0, 1, ...): its cluster in ``labels``, refined by every division made."""
+    """Each particle's final group (0, 1, ...): its cluster in ``labels``, refined by every division made.
+    A pool's division, made last, sets its smaller group apart; the rest stay in the groups they were in."""
     keys = np.array([f"{c}:" for c in np.asarray(labels)], dtype=object)
-    for d in sorted(divisions, key=lambda d: len(d.path)):
+    for d in sorted(divisions, key=lambda d: (bool(d.pooled), len(d.path))):
         if d.divided:
-            for g in (0, 1):
+            for g in (1,) if d.pooled else (0, 1):
                 keys[d.group(g)] = f"{d.cluster}:{d.path}{g}"
     return np.unique(keys.astype(str), return_inverse=True)[1]

@@ -306,14 +306,17 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
                 "of two random halves of the cluster agree, a first filter that images of noise also pass with many particles; "
                 f"a region's coordinates, from two halves of each image's pixels, correlate by {SIGNIFICANCE:g} standard errors or more) and the "
                 "particles fall along it into two groups rather than one spread (bimodality above 0), and each group so made asked again. "
+                "Clusters divided by one and the same difference (their components alike) have the same side of each pooled, and each "
+                "pool asked again: a rare state spread over several clusters, too few in each, may be found there (its smaller group "
+                "set apart, the rest left in their groups). "
                 "Group 01 is group 1 of the division of group 0. Outliers: particles whose residual is far above the others' "
                 "(junk, contaminants), counted less.")
     rows, figures_to_show = [], []
     for d in divisions:
-        row = [d.cluster, d.path or "all", f"{len(d.members):,}", d.component.reproducibility, f"{d.component.bimodality:+.3f}",
+        row = [d.where, d.path or "all", f"{len(d.members):,}", d.component.reproducibility, f"{d.component.bimodality:+.3f}",
                len(d.component.outliers), "", ""]
         if d.divided:
-            sub = folder / (f"cluster_{d.cluster:03d}" + (f"_group_{d.path}" if d.path else ""))
+            sub = folder / d.folder
             sub.mkdir(parents=True, exist_ok=True)
             write_map(sub / "component.mrc", d.component.component, run.apix)
             written = [sub / "component.mrc"]
@@ -329,7 +332,7 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
                       f"{d.name.capitalize()}: each particle's coordinate along its component; group 1, the smaller, may be a rare state.",
                       save_as=sub / "coordinates.png")
         report.links(written, f"{d.name.capitalize()}: its component and its two groups as selections:")
-    return [{"cluster": d.cluster, "group": d.path, "particles": len(d.members), **d.component.reproducibility_record,
+    return [{"cluster": d.cluster, "pooled": list(d.pooled), "group": d.path, "particles": len(d.members), **d.component.reproducibility_record,
              "bimodality": round(d.component.bimodality, 4), "divided": d.divided,
              "groups": [int((d.groups == g).sum()) for g in (0, 1)], "outliers": len(d.component.outliers)} for d in divisions]
 
