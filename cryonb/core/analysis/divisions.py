@@ -12,7 +12,7 @@ errors, a test) and the particles fall along it into two groups rather than one 
 a labelling, and again inside each group it made, up to ``depth`` times: a cluster may hold junk
 beside two states, and its strongest difference, found first, is then the junk's, a group of a few
 dozen set apart before the rest is asked again. A rare state spread over several clusters may be
-too few in each to be found there: clusters whose first divisions found one and the same difference
+too few in each to be found there: clusters whose divisions found one and the same difference
 (their components alike, ``|cosine| ≥ POOL``) have their sides pooled, the same side of each, and
 each pool is asked again (``pool=True``).
 :func:`divided_labels` gives every particle its final group.
@@ -131,31 +131,36 @@ def _divide_down(particles, members, cluster: int, pooled: tuple, depth: int, mi
 def pools(divisions: list[Division], alike: float = POOL) -> list[tuple[np.ndarray, tuple]]:
     """The sides of clusters divided by one and the same difference, pooled: each pool's members and its clusters.
 
-    Of the clusters' first divisions that divided, largest first, each not yet pooled takes every other
-    whose component is alike (``|cosine| ≥ alike``); the components' signs are matched, and each
-    cluster's group lying further along the shared component joins one pool, the other group the other.
-    Only differences found in two clusters or more are pooled."""
-    first = sorted((d for d in divisions if d.divided and not d.path and not d.pooled), key=lambda d: -len(d.members))
-    if len(first) < 2:
+    Of the clusters' divisions that divided (at any depth: a cluster may first give up a few junk
+    particles), largest first, each not yet pooled takes, from every other cluster, the largest
+    division whose component is alike (``|cosine| ≥ alike``); the components' signs are matched, and
+    each division's group lying further along the shared component joins one pool, the other group
+    the other. Only differences found in two clusters or more are pooled."""
+    found_in = sorted((d for d in divisions if d.divided and not d.pooled), key=lambda d: -len(d.members))
+    if len(found_in) < 2:
         return []
-    components = torch.stack([d.component.component.flatten().float() for d in first])
+    components = torch.stack([d.component.component.flatten().float() for d in found_in])
     cosine = (components @ components.T).numpy()
     taken, found = set(), []
-    for i in range(len(first)):
+    for i in range(len(found_in)):
         if i in taken:
             continue
-        alike_ones = [j for j in range(i, len(first)) if j not in taken and abs(cosine[i, j]) >= alike]
+        alike_ones, clusters = [], set()
+        for j in range(i, len(found_in)):
+            if j not in taken and found_in[j].cluster not in clusters and abs(cosine[i, j]) >= alike:
+                alike_ones.append(j)
+                clusters.add(found_in[j].cluster)
         if len(alike_ones) < 2:
             continue
         taken.update(alike_ones)
         sides = ([], [])
         for j in alike_ones:
-            d = first[j]
+            d = found_in[j]
             along = np.sign(cosine[i, j]) * d.component.coordinates
             further = int(along[d.groups == 1].mean() > along[d.groups == 0].mean())
             sides[0].append(d.group(1 - further))
             sides[1].append(d.group(further))
-        pooled = tuple(first[j].cluster for j in alike_ones)
+        pooled = tuple(found_in[j].cluster for j in alike_ones)
         found += [(np.sort(np.concatenate(side)), pooled) for side in sides]
     return found
 
