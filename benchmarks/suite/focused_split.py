@@ -15,7 +15,7 @@ particle's latents, junk kept as in a user's stack (``--rare-clusters N``: only 
 N rare particles or more are divided, to spare a CPU the others).
 
 One record per run: the groups' count, the rare state's recall over them (as the suite counts it,
-against all rare particles; ``unpooled_``: with the clusters' own divisions alone, before their sides were pooled), the ARI of the groups against the true classes, each division's
+against all rare particles; ``unpooled_``: with the clusters' own divisions alone, before groups of several clusters were pooled), the ARI of the groups against the true classes, each division's
 size, agreement, outcome and outliers (particles counted less), and the wall time.
 """
 
@@ -56,6 +56,7 @@ def main(argv=None):
     ap.add_argument("--min-particles", type=int, default=100, help="groups smaller than this are not divided")
     ap.add_argument("--kmeans", type=int, metavar="K", help="k-means with K clusters on every particle, junk kept (cryonb analyze's)")
     ap.add_argument("--rare-clusters", type=int, metavar="N", help="with --kmeans: divide only the clusters holding N rare particles or more")
+    ap.add_argument("--no-pool", action="store_true", help="no pools of groups from several clusters")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jsonl", type=Path)
@@ -73,11 +74,11 @@ def main(argv=None):
         held, counts = np.unique(clusters[labels == rare], return_counts=True)
         asked = held[counts >= args.rare_clusters]
     divisions = divide_clusters(particles, clusters, clusters=asked, depth=args.depth, min_particles=args.min_particles,
-                                agreement=args.agreement, device=args.device)
+                                agreement=args.agreement, pool=not args.no_pool, device=args.device)
     final = divided_labels(clusters, divisions)
     unpooled = divided_labels(clusters, [d for d in divisions if not d.pooled])  # the clusters' own divisions alone
     record = {"set": args.dataset.name, "system": args.system, "seed": args.seed, "clusters": f"kmeans{args.kmeans}" if args.kmeans else "gmm",
-              "rare_clusters": args.rare_clusters if args.kmeans else None, "depth": args.depth, "agreement": args.agreement,
+              "rare_clusters": args.rare_clusters if args.kmeans else None, "pool": not args.no_pool, "depth": args.depth, "agreement": args.agreement,
               "min_particles": args.min_particles, "clusters_rare_recall": metrics.rare_recall(clusters, labels, rare),
               "groups": len(np.unique(final)), "rare_recall": metrics.rare_recall(final, labels, rare), "ari": adjusted_rand_score(labels, final),
               "unpooled_rare_recall": metrics.rare_recall(unpooled, labels, rare), "unpooled_ari": adjusted_rand_score(labels, unpooled),

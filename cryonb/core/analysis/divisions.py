@@ -12,9 +12,8 @@ errors, a test) and the particles fall along it into two groups rather than one 
 a labelling, and again inside each group it made, up to ``depth`` times: a cluster may hold junk
 beside two states, and its strongest difference, found first, is then the junk's, a group of a few
 dozen set apart before the rest is asked again. A rare state spread over several clusters may be
-too few in each to be found there: clusters whose divisions found one and the same difference
-(their components alike, ``|cosine| ≥ POOL``) have their sides pooled, the same side of each, and
-each pool is asked again (``pool=True``).
+too few in each to be found there: groups of different clusters whose components are alike
+(``|cosine| ≥ POOL``: one and the same difference) are pooled and asked again as one (``pool=True``).
 :func:`divided_labels` gives every particle its final group.
 
     >>> divisions = divide_clusters(particles, labels, device="cuda")
@@ -35,7 +34,7 @@ from ..variability import SIGNIFICANCE, VariabilityComponent, variability_compon
 
 AGREEMENT = 0.5  # a first filter for an iterated component: noise alone agrees above 0.5 on thousands of images, and spreads as one group
 MIN_PARTICLES = 100
-POOL = 0.5  # two clusters' components alike at this |cosine| or more are one difference: their sides are pooled
+POOL = 0.5  # two clusters' components alike at this |cosine| or more are one difference: their groups are pooled
 
 
 @dataclass
@@ -49,7 +48,7 @@ class Division:
     groups: np.ndarray
     divided: bool
     path: str = ""  # which group of which division of the cluster: "" the cluster, "0" its first division's group 0, ...
-    pooled: tuple = ()  # a pool's division (``cluster`` is then −1, −2, ...): the clusters whose sides it joins
+    pooled: tuple = ()  # a pool's division (``cluster`` is then −1, −2, ...): the clusters whose groups it pools
 
     @property
     def agreement(self) -> float:
@@ -102,7 +101,7 @@ def divide_clusters(particles, labels, *, depth: int = 3, min_particles: int = M
                     progress: bool | None = None, clusters=None, **options) -> list[Division]:
     """:func:`divide` for every cluster of ``labels`` (one per particle; or those in ``clusters``) with at least
     ``min_particles``, and again for each group it divides off with that many, at most ``depth`` divisions deep;
-    with ``pool``, then for each pool of clusters' sides (:func:`pools`) the same way."""
+    with ``pool``, then for each pool of groups from several clusters (:func:`pools`) the same way."""
     labels = np.asarray(labels)
     asked = np.unique(labels) if clusters is None else np.unique(np.asarray(clusters))
     clusters = [c for c in asked if (labels == c).sum() >= min_particles]
@@ -129,39 +128,32 @@ def _divide_down(particles, members, cluster: int, pooled: tuple, depth: int, mi
 
 
 def pools(divisions: list[Division], alike: float = POOL) -> list[tuple[np.ndarray, tuple]]:
-    """The sides of clusters divided by one and the same difference, pooled: each pool's members and its clusters.
+    """Groups of particles from different clusters that vary by one and the same difference, pooled:
+    each pool's members and its clusters.
 
-    Of the clusters' divisions that divided (at any depth: a cluster may first give up a few junk
-    particles), largest first, each not yet pooled takes, from every other cluster, the largest
-    division whose component is alike (``|cosine| ≥ alike``); the components' signs are matched, and
-    each division's group lying further along the shared component joins one pool, the other group
-    the other. Only differences found in two clusters or more are pooled."""
-    found_in = sorted((d for d in divisions if d.divided and not d.pooled), key=lambda d: -len(d.members))
-    if len(found_in) < 2:
+    Every division asked (at any depth, divided or not: a cluster may first give up a few junk
+    particles, or hold too few of a state to divide), largest first, not yet pooled, takes from every
+    other cluster the largest division whose component is alike (``|cosine| ≥ alike``), and their
+    groups are pooled. The same difference found in particles that share none is a replication (the
+    halves of one group are not independent: see :mod:`cryonb.core.variability`). Only differences
+    found in two clusters or more are pooled."""
+    asked = sorted((d for d in divisions if not d.pooled), key=lambda d: -len(d.members))
+    if len(asked) < 2:
         return []
-    components = torch.stack([d.component.component.flatten().float() for d in found_in])
-    cosine = (components @ components.T).numpy()
+    components = torch.stack([d.component.component.flatten().float() for d in asked])
+    cosine = (components @ components.T).abs().numpy()
     taken, found = set(), []
-    for i in range(len(found_in)):
+    for i in range(len(asked)):
         if i in taken:
             continue
         alike_ones, clusters = [], set()
-        for j in range(i, len(found_in)):
-            if j not in taken and found_in[j].cluster not in clusters and abs(cosine[i, j]) >= alike:
+        for j in range(i, len(asked)):
+            if j not in taken and asked[j].cluster not in clusters and cosine[i, j] >= alike:
                 alike_ones.append(j)
-                clusters.add(found_in[j].cluster)
-        if len(alike_ones) < 2:
-            continue
-        taken.update(alike_ones)
-        sides = ([], [])
-        for j in alike_ones:
-            d = found_in[j]
-            along = np.sign(cosine[i, j]) * d.component.coordinates
-            further = int(along[d.groups == 1].mean() > along[d.groups == 0].mean())
-            sides[0].append(d.group(1 - further))
-            sides[1].append(d.group(further))
-        pooled = tuple(found_in[j].cluster for j in alike_ones)
-        found += [(np.sort(np.concatenate(side)), pooled) for side in sides]
+                clusters.add(asked[j].cluster)
+        if len(alike_ones) > 1:
+            taken.update(alike_ones)
+            found.append((np.sort(np.concatenate([asked[j].members for j in alike_ones])), tuple(asked[j].cluster for j in alike_ones)))
     return found
 
 

@@ -306,9 +306,9 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
                 "of two random halves of the cluster agree, a first filter that images of noise also pass with many particles; "
                 f"a region's coordinates, from two halves of each image's pixels, correlate by {SIGNIFICANCE:g} standard errors or more) and the "
                 "particles fall along it into two groups rather than one spread (bimodality above 0), and each group so made asked again. "
-                "Clusters divided by one and the same difference (their components alike) have the same side of each pooled, and each "
-                "pool asked again: a rare state spread over several clusters, too few in each, may be found there (its smaller group "
-                "set apart, the rest left in their groups). "
+                "Groups of different clusters that vary by one and the same difference (their components alike) are pooled and "
+                "asked again as one: a rare state spread over several clusters, too few in each, may be found there (a pool's smaller "
+                "group is set apart, the rest left in their groups). "
                 "Group 01 is group 1 of the division of group 0. Outliers: particles whose residual is far above the others' "
                 "(junk, contaminants), counted less.")
     rows, figures_to_show = [], []

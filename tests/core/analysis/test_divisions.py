@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryonb.core.analysis.divisions import Division, divide, divide_clusters, divided_labels
+from cryonb.core.analysis.divisions import Division, divide_clusters, divided_labels
 from cryonb.core.analysis.run_analysis import analyze_run
 from cryonb.core.io.pickles import read_index
 from cryonb.core.particles import load_particles
@@ -97,33 +97,28 @@ def test_only_the_clusters_asked_for_are_divided(rare_state):
     assert set(divisions[0].members) == set(np.flatnonzero(labels == 2))
 
 
-def test_a_rare_state_too_few_in_every_cluster_is_found_in_their_pooled_sides():
+def test_a_rare_state_too_few_in_every_cluster_is_found_when_the_clusters_are_pooled():
     """Four clusters, each holding two common states that differ by a large subunit and 40 particles
     (a tenth) of a rare one lacking another, smaller subunit. Each cluster is divided by the large
-    subunit, and its side with that subunit holds too few rare particles to be divided again; the four
-    divisions found one difference, so their like sides are pooled, and the pool of 880 with 160 rare
-    particles divides them off."""
+    subunit, and its side with that subunit holds too few rare particles to be divided again. The four
+    clusters varied by one difference, so they are pooled: the pool divides by the large subunit
+    again, and its side with it, 880 particles with 160 rare, divides them off."""
     full = hinge(32)
     lacking_large = lacking_a_subunit(full, 0.15)
     small = (lacking_a_subunit(lacking_large, 0.1) == 0) & (lacking_large != 0)  # a subunit elsewhere
     sim = simulate(torch.stack([full, lacking_large, full * ~small]), 1600, D=32, snr=0.1, proportions=[0.45, 0.45, 0.1],
                    seed=7, progress=False)
     state, labels = sim.state, np.random.default_rng(1).integers(0, 4, 1600)
-    options = dict(resolution=12.0, starts=1)
-    divisions = divide_clusters(sim.particles, labels, depth=1, progress=False, **options)
-    clusters, pooled = [d for d in divisions if not d.pooled], [d for d in divisions if d.pooled]
-    assert len(clusters) == 4 and all(d.divided for d in clusters)
-    assert [sorted(d.pooled) for d in pooled] == [[0, 1, 2, 3]] * 2 and pooled[0].name.startswith("pool 1 (clusters ")
-    with_large = [d.group(g) for d in clusters for g in (0, 1) if (state[d.group(g)] != 1).mean() > 0.9]
-    assert len(with_large) == 4  # each cluster divided by the large subunit
-    assert not divide(sim.particles, with_large[0], **options).divided  # one cluster's side alone: too few rare
-    (found,) = [d for d in pooled if d.divided]
-    rare = found.group(1)
-    assert (state[rare] == 2).mean() > 0.6 and (state[rare] == 2).sum() > 0.6 * (state == 2).sum()
+    divisions = divide_clusters(sim.particles, labels, depth=2, resolution=12.0, starts=1, progress=False)
+    own, pooled = [d for d in divisions if not d.pooled], [d for d in divisions if d.pooled]
+    assert sum(d.divided for d in own) == 4 and len(own) == 4 * 3  # each cluster divided once, its sides asked
+    assert not any(d.divided and (state[d.group(1)] == 2).mean() > 0.5 for d in own)  # no cluster's own division finds it
+    assert {tuple(sorted(d.pooled)) for d in pooled} == {(0, 1, 2, 3)} and pooled[0].name.startswith("pool 1 (clusters ")
+    rare_groups = [d.group(1) for d in pooled if d.divided and (state[d.group(1)] == 2).mean() > 0.6]
+    assert len(rare_groups) == 1 and (state[rare_groups[0]] == 2).sum() > 0.6 * (state == 2).sum()
     final = divided_labels(labels, divisions)
     groups = [np.flatnonzero(final == g) for g in np.unique(final)]
     assert sum(np.bincount(state[g], minlength=3).argmax() == 2 for g in groups) == 1  # one group of the rare state
-    assert len(groups) == 4 * 2 + 1  # the pool set its smaller group apart; the rest stayed in their clusters' groups
 
 
 def test_divided_labels_refine_the_clusters_by_every_division():
