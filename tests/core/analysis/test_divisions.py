@@ -129,6 +129,10 @@ def test_divided_labels_refine_the_clusters_by_every_division():
     final = divided_labels(labels, [inner, kept, top])  # any order: deeper divisions refine the others
     parts = sorted(sorted(np.flatnonzero(final == g).tolist()) for g in np.unique(final))
     assert parts == [[0], [1, 2], [3, 4, 5], [6, 7, 8, 9]]
+    pool = Division(-1, np.array([2, 5, 8, 9]), None, np.array([0, 1, 0, 1]), True, pooled=(0, 1))  # sets 5 and 9 apart
+    final = divided_labels(labels, [inner, kept, top, pool])
+    parts = sorted(sorted(np.flatnonzero(final == g).tolist()) for g in np.unique(final))
+    assert parts == [[0], [1, 2], [3, 4], [5, 9], [6, 7, 8]] and pool.name == "pool 1 (clusters 0, 1)" and pool.folder == "pool_1"
 
 
 class RunOfParticles:
