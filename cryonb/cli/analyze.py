@@ -24,7 +24,8 @@ def add_args(parser):
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--divide", action="store_true", help="also ask each k-means cluster of 100 particles or more whether it hides "
-                        "two states, with the poses (kmeansK/divisions/: cryonb variability per cluster)")
+                        "two states, with the poses, then groups of several clusters that vary by one difference, pooled "
+                        "(kmeansK/divisions/: cryonb variability per cluster and pool)")
     land = parser.add_argument_group("landscape of the maps")
     land.add_argument("--landscape", action="store_true", help="also run the landscape analysis (landscape/)")
     land.add_argument("--landscape-maps", type=int, default=1000, help="maps to generate (default: 1000)")
