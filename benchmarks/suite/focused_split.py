@@ -16,7 +16,7 @@ N rare particles or more are divided, to spare a CPU the others).
 
 One record per run: the groups' count, the rare state's recall over them (as the suite counts it,
 against all rare particles; ``unpooled_``: with the clusters' own divisions alone, before groups of several clusters were pooled), the ARI of the groups against the true classes, each division's
-size, agreement, outcome and outliers (particles counted less), and the wall time.
+size, agreement, outcome, outliers (particles counted less) and particles left out of the groups' fit, and the wall time.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def record_of(d, labels: np.ndarray) -> dict:
     return {"group": f"c{d.cluster}:{d.path}", "pooled": [int(c) for c in d.pooled], "n": int(len(d.members)), **d.component.reproducibility_record,
             "bimodality": round(d.component.bimodality, 4),
             "smaller_share": round(float(d.groups.mean()), 3), "divided": d.divided, "outliers": int(len(d.component.outliers)),
+            "left_out": int(len(d.component.left_out)),
             "classes": {ASSEMBLY_CLASSES[k]: [int(((labels[d.members] == k) & (d.groups == side)).sum()) for side in (0, 1)]
                         for k in np.unique(labels[d.members]) if k >= 0}}
 

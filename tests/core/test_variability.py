@@ -121,5 +121,12 @@ def test_bimodality_tells_two_groups_from_one_spread(known_noise):
     with_outlier = spread.copy()
     with_outlier[7] = 60.0
     assert _along(with_outlier, outlier=7, noise=noise).bimodality < 0
+    far = _along(with_outlier, noise=noise)  # as far out, from an image no noisier than the rest: no group of its own
+    assert list(far.left_out) == [7] and len(far.fitted) == 999 and far.bimodality < 0 and far.split()[7] == 0
+    few = two.copy()
+    few[:200] = rng.normal(size=200) * sigma[:200]  # 20 particles six spreads away are a group, however few
+    few[:20] += 6.0
+    few = _along(few, noise=noise)
+    assert few.bimodality > 0 and len(few.fitted) == 1000 and few.split()[:20].all() and few.split().sum() < 40
     groups = _along(two, noise=noise).split()
     assert groups.sum() < 500 and groups[:200].mean() > 0.8  # 1 is the smaller group, the fifth
