@@ -35,10 +35,9 @@ split into two groups is fitted without it (``outliers``). So is a coordinate fa
 component from an image no noisier than the rest: a group of its own would win the fit (on the
 suite's assembly set at SNR 0.01, one particle 16.6 standard deviations out was set apart from
 1,349 in every start, the 200 rare particles among them left together with the rest; fitted
-without it, 53 are set apart, 38 of them rare).
-Any group of fewer than ``FEW`` particles that a two-group fit would make is left out of it
-(:attr:`VariabilityComponent.fitted`), each of its particles then placed in the group it most
-probably belongs to.
+without it, 53 are set apart, 38 of them rare). Any group of fewer than ``FEW`` particles that a
+two-group fit would make is left out of it (:attr:`VariabilityComponent.fitted`), each of its
+particles then placed in the group it most probably belongs to.
 
 Where the iteration settles hung on its random start: each half's own noise, largest in places of
 its own, chose its mask and held it there (on the suite's assembly set at D = 64, one cluster's
@@ -148,10 +147,10 @@ class VariabilityComponent:
 
     @cached_property
     def fitted(self) -> np.ndarray:
-        """Positions of the particles the groups are fitted to: all but the outliers and but any group
-        of fewer than ``FEW`` that a two-group fit would set apart (a coordinate far out, however well
-        measured, takes a group of its own and leaves the state it is not for the next division to
-        find), such groups left out one at a time."""
+        """Positions of the particles the groups are fitted to: all but the outliers and any group of
+        fewer than ``FEW`` that a two-group fit would set apart (a coordinate far out, however well
+        measured, would take a group of its own and leave the state beside it undivided), such groups
+        left out one at a time."""
         n = len(self.coordinates)
         kept = np.delete(np.arange(n), self.outliers) if len(self.outliers) < n - 2 else np.arange(n)
         for _ in range(FEW):
