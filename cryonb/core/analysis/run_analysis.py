@@ -284,7 +284,7 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
     (selections) into ``folder/cluster_NNN``; the report's table. A summary per cluster, or None."""
     from ..io.mrc import write_map
     from ..particles import save_selection
-    from ..variability import SIGNIFICANCE
+    from ..variability import FEW, SIGNIFICANCE
     from .divisions import MIN_PARTICLES, divide_clusters
 
     particles = getattr(run, "particles", None)
@@ -310,11 +310,12 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
                 "asked again as one: a rare state spread over several clusters, too few in each, may be found there (a pool's smaller "
                 "group is set apart, the rest left in their groups). "
                 "Group 01 is group 1 of the division of group 0. Outliers: particles whose residual is far above the others' "
-                "(junk, contaminants), counted less.")
+                "(junk, contaminants), counted less. Left out: particles the two groups were fitted without, a group of fewer than "
+                f"{FEW} far out along the component, which is no state.")
     rows, figures_to_show = [], []
     for d in divisions:
         row = [d.where, d.path or "all", f"{len(d.members):,}", d.component.reproducibility, f"{d.component.bimodality:+.3f}",
-               len(d.component.outliers), "", ""]
+               len(d.component.outliers), len(d.component.left_out), "", ""]
         if d.divided:
             sub = folder / d.folder
             sub.mkdir(parents=True, exist_ok=True)
@@ -322,11 +323,11 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
             written = [sub / "component.mrc"]
             for g in (0, 1):
                 written += list(save_selection(particles.subset(d.group(g)), sub / f"group_{g}").values())
-            row[6] = f"{int((d.groups == 0).sum()):,} / {int(d.groups.sum()):,}"
-            row[7] = html_link(report, sub / "component.mrc", "component.mrc")
+            row[7] = f"{int((d.groups == 0).sum()):,} / {int(d.groups.sum()):,}"
+            row[8] = html_link(report, sub / "component.mrc", "component.mrc")
             figures_to_show.append((d, sub, written))
         rows.append(row)
-    report.table(["cluster", "group", "particles", "reproducibility", "bimodality", "outliers", "divided into", "component"], rows)
+    report.table(["cluster", "group", "particles", "reproducibility", "bimodality", "outliers", "left out", "divided into", "component"], rows)
     for d, sub, written in figures_to_show:
         report.figure(d.component.plot(title=f"{d.name}: {d.component.reproducibility}"),
                       f"{d.name.capitalize()}: each particle's coordinate along its component; group 1, the smaller, may be a rare state.",
@@ -334,7 +335,8 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
         report.links(written, f"{d.name.capitalize()}: its component and its two groups as selections:")
     return [{"cluster": d.cluster, "pooled": list(d.pooled), "group": d.path, "particles": len(d.members), **d.component.reproducibility_record,
              "bimodality": round(d.component.bimodality, 4), "divided": d.divided,
-             "groups": [int((d.groups == g).sum()) for g in (0, 1)], "outliers": len(d.component.outliers)} for d in divisions]
+             "groups": [int((d.groups == g).sum()) for g in (0, 1)], "outliers": len(d.component.outliers),
+             "left_out": len(d.component.left_out)} for d in divisions]
 
 
 def _graph_traversal(run, z, centres, steps: int, folder: Path, apix: float, notes: list):

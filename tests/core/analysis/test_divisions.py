@@ -159,7 +159,7 @@ def test_analyze_run_divides_its_clusters_and_writes_selections(rare_state, tmp_
     summary = json.loads((tmp_path / "summary.json").read_text())["divisions"]
     assert summary[0] == {"cluster": 0, "pooled": [], "group": "", "particles": 1600, "agreement": summary[0]["agreement"],
                           "significance": summary[0]["significance"], "bimodality": summary[0]["bimodality"], "divided": True,
-                          "groups": [1600 - len(smaller), len(smaller)], "outliers": 0}
+                          "groups": [1600 - len(smaller), len(smaller)], "outliers": 0, "left_out": 0}
     assert (summary[0]["agreement"] or 0) >= 0.5 or summary[0]["significance"] >= 5
     assert summary[0]["bimodality"] > 0
     report = (tmp_path / "report.html").read_text()
