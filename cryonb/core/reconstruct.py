@@ -68,16 +68,18 @@ class FourierAccumulator:
 
     The grids are centred, of size ``2 * D`` (see the module docstring), plus two voxels per
     axis so that the trilinear corners of every frequency up to Nyquist (index ``0`` to
-    ``2 * D + 1``) are in range without bounds checks.
+    ``2 * D + 1``) are in range without bounds checks. With ``radius`` (pixels of frequency), only the
+    image pixels that close to the centre are inserted (those further out hold nothing the caller uses).
     """
 
-    def __init__(self, D: int, n_maps: int = 1, device=None):
+    def __init__(self, D: int, n_maps: int = 1, device=None, radius: float | None = None):
         self.D, self.n_maps = D, n_maps
         self.size = OVERSAMPLING * D
         self.G = self.size + 2
         self.sums = torch.zeros(n_maps * self.G**3, 3, device=device)
         plane = plane_coordinates(D, device=device)
-        self.pixels = torch.nonzero(plane[..., :2].norm(dim=-1).flatten() <= D / 2)[:, 0]  # inside Nyquist
+        limit = D / 2 if radius is None else min(D / 2, radius)
+        self.pixels = torch.nonzero(plane[..., :2].norm(dim=-1).flatten() <= limit)[:, 0]  # inside Nyquist, or the radius
         self.plane = plane.reshape(-1, 3)[self.pixels] * OVERSAMPLING
         G = self.G
         self.corner_offsets = torch.tensor([(dz * G + dy) * G + dx for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)], device=device)

@@ -272,7 +272,7 @@ class _Slices:
     D × D transform, ``pixels`` places them in a box × box one, in the same order."""
 
     def __init__(self, D: int, box: int, radius: int, device):
-        self.box = box
+        self.box, self.radius = box, radius
         self.taken = torch.nonzero(shell_index(D, device=device).flatten() <= radius)[:, 0]
         shells = shell_index(box, device=device).flatten()
         self.pixels = torch.nonzero(shells <= radius)[:, 0]
@@ -418,7 +418,7 @@ class _Alternation:
         safe = torch.where(z.abs() < 1e-6, torch.full_like(z, 1e-6), z)
         volumes = []
         for h in (0, 1):
-            grid = FourierAccumulator(slices.box, 1, device=device)
+            grid = FourierAccumulator(slices.box, 1, device=device, radius=slices.radius + 0.5)  # every shell ≤ radius
             for rows in members[h].split(batch):
                 values = (residual[rows] - scale[rows, None] * predicted[rows]) / safe[rows, None]
                 grid.insert(slices.full_plane(values), slices.full_plane(self.ctfs[rows]), self.rotations[rows],

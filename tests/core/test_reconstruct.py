@@ -36,6 +36,19 @@ def test_insertion_is_the_adjoint_of_trilinear_slice_extraction():
     assert grid.sums[:, 2].sum() == pytest.approx(B * len(grid.pixels), rel=1e-5)
 
 
+def test_a_radius_inserts_fewer_pixels_and_the_same_sums_for_images_zero_beyond_it():
+    D, B, radius = 16, 6, 4.5
+    g = torch.Generator().manual_seed(1)
+    rotations = random_rotations(B, g)
+    images = torch.complex(torch.randn(B, D, D, generator=g), torch.randn(B, D, D, generator=g))
+    ctf = torch.randn(B, D, D, generator=g)
+    near = (plane_coordinates(D)[..., :2].norm(dim=-1) <= radius).float()
+    whole, limited = FourierAccumulator(D), FourierAccumulator(D, radius=radius)
+    for grid in (whole, limited):
+        grid.insert(images * near, ctf * near, rotations, torch.zeros(B, dtype=torch.long))
+    assert len(limited.pixels) < len(whole.pixels) / 2
+    assert torch.allclose(limited.sums, whole.sums, atol=1e-4)
+
 
 def test_an_image_weight_counts_as_that_many_copies():
     D, B = 12, 4
