@@ -33,7 +33,7 @@ def add_args(parser):
     parser.add_argument("-o", "--outdir", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--ind", type=Path, help="index file (.npy or cryoDRGN .pkl) of the rows to analyse, e.g. a cluster's selection")
     add_input_args(parser)
-    parser.add_argument("--resolution", type=float, default=40.0, help="use frequencies up to this resolution, Å (default: 40)")
+    parser.add_argument("--resolution", type=float, default=30.0, help="use frequencies up to this resolution, Å (default: 30)")
     parser.add_argument("--focus", type=float, default=0.1, help="fraction of the voxels the component may occupy (default: 0.1; 1: anywhere)")
     parser.add_argument("--iterations", type=int, default=50, help="most iterations (default: 50)")
     parser.add_argument("--starts", type=int, default=3, help="random starts; the one whose coordinates fall most clearly into two groups is kept (default: 3)")

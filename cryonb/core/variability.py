@@ -115,6 +115,7 @@ from .simulate import padded_transform
 
 REGIONS = 32  # centres on the consensus around which candidate regions are drawn (0: none)
 REGION_MASS = (0.03, 0.06, 0.12)  # each candidate region holds this share of the consensus's density
+AGREEMENT = 0.5  # an iterated component's halves agree at this cosine or more: a first filter (noise alone agrees above 0.5 on thousands of images, and spreads as one group)
 SIGNIFICANCE = 5.0  # a region's coordinates from two halves of the pixels correlate by this many standard errors (noise: under 4)
 CROSSED = 10  # first iterations, each half focused where the other's component is largest: a start from the data
 PRIOR = 1e-6  # the iteration's prior precision on each coordinate (in the images' units): a particle whose image shows the component little is shrunk towards 0
@@ -135,7 +136,7 @@ class VariabilityComponent:
     resolution: float
     history: list[dict] = field(default_factory=list)
     trust: np.ndarray | None = None
-    starts: list = field(default_factory=list)  # each candidate's (agreement or significance, bimodality); the most bimodal kept
+    starts: list = field(default_factory=list)  # each candidate's (agreement or significance, bimodality); the most bimodal reproducible one kept
     significance: float | None = None  # a region's (_Alternation.best_region); None for a component iterated from a start
     noise: np.ndarray | None = None  # each coordinate's noise variance (N,), from its image; None: unknown, a plain mixture
     _fits: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # (groups, seed) -> (each particle's group, BIC per particle)
@@ -233,6 +234,10 @@ class VariabilityComponent:
         near 1 for a real difference, but high for noise too with many particles and few frequencies."""
         return self.history[-1]["half_agreement"] if self.history else float("nan")
 
+    def reproducible(self, agreement: float = AGREEMENT) -> bool:
+        """Whether its halves agree at ``agreement`` or more (a region: its significance is ``SIGNIFICANCE`` or more)."""
+        return self.significance >= SIGNIFICANCE if self.significance is not None else self.agreement >= agreement
+
     @property
     def reproducibility(self) -> str:
         """``agreement 0.85`` for an iterated component, ``a region, 6.8 σ`` for a region of the consensus."""
@@ -248,9 +253,14 @@ class VariabilityComponent:
     def __repr__(self) -> str:
         return (f"VariabilityComponent({len(self.coordinates)} particles, {len(self.history)} iterations to {self.resolution:.1f} Å, "
                 f"{self.reproducibility}, bimodality {self.bimodality:+.3f}"
-                + (f" (the most bimodal of {len(self.starts)} candidates: {', '.join(f'{a:.2f}/{b:+.3f}' for a, b in self.starts)})" if len(self.starts) > 1 else "")
+                + (f" (kept of {len(self.starts)} candidates: {', '.join(f'{a:.2f}/{b:+.3f}' for a, b in self.starts)})" if len(self.starts) > 1 else "")
                 + (f", outliers counted less: {len(self.outliers)}" if len(self.outliers) else "")
                 + (f", far coordinates left out of the groups' fit: {len(self.left_out)}" if len(self.left_out) else "") + ")")
+
+
+def _kept(found: list[VariabilityComponent], agreement: float) -> VariabilityComponent:
+    """The most bimodal of the reproducible candidates (of all, if none is)."""
+    return max(found, key=lambda f: (f.reproducible(agreement), f.bimodality))
 
 
 def working_box(D: int, radius: int) -> int:
@@ -469,7 +479,7 @@ class _Alternation:
 def variability_component(
     particles,
     *,
-    resolution: float = 40.0,
+    resolution: float = 30.0,
     focus: float = 0.1,
     iterations: int = 50,
     tolerance: float = 1e-3,
@@ -477,6 +487,7 @@ def variability_component(
     regions: int = REGIONS,
     batch_size: int = 512,
     device: str | torch.device = "cpu",
+    agreement: float = AGREEMENT,
     seed: int = 0,
     progress: bool | None = None,
 ) -> VariabilityComponent:
@@ -487,7 +498,8 @@ def variability_component(
     by less than ``tolerance`` (1 − their correlation with the previous iteration's). Beside ``starts``
     random starts iterated, the consensus's density inside balls around ``regions`` points is a
     candidate where its coordinates are significant (``SIGNIFICANCE``); of the candidates, the
-    one whose coordinates fall most clearly into two groups is kept.
+    one whose coordinates fall most clearly into two groups is kept, a reproducible one (halves agreeing
+    at ``agreement`` or more) before any other.
     """
     path = particles.source.path
     if particles.images is None or particles.rotations is None or particles.ctf is None:
@@ -533,6 +545,6 @@ def variability_component(
             found.append(VariabilityComponent(z, component / component.norm(), *kept, resolution, [], counted,
                                               significance=significance, noise=noise))
     bar.close()
-    best = max(found, key=lambda f: f.bimodality)
+    best = _kept(found, agreement)
     best.starts = [(f.agreement if f.significance is None else f.significance, f.bimodality) for f in found]
     return best

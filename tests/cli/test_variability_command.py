@@ -43,7 +43,7 @@ def test_variability_of_an_index_selection_and_of_noise_says_so(stack, tmp_path,
     assert cli(["variability", str(star), "-o", str(tmp_path / "noise"), "--ind", str(tmp_path / "common.npy"), "--resolution", "12",
                 "--starts", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "note: " in printed and "so the two groups are not meaningful" in printed and "(the most bimodal of 2 candidates: " in printed
+    assert "note: " in printed and "so the two groups are not meaningful" in printed and "(kept of 2 candidates: " in printed
     rows = np.concatenate([read_index(tmp_path / "noise" / f"group_{g}.ind.npy") for g in (0, 1)])
     assert sorted(rows.tolist()) == sorted(common.tolist())  # the file's own row numbers
 

@@ -9,7 +9,7 @@ from cryonb.core.errors import InputError
 from cryonb.core.fourier import fft3_center, ifft3_center, shell_index
 from cryonb.core.phantoms import hinge, lacking_a_subunit
 from cryonb.core.simulate import simulate
-from cryonb.core.variability import VariabilityComponent, variability_component
+from cryonb.core.variability import AGREEMENT, VariabilityComponent, _kept, variability_component
 
 D = 32
 
@@ -99,12 +99,25 @@ def test_the_working_box_gives_the_component_the_whole_box_gives(rare_state, mon
     assert small.agreement > 0.5 and whole.agreement > 0.5
 
 
-def _along(coordinates: np.ndarray, outlier: int | None = None, noise: np.ndarray | None = None) -> VariabilityComponent:
+def _along(coordinates: np.ndarray, outlier: int | None = None, noise: np.ndarray | None = None, agreement: float = 0.9) -> VariabilityComponent:
     trust = np.ones(len(coordinates))
     if outlier is not None:
         trust[outlier] = 0.01
     return VariabilityComponent(coordinates, torch.zeros(D, D, D), torch.zeros(D, D, D), np.arange(len(coordinates)), 12.0,
-                                [{"iteration": 1, "change": 1.0, "half_agreement": 0.9}], trust, noise=noise)
+                                [{"iteration": 1, "change": 1.0, "half_agreement": agreement}], trust, noise=noise)
+
+
+def test_the_most_bimodal_reproducible_candidate_is_kept_before_any_other():
+    """A start whose halves disagree is kept only where no candidate is reproducible, however bimodal."""
+    rng = np.random.default_rng(1)
+    two = np.where(np.arange(1000) < 200, 3.0, 0.0) + rng.normal(size=1000)
+    unreproducible = _along(two, agreement=0.2)
+    reproducible = _along(0.5 * two + rng.normal(size=1000), agreement=0.8)
+    region = dataclasses.replace(_along(0.3 * two + rng.normal(size=1000)), history=[], significance=6.0)
+    assert unreproducible.bimodality > reproducible.bimodality > region.bimodality and region.reproducible()
+    assert _kept([unreproducible, region, reproducible], AGREEMENT) is reproducible
+    assert _kept([unreproducible, region], AGREEMENT) is region
+    assert _kept([unreproducible, _along(rng.normal(size=1000), agreement=0.3)], AGREEMENT) is unreproducible
 
 
 @pytest.mark.parametrize("known_noise", [False, True], ids=["plain mixture", "each coordinate's noise known"])

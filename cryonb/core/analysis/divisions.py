@@ -30,9 +30,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..variability import SIGNIFICANCE, VariabilityComponent, variability_component
+from ..variability import AGREEMENT, VariabilityComponent, variability_component
 
-AGREEMENT = 0.5  # a first filter for an iterated component: noise alone agrees above 0.5 on thousands of images, and spreads as one group
 MIN_PARTICLES = 100
 POOL = 0.5  # two clusters' components alike at this |cosine| or more are one difference: their groups are pooled
 
@@ -82,17 +81,13 @@ def divides(component: VariabilityComponent, agreement: float = AGREEMENT) -> bo
     """Whether ``component`` is reproducible (its halves agree at ``agreement`` or more; a region: its
     significance is ``SIGNIFICANCE`` or more) and the particles fall along it
     into two groups rather than one spread (its bimodality is above 0)."""
-    if component.significance is not None:
-        reproducible = component.significance >= SIGNIFICANCE
-    else:
-        reproducible = component.agreement >= agreement
-    return bool(reproducible and component.bimodality > 0)
+    return bool(component.reproducible(agreement) and component.bimodality > 0)
 
 
 def divide(particles, members: np.ndarray, cluster: int = 0, *, agreement: float = AGREEMENT, device="cpu", seed: int = 0,
            **options) -> Division:
     """The focused variability of ``particles.subset(members)`` and whether it divides them (:func:`divides`)."""
-    component = variability_component(particles.subset(members), device=device, seed=seed, progress=False, **options)
+    component = variability_component(particles.subset(members), agreement=agreement, device=device, seed=seed, progress=False, **options)
     groups = component.split(seed)
     return Division(int(cluster), np.asarray(members), component, groups, divides(component, agreement))
 
