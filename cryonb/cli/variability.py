@@ -12,7 +12,7 @@ two along it. Writes into OUTDIR:
 
 The component is iterated from random starts, or is a region of the consensus map (the density in
 a ball) that the particles hold more or less of, whichever the particles fall along more clearly
-into two groups. An iterated component whose two random halves disagree (agreement under 0.5) is
+into two groups, a reproducible one before any other. An iterated component whose two random halves disagree (agreement under 0.5) is
 noise, and one along which the particles spread as one group rather than two (bimodality at or
 below 0) is no second state; the command says which: there is then no reproducible difference to
 divide by. Halves that agree are not proof of one: with many particles and few frequencies even
@@ -36,7 +36,7 @@ def add_args(parser):
     parser.add_argument("--resolution", type=float, default=30.0, help="use frequencies up to this resolution, Å (default: 30)")
     parser.add_argument("--focus", type=float, default=0.1, help="fraction of the voxels the component may occupy (default: 0.1; 1: anywhere)")
     parser.add_argument("--iterations", type=int, default=50, help="most iterations (default: 50)")
-    parser.add_argument("--starts", type=int, default=3, help="random starts; the one whose coordinates fall most clearly into two groups is kept (default: 3)")
+    parser.add_argument("--starts", type=int, default=3, help="random starts; of them and the best region, the most bimodal reproducible one is kept (default: 3)")
     parser.add_argument("--regions", type=int, default=32, help="centres of candidate regions of the consensus, each a ball holding "
                         "3, 6 or 12 %% of its density, kept where significant (default: 32; 0: random starts only)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
