@@ -35,6 +35,7 @@ from benchmarks.suite.sets import ASSEMBLY_CLASSES
 from cryonb.core.analysis.clustering import kmeans
 from cryonb.core.analysis.divisions import divide_clusters, divided_labels
 from cryonb.core.particles import load_particles
+from cryonb.core.variability import RESOLUTION
 
 
 def record_of(d, labels: np.ndarray) -> dict:
@@ -58,6 +59,7 @@ def main(argv=None):
     ap.add_argument("--kmeans", type=int, metavar="K", help="k-means with K clusters on every particle, junk kept (cryonb analyze's)")
     ap.add_argument("--rare-clusters", type=int, metavar="N", help="with --kmeans: divide only the clusters holding N rare particles or more")
     ap.add_argument("--no-pool", action="store_true", help="no pools of groups from several clusters")
+    ap.add_argument("--resolution", type=float, default=RESOLUTION, help=f"the variability's resolution limit, Å (default: {RESOLUTION:g})")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jsonl", type=Path)
@@ -75,11 +77,11 @@ def main(argv=None):
         held, counts = np.unique(clusters[labels == rare], return_counts=True)
         asked = held[counts >= args.rare_clusters]
     divisions = divide_clusters(particles, clusters, clusters=asked, depth=args.depth, min_particles=args.min_particles,
-                                agreement=args.agreement, pool=not args.no_pool, device=args.device)
+                                agreement=args.agreement, pool=not args.no_pool, device=args.device, resolution=args.resolution)
     final = divided_labels(clusters, divisions)
     unpooled = divided_labels(clusters, [d for d in divisions if not d.pooled])  # the clusters' own divisions alone
     record = {"set": args.dataset.name, "system": args.system, "seed": args.seed, "clusters": f"kmeans{args.kmeans}" if args.kmeans else "gmm",
-              "rare_clusters": args.rare_clusters if args.kmeans else None, "pool": not args.no_pool, "depth": args.depth, "agreement": args.agreement,
+              "rare_clusters": args.rare_clusters if args.kmeans else None, "pool": not args.no_pool, "depth": args.depth, "agreement": args.agreement, "resolution": args.resolution,
               "min_particles": args.min_particles, "clusters_rare_recall": metrics.rare_recall(clusters, labels, rare),
               "groups": len(np.unique(final)), "rare_recall": metrics.rare_recall(final, labels, rare), "ari": adjusted_rand_score(labels, final),
               "unpooled_rare_recall": metrics.rare_recall(unpooled, labels, rare), "unpooled_ari": adjusted_rand_score(labels, unpooled),

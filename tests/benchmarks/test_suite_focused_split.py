@@ -38,6 +38,7 @@ def test_each_cluster_is_divided_or_kept_and_the_groups_cover_every_particle(hid
     assert record["groups"] == 5 + sum(d["divided"] for d in record["divisions"])  # one cluster per class but junk
     assert sum(sum(sides) for d in record["divisions"] for sides in d["classes"].values()) == sum(d["n"] for d in record["divisions"])
     assert 0.0 <= record["rare_recall"] <= 1.0 and -1 <= record["ari"] <= 1
+    assert record["resolution"] == 30.0  # the variability's default limit, recorded beside the figures
 
 
 def test_kmeans_clusters_as_analyze_makes_them_junk_kept_and_only_the_rare_ones_asked(hidden_rare_state):
