@@ -46,12 +46,12 @@ def add_args(parser):
 def main(args):
     import numpy as np
 
-    from ..core.analysis.divisions import AGREEMENT, divides
+    from ..core.analysis.divisions import divides
     from ..core.io.atomic import atomic_write
     from ..core.io.mrc import write_map
     from ..core.io.pickles import read_index
     from ..core.particles import save_selection
-    from ..core.variability import variability_component
+    from ..core.variability import AGREEMENT, variability_component
 
     particles = load_input(args, "analyse the variability of")
     if args.ind is not None:
@@ -70,7 +70,7 @@ def main(args):
         written = save_selection(particles.subset(np.flatnonzero(groups == g)), out / f"group_{g}")
         print(f"group {g}: {int((groups == g).sum())} particles: " + ", ".join(str(p) for p in written.values()))
     print(f"{component}; wrote {out}/component.mrc, consensus.mrc, coordinates.npy, coordinates.png")
-    if component.significance is None and component.agreement < AGREEMENT:
+    if not component.reproducible():  # an iterated component: a region is a candidate only where significant
         print(f"note: the halves' components disagree (agreement {component.agreement:.2f} < {AGREEMENT}): "
               "no reproducible difference was found, so the two groups are not meaningful")
     elif not divides(component):
