@@ -54,7 +54,7 @@ def ideal_separation(folder: Path, images: int | None = None, resolution: float 
     (None: all). The two maps differ by one region, so its atoms alone are projected."""
     import torch
 
-    from benchmarks.suite import imaging, sets
+    from benchmarks.suite import imaging
 
     t = dict(np.load(Path(folder) / "truth.npz"))
     rare = np.flatnonzero(t["class"] == RARE)[:images]
