@@ -42,7 +42,7 @@ def record_of(d, labels: np.ndarray) -> dict:
     """One division: its place, size, agreement, bimodality, outcome and true classes on either side."""
     return {"group": f"c{d.cluster}:{d.path}", "pooled": [int(c) for c in d.pooled], "n": int(len(d.members)), **d.component.reproducibility_record,
             "bimodality": round(d.component.bimodality, 4),
-            "smaller_share": round(float(d.groups.mean()), 3), "divided": d.divided, "outliers": int(len(d.component.outliers)),
+            "smaller_share": round(float(d.groups.mean()), 3), "purity": [round(x, 3) for x in d.purity], "divided": d.divided, "outliers": int(len(d.component.outliers)),
             "left_out": int(len(d.component.left_out)),
             "classes": {ASSEMBLY_CLASSES[k]: [int(((labels[d.members] == k) & (d.groups == side)).sum()) for side in (0, 1)]
                         for k in np.unique(labels[d.members]) if k >= 0}}

@@ -18,7 +18,9 @@ below 0) is no second state; the command says which: there is then no reproducib
 divide by. Halves that agree are not proof of one: with many particles and few frequencies even
 images of noise agree (see :mod:`cryonb.core.variability`); the bimodality is the test that tells.
 A region is kept only where its coordinates, measured on two halves of each image's pixels,
-correlate by five standard errors or more, a test noise does not pass.
+correlate by five standard errors or more, a test noise does not pass. Each group's purity is the
+mean probability, over its particles, that they belong to it as the two groups' mixture sees them
+(1: no doubt), an estimate that can be optimistic.
 """
 
 from __future__ import annotations
@@ -65,10 +67,10 @@ def main(args):
     with atomic_write(out / "coordinates.npy") as f:
         np.save(f, component.coordinates)
     component.plot(out / "coordinates.png", title=f"{args.particles.name}: {component.reproducibility}")
-    groups = component.split()
+    groups, purity = component.split(), component.purity()
     for g in (0, 1):
         written = save_selection(particles.subset(np.flatnonzero(groups == g)), out / f"group_{g}")
-        print(f"group {g}: {int((groups == g).sum())} particles: " + ", ".join(str(p) for p in written.values()))
+        print(f"group {g}: {int((groups == g).sum())} particles, purity {purity[g]:.2f}: " + ", ".join(str(p) for p in written.values()))
     print(f"{component}; wrote {out}/component.mrc, consensus.mrc, coordinates.npy, coordinates.png")
     if not component.reproducible():  # an iterated component: a region is a candidate only where significant
         print(f"note: the halves' components disagree (agreement {component.agreement:.2f} < {AGREEMENT}): "

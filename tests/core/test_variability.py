@@ -143,3 +143,21 @@ def test_bimodality_tells_two_groups_from_one_spread(known_noise):
     assert few.bimodality > 0 and len(few.fitted) == 1000 and few.split()[:20].all() and few.split().sum() < 40
     groups = _along(two, noise=noise).split()
     assert groups.sum() < 500 and groups[:200].mean() > 0.8  # 1 is the smaller group, the fifth
+
+
+@pytest.mark.parametrize("known_noise, apart", [(False, 4.0), (True, 2.5)], ids=["plain mixture", "each coordinate's noise known"])
+def test_purity_is_the_share_of_each_group_that_belongs_to_it(known_noise, apart):
+    """Two states ``apart`` spreads apart, the rarer 15 % (with each coordinate's noise known, as for a
+    component from images, 2.5 spreads; a plain mixture needs more to fit them): each group's purity
+    comes within 0.03 of the true share of its particles that are of its state; 12 spreads apart, both are 1."""
+    rng = np.random.default_rng(3)
+    n, rare = 8000, np.arange(8000) < 1200
+    sigma = rng.uniform(0.7, 1.3, n) if known_noise else np.ones(n)
+    noise = sigma**2 if known_noise else None
+    close = _along(np.where(rare, apart, 0.0) + rng.normal(size=n) * sigma, noise=noise)
+    groups, purity = close.split(), close.purity()
+    true = ((~rare[groups == 0]).mean(), rare[groups == 1].mean())
+    assert groups.sum() < n / 2 and 0.6 < purity[1] < purity[0] < 1
+    np.testing.assert_allclose(purity, true, atol=0.03)
+    far = _along(np.where(rare, 12.0, 0.0) + rng.normal(size=n) * sigma, noise=noise)
+    np.testing.assert_allclose(far.purity(), (1.0, 1.0), atol=1e-6)

@@ -18,7 +18,7 @@ too few in each to be found there: groups of different clusters whose components
 
     >>> divisions = divide_clusters(particles, labels, device="cuda")
     >>> for d in divisions:
-    ...     print(d)            # cluster 3: 1,801 particles, agreement 0.85, divided 1,501 / 300
+    ...     print(d)            # cluster 3: 1,801 particles, agreement 0.85, divided 1,501 / 300 (purity 0.97 / 0.88)
     >>> groups = divided_labels(labels, divisions)
 """
 
@@ -48,6 +48,7 @@ class Division:
     divided: bool
     path: str = ""  # which group of which division of the cluster: "" the cluster, "0" its first division's group 0, ...
     pooled: tuple = ()  # a pool's division (``cluster`` is then −1, −2, ...): the clusters whose groups it pools
+    purity: tuple = ()  # how sure each group is, as the groups' mixture sees it (:meth:`VariabilityComponent.purity`)
 
     @property
     def agreement(self) -> float:
@@ -74,6 +75,8 @@ class Division:
 
     def __str__(self) -> str:
         verdict = f"divided {int((self.groups == 0).sum()):,} / {int(self.groups.sum()):,}" if self.divided else "one state"
+        if self.divided and self.purity:
+            verdict += f" (purity {self.purity[0]:.2f} / {self.purity[1]:.2f})"
         return f"{self.name}: {len(self.members):,} particles, {self.component.reproducibility}, {verdict}"
 
 
@@ -89,7 +92,7 @@ def divide(particles, members: np.ndarray, cluster: int = 0, *, agreement: float
     """The focused variability of ``particles.subset(members)`` and whether it divides them (:func:`divides`)."""
     component = variability_component(particles.subset(members), agreement=agreement, device=device, seed=seed, progress=False, **options)
     groups = component.split(seed)
-    return Division(int(cluster), np.asarray(members), component, groups, divides(component, agreement))
+    return Division(int(cluster), np.asarray(members), component, groups, divides(component, agreement), purity=component.purity(seed))
 
 
 def divide_clusters(particles, labels, *, depth: int = 3, min_particles: int = MIN_PARTICLES, pool: bool = True,

@@ -311,7 +311,8 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
                 "group is set apart, the rest left in their groups). "
                 "Group 01 is group 1 of the division of group 0. Outliers: particles whose residual is far above the others' "
                 "(junk, contaminants), counted less. Left out: particles the two groups were fitted without, a group of fewer than "
-                f"{FEW} far out along the component, which is no state.")
+                f"{FEW} far out along the component, which is no state. Purity: over each group's particles, the mean probability "
+                "that they belong to it, as the two groups' mixture sees them (1: no doubt).")
     rows, figures_to_show = [], []
     for d in divisions:
         row = [d.where, d.path or "all", f"{len(d.members):,}", d.component.reproducibility, f"{d.component.bimodality:+.3f}",
@@ -323,7 +324,7 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
             written = [sub / "component.mrc"]
             for g in (0, 1):
                 written += list(save_selection(particles.subset(d.group(g)), sub / f"group_{g}").values())
-            row[7] = f"{int((d.groups == 0).sum()):,} / {int(d.groups.sum()):,}"
+            row[7] = f"{int((d.groups == 0).sum()):,} / {int(d.groups.sum()):,} (purity {d.purity[0]:.2f} / {d.purity[1]:.2f})"
             row[8] = html_link(report, sub / "component.mrc", "component.mrc")
             figures_to_show.append((d, sub, written))
         rows.append(row)
@@ -335,7 +336,8 @@ def _divisions_section(run, report: HtmlReport, folder: Path, labels, divide_kw:
         report.links(written, f"{d.name.capitalize()}: its component and its two groups as selections:")
     return [{"cluster": d.cluster, "pooled": list(d.pooled), "group": d.path, "particles": len(d.members), **d.component.reproducibility_record,
              "bimodality": round(d.component.bimodality, 4), "divided": d.divided,
-             "groups": [int((d.groups == g).sum()) for g in (0, 1)], "outliers": len(d.component.outliers),
+             "groups": [int((d.groups == g).sum()) for g in (0, 1)], "purity": [round(p, 3) for p in d.purity],
+             "outliers": len(d.component.outliers),
              "left_out": len(d.component.left_out)} for d in divisions]
 
 

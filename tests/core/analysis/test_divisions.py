@@ -32,7 +32,7 @@ def test_a_cluster_with_two_states_is_divided_and_one_of_a_single_state_is_not(r
     assert {(0, ""), (0, "0"), (1, "")} <= set(asked) <= {(0, ""), (0, "0"), (0, "1"), (1, "")}  # cluster 2: too small; two deep at most
     mixed, single = asked[0, ""], asked[1, ""]
     assert not asked[0, "0"].divided and asked[0, "0"].name == "cluster 0, group 0"  # the common group, asked again: one state
-    assert mixed.divided and "divided" in str(mixed)
+    assert mixed.divided and "divided" in str(mixed) and f"(purity {mixed.purity[0]:.2f} / {mixed.purity[1]:.2f})" in str(mixed)
     rare_group = mixed.group(1)
     assert state[rare_group].mean() > 0.5 and state[mixed.group(0)].mean() < 0.1  # a fifth of the cluster is rare
     assert not single.divided and "one state" in str(single)
@@ -159,11 +159,13 @@ def test_analyze_run_divides_its_clusters_and_writes_selections(rare_state, tmp_
     summary = json.loads((tmp_path / "summary.json").read_text())["divisions"]
     assert summary[0] == {"cluster": 0, "pooled": [], "group": "", "particles": 1600, "agreement": summary[0]["agreement"],
                           "significance": summary[0]["significance"], "bimodality": summary[0]["bimodality"], "divided": True,
-                          "groups": [1600 - len(smaller), len(smaller)], "outliers": 0, "left_out": 0}
+                          "groups": [1600 - len(smaller), len(smaller)], "purity": summary[0]["purity"], "outliers": 0, "left_out": 0}
     assert (summary[0]["agreement"] or 0) >= 0.5 or summary[0]["significance"] >= 5
+    rare_share = state[smaller].mean()  # the group's purity as its mixture sees it: 0.83 where 0.69 of it is rare (an estimate, optimistic here)
+    assert 0.5 < summary[0]["purity"][1] <= 1 and abs(summary[0]["purity"][1] - rare_share) < 0.2, (summary[0]["purity"], rare_share)
     assert summary[0]["bimodality"] > 0
     report = (tmp_path / "report.html").read_text()
-    assert "Clusters that hide two states" in report and "kmeans1/divisions/cluster_000/group_1.star" in report
+    assert "Clusters that hide two states" in report and "kmeans1/divisions/cluster_000/group_1.star" in report and "(purity " in report
     assert "divisions" in out.timings
 
 
