@@ -209,10 +209,8 @@ class VariabilityComponent:
         along the component, near 0.5). A model's estimate: on the benchmark suite's rare state it came
         within 0.07 of the share of the group that is the rare state (0.75 against 0.80 at SNR 0.01), on a
         small simulated hinge 0.83 against 0.69 (optimistic where the coordinates are not two Gaussians)."""
-        labels, _, posterior = self._mixture(2, seed)
-        flip = labels.sum() > len(labels) / 2
-        groups, own = (1 - labels, posterior[:, ::-1]) if flip else (labels, posterior)
-        return tuple(float(own[groups == g, g].mean()) if (groups == g).any() else float("nan") for g in (0, 1))
+        groups, certainty = self.split(seed), self._mixture(2, seed)[2].max(1)  # each in its most probable group
+        return tuple(float(certainty[groups == g].mean()) if (groups == g).any() else float("nan") for g in (0, 1))
 
     @cached_property
     def bimodality(self) -> float:
