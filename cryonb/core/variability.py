@@ -140,7 +140,7 @@ class VariabilityComponent:
     starts: list = field(default_factory=list)  # each candidate's (agreement or significance, bimodality); the most bimodal reproducible one kept
     significance: float | None = None  # a region's (_Alternation.best_region); None for a component iterated from a start
     noise: np.ndarray | None = None  # each coordinate's noise variance (N,), from its image; None: unknown, a plain mixture
-    _fits: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # (groups, seed) -> (groups, BIC per particle, posterior)
+    _fits: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # (groups, seed) -> (each particle's group probabilities, BIC per particle)
 
     @property
     def outliers(self) -> np.ndarray:
@@ -157,7 +157,7 @@ class VariabilityComponent:
         kept = np.delete(np.arange(n), self.outliers) if len(self.outliers) < n - 2 else np.arange(n)
         for _ in range(FEW):  # each pass leaves out one group (on the suite: none in 134 of 165 divisions, at most 9 particles)
             fit = self._fit(2, kept)
-            labels = fit[0][kept]
+            labels = fit[0][kept].argmax(1)
             few = kept[labels == np.argmin(np.bincount(labels, minlength=2))]
             if not 0 < len(few) < FEW or len(kept) - len(few) < FEW:
                 self._fits[2, 0] = fit  # the two groups split() and bimodality use
@@ -170,19 +170,19 @@ class VariabilityComponent:
         """Positions of the particles that counted fully but were left out of the groups' fit (:attr:`fitted`)."""
         return np.setdiff1d(np.setdiff1d(np.arange(len(self.coordinates)), self.fitted), self.outliers)
 
-    def _mixture(self, groups: int, seed: int = 0) -> tuple[np.ndarray, float, np.ndarray]:
-        """Each particle's group in a mixture of ``groups`` fitted to the :attr:`fitted` particles, the
-        fit's Bayesian information criterion per particle fitted, and each particle's probability of each group."""
+    def _mixture(self, groups: int, seed: int = 0) -> tuple[np.ndarray, float]:
+        """Each particle's probability of each group (N, groups) in a mixture of ``groups`` fitted to the
+        :attr:`fitted` particles, and the fit's Bayesian information criterion per particle fitted."""
         kept = self.fitted
         if (groups, seed) not in self._fits:  # split() and bimodality share the two-group fit
             self._fits[groups, seed] = self._fit(groups, kept, seed)
         return self._fits[groups, seed]
 
-    def _fit(self, groups: int, kept: np.ndarray, seed: int = 0) -> tuple[np.ndarray, float, np.ndarray]:
+    def _fit(self, groups: int, kept: np.ndarray, seed: int = 0) -> tuple[np.ndarray, float]:
         """A mixture of ``groups`` fitted to the standardised coordinates of ``kept``: with each
         coordinate's noise variance where it is known (:class:`~cryonb.core.analysis.noisy_mixture.NoisyMixture`,
         an outlier's taken to be as much larger as it counted less), a plain Gaussian mixture otherwise;
-        every particle's most probable group, the BIC per particle fitted and every particle's probability of each group."""
+        every particle's probability of each group and the BIC per particle fitted."""
         scale = max(float(self.coordinates.std()), 1e-30)
         z = (self.coordinates - self.coordinates.mean()) / scale
         if self.noise is None:
@@ -196,11 +196,11 @@ class VariabilityComponent:
             variance = self.noise / scale**2 / (1.0 if self.trust is None else self.trust)
             mixture = NoisyMixture.fit(z[kept], variance[kept], groups)
             posterior, bic = mixture.posterior(z, variance), mixture.bic(z[kept], variance[kept])
-        return posterior.argmax(1), float(bic) / len(kept), posterior
+        return posterior, float(bic) / len(kept)
 
     def split(self, seed: int = 0) -> np.ndarray:
         """Two groups along the component (0, 1; 1 the smaller), each particle in its most probable one."""
-        labels = self._mixture(2, seed)[0]
+        labels = self._mixture(2, seed)[0].argmax(1)
         return labels if labels.sum() <= len(labels) / 2 else 1 - labels
 
     def purity(self, seed: int = 0) -> tuple[float, float]:
@@ -209,7 +209,7 @@ class VariabilityComponent:
         along the component, near 0.5). A model's estimate: on the benchmark suite's rare state it came
         within 0.07 of the share of the group that is the rare state (0.75 against 0.80 at SNR 0.01), on a
         small simulated hinge 0.83 against 0.69 (optimistic where the coordinates are not two Gaussians)."""
-        groups, certainty = self.split(seed), self._mixture(2, seed)[2].max(1)  # each in its most probable group
+        groups, certainty = self.split(seed), self._mixture(2, seed)[0].max(1)  # each in its most probable group
         return tuple(float(certainty[groups == g].mean()) if (groups == g).any() else float("nan") for g in (0, 1))
 
     @cached_property
