@@ -34,6 +34,23 @@ from .projection import plane_coordinates, shift_images_ft
 OVERSAMPLING = 2
 
 
+def ordered_index_add(target: torch.Tensor, index: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``target.index_add_(0, index, source)`` with each index's values summed in the same order every
+    run. On a GPU the plain call adds them atomically, in an order that changes from run to run: an
+    analysis that iterates on such sums then drifts apart from the same inputs and seed (on the
+    benchmark suite, one run of :func:`cryonb.core.variability.variability_component`'s divisions
+    recalled 0.44 of a rare state, the same run again 0.35). PyTorch's deterministic algorithm sorts
+    the indices first."""
+    if not target.is_cuda:
+        return target.index_add_(0, index, source)
+    enabled, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return target.index_add_(0, index, source)
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
 @dataclass
 class Reconstruction:
     """A map (D, D, D) and, for gold-standard FSC, the maps of two random halves of the data."""
@@ -70,10 +87,12 @@ class FourierAccumulator:
     axis so that the trilinear corners of every frequency up to Nyquist (index ``0`` to
     ``2 * D + 1``) are in range without bounds checks. With ``radius`` (pixels of frequency), only the
     image pixels that close to the centre are inserted (those further out hold nothing the caller uses).
+    With ``ordered``, every run sums in the same order (:func:`ordered_index_add`), for analyses that
+    iterate on the sums; a map made once differs between runs only in its last bits without it.
     """
 
-    def __init__(self, D: int, n_maps: int = 1, device=None, radius: float | None = None):
-        self.D, self.n_maps = D, n_maps
+    def __init__(self, D: int, n_maps: int = 1, device=None, radius: float | None = None, ordered: bool = False):
+        self.D, self.n_maps, self.ordered = D, n_maps, ordered
         self.size = OVERSAMPLING * D
         self.G = self.size + 2
         self.sums = torch.zeros(n_maps * self.G**3, 3, device=device)
@@ -107,7 +126,8 @@ class FourierAccumulator:
         wx, wy, wz = (torch.stack([1 - frac[..., i], frac[..., i]], dim=-1) for i in range(3))
         trilinear = (wz[..., :, None, None] * wy[..., None, :, None] * wx[..., None, None, :]).flatten(-3)  # (B, P, 8)
         rows = torch.stack([values.real, values.imag, weights], dim=-1)[:, :, None, :] * trilinear[..., None]
-        self.sums.index_add_(0, (base[..., None] + self.corner_offsets).flatten(), rows.reshape(-1, 3).to(self.sums.dtype))
+        index, rows = (base[..., None] + self.corner_offsets).flatten(), rows.reshape(-1, 3).to(self.sums.dtype)
+        ordered_index_add(self.sums, index, rows) if self.ordered else self.sums.index_add_(0, index, rows)
 
     def volume(self, maps: list[int], wiener: float) -> torch.Tensor:
         """Real-space map (D, D, D) of the summed grids ``maps``: Wiener ratio, cropped, gridding-corrected."""

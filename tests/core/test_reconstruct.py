@@ -50,6 +50,21 @@ def test_a_radius_inserts_fewer_pixels_and_the_same_sums_for_images_zero_beyond_
     assert torch.allclose(limited.sums, whole.sums, atol=1e-4)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="atomic adds sum in a changing order only on a GPU")
+def test_an_ordered_accumulator_sums_the_same_bits_every_run_and_leaves_the_global_setting_as_it_was():
+    D, B = 64, 256
+    g = torch.Generator().manual_seed(1)
+    rotations = random_rotations(B, g).cuda()
+    images = torch.complex(torch.randn(B, D, D, generator=g), torch.randn(B, D, D, generator=g)).cuda()
+    ctf, maps = torch.randn(B, D, D, generator=g).cuda(), torch.zeros(B, dtype=torch.long, device="cuda")
+    runs = [FourierAccumulator(D, device="cuda", ordered=True) for _ in range(3)] + [FourierAccumulator(D, device="cuda")]
+    for grid in runs:
+        grid.insert(images, ctf, rotations, maps)
+    assert all(torch.equal(runs[0].sums, grid.sums) for grid in runs[1:3])
+    torch.testing.assert_close(runs[0].sums, runs[3].sums, rtol=1e-4, atol=1e-3)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
 def test_an_image_weight_counts_as_that_many_copies():
     D, B = 12, 4
     g = torch.Generator().manual_seed(1)
