@@ -127,7 +127,10 @@ class FourierAccumulator:
         trilinear = (wz[..., :, None, None] * wy[..., None, :, None] * wx[..., None, None, :]).flatten(-3)  # (B, P, 8)
         rows = torch.stack([values.real, values.imag, weights], dim=-1)[:, :, None, :] * trilinear[..., None]
         index, rows = (base[..., None] + self.corner_offsets).flatten(), rows.reshape(-1, 3).to(self.sums.dtype)
-        ordered_index_add(self.sums, index, rows) if self.ordered else self.sums.index_add_(0, index, rows)
+        if self.ordered:
+            ordered_index_add(self.sums, index, rows)
+        else:
+            self.sums.index_add_(0, index, rows)
 
     def volume(self, maps: list[int], wiener: float) -> torch.Tensor:
         """Real-space map (D, D, D) of the summed grids ``maps``: Wiener ratio, cropped, gridding-corrected."""
