@@ -1,6 +1,6 @@
 """A hidden ReLU layer's products with cuBLASLt's ReLU epilogues against torch's (one GPU): a negative result.
 
-    python benchmarks/bench_cublaslt.py [--rows 205600] [--width 1024] [--jsonl out.jsonl]
+    python -m benchmarks.bench_cublaslt [--rows 205600] [--width 1024] [--jsonl out.jsonl]
 
 The decoder's layers at D = 128 and batch 32 multiply (rows = 32 × 6,425 pixels, width) activations
 by (width, width) weights. Each form of a layer's forward and backward pass is timed with CUDA

@@ -1,6 +1,6 @@
 """The decoder's first-layer features from one kernel (cryonb.core.kernels.encoded_features) against torch's passes.
 
-    python benchmarks/bench_features.py [--jsonl out.jsonl] [--sweep]
+    python -m benchmarks.bench_features [--jsonl out.jsonl] [--sweep]
 
 At D = 128 the decoder's first layer reads ``[sin φ, cos φ, z, 0…]`` for the 6,425 frequencies of
 each image: 192 gaussian phases, then the latent and zeros to a whole number of 16-byte rows.

@@ -3,7 +3,7 @@
 One hidden layer's forward and backward passes in bfloat16 (:class:`~cryonb.core.nets.FoldedReLU`, the
 layer-by-layer form) against the same layer with its products in FP8:
 
-    python benchmarks/bench_fp8.py [--rows 102800 205600] [--width 1024] [--jsonl out.jsonl]
+    python -m benchmarks.bench_fp8 [--rows 102800 205600] [--width 1024] [--jsonl out.jsonl]
 
 The decoder's residual hidden layers at D = 128 multiply (rows = batch × 6,425 pixels, width)
 activations by (width, width) weights. The FP8 form is the usual "tensorwise" recipe with dynamic

@@ -1,6 +1,6 @@
 """The fused ReLU-gradient product (cryonb.core.kernels.relu_grad_matmul) against torch's three passes.
 
-    python benchmarks/bench_relu_grad.py [--jsonl out.jsonl] [--sweep]
+    python -m benchmarks.bench_relu_grad [--jsonl out.jsonl] [--sweep]
 
 Between two of the decoder's ReLU layers the backward pass computes ``(g W) ⊙ (h > 0)`` and its
 column sums (the lower layer's bias gradient). torch does it as a product, ``threshold_backward``

@@ -1,7 +1,7 @@
 """Step speed with cryonb's fused decoder layers against autograd's, at D = 128 (one GPU).
 
-    python benchmarks/bench_residual.py --batches 16 32 64 128 --jsonl out.jsonl
-    python benchmarks/bench_residual.py --profile 32 [--layers fused]    # where an eager step's GPU time goes
+    python -m benchmarks.bench_residual --batches 16 32 64 128 --jsonl out.jsonl
+    python -m benchmarks.bench_residual --profile 32 [--layers fused]    # where an eager step's GPU time goes
 
 Forms of the default GPU model (1024×3 residual, zdim 8, CUDA graphs, bfloat16), each trained on
 random images, an epoch of warm-up and then two timed epochs:
