@@ -29,10 +29,10 @@ def documented_commands() -> set[tuple[str, str]]:
     return found
 
 
-def absolute_imports(script: Path) -> set[str]:
-    """The top-level names of the script's absolute imports, anywhere in it."""
+def absolute_imports(source: str) -> set[str]:
+    """The top-level names of a script's absolute imports, anywhere in its ``source``."""
     names = set()
-    for node in ast.walk(ast.parse(script.read_text())):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -49,11 +49,16 @@ def test_the_docs_name_benchmark_commands():
 
 @pytest.mark.parametrize("kind, target", COMMANDS, ids=[target for _, target in COMMANDS])
 def test_each_documented_command_finds_its_imports(kind, target):
-    script = REPO / target if kind == "path" else REPO / (target.replace(".", "/") + ".py")
-    assert script.is_file(), f"{target} is documented but {script.relative_to(REPO)} does not exist"
-    imports = absolute_imports(script)
     if kind == "path":
-        roots_itself = "sys.path.insert" in script.read_text()
+        script = REPO / target
+    else:  # a module, or a package run through its __main__
+        module = REPO / target.replace(".", "/")
+        script = module / "__main__.py" if module.is_dir() else module.with_suffix(".py")
+    assert script.is_file(), f"{target} is documented but {script.relative_to(REPO)} does not exist"
+    source = script.read_text()
+    imports = absolute_imports(source)
+    if kind == "path":
+        roots_itself = "sys.path.insert" in source
         assert roots_itself or not imports & LOCAL_PACKAGES, (
             f"`python {target}` cannot import {sorted(imports & LOCAL_PACKAGES)}: document it as "
             f"`python -m {target[:-3].replace('/', '.')}`")
