@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmarks.suite.report import HEADLINE, read
+from benchmarks.suite.report import HEADLINE, kind, read
 
 #: The discrete sets' headline: the mixture's ARI over ten starts (one start's is a lottery).
 LATENT = {"continuous": HEADLINE["continuous"], "discrete": "gmm_ari_seeds"}
-PANELS = (("latents", None), ("maps: per-image FSC AUC", "fsc_auc_mean"))
+TITLES = {"latents": "latents: |Spearman| of PC1; assembly: mixture ARI (ten starts)", "maps": "maps: per-image FSC AUC"}
 
 
 def mean_final(records, set_name: str, metric: str) -> float | None:
@@ -33,12 +33,11 @@ def rows(conditions: list[tuple[str, Path, Path]]) -> list[dict]:
     for condition, ours, theirs in conditions:
         cryonb, cryodrgn = read([ours]), read([theirs])
         for set_name in sorted({r["set"] for r in cryonb} & {r["set"] for r in cryodrgn}):
-            kind = "continuous" if "spearman_pc1" in next(r for r in cryonb if r["set"] == set_name)["final"] else "discrete"
-            latent = LATENT[kind]
+            latent = LATENT[kind(next(r for r in cryonb if r["set"] == set_name))]
+            metrics = {"latents": latent, "maps": "fsc_auc_mean"}
             out.append({"row": f"{set_name}, {condition}", "latent": latent,
-                        **{f"{system}_{panel}": mean_final(records, set_name, metric or latent)
-                           for system, records in (("cryonb", cryonb), ("cryodrgn", cryodrgn))
-                           for panel, metric in zip(("latents", "maps"), (None, "fsc_auc_mean"))}})
+                        **{f"{system}_{panel}": mean_final(records, set_name, metric)
+                           for system, records in (("cryonb", cryonb), ("cryodrgn", cryodrgn)) for panel, metric in metrics.items()}})
     return out
 
 
@@ -50,7 +49,7 @@ def draw(table: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.36 * len(table) + 1.6), sharey=True)
     y = range(len(table))[::-1]
-    for ax, (title, _), panel in zip(axes, PANELS, ("latents", "maps")):
+    for ax, panel in zip(axes, TITLES):
         for yi, row in zip(y, table):
             a, b = row[f"cryodrgn_{panel}"], row[f"cryonb_{panel}"]
             if a is not None and b is not None:
@@ -58,7 +57,7 @@ def draw(table: list[dict], path: Path) -> None:
         for system, colour, label in (("cryodrgn", "0.45", "cryoDRGN 4.3.1 defaults"), ("cryonb", "C0", "cryonb defaults")):
             points = [(row[f"{system}_{panel}"], yi) for yi, row in zip(y, table) if row[f"{system}_{panel}"] is not None]
             ax.scatter(*zip(*points), color=colour, s=28, zorder=2, label=label)
-        ax.set_title(title if panel == "maps" else "latents: |Spearman| of PC1; assembly: mixture ARI (ten starts)", fontsize=9)
+        ax.set_title(TITLES[panel], fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(list(y), [row["row"] for row in table], fontsize=8)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=8, frameon=False)
