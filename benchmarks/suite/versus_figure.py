@@ -56,7 +56,7 @@ def draw(table: list[dict], path: Path) -> None:
                 ax.plot([a, b], [yi, yi], color="0.75", lw=2, zorder=1)
         for system, colour, label in (("cryodrgn", "0.45", "cryoDRGN 4.3.1 defaults"), ("cryonb", "C0", "cryonb defaults")):
             points = [(row[f"{system}_{panel}"], yi) for yi, row in zip(y, table) if row[f"{system}_{panel}"] is not None]
-            ax.scatter(*zip(*points), color=colour, s=28, zorder=2, label=label)
+            ax.scatter(*(zip(*points) if points else ([], [])), color=colour, s=28, zorder=2, label=label)
         ax.set_title(TITLES[panel], fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(list(y), [row["row"] for row in table], fontsize=8)
@@ -76,6 +76,9 @@ def main(argv=None) -> list[dict]:
         paths = files.split(",")
         if not sep or len(paths) != 2:
             ap.error(f"{spec!r}: expected LABEL=CRYONB.jsonl,CRYODRGN.jsonl")
+        for path in paths:
+            if not Path(path).is_file():
+                ap.error(f"{path}: no such file (in {spec!r})")
         conditions.append((label, Path(paths[0]), Path(paths[1])))
     table = rows(conditions)
     for row in table:

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from benchmarks.suite import versus_figure
 
 
@@ -35,9 +37,18 @@ def test_rows_average_seeds_and_take_the_mixture_over_ten_starts(tmp_path):
     assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_malformed_condition_is_named(tmp_path, capsys):
-    import pytest
-
+def test_a_malformed_condition_or_a_missing_file_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         versus_figure.main([str(tmp_path / "x.png"), "D 128=only-one.jsonl"])
     assert "expected LABEL=CRYONB.jsonl,CRYODRGN.jsonl" in capsys.readouterr().err
+    ours = write(tmp_path / "ours.jsonl", [continuous("cryonb", 0.96, 0.18)])
+    with pytest.raises(SystemExit):
+        versus_figure.main([str(tmp_path / "x.png"), f"D 128={ours},{tmp_path / 'absent.jsonl'}"])
+    assert f"{tmp_path / 'absent.jsonl'}: no such file" in capsys.readouterr().err
+
+
+def test_a_panel_no_run_scored_is_drawn_empty(tmp_path):
+    ours = write(tmp_path / "ours.jsonl", [discrete("cryonb", 0.9)])
+    theirs = write(tmp_path / "theirs.jsonl", [discrete("cryodrgn-4.3.1", 0.8)])
+    (row,) = versus_figure.main([str(tmp_path / "x.png"), f"D 64={ours},{theirs}"])
+    assert (row["cryonb_maps"], row["cryodrgn_maps"]) == (None, None) and (tmp_path / "x.png").is_file()
