@@ -24,6 +24,7 @@ class Latents:
     z: torch.Tensor  # (B, zdim) what the decoder sees
     mu: torch.Tensor  # (B, zdim) the particle's latent mean
     prior: torch.Tensor  # (B,) the regularising penalty
+    features_error: torch.Tensor | None = None  # (B,) squared error of z's linear prediction of the encoder's fixed features
 
 
 class SliceFilters(nn.Module):
@@ -62,22 +63,27 @@ class Encoder(nn.Module):
     mostly noise). With ``phase_flip`` it reads each image times the sign of its CTF, so that a
     feature of the map has one sign in every image whatever the defocus. With ``slices`` it also
     reads the image's correlations with learned 3D filters at its pose (:class:`SliceFilters`).
+    With ``features`` it also reads that many fixed numbers per particle, a table (n_particles,
+    features) filled before training (:func:`cryonb.core.region_features.region_features`).
     Its prior penalty is KL(N(mu, σ²) ‖ N(0, I)).
     """
 
     has_table = False
 
     def __init__(self, pixels: torch.Tensor, zdim: int, width: int = 256, depth: int = 3, residual: bool = False,
-                 phase_flip: bool = False, slices: SliceFilters | None = None):
+                 phase_flip: bool = False, slices: SliceFilters | None = None, features: int = 0, n_particles: int = 0):
         super().__init__()
         self.zdim, self.phase_flip, self.slices = zdim, phase_flip, slices
         self.register_buffer("pixels", pixels, persistent=False)
-        inputs = 2 * len(pixels) + (slices.n if slices is not None else 0)
+        self.register_buffer("features", torch.zeros(n_particles if features else 0, features), persistent=bool(features))
+        inputs = 2 * len(pixels) + (slices.n if slices is not None else 0) + features
+        self.predict = nn.Linear(zdim, features) if features else None  # z must hold what the features hold
         self.net = (residual_mlp if residual else mlp)(inputs, width, depth, 2 * zdim)
 
-    def gaussian(self, images: torch.Tensor, ctf: torch.Tensor | None = None,
-                 rotations: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance (B, zdim) for images (B, P), their CTF (B, P; a scalar when none) and poses."""
+    def gaussian(self, images: torch.Tensor, ctf: torch.Tensor | None = None, rotations: torch.Tensor | None = None,
+                 idx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance (B, zdim) for images (B, P), their CTF (B, P; a scalar when none), poses and
+        positions ``idx`` in the particle set (read only with ``features``)."""
         if (self.phase_flip or self.slices is not None) and ctf is None:
             raise ValueError("this encoder reads the images' CTF: pass it")
         x = torch.view_as_real((images * ctf.sign() if self.phase_flip else images)[:, self.pixels]).flatten(1)
@@ -86,16 +92,19 @@ class Encoder(nn.Module):
                 raise ValueError("this encoder reads the images' poses: pass their rotations")
             stats = self.slices(images, rotations, ctf)
             x = torch.cat([x, stats.to(x.dtype)], dim=1)
+        if self.features.shape[1]:
+            x = torch.cat([x, self.features[idx].to(x.dtype)], dim=1)
         out = self.net(x).float()
         return out[:, : self.zdim], out[:, self.zdim :].clamp(-20, 10)
 
     def forward(self, idx, images, noise: torch.Tensor | None = None, rotations=None, ctf=None) -> Latents:
-        mu, logvar = self.gaussian(images, ctf, rotations)
+        mu, logvar = self.gaussian(images, ctf, rotations, idx)
         z = mu if noise is None else mu + noise * torch.exp(0.5 * logvar)
-        return Latents(z, mu, gaussian_kl(mu, logvar))
+        error = None if self.predict is None else (self.predict(mu) - self.features[idx]).pow(2).sum(-1)
+        return Latents(z, mu, gaussian_kl(mu, logvar), error)
 
     def means(self, idx, images, rotations=None, ctf=None) -> torch.Tensor:
-        return self.gaussian(images, ctf, rotations)[0]
+        return self.gaussian(images, ctf, rotations, idx)[0]
 
 
 class LatentTable(nn.Module):

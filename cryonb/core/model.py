@@ -209,6 +209,7 @@ class ModelOutput:
     target: torch.Tensor  # (B, P) the images, re-centred by the pose source's shifts
     mu: torch.Tensor | None  # (B, zdim) latent means
     prior: torch.Tensor | None  # (B,) the latent source's penalty
+    features_error: torch.Tensor | None = None  # (B,) how far z's prediction of fixed per-particle features falls
 
 
 class HeterogeneousModel(nn.Module):
@@ -250,16 +251,16 @@ class HeterogeneousModel(nn.Module):
         rotations, shifts = self.poses(idx, rotations)
         if shifts is not None:
             images = recentre(images, self.coords, shifts, self.decoder.D)
-        z = mu = prior = None
+        z = mu = prior = features_error = None
         if self.latents is not None:
             latents = self.latents(idx, images, noise, rotations=rotations, ctf=ctf)
-            z, mu, prior = latents.z, latents.mu, latents.prior
+            z, mu, prior, features_error = latents.z, latents.mu, latents.prior, latents.features_error
         coords = self.coords if pixels is None else self.coords[pixels]
         target = images if pixels is None else images[:, pixels]
         if pixels is not None and ctf.ndim:
             ctf = ctf[:, pixels]
         pred = self.decoder(coords.to(rotations.dtype) @ rotations, z) * ctf
-        return ModelOutput(pred, target, mu, prior)
+        return ModelOutput(pred, target, mu, prior, features_error)
 
     def embed(self, idx, images, rotations, ctf=None, latents: nn.Module | None = None) -> torch.Tensor:
         """Latent means (B, zdim) of the particles at ``idx`` (read by ``latents``, default the model's own)."""

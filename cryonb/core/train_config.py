@@ -44,6 +44,13 @@ class TrainConfig:
     # Pixels of frequency the slice filters reach (at most the box's Nyquist). None: 32 from a box of LARGE_BOX
     # up (at D = 128, 16 cost assembly's clusters and 32 did not), 16 below
     slice_radius: int | None = None
+    # The encoder also reads each particle's density in regions of the consensus map around this many points
+    # (cryonb.core.region_features; 0: none), computed once before training, and with region_weight > 0 z predicts
+    # them too (a linear head, its squared error per particle weighted as the KL term is). None: 0. On the suite, read
+    # alone they did not reach z; predicted at weight 10 (D = 64) z held the rare state but the other clusters and
+    # the maps fell (docs/benchmarks.md, "The encoder reads regions of the consensus"): not yet a default
+    regions: int | None = None
+    region_weight: float = 0.0
     box: int | None = None  # Fourier-crop the images to this box first
     batch_size: int | None = None  # None: 32 on a GPU, 64 on a CPU
     lr: float | None = None  # None: 3e-4 on a GPU (2e-4 with a pose table), 1e-4 on a CPU
@@ -123,6 +130,12 @@ class TrainConfig:
         elif self.slice_filters and self.poses != "known":
             problems.append("slice_filters read each image at its known pose, and ab initio's pose search has none: "
                             f"leave it 0 with poses {self.poses!r}")
+        if self.regions is not None and self.regions < 0:
+            problems.append(f"regions must be 0 (none) or more (got {self.regions})")
+        elif self.regions and (self.latent_source != "encoder" or self.poses != "known"):
+            problems.append("regions are read by an encoder at each particle's known pose (latents 'encoder', poses 'known'); leave it 0")
+        if self.region_weight < 0 or (self.region_weight and not self.regions):
+            problems.append(f"region_weight must be 0, or more with regions (got {self.region_weight} with regions {self.regions})")
         if self.slice_radius is not None and self.slice_radius < 1:
             problems.append(f"slice_radius must be at least 1 pixel of frequency (got {self.slice_radius})")
         for name in ("enc_width", "enc_depth", "dec_width", "batch_size", "checkpoint_every", "epochs"):
@@ -216,7 +229,8 @@ class TrainConfig:
                        encoder_average=(0.2 if large else 0.0) if self.encoder_average is None else self.encoder_average,
                        beta=(0.0 if large else self.kl_weight) if self.beta is None else self.beta,
                        slice_filters=(32 if measured and box else 0) if self.slice_filters is None else self.slice_filters,
-                       slice_radius=self.slice_radius or default_slice_radius(box))
+                       slice_radius=self.slice_radius or default_slice_radius(box),
+                       regions=0 if self.regions is None else self.regions)
 
     def build_model(self, D: int, n_particles: int) -> HeterogeneousModel:
         """The model this configuration describes, for ``n_particles`` images of box ``D``."""
@@ -234,7 +248,10 @@ class TrainConfig:
             pixels = torch.nonzero(coords[:, :2].norm(dim=-1) <= self.enc_radius * (D // 2)).squeeze(1)
             radius = min(self.slice_radius or default_slice_radius(D), D // 2)
             slices = SliceFilters(coords, self.slice_filters, radius) if self.slice_filters else None
-            latents = Encoder(pixels, self.zdim, self.enc_width, self.enc_depth, self.residual, self.phase_flip, slices)
+            from .region_features import feature_count
+
+            latents = Encoder(pixels, self.zdim, self.enc_width, self.enc_depth, self.residual, self.phase_flip, slices,
+                              feature_count(self.regions) if self.regions else 0, n_particles)
         elif source == "gradient":  # reads the decoder's neutral model
             from .gmm import latents_from_config
 
@@ -272,4 +289,5 @@ CHOICES = {"lr_schedule": (None, *SCHEDULES), "cache_dtype": CACHE_DTYPES, "deco
            "shuffle": ("full", "chunked"), "latents": (None, *LATENT_SOURCES), "poses": POSE_SOURCES, "decoder": DECODERS}
 # Keys added after the first release, with the value that runs written before them used.
 LEGACY_DEFAULTS = {"residual": False, "pe_sigma": math.pi / 2, "lr_schedule": "constant", "decoder_init": "split",
-                   "encoder_average": 0.0, "slice_filters": 0, "slice_radius": 16, "fused_optimizer": False}
+                   "encoder_average": 0.0, "slice_filters": 0, "slice_radius": 16, "fused_optimizer": False,
+                   "regions": 0}

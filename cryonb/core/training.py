@@ -76,6 +76,11 @@ class Trainer(Driven, Checkpointed):
         self._pixels, self._pixel_weight, self._fit_radius = None, 1.0, None  # this step's (None: all), their weight
         self.optimizer = AdamW(self._dense_groups(), weight_decay=config.weight_decay, capturable=self._graphs,
                                fused=self._fused_optimizer)  # no torch._dynamo
+        if config.zdim and config.regions:  # fixed inputs of the encoder, from the images once
+            from .region_features import region_features
+
+            features = region_features(particles, centres=config.regions, device=self.device)
+            self.model.latents.features.copy_(torch.from_numpy(features))
         if config.zdim and config.latent_source == "gradient":  # the features' scale, from the first particles
             from .gmm.setup import prepare
 
@@ -153,7 +158,10 @@ class Trainer(Driven, Checkpointed):
         weight = 1.0 if pixels is None else self._pixel_weight  # per fitted pixel, in the units of the whole half-plane
         error = (error * weight).mean() if torch.is_tensor(weight) else error.mean() * weight
         kl = out.prior.mean() if out.prior is not None else torch.zeros((), device=self.device)
-        return error + self.config.kl_weight * kl / len(self.data.half), error, kl
+        loss = error + self.config.kl_weight * kl / len(self.data.half)
+        if out.features_error is not None:  # per particle, as the KL term is
+            loss = loss + self.config.region_weight * out.features_error.float().mean() / len(self.data.half)
+        return loss, error, kl
 
     def step(self) -> float:
         """One optimisation step on the next batch; returns the loss."""
