@@ -4,7 +4,7 @@ A subunit that a few percent of the particles lack is one region of the map, but
 reads pixels must learn to see it anew in every view, and learns it only once the decoder already
 draws the difference (:class:`~cryonb.core.latents.SliceFilters` start random, so the two wait on
 each other). These features need no training: the consensus map of all particles, soft balls of its
-density around points spread over the molecule (:func:`cryonb.core.variability._regions`: 32
+density around points spread over the molecule (``cryonb.core.variability._regions``: 32
 points, each ball holding 3, 6 or 12 % of the density), and for each particle and ball the
 least-squares amount of the ball's CTF-modulated slice at the particle's pose in what its image holds
 beyond the consensus's slice, up to ``RESOLUTION``, in units of that amount's noise σ.
