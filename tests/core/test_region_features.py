@@ -8,7 +8,7 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from sklearn.model_selection import cross_val_predict
 
 from cryonb.core.errors import InputError
-from cryonb.core.phantoms import hinge, lacking_a_subunit
+from cryonb.core.phantoms import hinge
 from cryonb.core.region_features import feature_count, region_features
 from cryonb.core.simulate import simulate
 from cryonb.core.training import Trainer, TrainConfig
@@ -16,13 +16,6 @@ from cryonb.core.training import Trainer, TrainConfig
 D = 32
 TINY = dict(zdim=2, enc_width=32, enc_depth=2, dec_width=32, dec_depth=2, batch_size=50, lr=1e-3)
 
-
-@pytest.fixture(scope="module")
-def rare_state():
-    """1,000 particles, a fifth of them lacking a tenth of the mass, at SNR 0.1 with CTF and shifts."""
-    full = hinge(D)
-    return simulate(torch.stack([full, lacking_a_subunit(full)]), 1000, D=D, snr=0.1, proportions=[0.8, 0.2],
-                    shift_sigma=1.0, seed=3, progress=False)
 
 
 def _probe(features: np.ndarray, labels: np.ndarray) -> float:

@@ -7,18 +7,12 @@ from sklearn.metrics import roc_auc_score
 
 from cryonb.core.errors import InputError
 from cryonb.core.fourier import fft3_center, ifft3_center, shell_index
-from cryonb.core.phantoms import hinge, lacking_a_subunit
+from cryonb.core.phantoms import hinge
 from cryonb.core.simulate import simulate
 from cryonb.core.variability import AGREEMENT, VariabilityComponent, _kept, variability_component
 
 D = 32
 
-
-@pytest.fixture(scope="module")
-def rare_state():
-    """1,000 particles, a fifth of them lacking a tenth of the mass, at SNR 0.1 with CTF and shifts."""
-    full = hinge(D)
-    return simulate(torch.stack([full, lacking_a_subunit(full)]), 1000, D=D, snr=0.1, proportions=[0.8, 0.2], shift_sigma=1.0, seed=3, progress=False)
 
 
 def test_a_rare_missing_subunit_is_found_from_a_random_start(rare_state):
