@@ -285,9 +285,10 @@ class Checkpointed:
         clean_partial_writes(run_dir)
         if config.cache_dir is None:  # a streamed run reuses the cache in its folder
             config = replace(config, cache_dir=str(run_dir / "cache"))
-        trainer = cls(particles, config, run_dir=None, data=data)
-        trainer.run_dir = run_dir
         found = find_checkpoint(run_dir)
+        saved = found[1].get("model", {}).get("latents.features") if found is not None else None
+        trainer = cls(particles, config, run_dir=None, data=data, region_features=saved)  # saved: not computed again
+        trainer.run_dir = run_dir
         if found is not None:
             path, state = found
             try:

@@ -47,14 +47,15 @@ class Trainer(Driven, Checkpointed):
     """
 
     def __init__(self, particles, config: TrainConfig | None = None, run_dir: str | os.PathLike | None = None, *,
-                 data=None, **overrides):
+                 data=None, region_features=None, **overrides):
         config = TrainConfig(**{**asdict(config or TrainConfig()), **overrides}).validate()
         self.dist = Distributed.from_environment()
         self.device = resolve_device(config.device, self.dist)
         self.particles = particles
         self.run_dir = None if run_dir is None else Path(run_dir)
         torch.manual_seed(config.seed)
-        # ``data``: these particles' prepared images at this box and device, shared (another trainer's)
+        # ``data``: these particles' prepared images at this box and device, shared (another trainer's);
+        # ``region_features``: the encoder's fixed inputs when already known (a checkpoint's), else computed here
         self.data = data if data is not None else image_data(particles, config, self.device, self.run_dir)
         self.config = config = config.for_device(self.device, self.data.D)  # the open choices, for this device and box
         self.model = config.build_model(self.data.D, len(self.data)).to(self.device)
@@ -76,11 +77,12 @@ class Trainer(Driven, Checkpointed):
         self._pixels, self._pixel_weight, self._fit_radius = None, 1.0, None  # this step's (None: all), their weight
         self.optimizer = AdamW(self._dense_groups(), weight_decay=config.weight_decay, capturable=self._graphs,
                                fused=self._fused_optimizer)  # no torch._dynamo
-        if config.zdim and config.regions:  # fixed inputs of the encoder, from the images once
-            from .region_features import region_features
+        if config.zdim and config.regions:  # fixed inputs of the encoder, from the images once (or a checkpoint's)
+            if region_features is None:
+                from .region_features import region_features as compute
 
-            features = region_features(particles, centres=config.regions, device=self.device)
-            self.model.latents.features.copy_(torch.from_numpy(features))
+                region_features = compute(particles, centres=config.regions, device=self.device)
+            self.model.latents.features.copy_(torch.as_tensor(region_features))
         if config.zdim and config.latent_source == "gradient":  # the features' scale, from the first particles
             from .gmm.setup import prepare
 

@@ -42,7 +42,7 @@ def test_images_of_noise_hold_nothing():
     assert abs(_probe(features, np.arange(1000) % 5 == 0) - 0.5) < 0.06  # measured 0.50 with 96
 
 
-def test_the_encoder_reads_them_and_a_resumed_run_keeps_them(rare_state, tmp_path):
+def test_the_encoder_reads_them_and_a_resumed_run_keeps_them(rare_state, tmp_path, monkeypatch):
     particles = rare_state.particles.subset(np.arange(200))
     trainer = Trainer(particles, TrainConfig(regions=4, seed=0, **TINY), run_dir=tmp_path / "run")
     features = trainer.model.latents.features
@@ -50,7 +50,9 @@ def test_the_encoder_reads_them_and_a_resumed_run_keeps_them(rare_state, tmp_pat
     np.testing.assert_allclose(features.cpu().numpy(), region_features(particles, centres=4, progress=False), atol=1e-5)
     trainer.fit(1, progress=False)
     z = trainer.embed()
-    resumed = Trainer.from_run(tmp_path / "run", particles)
+    with monkeypatch.context() as patch:  # a resumed run reads them from its checkpoint, not the images
+        patch.setattr("cryonb.core.region_features.region_features", lambda *a, **k: pytest.fail("computed again"))
+        resumed = Trainer.from_run(tmp_path / "run", particles)
     assert torch.equal(resumed.model.latents.features, features)
     np.testing.assert_allclose(resumed.embed(), z, atol=1e-5)
     with torch.no_grad():  # the latents move with the features: the encoder reads them
