@@ -315,6 +315,7 @@ def test_a_run_on_some_rows_of_a_file_keeps_their_row_numbers(shared, tmp_path):
 def test_large_metadata_is_parsed_in_chunks(shared):
     from cryonb.core.share.metadata import load_metadata
 
+    open_bundle(shared[0] / "bundle")  # unpacks its metadata into .cache (run alone, no earlier test has)
     star = next((shared[0] / "bundle" / ".cache").rglob("particles.star"))
     whole = load_particles(star, images=False)
     chunked = load_metadata(star, None, "particles", chunk_rows=7)  # 64 rows: nine files of at most 7
