@@ -64,19 +64,22 @@ class Encoder(nn.Module):
     feature of the map has one sign in every image whatever the defocus. With ``slices`` it also
     reads the image's correlations with learned 3D filters at its pose (:class:`SliceFilters`).
     With ``features`` it also reads that many fixed numbers per particle, a table (n_particles,
-    features) filled before training (:func:`cryonb.core.region_features.region_features`).
+    features) filled before training (:func:`cryonb.core.region_features.region_features`); with
+    ``read_features`` False they are only the target of its linear prediction from z.
     Its prior penalty is KL(N(mu, σ²) ‖ N(0, I)).
     """
 
     has_table = False
 
     def __init__(self, pixels: torch.Tensor, zdim: int, width: int = 256, depth: int = 3, residual: bool = False,
-                 phase_flip: bool = False, slices: SliceFilters | None = None, features: int = 0, n_particles: int = 0):
+                 phase_flip: bool = False, slices: SliceFilters | None = None, features: int = 0, n_particles: int = 0,
+                 read_features: bool = True):
         super().__init__()
         self.zdim, self.phase_flip, self.slices = zdim, phase_flip, slices
         self.register_buffer("pixels", pixels, persistent=False)
         self.register_buffer("features", torch.zeros(n_particles if features else 0, features), persistent=bool(features))
-        inputs = 2 * len(pixels) + (slices.n if slices is not None else 0) + features
+        self.read_features = bool(features) and read_features
+        inputs = 2 * len(pixels) + (slices.n if slices is not None else 0) + (features if self.read_features else 0)
         self.predict = nn.Linear(zdim, features) if features else None  # z must hold what the features hold
         self.net = (residual_mlp if residual else mlp)(inputs, width, depth, 2 * zdim)
 
@@ -92,7 +95,7 @@ class Encoder(nn.Module):
                 raise ValueError("this encoder reads the images' poses: pass their rotations")
             stats = self.slices(images, rotations, ctf)
             x = torch.cat([x, stats.to(x.dtype)], dim=1)
-        if self.features.shape[1]:
+        if self.read_features:
             x = torch.cat([x, self.features[idx].to(x.dtype)], dim=1)
         out = self.net(x).float()
         return out[:, : self.zdim], out[:, self.zdim :].clamp(-20, 10)

@@ -51,6 +51,7 @@ class TrainConfig:
     # the maps fell (docs/benchmarks.md, "The encoder reads regions of the consensus"): not yet a default
     regions: int | None = None
     region_weight: float = 0.0
+    region_input: bool = True  # the encoder reads the features; False: z only predicts them (region_weight > 0)
     box: int | None = None  # Fourier-crop the images to this box first
     batch_size: int | None = None  # None: 32 on a GPU, 64 on a CPU
     lr: float | None = None  # None: 3e-4 on a GPU (2e-4 with a pose table), 1e-4 on a CPU
@@ -136,6 +137,8 @@ class TrainConfig:
             problems.append("regions are read by an encoder at each particle's known pose (latents 'encoder', poses 'known'); leave it 0")
         if self.region_weight < 0 or (self.region_weight and not self.regions):
             problems.append(f"region_weight must be 0, or more with regions (got {self.region_weight} with regions {self.regions})")
+        if not self.region_input and not self.region_weight:
+            problems.append("with region_input False the regions are only predicted from z: give region_weight > 0")
         if self.slice_radius is not None and self.slice_radius < 1:
             problems.append(f"slice_radius must be at least 1 pixel of frequency (got {self.slice_radius})")
         for name in ("enc_width", "enc_depth", "dec_width", "batch_size", "checkpoint_every", "epochs"):
@@ -251,7 +254,7 @@ class TrainConfig:
             from .region_features import feature_count
 
             latents = Encoder(pixels, self.zdim, self.enc_width, self.enc_depth, self.residual, self.phase_flip, slices,
-                              feature_count(self.regions) if self.regions else 0, n_particles)
+                              feature_count(self.regions) if self.regions else 0, n_particles, self.region_input)
         elif source == "gradient":  # reads the decoder's neutral model
             from .gmm import latents_from_config
 

@@ -61,17 +61,20 @@ def test_the_encoder_reads_them_and_a_resumed_run_keeps_them(rare_state, tmp_pat
 
 
 @pytest.mark.parametrize("change", [dict(regions=-1), dict(regions=4, latents="table"), dict(regions=4, poses="table"),
-                                    dict(region_weight=1.0), dict(regions=4, region_weight=-1.0)])
+                                    dict(region_weight=1.0), dict(regions=4, region_weight=-1.0),
+                                    dict(regions=4, region_input=False)])
 def test_regions_need_an_encoder_and_known_poses(change):
     with pytest.raises(InputError, match="regions"):
         TrainConfig(**change).validate()
 
 
-def test_with_a_weight_z_is_trained_to_predict_them(rare_state):
+@pytest.mark.parametrize("read", [True, False])
+def test_with_a_weight_z_is_trained_to_predict_them(rare_state, read):
     """The loss adds the weighted squared error of z's linear prediction of the features, per particle
-    as the KL term; trained, z explains part of their variance (12: four centres' standardised features)."""
+    as the KL term; trained, z explains part of their variance (12: four centres' standardised features),
+    whether the encoder reads them or (``region_input`` False) must find them in the images."""
     particles = rare_state.particles.subset(np.arange(200))
-    trainer = Trainer(particles, TrainConfig(regions=4, region_weight=500.0, seed=0, **TINY))
+    trainer = Trainer(particles, TrainConfig(regions=4, region_weight=500.0, region_input=read, seed=0, **TINY))
     idx = torch.arange(50)
 
     def features_error():
@@ -88,3 +91,7 @@ def test_with_a_weight_z_is_trained_to_predict_them(rare_state):
     with torch.no_grad():
         after = float(features_error().mean())
     assert after < 0.8 * 12 < float(before.mean()), (after, float(before.mean()))
+    z = trainer.embed()
+    with torch.no_grad():
+        trainer.model.latents.features.mul_(-1)
+    assert (np.abs(trainer.embed() - z).max() > 1e-3) == read  # read, the latents move with them
