@@ -14,7 +14,7 @@ from its nearest class at a balanced accuracy of 0.98 (D = 128) and 0.91 (D = 64
 latents held 0.73 and 0.64. Read by the encoder, they do not reach z (the decoder does not draw the
 state, so the loss does not ask for it); with z made to predict them too (``region_weight``), z holds
 the state (0.92 at D = 64), so far at a cost to the other classes' clusters (docs/benchmarks.md, "The
-encoder reads regions of the consensus").
+encoder reads regions of the consensus" and "Smaller weights, and the features only predicted").
 
     >>> features = region_features(particles, device="cuda")   # (N, 96), each column standardised
 """

@@ -48,7 +48,9 @@ class TrainConfig:
     # (cryonb.core.region_features; 0: none), computed once before training, and with region_weight > 0 z predicts
     # them too (a linear head, its squared error per particle weighted as the KL term is). None: 0. On the suite, read
     # alone they did not reach z; predicted at weight 10 (D = 64) z held the rare state but the other clusters and
-    # the maps fell (docs/benchmarks.md, "The encoder reads regions of the consensus"): not yet a default
+    # the maps fell (docs/benchmarks.md, "The encoder reads regions of the consensus"), and at weights 0.3-3, read
+    # or only predicted (region_input False), the true k's mixture still gave it no cluster ("Smaller weights"):
+    # not yet a default
     regions: int | None = None
     region_weight: float = 0.0
     region_input: bool = True  # the encoder reads the features; False: z only predicts them (region_weight > 0)
