@@ -1,6 +1,5 @@
 import sys, numpy as np
-from benchmarks.suite import metrics
-from scipy.spatial.transform import Rotation
+from benchmarks.suite import imaging, metrics
 f = np.load(sys.argv[1] + "/truth.npz"); t = metrics.load_truth(sys.argv[1] + "/truth.npz")
 keep = t.keep(); labels = t.labels[keep]
 print("ctf shape", f["ctf"].shape, "euler", f["euler"].shape, "shifts", f["shifts"].shape, f["class_names"])
@@ -10,8 +9,7 @@ sel = labels == cls
 ids = np.unique(cl[sel], return_counts=True); print("class", cls, "clusters", ids)
 a = cl[sel] == ids[0][np.argmax(ids[1])]
 eu = f["euler"][keep][sel]; ctf = f["ctf"][keep][sel]; sh = f["shifts"][keep][sel]
-R = Rotation.from_euler("ZYZ", eu, degrees=True).as_matrix()
-view = R[:, 2, :]  # the beam direction in the map's frame (one convention)
+view = imaging.euler_to_matrix(*eu.T)[:, 2, :]  # the beam direction in the map's frame (RELION's A, third row)
 for name, x in [("defocus cols", ctf), ("shift", sh), ("view", view), ("|view|", np.abs(view)), ("euler", eu)]:
     x = np.atleast_2d(x.T).T
     for j in range(x.shape[1]):
