@@ -1,19 +1,25 @@
 """Each class's spread in the defaults' z (seed 0, last session's runs), the classes' distances, and how much
 of beta-gal's and the 70S's first principal components the pose, defocus and shift explain (5-fold R2 of a
-linear fit). Run from the repository root: python spread.py (needs the sets in /tmp/sets/bD_snr0.1)."""
+linear fit). Run from the repository root: python spread.py [D=LATENTS ...] (needs the sets in /tmp/sets/bD_snr0.1;
+LATENTS an .npy or a cryoDRGN z.pkl; by default the defaults' runs at D 128 and 64)."""
+import sys
+
 import numpy as np
 from sklearn.linear_model import LinearRegression
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import cross_val_score
 
 from benchmarks.suite import imaging, metrics
+from cryonb.core.io.pickles import load_pickle
 
 RUNS = "benchmarks/results/suite/region_features_2026-12-06e/z/assembly_b{}_snr0.1_r0_s0.npy"
-for box in (128, 64):
+runs = dict(arg.split("=", 1) for arg in sys.argv[1:]) or {box: RUNS.format(box) for box in ("128", "64")}
+for box, path in runs.items():
     truth_file = f"/tmp/sets/b{box}_snr0.1/truth.npz"
     f, t = np.load(truth_file), metrics.load_truth(truth_file)
     keep = t.keep()
-    z, lab = np.load(RUNS.format(box))[keep], t.labels[keep]
+    z = load_pickle(path) if path.endswith(".pkl") else np.load(path)
+    z, lab = np.asarray(z)[keep], t.labels[keep]
     z = (z - z.mean(0)) / z.std(0)
     for c in range(5):
         x = z[lab == c]
