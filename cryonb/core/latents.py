@@ -65,7 +65,8 @@ class Encoder(nn.Module):
     reads the image's correlations with learned 3D filters at its pose (:class:`SliceFilters`).
     With ``features`` it also reads that many fixed numbers per particle, a table (n_particles,
     features) filled before training (:func:`cryonb.core.region_features.region_features`); with
-    ``read_features`` False they are only the target of its linear prediction from z.
+    ``predict_features`` z also predicts them through a linear head, and with ``read_features`` False
+    they are only that head's target.
     Its prior penalty is KL(N(mu, σ²) ‖ N(0, I)).
     """
 
@@ -73,14 +74,14 @@ class Encoder(nn.Module):
 
     def __init__(self, pixels: torch.Tensor, zdim: int, width: int = 256, depth: int = 3, residual: bool = False,
                  phase_flip: bool = False, slices: SliceFilters | None = None, features: int = 0, n_particles: int = 0,
-                 read_features: bool = True):
+                 read_features: bool = True, predict_features: bool = False):
         super().__init__()
         self.zdim, self.phase_flip, self.slices = zdim, phase_flip, slices
         self.register_buffer("pixels", pixels, persistent=False)
         self.register_buffer("features", torch.zeros(n_particles if features else 0, features), persistent=bool(features))
         self.read_features = bool(features) and read_features
         inputs = 2 * len(pixels) + (slices.n if slices is not None else 0) + (features if self.read_features else 0)
-        self.predict = nn.Linear(zdim, features) if features else None  # z must hold what the features hold
+        self.predict = nn.Linear(zdim, features) if features and predict_features else None  # z must hold what they hold
         self.net = (residual_mlp if residual else mlp)(inputs, width, depth, 2 * zdim)
 
     def gaussian(self, images: torch.Tensor, ctf: torch.Tensor | None = None, rotations: torch.Tensor | None = None,

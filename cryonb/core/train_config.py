@@ -256,7 +256,8 @@ class TrainConfig:
             from .region_features import feature_count
 
             latents = Encoder(pixels, self.zdim, self.enc_width, self.enc_depth, self.residual, self.phase_flip, slices,
-                              feature_count(self.regions) if self.regions else 0, n_particles, self.region_input)
+                              feature_count(self.regions) if self.regions else 0, n_particles, self.region_input,
+                              self.region_weight > 0)
         elif source == "gradient":  # reads the decoder's neutral model
             from .gmm import latents_from_config
 

@@ -47,6 +47,7 @@ def test_the_encoder_reads_them_and_a_resumed_run_keeps_them(rare_state, tmp_pat
     trainer = Trainer(particles, TrainConfig(regions=4, seed=0, **TINY), run_dir=tmp_path / "run")
     features = trainer.model.latents.features
     assert features.shape == (200, 12) and float(features.std()) > 0.5
+    assert trainer.model.latents.predict is None  # no weight: nothing predicts them
     np.testing.assert_allclose(features.cpu().numpy(), region_features(particles, centres=4, progress=False), atol=1e-5)
     trainer.fit(1, progress=False)
     z = trainer.embed()
