@@ -49,7 +49,8 @@ class TrainConfig:
     # them too (a linear head, its squared error per particle weighted as the KL term is). None: 0. On the suite, read
     # alone they did not reach z; predicted at weight 10 (D = 64) z held the rare state but the other clusters and
     # the maps fell (docs/benchmarks.md, "The encoder reads regions of the consensus"), and at weights 0.3-3, read
-    # or only predicted (region_input False), the true k's mixture still gave it no cluster ("Smaller weights"):
+    # or only predicted (region_input False), the true k's mixture still gave it no cluster ("Smaller weights",
+    # and at D = 128 weight 1 was no better than the defaults on two more seeds: "Weight 1 on two more seeds"):
     # not yet a default
     regions: int | None = None
     region_weight: float = 0.0
