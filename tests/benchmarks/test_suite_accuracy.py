@@ -37,6 +37,7 @@ def test_ribosome_latent_follows_the_subtle_motion(tmp_path, real_data):
     assert scores["spearman_pc1"] >= 0.5, scores  # measured 0.663: an 8° turn of a quarter of the mass at 8 Å/px
 
 
+@pytest.mark.slow
 def test_assembly_latents_separate_the_states(tmp_path, real_data):
     scores = latent_scores(tmp_path, "assembly", 30, data_dir=real_data)
     # Measured over training seeds 0-2 and one or two CPU threads (summation orders): GMM ARI 0.82-0.87,

@@ -27,6 +27,7 @@ def hidden_rare_state(tmp_path_factory, real_data):
     return folder, labels
 
 
+@pytest.mark.slow
 def test_each_cluster_is_divided_or_kept_and_the_groups_cover_every_particle(hidden_rare_state, tmp_path):
     folder, _ = hidden_rare_state
     record = focused_split.main([str(folder / "set"), "--z", str(folder / "z.npy"), "--depth", "1", "--min-particles", "50",

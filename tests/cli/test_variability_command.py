@@ -19,6 +19,7 @@ def stack(tmp_path_factory):
     return sim.save(tmp_path_factory.mktemp("rare"))["star"], sim.state
 
 
+@pytest.mark.slow
 def test_variability_writes_the_component_and_the_two_groups_as_selections(stack, tmp_path, capsys):
     star, state = stack
     out = tmp_path / "split"

@@ -4,6 +4,7 @@ Full-size versions (50,000 images at D=128, SNR 0.1, on a GPU) are in benchmarks
 """
 
 import numpy as np
+import pytest
 from scipy.stats import spearmanr
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
@@ -14,6 +15,7 @@ from cryonb.core.training import Trainer, TrainConfig
 SMALL = dict(enc_width=128, dec_width=128, batch_size=32, lr=1e-3, seed=0, device="cpu")
 
 
+@pytest.mark.slow
 def test_hinge_latent_follows_the_reaction_coordinate():
     sim = simulate("hinge", 2000, D=24, apix=8.0, snr=1.0, seed=0, progress=False)
     trainer = Trainer(sim.particles, TrainConfig(zdim=1, **SMALL)).fit(20, progress=False)

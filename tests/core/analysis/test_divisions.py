@@ -23,6 +23,7 @@ def rare_state(tmp_path_factory):
     return load_particles(star), sim.state, sim.volumes
 
 
+@pytest.mark.slow
 def test_a_cluster_with_two_states_is_divided_and_one_of_a_single_state_is_not(rare_state):
     particles, state, _ = rare_state
     position = np.arange(len(state))
@@ -38,6 +39,7 @@ def test_a_cluster_with_two_states_is_divided_and_one_of_a_single_state_is_not(r
     assert not single.divided and "one state" in str(single)
 
 
+@pytest.mark.slow
 def test_a_reproducible_spread_of_one_state_is_not_divided(tmp_path):
     """One state only, yet its halves' components agree (0.83 here: the cryonb hinge at SNR 0.1 varies
     reproducibly along some direction, continuously): the particles spread along it as one group, so
@@ -59,6 +61,7 @@ def test_images_of_noise_alone_are_not_divided_though_their_halves_agree():
     assert not division.divided
 
 
+@pytest.mark.slow
 def test_a_few_outliers_are_set_apart_by_a_division_of_their_own(tmp_path):
     """A reproducible difference divides however few particles carry it: here 24 bright junk images
     in 1,630 (1.5 %), which an earlier rule (the smaller side at least 2 %) kept inside, and with
@@ -73,6 +76,7 @@ def test_a_few_outliers_are_set_apart_by_a_division_of_their_own(tmp_path):
     assert (junk == 2).mean() > 0.9 and (sim.state[division.group(0)] == 2).sum() <= 2  # the junk, nearly all of it
 
 
+@pytest.mark.slow
 def test_one_bright_outlier_does_not_hide_the_rare_state(tmp_path):
     """One particle with a bright contaminant 30 times a particle's mass on it: its residual, far above
     every other's, once drew the component to itself, and the cluster was divided into it and the rest
@@ -97,6 +101,7 @@ def test_only_the_clusters_asked_for_are_divided(rare_state):
     assert set(divisions[0].members) == set(np.flatnonzero(labels == 2))
 
 
+@pytest.mark.slow
 def test_a_rare_state_too_few_in_every_cluster_is_found_when_the_clusters_are_pooled():
     """Four clusters, each holding two common states that differ by a large subunit and 40 particles
     (a tenth) of a rare one lacking another, smaller subunit. Each cluster is divided by the large
@@ -147,6 +152,7 @@ class RunOfParticles:
         return self.maps[np.zeros(len(z), dtype=int)]
 
 
+@pytest.mark.slow
 def test_analyze_run_divides_its_clusters_and_writes_selections(rare_state, tmp_path):
     particles, state, volumes = rare_state
     run = RunOfParticles(particles, volumes)
