@@ -37,30 +37,6 @@ def pytest_configure(config):
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # kernels, CLI runs, spawned processes
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist, each worker's share of the tests starts with its share of the slow ones.
-
-    pytest-xdist's `worksteal` hands each worker one contiguous run of the collected tests and lets an
-    idle worker take the end of another's queue: with the slow tests first in every run, they start
-    early on every worker and the quick ones fill in around them, rather than one long test starting
-    last while the other worker waits. The order is a function of the collection, the same in every
-    worker, as pytest-xdist requires."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers < 2:
-        return
-    slow = [item for item in items if item.get_closest_marker("slow")]
-    quick = [item for item in items if not item.get_closest_marker("slow")]
-    shares, left = [], len(items)
-    for k in range(workers):  # the sizes pytest-xdist gives the workers, in turn
-        size = left // (workers - k)
-        mine = slow[k::workers]
-        taken = max(0, size - len(mine))
-        shares += mine + quick[:taken]
-        quick = quick[taken:]
-        left -= size
-    items[:] = shares + quick
-
-
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     """The folder of real third-party cryo-EM files (see its README.md); skips if absent."""
