@@ -1,10 +1,6 @@
 """Sphinx configuration of cryonb's documentation: MyST pages, executed notebooks, API from docstrings."""
 
 import importlib
-import os
-from pathlib import Path
-
-from sphinx.util import logging
 
 import cryonb
 
@@ -42,8 +38,6 @@ myst_enable_extensions = ["dollarmath"]  # $...$ maths in the Markdown pages
 
 # Notebooks run when the site is built, each in a temporary folder (they write their outputs
 # next to themselves); results are cached by cell source, so unchanged notebooks are not run again.
-# CI's tests run the notebooks first and keep them in $CRYONB_EXECUTED_NOTEBOOKS: their outputs fill
-# the cache (seed_executed_notebooks), and the build runs only the notebooks that the tests did not.
 nb_execution_mode = "cache"
 nb_execution_in_temp = True
 nb_execution_timeout = 600  # per cell
@@ -112,27 +106,5 @@ def resolve_as_python(app, env, node, contnode):
     return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], matches[0][0], node, contnode)
 
 
-def seed_executed_notebooks(app):
-    """Put the notebooks that the tests ran whole (``$CRYONB_EXECUTED_NOTEBOOKS``) into myst-nb's cache.
-
-    The cache matches a notebook by its code cells and kernel, so a notebook changed since the tests ran
-    it is run again by the build.
-    """
-    folder = os.environ.get("CRYONB_EXECUTED_NOTEBOOKS")
-    if not folder or not Path(folder).is_dir():
-        return
-    import nbformat
-    from jupyter_cache import get_cache
-    from jupyter_cache.base import CacheBundleIn
-
-    cache = get_cache(app.env.mystnb_config.execution_cache_path)
-    for executed in sorted(Path(folder).rglob("*.ipynb")):
-        uri = str(Path(app.srcdir) / "notebooks" / executed.relative_to(folder))
-        bundle = CacheBundleIn(nbformat.read(executed, as_version=4), uri, data={"executed_by": "the tests"})
-        cache.cache_notebook_bundle(bundle, check_validity=False, overwrite=True)
-        logging.getLogger(__name__).info(f"{uri}: outputs of the tests' run")
-
-
 def setup(app):
-    app.connect("builder-inited", seed_executed_notebooks, priority=900)  # after myst-nb sets its cache path
     app.connect("missing-reference", resolve_as_python)
