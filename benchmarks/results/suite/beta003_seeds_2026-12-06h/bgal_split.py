@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python bgal_split.py SETDIR Z    (SETDIR: the set's truth.npz, made at any box with the suite's seed)
 
-Fits the suite's mixture (five components, full covariances, reg_covar 1e-5; junk excluded) with
+Fits a mixture of five components (full covariances, reg_covar 1e-5, as the suite's, but on z as it is,
+not standardised as benchmarks.suite.metrics.gmm_clusters does; junk excluded) with
 starts 0-3, prints each class x cluster table, then for start 1 asks whether the smaller of
 beta-galactosidase's two clusters differs from the rest by pose (5-fold balanced accuracy of a logistic
 regression on the rotation matrix and its squares), defocus or signal (ROC AUC).

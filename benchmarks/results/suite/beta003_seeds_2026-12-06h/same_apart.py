@@ -2,8 +2,8 @@
 
     PYTHONPATH=. python same_apart.py SETDIR    (from the repository root; SETDIR: the set's truth.npz, any box)
 
-For every kept D 128, SNR 0.1 assembly run under benchmarks/results/suite/*/z/, the first of the mixture's
-starts 0-2 that sets a group of fewer than half of beta-galactosidase's particles apart; then, for each
+For every kept D 128, SNR 0.1 assembly run under benchmarks/results/suite/*/z/, the first of the starts 0-2
+of a mixture of five on z not standardised (the suite's mixture standardises it) that sets a group of fewer than half of beta-galactosidase's particles apart; then, for each
 pair of runs, how many such particles they share (chance: the product of the sizes over 700).
 """
 import glob
