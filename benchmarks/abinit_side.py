@@ -163,7 +163,7 @@ def run_cryodrgn(sim, paths, args, drgn: str, log: Path) -> dict:
 
 def run_cryonb(sim, args) -> dict:
     chosen = dict(search_epochs=args.search_epochs, map_epochs=args.map_epochs, starts=args.starts,
-                  shift_extent=None if args.shift_sigma > 0 else 0)
+                  shift_extent=None if args.shift_sigma > 0 else 0, map_grid=args.map_grid)
     settings = AbinitConfig(**chosen)
     epochs = 1 + args.search_epochs * (1 + args.map_epochs) + args.refine_epochs
     p = sim.particles
@@ -212,6 +212,8 @@ def main(argv=None):
     p.add_argument("--refine-epochs", type=int, default=3)
     p.add_argument("--starts", type=int, default=1, help="cryonb's independent starts (default: 1, as cryoDRGN-AI; AbinitConfig's is 4)")
     p.add_argument("--dec-width", type=int, default=256, help="cryonb's decoder width (cryoDRGN-AI's --dim)")
+    p.add_argument("--map-grid", type=int, default=AbinitConfig.map_grid,
+                   help="cryonb's search: a shared map drawn on a grid this many times finer than the pixels; 0: the decoder at every pixel")
     p.add_argument("--skip", choices=("cryodrgn", "cryonb"), help="run only the other system")
     args = p.parse_args(argv)
     args.outdir = args.outdir.resolve()

@@ -7,7 +7,8 @@ Searches random half-plane images with :func:`cryonb.core.posesearch.search_pose
 defaults: 4,608 base rotations, 8 kept poses, 4 rounds, radii 12 -> 32 px, 14 × 14 shifts)
 against a :class:`~cryonb.core.model.FourierDecoder` of the GPU model's size (width 1024, 3
 layers, gaussian encoding), under bfloat16 autocast on a GPU, for a homogeneous model (zdim 0: one
-map, its slices shared by the batch) and a heterogeneous one (zdim 8: a map per image), and for a
+map, drawn once per call on a grid of ``--map-grids`` samples per pixel, or 0: the decoder at every
+pixel of every candidate) and a heterogeneous one (zdim 8: a map per image), and for a
 known map (``MapDecoder``: the search's own cost, the decoder nearly free). Each variant is warmed
 up once, then timed over ``--repeats`` batches. One JSON line per variant (poses_per_s,
 seconds_per_batch, decoder_points_per_s, peak_gpu_mib).
@@ -44,14 +45,14 @@ class Counting(torch.nn.Module):
         return self.decoder(coords, z)
 
 
-def run(kind: str, decoder, zdim: int, batch: int, args, device) -> dict:
+def run(kind: str, decoder, zdim: int, batch: int, args, device, map_grid: int) -> dict:
     half = HalfPlane.build(args.box, device=device)
     g = torch.Generator(device=device).manual_seed(0)
     images = torch.randn(batch, len(half), dtype=torch.complex64, device=device, generator=g)
     z = None if zdim == 0 else torch.randn(batch, zdim, device=device, generator=g)
     counting = Counting(decoder).to(device).eval()
     autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" and args.amp else contextlib.nullcontext()
-    kwargs = dict(chunk=args.chunk, keep=args.keep, iterations=args.iterations)
+    kwargs = dict(chunk=args.chunk, keep=args.keep, iterations=args.iterations, map_grid=map_grid)
 
     def once():
         with autocast:
@@ -71,7 +72,7 @@ def run(kind: str, decoder, zdim: int, batch: int, args, device) -> dict:
     return {
         "benchmark": "abinit_speed", "decoder": kind, "zdim": zdim, "box": args.box, "batch": batch,
         "width": args.width if kind == "mlp" else None, "keep": args.keep, "iterations": args.iterations,
-        "chunk": args.chunk, "amp": bool(args.amp and device.type == "cuda"),
+        "chunk": args.chunk, "map_grid": map_grid if kind == "mlp" and zdim == 0 else None, "amp": bool(args.amp and device.type == "cuda"),
         "poses_per_s": round(batch / seconds, 2), "seconds_per_batch": round(seconds, 4),
         "decoder_points_per_s": round(counting.points / args.repeats / seconds),
         "peak_gpu_mib": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
@@ -91,15 +92,18 @@ def main(argv=None):
     ap.add_argument("--iterations", type=int, default=4)
     ap.add_argument("--chunk", type=int, default=2**21, help="decoder points per call")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--map-grids", type=int, nargs="+", default=[2, 0],
+                    help="for zdim 0: samples per pixel of the grid the map is drawn on (0: the decoder at every pixel)")
     ap.add_argument("--no-amp", dest="amp", action="store_false")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     variants = [("map", MapDecoder(hinge(args.box)), 0)]
     variants += [("mlp", FourierDecoder(args.box, zdim, args.width, 3, "gaussian", residual=True), zdim) for zdim in args.zdims]
     for kind, decoder, zdim in variants:
-        for batch in args.batches:
+        grids = args.map_grids if kind == "mlp" and zdim == 0 else [0]
+        for batch, map_grid in ((b, g) for b in args.batches for g in grids):
             try:
-                print(json.dumps(run(kind, decoder, zdim, batch, args, device)), flush=True)
+                print(json.dumps(run(kind, decoder, zdim, batch, args, device, map_grid)), flush=True)
             except torch.OutOfMemoryError:
                 print(json.dumps({"benchmark": "abinit_speed", "decoder": kind, "zdim": zdim, "batch": batch,
                                   "error": "out of memory"}), flush=True)

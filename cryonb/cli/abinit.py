@@ -50,6 +50,10 @@ def add_args(parser):
     parser.add_argument("--iterations", type=int, default=4, help="search rounds after the base grid, each halving the step (default: 4)")
     parser.add_argument("--shifts", type=int, default=14, help="shift grid points per axis (default: 14)")
     parser.add_argument("--shift-extent", type=float, help="shifts searched, ± pixels of the training box (default: 20 at box 128, scaled)")
+    parser.add_argument("--map-grid", type=int, default=2,
+                        help="a shared map is drawn once per batch on a grid this many times finer than the pixels and the "
+                             "candidates' slices interpolated from it; 0 runs the decoder at every pixel of every candidate "
+                             "(exact, many times slower) (default: 2)")
     parser.add_argument("--radius", type=float, nargs=2, metavar=("START", "END"),
                         help="frequency limit (pixels) of the first and the last search epoch; the model is fitted within it "
                              "until descent (default: 12 32 at a box of 128, scaled)")
@@ -65,7 +69,7 @@ def _settings(args):
     return AbinitConfig(pretrain_images=args.pretrain_images, search_epochs=args.search_epochs, map_epochs=args.map_epochs,
                         base_resolution=args.base_resolution, keep=args.keep, iterations=args.iterations,
                         shifts=args.shifts, shift_extent=args.shift_extent, radius=None if args.radius is None else tuple(args.radius),
-                        classes=args.classes, **({"starts": args.starts} if args.starts is not None else {}))
+                        classes=args.classes, map_grid=args.map_grid, **({"starts": args.starts} if args.starts is not None else {}))
 
 
 def _reference_rotations(path, box):

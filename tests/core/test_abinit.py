@@ -170,7 +170,8 @@ def test_from_scratch_the_poses_converge_to_a_few_degrees(one_torch_thread):  # 
     # 4.0°: the last round's grid step is 3.75°, so 2 steps is a converged search, far from a stall.
     # Not every start converges at this small size: one start of seed 2 stalls at 35°, of seed 3 at
     # 15°. Four starts, the best kept after three search cycles (the default), converge for seeds 0-3
-    # (docs/benchmarks.md); seed 2, whose first start stalls, is the one CI runs (190-230 s in its full run).
+    # (docs/benchmarks.md); seed 2, whose first start stalls, is the one CI runs (190-230 s in its full run with
+    # the decoder at every candidate's pixels, about 100 s with the drawn map of the search's default).
     from cryonb.core.fsc import fsc
     from cryonb.core.simulate import simulate
     from cryonb.core.so3grid import step_degrees

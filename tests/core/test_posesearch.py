@@ -8,7 +8,7 @@ from cryonb.core import so3grid
 from cryonb.core.ctf import compute_ctf
 from cryonb.core.model import HalfPlane
 from cryonb.core.phantoms import hinge
-from cryonb.core.posesearch import MapDecoder, marching_radii, phase_ramps, search_classes, search_poses, shift_grid
+from cryonb.core.posesearch import DrawnMap, MapDecoder, marching_radii, phase_ramps, search_classes, search_poses, shift_grid
 from cryonb.core.rotations import random_rotations
 
 D = 32
@@ -205,3 +205,54 @@ def test_the_decoder_runs_in_the_callers_autocast(decoder, half):
     assert seen and all(enabled for enabled, _ in seen)
     assert all(dtype == torch.float32 for _, dtype in seen)  # the rotated coordinates are float32
     np.testing.assert_array_equal(result.index, idx)
+
+
+class Blobs(torch.nn.Module):
+    """The exact transform of a real map of Gaussian blobs, at any frequency (pixels); counts its points."""
+
+    def __init__(self, centres, sigma=1.5):
+        super().__init__()
+        self.centres, self.sigma, self.points = torch.as_tensor(centres, dtype=torch.float32), sigma, 0
+
+    def forward(self, coords, z=None):
+        self.points += coords.shape[0] * coords.shape[1]
+        k = coords.float() / D  # cycles per pixel
+        envelope = torch.exp(-2 * math.pi**2 * self.sigma**2 * k.pow(2).sum(-1))
+        phase = -2 * math.pi * (k @ self.centres.T)
+        return (envelope[..., None] * torch.polar(torch.ones_like(phase), phase)).sum(-1)
+
+
+BLOB_CENTRES = [[0, 0, 0], [5, 0, 0], [0, 3, 1], [-2, -1, 6], [1, -6, -2]]
+
+
+def test_a_drawn_map_matches_the_decoder_on_both_halves():
+    blobs = Blobs(BLOB_CENTRES)
+    drawn = DrawnMap(blobs, 12)
+    assert blobs.points < 2 * 2**3 * (4 / 3 * math.pi * 14**3) / 2  # half the ball is drawn, at 2 samples per pixel
+    R = random_rotations(16, torch.Generator().manual_seed(11))
+    coords = (HalfPlane.build(D, radius=12).coords @ R) * torch.tensor([1.0, 1.0, -1.0])  # points on both sides of kz = 0
+    exact, interpolated = blobs(coords), drawn(coords)
+    assert float((coords[..., 2] < 0).float().mean()) > 0.3
+    relative = float((interpolated - exact).abs().pow(2).sum() / exact.abs().pow(2).sum()) ** 0.5
+    assert relative < 0.03  # blobs within 7 px of the centre: damped by at most ~4 %, less on average
+    mirrored = DrawnMap(Blobs(BLOB_CENTRES), 12)(-coords)
+    torch.testing.assert_close(mirrored, interpolated.conj(), atol=1e-5, rtol=1e-5)
+
+
+def test_a_shared_map_is_drawn_once_and_finds_the_exact_searchs_poses(half):
+    """With ``z`` None the decoder runs on the drawn grid and the last round's best candidates only, a
+    small fraction of the exact search's points, and the poses are those of the search through the
+    decoder at every pixel; from the interpolated slices alone, some are a neighbour."""
+    R = random_rotations(8, torch.Generator().manual_seed(12))
+    exact_decoder, drawn_decoder = Blobs(BLOB_CENTRES), Blobs(BLOB_CENTRES)
+    images = exact_decoder(half.coords @ R)
+    exact_decoder.points = 0
+    options = dict(keep=8, iterations=3, shift_extent=0)
+    exact = search_poses(exact_decoder, images, 1.0, half, map_grid=0, **options)
+    drawn = search_poses(drawn_decoder, images, 1.0, half, **options)
+    assert drawn_decoder.points < exact_decoder.points / 10
+    np.testing.assert_array_equal(drawn.index, exact.index)
+    step = so3grid.step_degrees(5)  # the last round's grid step
+    interpolated = search_poses(Blobs(BLOB_CENTRES), images, 1.0, half, rescore=0, **options)
+    apart = so3grid.angle_between(interpolated.rotations.double(), exact.rotations.double())
+    assert int((apart < 0.1).sum()) >= 6 and float(apart.max()) < 1.1 * step  # the same pose or a neighbour
