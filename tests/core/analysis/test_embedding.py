@@ -1,8 +1,11 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from cryonb.core.analysis import kmeans, latent_norm, pca, umap_embedding
+from cryonb.core.analysis.embedding import import_umap
 from cryonb.core.errors import InputError
 
 
@@ -40,8 +43,20 @@ def test_latent_norm():
 @pytest.fixture(scope="module")
 def umap_ready():
     """Compile umap's numba code once for the module (~25 s on first import)."""
-    umap = pytest.importorskip("umap")
-    umap.UMAP(n_neighbors=5, n_epochs=5).fit_transform(np.random.default_rng(0).normal(size=(60, 3)))
+    pytest.importorskip("umap")
+    import_umap().UMAP(n_neighbors=5, n_epochs=5).fit_transform(np.random.default_rng(0).normal(size=(60, 3)))
+
+
+def test_umaps_compiled_code_is_kept_on_disk(umap_ready):
+    """A UMAP's numba functions write numba's cache (index and code), so other processes load them
+    instead of compiling them again."""
+    from numba.core.caching import NullCache
+
+    from umap.umap_ import compute_membership_strengths, smooth_knn_dist
+
+    for function in (smooth_knn_dist, compute_membership_strengths):
+        assert not isinstance(function._cache, NullCache)
+        assert function.signatures and Path(function._cache._cache_file._index_path).is_file()  # compiled, and written
 
 
 def assert_separated(xy, truth):
