@@ -80,7 +80,7 @@ class DrawnMap(nn.Module):
     """``decoder``'s map (``z`` None) drawn once on a grid ``oversample`` times finer than the pixels,
     within ``radius`` pixels; ``drawn(coords)`` interpolates it trilinearly, as ``decoder(coords)``.
 
-    Drawing costs about ``oversample``³ · 2π/3 · radius³ decoder points (half the ball: the other
+    Drawing costs about 2π/3 · (``oversample`` · radius)³ decoder points (half the ball: the other
     half is the conjugate, as the decoders' maps are real), once; a search then needs no decoder
     call per candidate rotation. At twice the pixel rate the interpolation damps a particle's
     edge at a quarter of the box by about 5 %, alike for every candidate.
