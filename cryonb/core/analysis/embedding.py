@@ -87,7 +87,10 @@ def import_umap():
             continue
         for function in vars(module).values():
             if isinstance(function, Dispatcher) and isinstance(getattr(function, "_cache", None), NullCache):
-                function.enable_caching()
+                try:
+                    function.enable_caching()
+                except RuntimeError:  # no writable place for a cache (numba found none): compiled per process
+                    return umap
     return umap
 
 

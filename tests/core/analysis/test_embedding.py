@@ -64,6 +64,25 @@ def assert_separated(xy, truth):
     assert adjusted_rand_score(truth, kmeans(xy, 3).labels) == 1
 
 
+def test_without_a_writable_place_for_numbas_cache_umap_still_runs(umap_ready, monkeypatch):
+    """numba raises where it finds nowhere to write a cache (a read-only installation and home):
+    the functions then compile in each process, as umap-learn has them."""
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+    from umap.umap_ import smooth_knn_dist
+
+    asked = []
+
+    def nowhere(self):
+        asked.append(self)
+        raise RuntimeError("cannot cache function: no locator available")
+
+    monkeypatch.setattr(smooth_knn_dist, "_cache", NullCache())  # as before its cache was turned on
+    monkeypatch.setattr(Dispatcher, "enable_caching", nowhere)
+    umap = import_umap.__wrapped__()  # (import_umap keeps its first answer)
+    assert asked and umap.UMAP is not None
+
+
 def test_umap_keeps_blobs_apart(umap_ready, blobs):
     z, truth = blobs
     assert_separated(umap_embedding(z), truth)
