@@ -4,6 +4,7 @@
     python benchmarks/abinit_scratch.py --seed 2 --search-epochs 10 --map-epochs 1
     python benchmarks/abinit_scratch.py --seed 2 --starts 1        # one start (no choice)
     python benchmarks/abinit_scratch.py --map-grid 0               # the decoder at every candidate's pixels
+    python benchmarks/abinit_scratch.py --map-grid 3 --rescore 0   # a finer drawn map, none rescored
 
 Simulates the hinge phantom (one state, CTF, noise), hands :class:`cryonb.core.abinit.Abinit` the
 images and CTF without poses, and after every epoch prints one JSON line: the phase, the model's
@@ -42,6 +43,8 @@ def main(argv=None):
     p.add_argument("--start-cycles", type=int, default=AbinitConfig.start_cycles, help="search cycles before the choice")
     p.add_argument("--map-grid", type=int, default=AbinitConfig.map_grid,
                    help="samples per pixel of the grid a shared map is drawn on for the search; 0: the decoder at every pixel")
+    p.add_argument("--rescore", type=int, default=AbinitConfig.rescore,
+                   help="with a drawn map: the last round's best candidates scored through the decoder; 0: none")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     sim = simulate_hinge(a.box, a.n, a.snr)
@@ -49,7 +52,8 @@ def main(argv=None):
     blind = type(truth)(truth.images, None, None, truth.ctf, truth.apix)
     settings = AbinitConfig(pretrain_images=a.n, search_epochs=a.search_epochs, map_epochs=a.map_epochs,
                             base_resolution=1, iterations=3, keep=4, shift_extent=0,
-                            starts=a.starts, start_cycles=a.start_cycles, map_grid=a.map_grid)
+                            starts=a.starts, start_cycles=a.start_cycles, map_grid=a.map_grid,
+                            rescore=a.rescore)
     epochs = 1 + a.search_epochs * (1 + a.map_epochs) + a.refine_epochs
     ab = Abinit(blind, zdim=0, settings=settings, device="cpu", dec_width=64, dec_depth=2, batch_size=32, lr=2e-3,
                 epochs=epochs, seed=a.seed)

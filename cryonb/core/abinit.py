@@ -59,6 +59,7 @@ class AbinitConfig:
     ``map_grid``: one map (``zdim=0``, or each class's) is drawn once per batch on a grid that many
     times finer than the pixels and the candidates' slices are interpolated from it
     (:class:`~cryonb.core.posesearch.DrawnMap`); 0 runs the decoder at every candidate's pixels.
+    ``rescore``: the last round's that many best candidates are then scored through the decoder.
 
     ``starts`` independent starts (their own seeds: initial model, pretraining poses, search grids)
     run through pretraining and the first ``start_cycles`` search cycles (a search epoch and its map
@@ -83,6 +84,7 @@ class AbinitConfig:
     radius: tuple[float, float] | None = None
     chunk: int = 2**21  # decoder points per call during the search (bounds its memory)
     map_grid: int = 2  # a shared map's slices interpolated from a grid this many times finer than the pixels; 0: exact
+    rescore: int = 8  # with map_grid: the last round's best candidates scored again through the decoder
     starts: int = 4
     start_cycles: int = 3
     start_images: int = 512
@@ -94,7 +96,7 @@ class AbinitConfig:
 
     def validate(self) -> AbinitConfig:
         problems = []
-        for name in ("pretrain_images", "search_epochs", "map_epochs", "base_resolution", "iterations", "map_grid"):
+        for name in ("pretrain_images", "search_epochs", "map_epochs", "base_resolution", "iterations", "map_grid", "rescore"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be 0 or more (got {getattr(self, name)})")
         for name in ("keep", "shifts", "chunk", "starts", "start_cycles", "start_images", "classes"):
@@ -116,7 +118,8 @@ class AbinitConfig:
     def search_options(self) -> dict:
         """:func:`~cryonb.core.posesearch.search_poses`'s options but the radius (see :meth:`Abinit.search_radius`)."""
         return dict(base_resolution=self.base_resolution, keep=self.keep, iterations=self.iterations,
-                    shifts=self.shifts, shift_extent=self.shift_extent, chunk=self.chunk, map_grid=self.map_grid)
+                    shifts=self.shifts, shift_extent=self.shift_extent, chunk=self.chunk, map_grid=self.map_grid,
+                    rescore=self.rescore)
 
     @classmethod
     def read(cls, run_dir) -> AbinitConfig:

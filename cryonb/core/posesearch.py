@@ -270,7 +270,8 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
             err_min = _drop_repeats(cand, err_min)
             if i == iterations and exact is not None:  # the best candidates scored again through the decoder itself
                 err_min, top = err_min.topk(min(rescore, cand.shape[1]), dim=1, largest=False)
-                cand, R, centre = cand.gather(1, top), R[torch.arange(B, device=device)[:, None], top], centre.gather(1, top[..., None].expand(-1, -1, 2))
+                rows = torch.arange(B, device=device)[:, None]
+                cand, R, centre = cand[rows, top], R[rows, top], centre[rows, top]
                 err_min, t = _candidate_errors(exact, R, z, centre, step, *images_i, D, chunk, amp)
             err, pick = err_min.topk(min(keep, cand.shape[1]) if i < iterations else 1, dim=1, largest=False)
             index = cand.gather(1, pick)
