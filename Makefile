@@ -29,8 +29,10 @@ PYTEST_WORKERS ?= 2
 test: setup browser-deps
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal
 
-# The site in docs/_build/html; every notebook runs during the build (cached by cell source).
+# The site in docs/_build/html. The notebooks run first, one per core at a time, into the cache
+# (by cell source) that the build reads; a notebook already run is not run again.
 docs: $(VENV)/.docs-installed
+	$(BIN)/python docs/run_notebooks.py
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 $(VENV)/.docs-installed: $(VENV)/.installed

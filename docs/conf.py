@@ -38,6 +38,7 @@ myst_enable_extensions = ["dollarmath"]  # $...$ maths in the Markdown pages
 
 # Notebooks run when the site is built, each in a temporary folder (they write their outputs
 # next to themselves); results are cached by cell source, so unchanged notebooks are not run again.
+# `make docs` runs them side by side into that cache first (run_notebooks.py, same settings).
 nb_execution_mode = "cache"
 nb_execution_in_temp = True
 nb_execution_timeout = 600  # per cell

@@ -97,3 +97,34 @@ def test_getting_started_gives_the_readmes_two_commands():
     assert commands == ["make demo", "make test"]
     for command in commands:
         assert f"```bash\n{command}\n```" in page
+
+
+def test_the_notebooks_run_before_the_build_into_its_cache_and_a_failure_stops_it(tmp_path, monkeypatch, capsys):
+    """docs/run_notebooks.py: what ran is cached for the build, what is cached is not run again, and a
+    notebook that fails stops `make docs` with its error instead of being left to the build."""
+    nbformat = pytest.importorskip("nbformat")
+    jupyter_cache = pytest.importorskip("jupyter_cache")
+    monkeypatch.syspath_prepend(str(DOCS))
+    import run_notebooks
+
+    (tmp_path / "notebooks").mkdir()
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+
+    def notebook(name: str, code: str) -> Path:
+        path = tmp_path / "notebooks" / name
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)], metadata=kernel), path)
+        return path
+
+    good, bad = notebook("good.ipynb", "print(6 * 7)"), notebook("bad.ipynb", "raise ValueError('broken on purpose')")
+    monkeypatch.setattr(run_notebooks, "DOCS", tmp_path)
+    monkeypatch.setattr(run_notebooks, "CACHE", tmp_path / "cache")
+    assert run_notebooks.main(["--workers", "1"]) == 1  # bad.ipynb first, by name
+    failed = capsys.readouterr().err
+    assert "notebooks/bad.ipynb failed" in failed and "broken on purpose" in failed
+    bad.unlink()
+    assert run_notebooks.main(["--workers", "2"]) == 0
+    assert "0 cached, 1 to run" in capsys.readouterr().out
+    cache = jupyter_cache.get_cache(tmp_path / "cache")
+    _, executed = cache.merge_match_into_notebook(nbformat.read(good, as_version=4))
+    assert executed.cells[0].outputs[0]["text"] == "42\n"
+    assert run_notebooks.main([]) == 0 and "1 cached, 0 to run" in capsys.readouterr().out

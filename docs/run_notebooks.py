@@ -1,0 +1,79 @@
+"""Run the site's notebooks side by side into the cache the docs build reads, before the build.
+
+myst-nb runs notebooks one after another while it reads the pages; most of the time of a fresh
+build went there (760 s of about 1,000 on a 2-core machine). Here they run a core's worth of
+threads each, one per core at a time, and each result goes into myst-nb's cache
+(``docs/_build/.jupyter_cache``, keyed by the code cells' source), where the build finds it. A
+notebook already in the cache is not run again; one that fails stops this with its traceback.
+
+    python docs/run_notebooks.py [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+CACHE = DOCS / "_build" / ".jupyter_cache"  # myst-nb's default: next to the build's output folder
+TIMEOUT_S = 600  # per cell, as conf.py's nb_execution_timeout
+
+
+def run(path: Path):
+    """Execute one notebook in a temporary folder (as conf.py's nb_execution_in_temp): the executed notebook,
+    its seconds and the traceback of a failure (None when it ran to the end)."""
+    import nbformat
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    nb = nbformat.read(path, as_version=4)
+    with tempfile.TemporaryDirectory() as cwd:
+        result = single_nb_execution(nb, cwd=cwd, timeout=TIMEOUT_S, allow_errors=False)
+    return result.nb, result.time, result.exc_string
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="notebooks at a time (default: one per core)")
+    args = parser.parse_args(argv)
+
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    cache = get_cache(CACHE)
+    notebooks = sorted(p for p in (DOCS / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    todo = []
+    for path in notebooks:
+        try:
+            cache.match_cache_notebook(nbformat.read(path, as_version=4))
+        except KeyError:
+            todo.append(path)
+    print(f"notebooks: {len(notebooks) - len(todo)} cached, {len(todo)} to run, {args.workers} at a time", flush=True)
+    # The workers' kernels inherit a core's worth of torch threads each instead of all of them (oversubscribed
+    # cores ran a notebook three times slower in the tests; tests/conftest.py).
+    threads = str(max(1, (os.cpu_count() or 1) // args.workers))
+    start = time.perf_counter()
+    with ProcessPoolExecutor(args.workers, initializer=os.environ.__setitem__, initargs=("OMP_NUM_THREADS", threads)) as pool:
+        futures = {pool.submit(run, path): path for path in todo}
+        for future in as_completed(futures):
+            path = futures[future]
+            name = path.relative_to(DOCS).as_posix()
+            nb, seconds, failure = future.result()
+            if failure is not None:
+                print(f"{name} failed after {seconds:.0f} s:\n{failure}", file=sys.stderr, flush=True)
+                for other in futures:
+                    other.cancel()
+                return 1
+            cache.cache_notebook_bundle(CacheBundleIn(nb, str(path), data={"execution_seconds": seconds}),
+                                        check_validity=False, overwrite=True)
+            print(f"{name}: {seconds:.0f} s (at {time.perf_counter() - start:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
