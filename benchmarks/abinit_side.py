@@ -52,6 +52,8 @@ Conventions checked on a CPU: cryoDRGN's ``backproject_voxel`` of these files at
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
 import json
 import os
 import shlex
@@ -171,15 +173,21 @@ def run_cryonb(sim, args) -> dict:
     start = time.perf_counter()
     ab = Abinit(blind, zdim=0, settings=settings, device=args.device, dec_width=args.dec_width, dec_depth=3,
                 encoding="gaussian", n_freqs=64, epochs=epochs, seed=args.seed)
-    done = 0
-    while done < epochs and time.perf_counter() - start < args.timeout:
-        ab.fit(1, progress=False)
-        done += 1
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
+    done, epoch_s = 0, []
+    profile = cProfile.Profile() if args.profile else contextlib.nullcontext()
+    with profile:
+        while done < epochs and time.perf_counter() - start < args.timeout:
+            began = time.perf_counter()
+            ab.fit(1, progress=False)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            epoch_s.append(round(time.perf_counter() - began, 2))
+            done += 1
+    if args.profile:
+        profile.dump_stats(args.profile)
     record = {"wall_s": round(time.perf_counter() - start, 1), "complete": done == epochs, "epochs_planned": epochs,
               "options": " ".join(f"{k}={v}" for k, v in {**chosen, "refine_epochs": args.refine_epochs, "dec_width": args.dec_width}.items()),
-              "epochs": done}
+              "epochs": done, "epoch_s": epoch_s}
     return {**record, **score(ab.poses()[0], ab.volume(), sim)}
 
 
@@ -215,6 +223,7 @@ def main(argv=None):
     p.add_argument("--map-grid", type=int, default=AbinitConfig.map_grid,
                    help="cryonb's search: a shared map drawn on a grid this many times finer than the pixels; 0: the decoder at every pixel")
     p.add_argument("--skip", choices=("cryodrgn", "cryonb"), help="run only the other system")
+    p.add_argument("--profile", help="write a cProfile of cryonb's run here (pstats)")
     args = p.parse_args(argv)
     args.outdir = args.outdir.resolve()
     args.outdir.mkdir(parents=True, exist_ok=True)
