@@ -1,4 +1,7 @@
-"""`cryonb variability`: a rare state lacking a subunit, divided out of a simulated stack into selections."""
+"""`cryonb variability`: a rare state lacking a subunit, divided out of a simulated stack into selections.
+
+One or two random starts (``--starts``) instead of the default's three: the command's outputs are tested
+here, the choice among starts in tests/core/test_variability.py."""
 
 import numpy as np
 import pytest
@@ -23,7 +26,7 @@ def stack(tmp_path_factory):
 def test_variability_writes_the_component_and_the_two_groups_as_selections(stack, tmp_path, capsys):
     star, state = stack
     out = tmp_path / "split"
-    assert cli(["variability", str(star), "-o", str(out), "--resolution", "12"]) == 0
+    assert cli(["variability", str(star), "-o", str(out), "--resolution", "12", "--starts", "1"]) == 0
     printed = capsys.readouterr().out
     assert ("agreement" in printed or "a region" in printed) and "note:" not in printed
     component, _ = read_map(out / "component.mrc")

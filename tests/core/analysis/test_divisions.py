@@ -1,4 +1,7 @@
-"""Clusters asked, with the poses, whether they hide two states; and the section analyze_run writes."""
+"""Clusters asked, with the poses, whether they hide two states; and the section analyze_run writes.
+
+Each division here iterates one random start beside the regions (``starts=1``): the default's three
+take three times as long, and the choice among starts is tested in tests/core/test_variability.py."""
 
 import json
 
@@ -28,7 +31,7 @@ def test_a_cluster_with_two_states_is_divided_and_one_of_a_single_state_is_not(r
     particles, state, _ = rare_state
     position = np.arange(len(state))
     labels = np.where(position < 1000, 0, np.where(state == 0, 1, 2))  # 0: both states; 1: the common one; 2: the rare, small
-    divisions = divide_clusters(particles, labels, depth=2, min_particles=300, resolution=12.0, progress=False)
+    divisions = divide_clusters(particles, labels, depth=2, min_particles=300, resolution=12.0, starts=1, progress=False)
     asked = {(d.cluster, d.path): d for d in divisions}
     assert {(0, ""), (0, "0"), (1, "")} <= set(asked) <= {(0, ""), (0, "0"), (0, "1"), (1, "")}  # cluster 2: too small; two deep at most
     mixed, single = asked[0, ""], asked[1, ""]
@@ -46,7 +49,7 @@ def test_a_reproducible_spread_of_one_state_is_not_divided(tmp_path):
     the cluster is not divided. Agreement alone had divided it."""
     sim = simulate(torch.stack([hinge(32)]), 1300, D=32, snr=0.1, seed=6, progress=False)
     particles = load_particles(sim.save(tmp_path)["star"])
-    (division,) = divide_clusters(particles, np.zeros(1300, int), depth=1, resolution=12.0, progress=False)
+    (division,) = divide_clusters(particles, np.zeros(1300, int), depth=1, resolution=12.0, starts=1, progress=False)
     assert division.agreement > 0.5 and division.component.bimodality < 0
     assert not division.divided and "one state" in str(division)
 
@@ -70,7 +73,7 @@ def test_a_few_outliers_are_set_apart_by_a_division_of_their_own(tmp_path):
     sim = simulate(torch.stack([full, lacking_a_subunit(full), 3 * hinge(32, angle=1.2)]), 1630, D=32, snr=0.1,
                    proportions=[0.785, 0.2, 0.015], seed=5, progress=False)
     particles = load_particles(sim.save(tmp_path)["star"])
-    (division,) = divide_clusters(particles, np.zeros(len(sim.state), int), depth=1, resolution=12.0, progress=False)
+    (division,) = divide_clusters(particles, np.zeros(len(sim.state), int), depth=1, resolution=12.0, starts=1, progress=False)
     junk = sim.state[division.group(1)]
     assert division.divided and division.agreement > 0.5 and len(junk) < 0.02 * len(sim.state)
     assert (junk == 2).mean() > 0.9 and (sim.state[division.group(0)] == 2).sum() <= 2  # the junk, nearly all of it
@@ -86,7 +89,7 @@ def test_one_bright_outlier_does_not_hide_the_rare_state(tmp_path):
     contaminant = simulate(torch.stack([30 * hinge(32, angle=1.2)]), 1, D=32, snr=None, seed=9, progress=False)
     sim.particles.images.array[7] += contaminant.particles.images.array[0]
     particles = load_particles(sim.save(tmp_path)["star"])
-    (division,) = divide_clusters(particles, np.zeros(1600, int), depth=1, resolution=12.0, progress=False)
+    (division,) = divide_clusters(particles, np.zeros(1600, int), depth=1, resolution=12.0, starts=1, progress=False)
     assert division.divided  # along a region of the consensus (13 standard errors), the more bimodal candidate here
     assert sim.state[division.group(1)].mean() > 0.5 and sim.state[division.group(0)].mean() < 0.1
     assert list(division.component.outliers) == [7] and division.component.trust[7] < 0.1
@@ -96,7 +99,7 @@ def test_one_bright_outlier_does_not_hide_the_rare_state(tmp_path):
 def test_only_the_clusters_asked_for_are_divided(rare_state):
     particles, state, _ = rare_state
     labels = np.where(np.arange(len(state)) < 1000, 0, np.where(state == 0, 1, 2))
-    divisions = divide_clusters(particles, labels, clusters=[2, 2], depth=1, min_particles=100, resolution=12.0, progress=False)
+    divisions = divide_clusters(particles, labels, clusters=[2, 2], depth=1, min_particles=100, resolution=12.0, starts=1, progress=False)
     assert [(d.cluster, d.path) for d in divisions] == [(2, "")]
     assert set(divisions[0].members) == set(np.flatnonzero(labels == 2))
 
@@ -156,7 +159,7 @@ class RunOfParticles:
 def test_analyze_run_divides_its_clusters_and_writes_selections(rare_state, tmp_path):
     particles, state, volumes = rare_state
     run = RunOfParticles(particles, volumes)
-    out = analyze_run(run, tmp_path, k=1, pcs=1, pc_steps=2, umap=False, divide_kw={"resolution": 12.0, "depth": 1}, progress=False)
+    out = analyze_run(run, tmp_path, k=1, pcs=1, pc_steps=2, umap=False, divide_kw={"resolution": 12.0, "depth": 1, "starts": 1}, progress=False)
     folder = tmp_path / "kmeans1" / "divisions" / "cluster_000"
     assert (folder / "component.mrc").exists() and (folder / "coordinates.png").stat().st_size > 1000
     smaller = read_index(folder / "group_1.ind.npy")
