@@ -6,7 +6,7 @@ driver process (standing in for the server); the memory of both is measured two 
 
 - the kernel's own peak resident set (``ru_maxrss``, kept by the OS, so no spike is missed) plus the
   driver's sampled peak: an upper bound of the two processes' peak together;
-- the resident memory of the driver's whole process tree, sampled every 20 ms, which also counts any
+- the resident memory of the driver's whole process tree, sampled every 0.1 s, which also counts any
   process the kernel starts.
 
 A cap such as ``RLIMIT_AS`` would not do: torch and the BLAS libraries reserve far more address
@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 BINDER = REPO / "binder"
 QUICKSTART = REPO / "notebooks" / "01_quickstart.ipynb"
 BINDER_MEMORY = 2_000_000_000  # bytes: mybinder.org's limit per session
+SAMPLE_S = 0.1  # between samples of the process tree: each lists every process on the machine (about a tenth of a core at 50 per second)
 
 # Runs the quickstart, then asks its kernel for its own peak memory; prints both peaks in bytes.
 DRIVER = """\
@@ -70,7 +71,7 @@ class Measured:
     out: str
     err: str
     kernel: int  # the kernel's own peak RSS, reported by the driver
-    sampled: int  # the largest sum over the driver's process tree, sampled every 20 ms
+    sampled: int  # the largest sum over the driver's process tree, sampled every 0.1 s
     sampled_driver: int
     peak: int  # what the notebook needed at most: max(sampled, kernel + driver)
 
@@ -93,7 +94,7 @@ def run_notebook_measured(notebook: Path, workdir: Path) -> Measured:
             sampled_driver = max(sampled_driver, driver.memory_info().rss)
         except psutil.NoSuchProcess:
             pass
-        time.sleep(0.02)
+        time.sleep(SAMPLE_S)
     out, err = driver.communicate()
     found = re.search(r"^KERNEL PEAK (\d+)$", out, re.M)
     kernel = int(found.group(1)) if found else 0
