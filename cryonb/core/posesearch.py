@@ -260,8 +260,8 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
         # Rounds 1..: subdivide the kept poses, halve the shift grid around each.
         for i in range(1, iterations + 1):
             resolution = base_resolution + i
-            cand = so3grid.children(resolution - 1, index.cpu()).reshape(B, -1).to(device)  # (B, M)
-            R = so3grid.rotations(resolution, cand.cpu()).float().to(device) @ turn  # (B, M, 3, 3)
+            cand = so3grid.children(resolution - 1, index).reshape(B, -1)  # (B, M), on the search's device
+            R = so3grid.rotations(resolution, cand).float() @ turn  # (B, M, 3, 3)
             centre = centres.repeat_interleave(8, dim=1)  # (B, M, 2)
             inside = radius_px <= radii[i]
             images_i = images[:, inside].to(torch.complex64), ctf[:, inside], coords[inside]
@@ -277,7 +277,7 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
             index = cand.gather(1, pick)
             centres = centre.gather(1, pick[..., None].expand(-1, -1, 2)) + step[t.gather(1, pick)]
         final = base_resolution + iterations
-        best = so3grid.rotations(final, index[:, 0].cpu()).float().to(device) @ turn
+        best = so3grid.rotations(final, index[:, 0]).float() @ turn
     return PoseSearchResult(best, centres[:, 0], err[:, 0], index[:, 0])
 
 

@@ -19,6 +19,7 @@ in-plane turn.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -102,10 +103,20 @@ def split_index(resolution: int, index) -> tuple[torch.Tensor, torch.Tensor]:
     return index // n_inplane(resolution), index % n_inplane(resolution)
 
 
+@functools.lru_cache(maxsize=None)
+def _frame_table(resolution: int, device: torch.device) -> torch.Tensor:
+    """``Ry(θ) Rz(φ)`` of every pixel centre at ``resolution`` (12·nside², 3, 3), float64, made once per
+    device: a search asks for thousands of pixels' frames per batch, on the device it runs on."""
+    theta, phi = pix2ang_nested(nside(resolution), torch.arange(12 * nside(resolution) ** 2))
+    return relion_to_matrix(phi * (180 / math.pi), theta * (180 / math.pi), torch.zeros_like(theta)).to(device)
+
+
 def _direction_frames(resolution: int, pixels: torch.Tensor) -> torch.Tensor:
     """``Ry(θ) Rz(φ)`` for the pixels' centres: the grid rotations at ψ = 0."""
-    theta, phi = pix2ang_nested(nside(resolution), pixels)
-    return relion_to_matrix(phi * (180 / math.pi), theta * (180 / math.pi), torch.zeros_like(theta))
+    table = _frame_table(resolution, pixels.device)
+    if pixels.device.type == "cpu" and pixels.numel() and (int(pixels.min()) < 0 or int(pixels.max()) >= len(table)):
+        raise ValueError(f"HEALPix pixels of nside {nside(resolution)} are 0 to {len(table) - 1}")
+    return table[pixels]
 
 
 def rotations(resolution: int, index=None) -> torch.Tensor:
@@ -116,9 +127,7 @@ def rotations(resolution: int, index=None) -> torch.Tensor:
     shape = pixel.shape
     pixel, k = pixel.reshape(-1), k.reshape(-1)
     psi = (k.double() + 0.5) * (2 * math.pi / n_inplane(resolution))
-    unique, where = torch.unique(pixel, return_inverse=True)
-    frames = _direction_frames(resolution, unique)[where]
-    return (_rz(psi) @ frames).reshape(*shape, 3, 3)
+    return (_rz(psi) @ _direction_frames(resolution, pixel)).reshape(*shape, 3, 3)
 
 
 def _rz(psi: torch.Tensor) -> torch.Tensor:
@@ -140,13 +149,13 @@ def children(resolution: int, index) -> torch.Tensor:
     shape = index.shape
     parent = rotations(resolution, index.reshape(-1))  # (n, 3, 3)
     pixel, _ = split_index(resolution, index.reshape(-1))
-    sub = (4 * pixel[:, None] + torch.arange(4)).reshape(-1)  # (n*4,)
+    sub = (4 * pixel[:, None] + torch.arange(4, device=index.device)).reshape(-1)  # (n*4,)
     frames = _direction_frames(resolution + 1, sub).reshape(-1, 4, 3, 3)
     N = frames @ parent.transpose(-1, -2)[:, None]
     best = torch.atan2(N[..., 1, 0] - N[..., 0, 1], N[..., 0, 0] + N[..., 1, 1])  # (n, 4)
     n = n_inplane(resolution + 1)
     below = torch.floor(torch.remainder(best, 2 * math.pi) / (2 * math.pi / n) - 0.5).long()
-    k = torch.remainder(below[..., None] + torch.arange(2), n)  # (n, 4, 2)
+    k = torch.remainder(below[..., None] + torch.arange(2, device=index.device), n)  # (n, 4, 2)
     out = sub.reshape(-1, 4, 1) * n + k
     return out.reshape(*shape, 8)
 
