@@ -21,18 +21,17 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 CACHE = DOCS / "_build" / ".jupyter_cache"  # myst-nb's default: next to the build's output folder
-TIMEOUT_S = 600  # per cell, as conf.py's nb_execution_timeout
 
 
-def run(path: Path):
-    """Execute one notebook in a temporary folder (as conf.py's nb_execution_in_temp): the executed notebook,
-    its seconds and the traceback of a failure (None when it ran to the end)."""
+def run(path: Path, timeout: int):
+    """Execute one notebook in a temporary folder (as conf.py's nb_execution_in_temp), ``timeout`` seconds a
+    cell at most: the executed notebook, its seconds and the traceback of a failure (None when it ran to the end)."""
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
 
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory() as cwd:
-        result = single_nb_execution(nb, cwd=cwd, timeout=TIMEOUT_S, allow_errors=False)
+        result = single_nb_execution(nb, cwd=cwd, timeout=timeout, allow_errors=False)
     return result.nb, result.time, result.exc_string
 
 
@@ -42,6 +41,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import nbformat
+    from conf import nb_execution_timeout  # the build's own setting
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
@@ -59,15 +59,14 @@ def main(argv=None) -> int:
     threads = str(max(1, (os.cpu_count() or 1) // args.workers))
     start = time.perf_counter()
     with ProcessPoolExecutor(args.workers, initializer=os.environ.__setitem__, initargs=("OMP_NUM_THREADS", threads)) as pool:
-        futures = {pool.submit(run, path): path for path in todo}
+        futures = {pool.submit(run, path, nb_execution_timeout): path for path in todo}
         for future in as_completed(futures):
             path = futures[future]
             name = path.relative_to(DOCS).as_posix()
             nb, seconds, failure = future.result()
             if failure is not None:
                 print(f"{name} failed after {seconds:.0f} s:\n{failure}", file=sys.stderr, flush=True)
-                for other in futures:
-                    other.cancel()
+                pool.shutdown(cancel_futures=True)  # those not started; a running one finishes first
                 return 1
             cache.cache_notebook_bundle(CacheBundleIn(nb, str(path), data={"execution_seconds": seconds}),
                                         check_validity=False, overwrite=True)

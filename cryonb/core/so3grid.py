@@ -114,6 +114,8 @@ def _frame_table(resolution: int, device: torch.device) -> torch.Tensor:
 def _direction_frames(resolution: int, pixels: torch.Tensor) -> torch.Tensor:
     """``Ry(θ) Rz(φ)`` for the pixels' centres: the grid rotations at ψ = 0."""
     table = _frame_table(resolution, pixels.device)
+    # Checked where it is free; on a GPU the check would wait for the search's kernels every round, and an
+    # index out of range stops the kernel there anyway (a negative one would wrap around silently here).
     if pixels.device.type == "cpu" and pixels.numel() and (int(pixels.min()) < 0 or int(pixels.max()) >= len(table)):
         raise ValueError(f"HEALPix pixels of nside {nside(resolution)} are 0 to {len(table) - 1}")
     return table[pixels]
