@@ -1,6 +1,7 @@
 """Training throughput (images/s) and peak GPU memory of cryonb's Trainer.
 
     python benchmarks/bench_train.py --box 128 --width 256 --depth 3 --batch 128 --device cuda --compile
+    python benchmarks/bench_train.py --box 64 --zdim 8 --batch 32 --latents table --poses table   # per-particle tables
 
 Images are random (throughput does not depend on content); poses and CTF are random too. Times
 whole epochs after warm-up epochs, so compilation and autotuning are excluded.
@@ -53,6 +54,8 @@ def main(argv=None):
                     help="the share of each image's pixels the decoder is fitted to at a step (TrainConfig.pixel_fraction)")
     ap.add_argument("--slice-filters", type=int, help="the encoder's slice filters (TrainConfig.slice_filters; default: the device's)")
     ap.add_argument("--slice-radius", type=int, help="their reach in pixels of frequency (default: the box's)")
+    ap.add_argument("--latents", choices=["encoder", "table"], default="encoder", help="TrainConfig.latents (table: an autodecoder)")
+    ap.add_argument("--poses", choices=["known", "table"], default="known", help="TrainConfig.poses (table: refined per particle)")
     args = ap.parse_args(argv)
 
     particles = synthetic_particles(args.particles, args.box)
@@ -60,7 +63,8 @@ def main(argv=None):
                          dec_depth=args.depth, batch_size=args.batch, device=args.device,
                          compile=args.compile, amp=not args.no_amp, cuda_graphs=not args.no_graphs,
                          residual=not args.plain, pixel_fraction=args.pixel_fraction,
-                         slice_filters=args.slice_filters, slice_radius=args.slice_radius)
+                         slice_filters=args.slice_filters, slice_radius=args.slice_radius,
+                         latents=args.latents if args.zdim else None, poses=args.poses)
     trainer = Trainer(particles, config)
     cuda = trainer.device.type == "cuda"
     trainer.fit(args.warmup, progress=False)
@@ -74,7 +78,7 @@ def main(argv=None):
     seconds = time.perf_counter() - t0
     result = {
         "box": args.box, "decoder": f"{args.width}x{args.depth}", "zdim": args.zdim, "batch": args.batch,
-        "n": args.particles, "compile": args.compile, "amp": not args.no_amp and cuda,
+        "n": args.particles, "latents": args.latents if args.zdim else None, "poses": args.poses, "compile": args.compile, "amp": not args.no_amp and cuda,
         "graphs": trainer._graphs, "residual": not args.plain, "pixel_fraction": args.pixel_fraction,
         "slice_filters": trainer.config.slice_filters, "slice_radius": trainer.config.slice_radius,
         "encoder_average": trainer.config.encoder_average, "decoder_init": trainer.config.decoder_init,

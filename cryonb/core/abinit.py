@@ -185,6 +185,7 @@ class Abinit(SeveralStarts):
         self.trainer = trainer
         self.search_errors: list[tuple[int, float]] = []  # (step, the batch's best poses' squared error per pixel)
         self._restricted = False  # whether the trainer's loss is low-passed by this run
+        self._held = None  # whether the pose table's rate is 0 (None: not set yet by this run)
         self._starts: list[Abinit] = []  # the other starts, until the best is chosen
         self._discard: tuple[Path, int] | None = None  # their folders, removed once a checkpoint at this step or later holds the choice
         trainer.before_step.append(self._before_step)
@@ -295,12 +296,13 @@ class Abinit(SeveralStarts):
     def _hold_poses(self, trainer, hold: bool):
         """Descent moves the pose table only in the refine phase (before it, the search sets the poses)."""
         opt = trainer.table_optimizer
-        if opt is None:
+        if opt is None or hold == self._held:
             return
+        self._held = hold
         pose_params = {id(p) for p in trainer.model.poses.parameters()}
         for group in opt.param_groups:
             if any(id(p) in pose_params for p in group["params"]):
-                group["lr"] = 0.0 if hold else trainer.config.pose_lr
+                opt.set_lr(group, 0.0 if hold else trainer.config.pose_lr)
 
     def _forget_momentum(self, idx):
         """Clear the table optimiser's moments of the rows just assigned, so that descent does not

@@ -11,7 +11,7 @@ rate, so that a CUDA graph can replay the update (:mod:`cryonb.core.graphs`). ``
 the same update with torch's one-kernel form (``torch._fused_adamw_``, what ``torch.optim.AdamW(fused=True)``
 calls; the same formula in float32, rounded in another order): at D = 128 the multi-tensor form's
 eight passes over the weights took 0.75 ms of a 10 ms step on an H200 (docs/benchmarks.md, "The
-optimiser in one kernel"). The per-particle tables' sparse gradients keep ``torch.optim.SparseAdam``.
+optimiser in one kernel"). The per-particle tables have :class:`~cryonb.core.row_adam.RowAdam`.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class AdamW:
         state = self.state.get(p)
         if state is None:  # its first step
             if p.grad.is_sparse:
-                raise RuntimeError("AdamW takes dense gradients; per-particle tables have torch.optim.SparseAdam")
+                raise RuntimeError("AdamW takes dense gradients (per-particle tables have cryonb.core.row_adam.RowAdam)")
             state = self.state[p] = {"step": torch.zeros((), dtype=torch.float32),
                                      "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
                                      "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}

@@ -17,6 +17,7 @@ from torch import nn
 
 from .nets import mlp, residual_mlp
 from .projection import sample_volume
+from .row_adam import rows
 
 
 @dataclass
@@ -114,8 +115,8 @@ class Encoder(nn.Module):
 class LatentTable(nn.Module):
     """An autodecoder's latents: one learned row per particle, with a standard normal prior.
 
-    The rows are a sparse embedding (only the batch's rows get gradients, updated by a sparse
-    optimiser). ``noise`` adds a fixed spread ``sigma`` to z during training, as a fixed-variance VAE
+    Only the batch's rows get gradients (:func:`~cryonb.core.row_adam.rows`), and
+    :class:`~cryonb.core.row_adam.RowAdam` moves only those. ``noise`` adds a fixed spread ``sigma`` to z during training, as a fixed-variance VAE
     does; the prior penalty is ½‖z‖².
     """
 
@@ -125,17 +126,17 @@ class LatentTable(nn.Module):
         super().__init__()
         self.zdim, self.sigma = zdim, sigma
         g = torch.Generator().manual_seed(seed)
-        self.table = nn.Embedding(n, zdim, sparse=True)
+        self.table = nn.Embedding(n, zdim)
         with torch.no_grad():
             self.table.weight.copy_(torch.randn(n, zdim, generator=g) * 0.1)
 
     def forward(self, idx, images, noise: torch.Tensor | None = None, rotations=None, ctf=None) -> Latents:
-        mu = self.table(idx)
+        mu = rows(self.table, idx)
         z = mu if noise is None else mu + self.sigma * noise
         return Latents(z, mu, 0.5 * mu.pow(2).sum(-1))
 
     def means(self, idx, images, rotations=None, ctf=None) -> torch.Tensor:
-        return self.table(idx)
+        return rows(self.table, idx)
 
 
 class ClassTable(nn.Module):

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .row_adam import rows
 
 
 def metadata_rotations(particles, device) -> torch.Tensor:
@@ -37,7 +38,8 @@ class PoseTable(nn.Module):
 
     A rotation is a fixed base times a small learned rotation (an axis-angle vector), so that a
     pose search can set the base (:meth:`assign`) and descent refine it without wrapping around.
-    The learned parts are sparse embeddings: only a batch's rows get gradients.
+    The learned parts are tables of rows (:func:`~cryonb.core.row_adam.rows`): only a batch's rows
+    get gradients, and :class:`~cryonb.core.row_adam.RowAdam` moves only those.
     """
 
     has_table = True
@@ -45,14 +47,14 @@ class PoseTable(nn.Module):
     def __init__(self, n: int):
         super().__init__()
         self.register_buffer("base", torch.eye(3).repeat(n, 1, 1))
-        self.turn = nn.Embedding(n, 3, sparse=True)
-        self.shift = nn.Embedding(n, 2, sparse=True)
+        self.turn = nn.Embedding(n, 3)
+        self.shift = nn.Embedding(n, 2)
         with torch.no_grad():
             self.turn.weight.zero_()
             self.shift.weight.zero_()
 
     def forward(self, idx, rotations):
-        return self.base[idx] @ small_rotation(self.turn(idx)), self.shift(idx)
+        return self.base[idx] @ small_rotation(rows(self.turn, idx)), rows(self.shift, idx)
 
     @torch.no_grad()
     def assign(self, idx, rotations: torch.Tensor, shifts: torch.Tensor | None = None):

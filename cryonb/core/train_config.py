@@ -82,8 +82,8 @@ class TrainConfig:
     pixel_core: float = 0.0
     # The share of the planned epochs over which pixel_fraction applies; every pixel is fitted after it (1: throughout)
     pixel_until: float = 1.0
-    table_lr: float = 1e-2  # per-particle latents (latents="table"): their sparse Adam's rate
-    pose_lr: float = 1e-3  # per-particle poses (poses="table"): their sparse Adam's rate
+    table_lr: float = 1e-2  # per-particle latents (latents="table"): their Adam's rate (cryonb.core.row_adam)
+    pose_lr: float = 1e-3  # per-particle poses (poses="table"): their Adam's rate
     # Weight of the KL term. None: 0 on a GPU with an encoder and known poses at a box of LARGE_BOX or more (at
     # D = 128 every latent score of the suite's six rows rose or held and the mixtures stopped being a lottery;
     # the maps within 0.004; docs/benchmarks.md, "No KL term at D = 128"), 1 / zdim otherwise (on the CPU's model

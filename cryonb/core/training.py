@@ -28,6 +28,7 @@ from .driving import Driven
 from .errors import CryonbError, InputError
 from .imagedata import ImageData, image_data  # noqa: F401  (ImageData: callers import it from here)
 from .pixels import FittedPixels
+from .row_adam import RowAdam
 from .train_config import TrainConfig
 
 AMP_DTYPE = torch.bfloat16  # a GPU step's autocast (amp=True); its Triton kernels are compiled for it
@@ -61,14 +62,11 @@ class Trainer(Driven, Checkpointed):
         self.model = config.build_model(self.data.D, len(self.data)).to(self.device)
         if self.model.poses.has_table and particles.rotations is not None:  # refined from the metadata's poses
             self.model.poses.assign(torch.arange(len(self.data), device=self.device), self.data.rotations)
-        tables = self.model.has_tables
-        if tables and self.dist.world > 1:
+        if self.model.has_tables and self.dist.world > 1:
             raise CryonbError("per-particle tables (latents='table' or poses='table') train on one process; "
                               "run without --gpus/torchrun")
-        # Per-particle tables have sparse gradients: their own optimiser, and no CUDA graph
-        # (and the Gaussian-mixture model's step is not capturable yet: its capture failed on an H200)
-        self._graphs = (config.cuda_graphs and self.device.type == "cuda" and self.dist.world == 1 and not tables
-                        and config.decoder != "gmm")
+        # (the Gaussian-mixture model's step is not capturable yet: its capture failed on an H200)
+        self._graphs = config.cuda_graphs and self.device.type == "cuda" and self.dist.world == 1 and config.decoder != "gmm"
         self._captured = {}  # the CUDA graphs of a full-batch step, one per marching radius, made at first use
         self._kernels_compiled = self._compile_kernels()  # waited for by the first step
         share_steps = round(config.pixel_until * config.epochs * self.batches_per_epoch) if config.pixel_until < 1 else None
@@ -91,7 +89,7 @@ class Trainer(Driven, Checkpointed):
         groups = [{"params": [p for name, p in self.model.named_parameters() if _in_table(self.model, name, part)], "lr": lr}
                   for part, lr in (("latents", config.table_lr), ("poses", config.pose_lr))]
         groups = [g for g in groups if g["params"]]
-        self.table_optimizer = torch.optim.SparseAdam(groups) if groups else None
+        self.table_optimizer = RowAdam(groups) if groups else None  # moves the batch's rows only
         self.before_step: list = []  # callables (trainer, idx) run before each step, e.g. a pose search
         forward = self.model
         if self.dist.world > 1:
@@ -217,13 +215,13 @@ class Trainer(Driven, Checkpointed):
         if self.position >= self.batches_per_epoch or len(self._pending) >= self._sync_every:
             self._record()
 
-    def _update(self, idx, noise, scale: float = 1.0):
+    def _update(self, idx, noise=None, scale: float = 1.0):
         """Forward, backward and optimiser step (gradients must be zero or None before)."""
         loss, error, kl = self.loss(idx, noise)
         (loss * scale).backward()
         self.optimizer.step()
         if self.table_optimizer is not None:
-            self.table_optimizer.step()
+            self.table_optimizer.step(idx)
         return loss.detach(), error.detach(), kl.detach()
 
     def _graphed_step(self, idx, noise):
@@ -232,7 +230,8 @@ class Trainer(Driven, Checkpointed):
         inputs = (idx,) if noise is None else (idx, noise)
         key = (self._fit_radius, None if self._pixels is None else len(self._pixels))
         if key not in self._captured:
-            self._captured[key] = CapturedStep(self._update, self.model, self.optimizer, inputs)
+            optimizers = [o for o in (self.optimizer, self.table_optimizer) if o is not None]
+            self._captured[key] = CapturedStep(self._update, self.model, optimizers, inputs)
         return self._captured[key](*inputs)
 
     @property
