@@ -231,12 +231,14 @@ class LabPage:
         width = self.widget(css).locator(".progress-bar").evaluate("(bar) => bar.style.width || bar.style.height")
         return float(width.rstrip("%")) / 100
 
-    def wait_until(self, condition, timeout: float = 30, message: str = "condition"):
-        """Poll ``condition()`` (which reads the page) until it is true."""
+    def wait_until(self, condition, timeout: float = 30, message: str = "condition", describe=None):
+        """Poll ``condition()`` (which reads the page) until it is true; ``describe()``: what the page
+        shows instead, told in the error if it never becomes true."""
         end = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > end:
-                raise TimeoutError(f"{message} not reached in {timeout} s")
+                seen = f"; instead: {describe()!r}" if describe is not None else ""
+                raise TimeoutError(f"{message} not reached in {timeout} s{seen}")
             time.sleep(0.1)
 
     def shutdown_kernel(self):

@@ -92,7 +92,8 @@ def test_a_path_between_separate_clusters_is_told_in_the_panel(lab, lab_page):
     # (a loaded machine has taken over 30 s to render it).
     message = page.locator(".jp-OutputArea-output .cryonb-explorer-trajectory-message")
     lab_page.wait_until(lambda: "across gaps between separate parts of the graph" in message.inner_text(), timeout=90,
-                        message="the panel's message of the jump")
+                        message="the panel's message of the jump",
+                        describe=lambda: (message.inner_text(), kernel_json(lab_page, "[explorer.trajectory_notice, int(explorer.trajectory.gaps.sum())]")))
     assert "2 separate parts" in lab_page.text(".cryonb-explorer-trajectory-message .cryonb-notice")
     assert kernel_json(lab_page, "int(explorer.trajectory.gaps.sum())") > 0
     lab_page.wait_until(lambda: canvas.screenshot() != before, message="the path drawn")
