@@ -5,6 +5,7 @@
     python benchmarks/abinit_scratch.py --seed 2 --starts 1        # one start (no choice)
     python benchmarks/abinit_scratch.py --map-grid 0               # the decoder at every candidate's pixels
     python benchmarks/abinit_scratch.py --map-grid 3 --rescore 0   # a finer drawn map, none rescored
+    python benchmarks/abinit_scratch.py --search-images 32         # each batch searched alone
 
 Simulates the hinge phantom (one state, CTF, noise), hands :class:`cryonb.core.abinit.Abinit` the
 images and CTF without poses, and after every epoch prints one JSON line: the phase, the model's
@@ -45,6 +46,8 @@ def main(argv=None):
                    help="samples per pixel of the grid a shared map is drawn on for the search; 0: the decoder at every pixel")
     p.add_argument("--rescore", type=int, default=AbinitConfig.rescore,
                    help="with a drawn map: the last round's best candidates scored through the decoder; 0: none")
+    p.add_argument("--search-images", type=int, default=AbinitConfig.search_images,
+                   help="images searched at once (the batch and the next ones); 32, the batch: each batch alone")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     sim = simulate_hinge(a.box, a.n, a.snr)
@@ -53,7 +56,7 @@ def main(argv=None):
     settings = AbinitConfig(pretrain_images=a.n, search_epochs=a.search_epochs, map_epochs=a.map_epochs,
                             base_resolution=1, iterations=3, keep=4, shift_extent=0,
                             starts=a.starts, start_cycles=a.start_cycles, map_grid=a.map_grid,
-                            rescore=a.rescore)
+                            rescore=a.rescore, search_images=a.search_images)
     epochs = 1 + a.search_epochs * (1 + a.map_epochs) + a.refine_epochs
     ab = Abinit(blind, zdim=0, settings=settings, device="cpu", dec_width=64, dec_depth=2, batch_size=32, lr=2e-3,
                 epochs=epochs, seed=a.seed)

@@ -165,7 +165,7 @@ def run_cryodrgn(sim, paths, args, drgn: str, log: Path) -> dict:
 
 def run_cryonb(sim, args) -> dict:
     chosen = dict(search_epochs=args.search_epochs, map_epochs=args.map_epochs, starts=args.starts,
-                  shift_extent=None if args.shift_sigma > 0 else 0, map_grid=args.map_grid)
+                  shift_extent=None if args.shift_sigma > 0 else 0, map_grid=args.map_grid, search_images=args.search_images)
     settings = AbinitConfig(**chosen)
     epochs = 1 + args.search_epochs * (1 + args.map_epochs) + args.refine_epochs
     p = sim.particles
@@ -222,6 +222,8 @@ def main(argv=None):
     p.add_argument("--dec-width", type=int, default=256, help="cryonb's decoder width (cryoDRGN-AI's --dim)")
     p.add_argument("--map-grid", type=int, default=AbinitConfig.map_grid,
                    help="cryonb's search: a shared map drawn on a grid this many times finer than the pixels; 0: the decoder at every pixel")
+    p.add_argument("--search-images", type=int, default=AbinitConfig.search_images,
+                   help="cryonb's images searched at once (the batch and the next ones; the batch size: each batch alone)")
     p.add_argument("--skip", choices=("cryodrgn", "cryonb"), help="run only the other system")
     p.add_argument("--profile", help="write a cProfile of cryonb's run here (pstats)")
     args = p.parse_args(argv)

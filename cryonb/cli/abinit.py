@@ -54,6 +54,9 @@ def add_args(parser):
                         help="a shared map is drawn once per batch on a grid this many times finer than the pixels and the "
                              "candidates' slices interpolated from it; 0 runs the decoder at every pixel of every candidate "
                              "(exact, many times slower) (default: 2)")
+    parser.add_argument("--search-images", type=int, default=128,
+                        help="images searched at once: the batch and the next batches of the epoch, against the map of "
+                             "the first (a search of a few images is launch-bound on a GPU) (default: 128)")
     parser.add_argument("--radius", type=float, nargs=2, metavar=("START", "END"),
                         help="frequency limit (pixels) of the first and the last search epoch; the model is fitted within it "
                              "until descent (default: 12 32 at a box of 128, scaled)")
@@ -69,7 +72,7 @@ def _settings(args):
     return AbinitConfig(pretrain_images=args.pretrain_images, search_epochs=args.search_epochs, map_epochs=args.map_epochs,
                         base_resolution=args.base_resolution, keep=args.keep, iterations=args.iterations,
                         shifts=args.shifts, shift_extent=args.shift_extent, radius=None if args.radius is None else tuple(args.radius),
-                        classes=args.classes, map_grid=args.map_grid, **({"starts": args.starts} if args.starts is not None else {}))
+                        classes=args.classes, map_grid=args.map_grid, search_images=args.search_images, **({"starts": args.starts} if args.starts is not None else {}))
 
 
 def _reference_rotations(path, box):

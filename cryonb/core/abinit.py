@@ -60,6 +60,10 @@ class AbinitConfig:
     times finer than the pixels and the candidates' slices are interpolated from it
     (:class:`~cryonb.core.posesearch.DrawnMap`); 0 runs the decoder at every candidate's pixels.
     ``rescore``: the last round's that many best candidates are then scored through the decoder.
+    ``search_images``: the search runs on that many images at once (the batch and the next batches of
+    the epoch, against the map as it is at the first of them), because a search of a few images is
+    bound by kernel launches on a GPU; a batch is searched alone where it is larger, or the images
+    are streamed (the next batches are not on the device yet).
 
     ``starts`` independent starts (their own seeds: initial model, pretraining poses, search grids)
     run through pretraining and the first ``start_cycles`` search cycles (a search epoch and its map
@@ -85,6 +89,7 @@ class AbinitConfig:
     chunk: int = 2**21  # decoder points per call during the search (bounds its memory)
     map_grid: int = 2  # a shared map's slices interpolated from a grid this many times finer than the pixels; 0: exact
     rescore: int = 8  # with map_grid: the last round's best candidates scored again through the decoder
+    search_images: int = 128  # images searched at once: this batch and the next ones of the epoch
     starts: int = 4
     start_cycles: int = 3
     start_images: int = 512
@@ -99,7 +104,7 @@ class AbinitConfig:
         for name in ("pretrain_images", "search_epochs", "map_epochs", "base_resolution", "iterations", "map_grid", "rescore"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be 0 or more (got {getattr(self, name)})")
-        for name in ("keep", "shifts", "chunk", "starts", "start_cycles", "start_images", "classes"):
+        for name in ("keep", "shifts", "chunk", "starts", "start_cycles", "start_images", "classes", "search_images"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1 (got {getattr(self, name)})")
         if self.base_resolution + self.iterations > 8:
@@ -186,6 +191,7 @@ class Abinit(SeveralStarts):
         self.search_errors: list[tuple[int, float]] = []  # (step, the batch's best poses' squared error per pixel)
         self._restricted = False  # whether the trainer's loss is low-passed by this run
         self._held = None  # whether the pose table's rate is 0 (None: not set yet by this run)
+        self._ahead = None  # (first step, last step, result): the search of this batch and the next ones
         self._starts: list[Abinit] = []  # the other starts, until the best is chosen
         self._discard: tuple[Path, int] | None = None  # their folders, removed once a checkpoint at this step or later holds the choice
         trainer.before_step.append(self._before_step)
@@ -224,10 +230,13 @@ class Abinit(SeveralStarts):
         cycle = 1 + self.settings.map_epochs
         return self.pretrain_steps + self.settings.search_epochs * cycle * self.trainer.batches_per_epoch
 
+    def _epochs_searched(self, step: int) -> int:
+        """Epochs of the search phase (search and map epochs) before ``step``'s (they start after pretraining)."""
+        return max(0, step - self.pretrain_steps) // self.trainer.batches_per_epoch
+
     def _cycle(self, step: int) -> tuple[int, int]:
         """(search epoch, epoch within its cycle: 0 searches, 1… fit the map) of a step after pretraining."""
-        epoch = max(0, step - self.pretrain_steps) // self.trainer.batches_per_epoch
-        return divmod(epoch, 1 + self.settings.map_epochs)
+        return divmod(self._epochs_searched(step), 1 + self.settings.map_epochs)
 
     def phase_at(self, step: int) -> str:
         if step < self.pretrain_steps:
@@ -276,12 +285,34 @@ class Abinit(SeveralStarts):
             poses.assign(idx, random_rotations(len(idx), g).to(trainer.device),
                          torch.zeros(len(idx), 2, device=trainer.device))
         elif phase == "search":
-            result = self.search(idx)
+            result = self._search_ahead(trainer, idx)
             poses.assign(idx, result.rotations, result.shifts)
             if result.labels is not None:
                 trainer.model.latents.assign(idx, result.labels)
             self._forget_momentum(idx)
             self.search_errors.append((trainer.step_count, float(result.error.mean()) / self._searched_pixels()))
+
+    def _search_ahead(self, trainer, idx):
+        """This batch's search result, from a search of it and the next batches of the epoch
+        together (``search_images`` images at once; see :class:`AbinitConfig`).
+
+        The groups start every ``search_images // batch_size`` steps from the search epoch's
+        first step (or the trainer epoch's), so a run continued from a checkpoint in the middle of
+        a group searches the rest of that group alone, and the next groups as before.
+        """
+        from .imagedata import ImageData
+
+        step, bs, bpe = trainer.step_count, trainer.config.batch_size, trainer.batches_per_epoch
+        if self._ahead is None or not self._ahead[0] <= step < self._ahead[1]:
+            together = max(1, self.settings.search_images // bs) if isinstance(trainer.data, ImageData) else 1
+            search_epoch = self.pretrain_steps + self._epochs_searched(step) * bpe  # its first step
+            trainer_epoch = step - trainer.position
+            anchor = max(search_epoch, trainer_epoch)
+            end = min(anchor + together * ((step - anchor) // together + 1), search_epoch + bpe, trainer_epoch + bpe)
+            group = trainer._order(trainer.epoch)[trainer.position * bs : (trainer.position + end - step) * bs]
+            self._ahead = (step, end, self.search(group))
+        first, _, result = self._ahead
+        return result.rows(slice((step - first) * bs, (step - first) * bs + len(idx)))
 
     def _restrict_loss(self, trainer, radius: float | None):
         """Fit the model inside ``radius`` pixels at this step (the Trainer's own frequency marching

@@ -22,7 +22,7 @@ particle metadata's convention: translating an image by ``+shift`` (multiplying 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 
 import torch
@@ -51,6 +51,10 @@ class PoseSearchResult:
     error: torch.Tensor  # (B,) squared error over the half-plane pixels within the last radius
     index: torch.Tensor  # (B,) grid index of the rotation at the final resolution
     labels: torch.Tensor | None = None  # (B,) the best class (search_classes)
+
+    def rows(self, where: slice | torch.Tensor) -> PoseSearchResult:
+        """The result of the images at ``where``."""
+        return PoseSearchResult(*(None if v is None else v[where] for v in (getattr(self, f.name) for f in fields(self))))
 
 
 class MapDecoder(nn.Module):

@@ -132,6 +132,28 @@ def test_radius_marches_over_search_epochs_and_poses_are_held_until_refinement(s
     assert np.abs(ab.poses()[0] - held).max() > 1e-4
 
 
+def test_batches_searched_together_each_get_their_own_rows(simulation, monkeypatch):
+    from cryonb.core.posesearch import PoseSearchResult
+
+    ab = Abinit(blind(simulation.particles), zdim=0, settings=replace(QUICK, starts=1, search_images=32), **TINY)
+    groups, batches = [], []
+
+    def search(idx, grid_rotation=None):  # each particle's "pose": its own number, as a shift
+        groups.append((ab.trainer.step_count, len(idx)))
+        code = (idx + 1).float()
+        n = len(idx)
+        return PoseSearchResult(torch.eye(3).expand(n, 3, 3), torch.stack([code, -code], 1), torch.zeros(n), torch.zeros(n, dtype=torch.long))
+
+    monkeypatch.setattr(ab, "search", search)
+    ab.trainer.before_step.append(lambda t, idx: batches.append((t.step_count, idx.clone())))
+    ab.fit(2, progress=False)  # steps: 0 pretrains; 1, 2 (epoch 0) and 3 (epoch 1) search; 4, 5 fit the map
+    # Two batches at once, up to the trainer's epoch's end; then the search epoch's last batch alone
+    assert groups == [(1, 32), (3, 16)]
+    searched = torch.cat([idx for step, idx in batches if 1 <= step <= 3])
+    shifts = ab.trainer.model.poses.shift.weight.detach()
+    np.testing.assert_array_equal(shifts[searched], torch.stack([searched + 1.0, -searched - 1.0], 1))
+
+
 def test_settings_are_checked(simulation, tmp_path):
     with pytest.raises(InputError, match="keep"):
         AbinitConfig(keep=0).validate()
