@@ -67,7 +67,7 @@ class Trainer(Driven, Checkpointed):
                               "run without --gpus/torchrun")
         # (the Gaussian-mixture model's step is not capturable yet: its capture failed on an H200)
         self._graphs = config.cuda_graphs and self.device.type == "cuda" and self.dist.world == 1 and config.decoder != "gmm"
-        self._captured = {}  # the CUDA graphs of a full-batch step, one per marching radius, made at first use
+        self._captured = {}  # the CUDA graph of a full-batch step at the current fitted radius, made at first use
         self._kernels_compiled = self._compile_kernels()  # waited for by the first step
         share_steps = round(config.pixel_until * config.epochs * self.batches_per_epoch) if config.pixel_until < 1 else None
         self._fitted = FittedPixels(self.data.half.coords, self.data.D, config.pixel_fraction, config.seed, self.device,
@@ -230,6 +230,9 @@ class Trainer(Driven, Checkpointed):
         inputs = (idx,) if noise is None else (idx, noise)
         key = (self._fit_radius, None if self._pixels is None else len(self._pixels))
         if key not in self._captured:
+            # Only the current radius's graph is kept: radii only grow (frequency marching, ab initio's
+            # search), and each graph holds its own memory (4 starts x 7 radii would hold 28 of them)
+            self._captured.clear()
             optimizers = [o for o in (self.optimizer, self.table_optimizer) if o is not None]
             self._captured[key] = CapturedStep(self._update, self.model, optimizers, inputs)
         return self._captured[key](*inputs)
