@@ -65,7 +65,8 @@ class Trainer(Driven, Checkpointed):
         if self.model.has_tables and self.dist.world > 1:
             raise CryonbError("per-particle tables (latents='table' or poses='table') train on one process; "
                               "run without --gpus/torchrun")
-        # (the Gaussian-mixture model's step is not capturable yet: its capture failed on an H200)
+        # Steps replayed as CUDA graphs on one GPU; the Gaussian-mixture model's is not capturable
+        # yet (its capture failed on an H200)
         self._graphs = config.cuda_graphs and self.device.type == "cuda" and self.dist.world == 1 and config.decoder != "gmm"
         self._captured = {}  # the CUDA graph of a full-batch step at the current fitted radius, made at first use
         self._kernels_compiled = self._compile_kernels()  # waited for by the first step
