@@ -23,16 +23,34 @@ DOCS = Path(__file__).resolve().parent
 CACHE = DOCS / "_build" / ".jupyter_cache"  # myst-nb's default: next to the build's output folder
 
 
-def run(path: Path, timeout: int):
+FIRST_TIMEOUT = 240  # seconds a cell may take before its notebook is run again in a fresh kernel
+
+
+def run(path: Path, timeout: int, first_timeout: int = FIRST_TIMEOUT):
     """Execute one notebook in a temporary folder (as conf.py's nb_execution_in_temp), ``timeout`` seconds a
-    cell at most: the executed notebook, its seconds and the traceback of a failure (None when it ran to the end)."""
+    cell at most: the executed notebook, its seconds, the traceback of a failure (None when it ran to the end)
+    and why it was run twice (None when it was not).
+
+    A kernel that stops answering was seen once on a 2-core machine (its client waiting for a reply, the
+    kernel idle, no cell running): a cell that takes over ``first_timeout`` seconds, or a kernel that dies,
+    gets the notebook run once more in a fresh kernel, ``timeout`` seconds a cell."""
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    nb = nbformat.read(path, as_version=4)
-    with tempfile.TemporaryDirectory() as cwd:
-        result = single_nb_execution(nb, cwd=cwd, timeout=timeout, allow_errors=False)
-    return result.nb, result.time, result.exc_string
+    retried = None
+    for limit in (min(first_timeout, timeout), timeout):
+        nb = nbformat.read(path, as_version=4)
+        with tempfile.TemporaryDirectory() as cwd:
+            try:
+                result = single_nb_execution(nb, cwd=cwd, timeout=limit, allow_errors=False)
+            except DeadKernelError as err:
+                retried = f"its kernel died ({err})"
+                continue
+        if not isinstance(result.err, CellTimeoutError) or limit == timeout:
+            return result.nb, result.time, result.exc_string, retried
+        retried = f"a cell gave no answer within {limit} s"
+    return nb, 0.0, f"its kernel died twice ({retried})", retried
 
 
 def main(argv=None) -> int:
@@ -63,7 +81,9 @@ def main(argv=None) -> int:
         for future in as_completed(futures):
             path = futures[future]
             name = path.relative_to(DOCS).as_posix()
-            nb, seconds, failure = future.result()
+            nb, seconds, failure, retried = future.result()
+            if retried is not None:
+                print(f"{name}: run again, {retried}", flush=True)
             if failure is not None:
                 print(f"{name} failed after {seconds:.0f} s:\n{failure}", file=sys.stderr, flush=True)
                 pool.shutdown(cancel_futures=True)  # those not started; a running one finishes first
