@@ -150,3 +150,17 @@ def test_a_notebook_whose_kernel_stops_answering_is_run_again(tmp_path, monkeypa
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 / 0")], metadata=kernel), path)
     _, _, failure, retried = run_notebooks.run(path, timeout=60, first_timeout=3)
     assert "ZeroDivisionError" in failure and retried is None
+    # nbclient's wait for the kernel's first reply fails otherwise (an assertion, with no cell to blame)
+    from jupyter_cache.executors import utils
+
+    real, calls = utils.single_nb_execution, []
+
+    def first_call_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise AssertionError("no reply from the kernel")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(utils, "single_nb_execution", first_call_fails)
+    _, _, failure, retried = run_notebooks.run(path, timeout=60, first_timeout=3)
+    assert retried == "its kernel failed (AssertionError: no reply from the kernel)" and "ZeroDivisionError" in failure
