@@ -338,12 +338,10 @@ class Abinit(SeveralStarts):
     def _forget_momentum(self, idx):
         """Clear the table optimiser's moments of the rows just assigned, so that descent does not
         push new poses with the momentum of the old ones."""
-        opt = self.trainer.table_optimizer
+        opt = self.trainer.table_optimizer  # RowAdam: every table's moments exist from the start
         for param in self.trainer.model.poses.parameters():
-            state = opt.state.get(param, {}) if opt is not None else {}
             for key in ("exp_avg", "exp_avg_sq"):
-                if key in state:
-                    state[key][idx] = 0
+                opt.state[param][key][idx] = 0
 
     def _searched_pixels(self) -> int:
         """Half-plane pixels compared in the last search round (to report its error per pixel, as the
