@@ -170,6 +170,9 @@ def run_cryonb(sim, args) -> dict:
     epochs = 1 + args.search_epochs * (1 + args.map_epochs) + args.refine_epochs
     p = sim.particles
     blind = type(p)(p.images, None, None, p.ctf, p.apix)
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     ab = Abinit(blind, zdim=0, settings=settings, device=args.device, dec_width=args.dec_width, dec_depth=3,
                 encoding="gaussian", n_freqs=64, epochs=epochs, seed=args.seed)
@@ -179,7 +182,7 @@ def run_cryonb(sim, args) -> dict:
         while done < epochs and time.perf_counter() - start < args.timeout:
             began = time.perf_counter()
             ab.fit(1, progress=False)
-            if args.device.startswith("cuda"):
+            if cuda:
                 torch.cuda.synchronize()
             epoch_s.append(round(time.perf_counter() - began, 2))
             done += 1
@@ -188,6 +191,8 @@ def run_cryonb(sim, args) -> dict:
     record = {"wall_s": round(time.perf_counter() - start, 1), "complete": done == epochs, "epochs_planned": epochs,
               "options": " ".join(f"{k}={v}" for k, v in {**chosen, "refine_epochs": args.refine_epochs, "dec_width": args.dec_width}.items()),
               "epochs": done, "epoch_s": epoch_s}
+    if cuda:
+        record["peak_gpu_GiB"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     return {**record, **score(ab.poses()[0], ab.volume(), sim)}
 
 
