@@ -8,7 +8,8 @@ defaults: 4,608 base rotations, 8 kept poses, 4 rounds, radii 12 -> 32 px, 14 ×
 against a :class:`~cryonb.core.model.FourierDecoder` of the GPU model's size (width 1024, 3
 layers, gaussian encoding), under bfloat16 autocast on a GPU, for a homogeneous model (zdim 0: one
 map, drawn once per call on a grid of ``--map-grids`` samples per pixel, or 0: the decoder at every
-pixel of every candidate) and a heterogeneous one (zdim 8: a map per image), and for a
+pixel of every candidate) and a heterogeneous one (zdim 8: a map per image, drawn for the first
+round on the same grid, or 0), and for a
 known map (``MapDecoder``: the search's own cost, the decoder nearly free). Each variant is warmed
 up once, then timed over ``--repeats`` batches. One JSON line per variant (poses_per_s,
 seconds_per_batch, decoder_points_per_s, peak_gpu_mib).
@@ -72,7 +73,7 @@ def run(kind: str, decoder, zdim: int, batch: int, args, device, map_grid: int) 
     return {
         "benchmark": "abinit_speed", "decoder": kind, "zdim": zdim, "box": args.box, "batch": batch,
         "width": args.width if kind == "mlp" else None, "keep": args.keep, "iterations": args.iterations,
-        "chunk": args.chunk, "map_grid": map_grid if kind == "mlp" and zdim == 0 else None, "amp": bool(args.amp and device.type == "cuda"),
+        "chunk": args.chunk, "map_grid": map_grid if kind == "mlp" else None, "amp": bool(args.amp and device.type == "cuda"),
         "poses_per_s": round(batch / seconds, 2), "seconds_per_batch": round(seconds, 4),
         "decoder_points_per_s": round(counting.points / args.repeats / seconds),
         "peak_gpu_mib": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
@@ -93,14 +94,15 @@ def main(argv=None):
     ap.add_argument("--chunk", type=int, default=2**21, help="decoder points per call")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--map-grids", type=int, nargs="+", default=[2, 0],
-                    help="for zdim 0: samples per pixel of the grid the map is drawn on (0: the decoder at every pixel)")
+                    help="samples per pixel of the grid the map is drawn on (zdim 0: one map for every round; zdim > 0: each "
+                         "image's, for the first round; 0: the decoder at every pixel)")
     ap.add_argument("--no-amp", dest="amp", action="store_false")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     variants = [("map", MapDecoder(hinge(args.box)), 0)]
     variants += [("mlp", FourierDecoder(args.box, zdim, args.width, 3, "gaussian", residual=True), zdim) for zdim in args.zdims]
     for kind, decoder, zdim in variants:
-        grids = args.map_grids if kind == "mlp" and zdim == 0 else [0]
+        grids = args.map_grids if kind == "mlp" else [0]
         for batch, map_grid in ((b, g) for b in args.batches for g in grids):
             try:
                 print(json.dumps(run(kind, decoder, zdim, batch, args, device, map_grid)), flush=True)

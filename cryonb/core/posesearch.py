@@ -14,8 +14,10 @@ Shifts cost no decoder calls: the error of every shift of the grid comes from on
 product of the slices with the images' phase-ramped transforms. Where all images share one map,
 rotations cost few decoder calls too: the decoder draws the map once per call on a grid twice as
 fine as the pixels (:class:`DrawnMap`), every candidate's slice is interpolated from it, and only
-the last round's best few candidates are scored through the decoder itself. Shifts follow the
-particle metadata's convention: translating an image by ``+shift`` (multiplying its transform by
+the last round's best few candidates are scored through the decoder itself. Where each image has
+a map of its own (a latent per image), each image's map is drawn within the first round's radius
+for that round, which covers the whole base grid. Shifts follow the particle metadata's
+convention: translating an image by ``+shift`` (multiplying its transform by
 ``exp(-2πi k·shift/D)``) centres its particle.
 """
 
@@ -81,35 +83,46 @@ class MapDecoder(nn.Module):
 
 
 class DrawnMap(nn.Module):
-    """``decoder``'s map (``z`` None) drawn once on a grid ``oversample`` times finer than the pixels,
-    within ``radius`` pixels; ``drawn(coords)`` interpolates it trilinearly, as ``decoder(coords)``.
+    """``decoder``'s map drawn once on a grid ``oversample`` times finer than the pixels, within
+    ``radius`` pixels; ``drawn(coords)`` interpolates it trilinearly, as ``decoder(coords)``. With
+    ``z`` (n, zdim), the map of each latent is drawn, and :meth:`slices` gives each map's slices.
 
-    Drawing costs about 2π/3 · (``oversample`` · radius)³ decoder points (half the ball: the other
-    half is the conjugate, as the decoders' maps are real), once; a search then needs no decoder
+    Drawing costs about 2π/3 · (``oversample`` · radius)³ decoder points a map (half the ball: the
+    other half is the conjugate, as the decoders' maps are real), once; a search then needs no decoder
     call per candidate rotation. At twice the pixel rate the interpolation damps a particle's
     edge at a quarter of the box by about 5 %, alike for every candidate.
     """
 
-    def __init__(self, decoder, radius: float, *, oversample: int = MAP_GRID, chunk: int = 2**21,
-                 amp: torch.dtype | None = None, device=None):
+    def __init__(self, decoder, radius: float, *, z: torch.Tensor | None = None, oversample: int = MAP_GRID,
+                 chunk: int = 2**21, amp: torch.dtype | None = None, device=None):
         super().__init__()
         self.oversample = int(oversample)
         n = self.oversample * (math.ceil(radius) + 1)  # half-width in samples: interpolation needs a margin
         axis = torch.arange(-n, n + 1, device=device, dtype=torch.float32) / self.oversample
-        z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
-        points = torch.stack([x, y, z], -1)
-        needed = (z >= 0) & (points.norm(dim=-1) <= radius + math.sqrt(3) / self.oversample)
+        kz, ky, kx = torch.meshgrid(axis, axis, axis, indexing="ij")
+        points = torch.stack([kx, ky, kz], -1)
+        needed = (kz >= 0) & (points.norm(dim=-1) <= radius + math.sqrt(3) / self.oversample)
         inside = points[needed]
-        values = torch.zeros(z.shape, dtype=torch.complex64, device=device)
+        maps = 1 if z is None else len(z)
+        step = max(1, chunk // max(1, maps))  # points of every map per decoder call
+        values = torch.zeros((maps, *kz.shape), dtype=torch.complex64, device=device)
         with torch.autocast(axis.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-            values[needed] = torch.cat([decoder(inside[None, i : i + chunk], None)[0].to(torch.complex64)
-                                        for i in range(0, len(inside), chunk)])
-        lower = z < 0  # F(-k) = conj F(k): the grid is symmetric about its centre
-        self.register_buffer("values", torch.where(lower, values.flip(0, 1, 2).conj(), values))
+            values[:, needed] = torch.cat([decoder(inside[None, i : i + step].expand(maps, -1, -1), z).to(torch.complex64)
+                                           for i in range(0, len(inside), step)], dim=1)
+        lower = kz < 0  # F(-k) = conj F(k): the grid is symmetric about its centre
+        values = torch.where(lower, values.flip(1, 2, 3).conj(), values)
+        self.register_buffer("values", values[0] if z is None else values)
 
     def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         with torch.autocast(coords.device.type, enabled=False):
             return sample_volume(self.values, coords.float() * self.oversample)
+
+    def slices(self, coords: torch.Tensor) -> torch.Tensor:
+        """Every map's values (n, ...) at ``coords`` (..., 3) (maps drawn with ``z``)."""
+        n = len(self.values)
+        with torch.autocast(coords.device.type, enabled=False):
+            out = sample_volume(torch.cat([self.values.real, self.values.imag]), coords.float() * self.oversample)
+        return torch.complex(out[:n], out[n:])
 
 
 def marching_radii(iterations: int, radius: tuple[float, float], D: int) -> list[float]:
@@ -214,7 +227,10 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
     at every pixel of every candidate slice (exact, and far slower). The last round's ``rescore``
     best candidates are then scored again through the decoder itself, which the choice between
     neighbouring poses needs: the interpolated slices alone left poses about a degree worse (CPU
-    benchmark, box 32). A :class:`MapDecoder` is sampled directly.
+    benchmark, box 32). With ``z``, each image's map is drawn within the first round's radius and
+    that round, every rotation of the base grid, is interpolated from it (each map costs a few
+    percent of the decoder points of that round's slices); the later rounds, a few candidates per
+    image, run the decoder at their pixels. A :class:`MapDecoder` is sampled directly.
     """
     device, B, D = images.device, len(images), half.D
     amp = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
@@ -248,6 +264,14 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
                 Y = _slices(decoder, k3, grid[q0 : q0 + rows], None, amp)  # (q, P)
                 y_norm = c.pow(2) @ Y.abs().pow(2).T  # (B, q)
                 err = x_norm[:, None, None] + y_norm[:, None, :] - 2 * _real_dot(ramped, Y)
+                best_err[:, q0 : q0 + rows], best_t[:, q0 : q0 + rows] = err.min(1)
+        elif map_grid and not isinstance(decoder, MapDecoder):  # each image's map drawn within round 0's radius
+            drawn = DrawnMap(decoder, radii[0], z=z, oversample=map_grid, chunk=chunk, amp=amp, device=device)
+            rows = max(1, 8 * chunk // (B * max(len(k3), len(offsets))))  # the (B, rows, P) slices and (B, T, rows) errors stay bounded
+            for q0 in range(0, len(grid), rows):
+                Y = drawn.slices(k3 @ grid[q0 : q0 + rows])  # (B, q, P)
+                y_norm = (Y.abs().pow(2) * c[:, None, :].pow(2)).sum(-1)  # (B, q)
+                err = x_norm[:, None, None] + y_norm[:, None, :] - 2 * _real_dot(ramped, Y)  # (B, T, q)
                 best_err[:, q0 : q0 + rows], best_t[:, q0 : q0 + rows] = err.min(1)
         else:
             for b in range(B):
