@@ -258,19 +258,16 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
         best_err = torch.empty(B, len(grid), device=device)
         best_t = torch.empty(B, len(grid), dtype=torch.long, device=device)
         rows = max(1, chunk // max(1, len(k3)))  # slices per decoder call
-        if z is None:
+        drawn = None
+        if z is not None and map_grid and not isinstance(decoder, MapDecoder):  # each image's map, for this round
+            drawn = DrawnMap(decoder, radii[0], z=z, oversample=map_grid, chunk=chunk, amp=amp, device=device)
+            rows = max(1, 8 * chunk // (B * len(k3)))  # the (B, rows, P) slices stay bounded
+        if z is None or drawn is not None:
             rows = max(1, min(rows, 8 * chunk // (B * len(offsets))))  # the (B, T, rows) errors stay bounded too
             for q0 in range(0, len(grid), rows):
-                Y = _slices(decoder, k3, grid[q0 : q0 + rows], None, amp)  # (q, P)
-                y_norm = c.pow(2) @ Y.abs().pow(2).T  # (B, q)
-                err = x_norm[:, None, None] + y_norm[:, None, :] - 2 * _real_dot(ramped, Y)
-                best_err[:, q0 : q0 + rows], best_t[:, q0 : q0 + rows] = err.min(1)
-        elif map_grid and not isinstance(decoder, MapDecoder):  # each image's map drawn within round 0's radius
-            drawn = DrawnMap(decoder, radii[0], z=z, oversample=map_grid, chunk=chunk, amp=amp, device=device)
-            rows = max(1, 8 * chunk // (B * max(len(k3), len(offsets))))  # the (B, rows, P) slices and (B, T, rows) errors stay bounded
-            for q0 in range(0, len(grid), rows):
-                Y = drawn.slices(k3 @ grid[q0 : q0 + rows])  # (B, q, P)
-                y_norm = (Y.abs().pow(2) * c[:, None, :].pow(2)).sum(-1)  # (B, q)
+                R = grid[q0 : q0 + rows]
+                Y = _slices(decoder, k3, R, None, amp) if drawn is None else drawn.slices(k3 @ R)  # (q, P) or (B, q, P)
+                y_norm = (c.pow(2)[:, None, :] @ Y.abs().pow(2).transpose(-1, -2))[:, 0]  # (B, q)
                 err = x_norm[:, None, None] + y_norm[:, None, :] - 2 * _real_dot(ramped, Y)  # (B, T, q)
                 best_err[:, q0 : q0 + rows], best_t[:, q0 : q0 + rows] = err.min(1)
         else:
