@@ -52,8 +52,8 @@ def add_args(parser):
     parser.add_argument("--shift-extent", type=float, help="shifts searched, ± pixels of the training box (default: 20 at box 128, scaled)")
     parser.add_argument("--map-grid", type=int, default=2,
                         help="a shared map is drawn once per batch on a grid this many times finer than the pixels and the "
-                             "candidates' slices interpolated from it; 0 runs the decoder at every pixel of every candidate "
-                             "(exact, many times slower) (default: 2)")
+                             "candidates' slices interpolated from it (with --zdim, each image's map, for the search's first "
+                             "round); 0 runs the decoder at every pixel of every candidate (exact, many times slower) (default: 2)")
     parser.add_argument("--search-images", type=int, default=128,
                         help="images searched at once: the batch and the next batches of the epoch, against the map of "
                              "the first (a search of a few images is launch-bound on a GPU) (default: 128)")

@@ -60,6 +60,8 @@ class AbinitConfig:
     times finer than the pixels and the candidates' slices are interpolated from it
     (:class:`~cryonb.core.posesearch.DrawnMap`); 0 runs the decoder at every candidate's pixels.
     ``rescore``: the last round's that many best candidates are then scored through the decoder.
+    With a latent per particle (``zdim > 0``), each image's map is drawn on that grid for the search's
+    first round (the whole base grid); its later rounds run the decoder.
     ``search_images``: the search runs on that many images at once (the batch and the next batches of
     the epoch, against the map as it is at the first of them), because a search of a few images is
     bound by kernel launches on a GPU; a batch is searched alone where it is larger, or the images
