@@ -228,9 +228,10 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
     best candidates are then scored again through the decoder itself, which the choice between
     neighbouring poses needs: the interpolated slices alone left poses about a degree worse (CPU
     benchmark, box 32). With ``z``, each image's map is drawn within the first round's radius and
-    that round, every rotation of the base grid, is interpolated from it (each map costs a few
-    percent of the decoder points of that round's slices); the later rounds, a few candidates per
-    image, run the decoder at their pixels. A :class:`MapDecoder` is sampled directly.
+    that round, every rotation of the base grid, is interpolated from it (where that costs fewer
+    decoder points than the round's slices: a few percent of them with the default grid); the later
+    rounds, a few candidates per image, run the decoder at their pixels. A :class:`MapDecoder` is
+    sampled directly.
     """
     device, B, D = images.device, len(images), half.D
     amp = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
@@ -259,7 +260,9 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
         best_t = torch.empty(B, len(grid), dtype=torch.long, device=device)
         rows = max(1, chunk // max(1, len(k3)))  # slices per decoder call
         drawn = None
-        if z is not None and map_grid and not isinstance(decoder, MapDecoder):  # each image's map, for this round
+        drawing = 2 * math.pi / 3 * (map_grid * (radii[0] + 1)) ** 3  # about the decoder points of a drawn map
+        if z is not None and map_grid and not isinstance(decoder, MapDecoder) and drawing < len(grid) * len(k3):
+            # each image's map drawn for this round: fewer decoder points than the round's slices
             drawn = DrawnMap(decoder, radii[0], z=z, oversample=map_grid, chunk=chunk, amp=amp, device=device)
             rows = max(1, 8 * chunk // (B * len(k3)))  # the (B, rows, P) slices stay bounded
         if z is None or drawn is not None:

@@ -300,3 +300,14 @@ def test_a_drawn_map_per_latent_is_each_latents_map():
         single = DrawnMap(MovingBlobs(BLOB_CENTRES), 10, z=z[i : i + 1]).slices(coords)[0]
         torch.testing.assert_close(each[i], single, atol=1e-5, rtol=1e-5)
         assert float((each[i] - exact).abs().pow(2).sum() / exact.abs().pow(2).sum()) ** 0.5 < 0.03
+
+
+def test_a_coarse_base_grid_is_searched_through_the_decoder_when_drawing_would_cost_more(half):
+    z = torch.zeros(2, 1)
+    images = MovingBlobs(BLOB_CENTRES)(half.coords @ random_rotations(2, torch.Generator().manual_seed(1)), z)
+    counted = []
+    for map_grid in (2, 0):
+        decoder = MovingBlobs(BLOB_CENTRES)
+        search_poses(decoder, images, 1.0, half, z, base_resolution=0, iterations=1, shift_extent=0, map_grid=map_grid)
+        counted.append(decoder.points)
+    assert counted[0] == counted[1]  # 72 rotations' slices: fewer points than a map drawn within 12 px
