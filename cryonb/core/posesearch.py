@@ -260,11 +260,11 @@ def search_poses(decoder, images: torch.Tensor, ctf, half, z: torch.Tensor | Non
         best_t = torch.empty(B, len(grid), dtype=torch.long, device=device)
         rows = max(1, chunk // max(1, len(k3)))  # slices per decoder call
         drawn = None
-        drawing = 2 * math.pi / 3 * (map_grid * (radii[0] + 1)) ** 3  # about the decoder points of a drawn map
-        if z is not None and map_grid and not isinstance(decoder, MapDecoder) and drawing < len(grid) * len(k3):
-            # each image's map drawn for this round: fewer decoder points than the round's slices
-            drawn = DrawnMap(decoder, radii[0], z=z, oversample=map_grid, chunk=chunk, amp=amp, device=device)
-            rows = max(1, 8 * chunk // (B * len(k3)))  # the (B, rows, P) slices stay bounded
+        if z is not None and map_grid and not isinstance(decoder, MapDecoder):
+            drawing = 2 * math.pi / 3 * (map_grid * (radii[0] + 1)) ** 3  # about the decoder points of a drawn map
+            if drawing < len(grid) * len(k3):  # each image's map drawn for this round: fewer points than its slices
+                drawn = DrawnMap(decoder, radii[0], z=z, oversample=map_grid, chunk=chunk, amp=amp, device=device)
+                rows = max(1, 8 * chunk // (B * len(k3)))  # the (B, rows, P) slices stay bounded
         if z is None or drawn is not None:
             rows = max(1, min(rows, 8 * chunk // (B * len(offsets))))  # the (B, T, rows) errors stay bounded too
             for q0 in range(0, len(grid), rows):
