@@ -7,15 +7,22 @@
     python benchmarks/abinit_side.py --outdir /tmp/side --n 200 --box 32 --device cpu --drgn-python PYTHON \\
         --drgn-path DIRS --drgn-epochs 2 --drgn-search-epochs 1 --search-epochs 1 --map-epochs 1 --refine-epochs 1
 
+    # heterogeneous (zdim 8) on a set of the benchmark suite (python -m benchmarks.suite.generate adk --outdir SET ...):
+    PYTHONPATH=/tmp/site:$PWD python3 benchmarks/abinit_side.py --outdir /tmp/side --set SET --zdim 8 --device cuda \\
+        --drgn-python python3 --timeout 260
+
 Simulates the hinge phantom (one state, CTF, noise, no shifts unless ``--shift-sigma``) and writes it
 as cryoDRGN reads it (particles.mrcs, particles.star, truth.npz, poses_true.pkl, volumes/; ctf.pkl by
 cryoDRGN's own ``parse_ctf_star``). cryoDRGN runs in a subprocess (``--drgn-python``, never imported
 here) and is stopped after ``--timeout`` s; the last epoch it wrote (pose.E.pkl, reconstruct.E.mrc) is
 scored. cryonb runs in this process, an epoch at a time, and starts no epoch after ``--timeout`` s.
-Both reconstruct one map (zdim 0). Scores, the same for both: poses aligned to the truth (global
+By default both reconstruct one map (zdim 0). Scores, the same for both: poses aligned to the truth (global
 rotation and hand, :func:`cryonb.core.abinit.align_poses`), median angular error and fraction within
 10°, and the FSC (0.5, Å) of the map, brought into the truth's frame by :func:`align_map`, against
-the true map. One JSON line per system (appended to ``--jsonl`` if given).
+the true map. With ``--set``, a suite set's images instead (its .star's poses are the truth, its shifts
+are searched, no true map); with ``--zdim``, both systems learn a latent per particle (autodecoders:
+cryoDRGN-AI's default and :class:`Abinit`'s), scored as the suite scores latents
+(:func:`benchmarks.suite.metrics.latent_metrics`). One JSON line per system (appended to ``--jsonl`` if given).
 
 cryoDRGN-AI's defaults changed, and why:
 
@@ -67,11 +74,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.suite.drgn import run_drgn  # noqa: E402
+from benchmarks.suite import metrics  # noqa: E402
+from benchmarks.suite.drgn import read_z, run_drgn  # noqa: E402
 from cryonb.core.abinit import Abinit, AbinitConfig, align_map, align_poses  # noqa: E402
 from cryonb.core.fsc import fsc  # noqa: E402
 from cryonb.core.io import read_cryodrgn_poses, read_map  # noqa: E402
 from cryonb.core.io.pickles import write_cryodrgn_poses  # noqa: E402
+from cryonb.core.particles import load_particles  # noqa: E402
 from cryonb.core.phantoms import hinge  # noqa: E402
 from cryonb.core.simulate import simulate  # noqa: E402
 
@@ -79,19 +88,38 @@ DRGN_CMD = Path(__file__).resolve().parent / "suite" / "drgn_cmd.py"
 SHIFT_EXTENT_128 = 20.0  # both programs' shift search extent (px) at box 128
 
 
-def simulate_hinge(box: int, n: int, snr: float, shift_sigma: float = 0.0, device="cpu"):
-    """The one-state hinge phantom, n images with CTF and noise (simulation seed 0)."""
-    return simulate(hinge(box)[None], n=n, snr=snr, shift_sigma=shift_sigma, seed=0, device=device, progress=False)
+class Truth:
+    """Images with their true poses, and what else is known: the one true map (the hinge phantom) or,
+    for a benchmark suite set, the states (:class:`benchmarks.suite.metrics.Truth`)."""
+
+    def __init__(self, particles, true_map=None, states=None):
+        self.particles, self.true_map, self.states = particles, true_map, states
+
+    @classmethod
+    def hinge(cls, box: int, n: int, snr: float, shift_sigma: float = 0.0, device="cpu"):
+        """The one-state hinge phantom, n images with CTF and noise (simulation seed 0)."""
+        sim = simulate(hinge(box)[None], n=n, snr=snr, shift_sigma=shift_sigma, seed=0, device=device, progress=False)
+        return cls(sim.particles, true_map=sim.volumes[0]), sim
+
+    @classmethod
+    def suite_set(cls, folder: Path):
+        """A set of the benchmark suite (``python -m benchmarks.suite.generate``): its .star's poses are the truth."""
+        return cls(load_particles(folder / "particles.star"), states=metrics.load_truth(folder / "truth.npz"))
 
 
-def score(rotations, volume, sim) -> dict:
-    """Poses (N, 3, 3) and map (D, D, D) against the simulation's truth, after alignment (both hands)."""
-    alignment = align_poses(rotations, sim.particles.rotations)
-    curve = fsc(align_map(volume, alignment), sim.volumes[0], apix=sim.particles.apix)
-    return {"median_error": round(alignment.median_error, 2),
-            "median_error_other_hand": round(alignment.median_error_other_hand, 2),
-            "within_10": round(float(np.mean(alignment.errors < 10)), 3),
-            "fsc_0.5_A": round(curve.resolution(0.5), 1)}
+def score(rotations, volume, z, truth: Truth) -> dict:
+    """Poses (N, 3, 3) against the true ones after alignment (both hands); the map (D, D, D) against the
+    true map where there is one; latents (N, zdim) against the true states where there are some."""
+    alignment = align_poses(rotations, truth.particles.rotations)
+    out = {"median_error": round(alignment.median_error, 2),
+           "median_error_other_hand": round(alignment.median_error_other_hand, 2),
+           "within_10": round(float(np.mean(alignment.errors < 10)), 3)}
+    if truth.true_map is not None:
+        curve = fsc(align_map(volume, alignment), truth.true_map, apix=truth.particles.apix)
+        out["fsc_0.5_A"] = round(curve.resolution(0.5), 1)
+    if z is not None and truth.states is not None:
+        out.update({k: round(v, 4) for k, v in metrics.latent_metrics(z, truth.states).items()})
+    return out
 
 
 def write_dataset(sim, outdir: Path, drgn: str, log: Path) -> dict[str, Path]:
@@ -101,6 +129,13 @@ def write_dataset(sim, outdir: Path, drgn: str, log: Path) -> dict[str, Path]:
     write_cryodrgn_poses(outdir / "poses_true.pkl", p.rotations, p.shifts, p.box_size)
     paths["ctf"] = outdir / "ctf.pkl"
     run_drgn(drgn, ["parse_ctf_star", paths["star"], "-o", paths["ctf"], "-D", p.box_size, "--Apix", p.apix], log)
+    return paths
+
+
+def suite_set_paths(folder: Path, particles, outdir: Path, drgn: str, log: Path) -> dict[str, Path]:
+    """A suite set's stack and .star, and its CTF as cryoDRGN's ``parse_ctf_star`` writes it (into ``outdir``)."""
+    paths = {"stack": folder / "particles.mrcs", "star": folder / "particles.star", "ctf": outdir / "ctf.pkl"}
+    run_drgn(drgn, ["parse_ctf_star", paths["star"], "-o", paths["ctf"], "-D", particles.box_size, "--Apix", particles.apix], log)
     return paths
 
 
@@ -123,31 +158,36 @@ def drgn_version(args) -> str:
     return proc.stdout.strip() or "?"
 
 
-def drgn_options(box: int, epochs: int, search_epochs: int | None, shifts: bool, seed: int) -> list:
+def drgn_options(box: int, epochs: int, search_epochs: int | None, shifts: bool, seed: int, zdim: int = 0,
+                 uninvert: bool = True) -> list:
     """``cryodrgn abinit`` options (see the module docstring for the defaults changed)."""
     lo, hi = (round(r * box / 128) for r in (12, 32))
     extent = SHIFT_EXTENT_128 * box / 128 if shifts else 0.0
     search = [] if search_epochs is None else ["--epochs-pose-search", search_epochs]
-    return ["--zdim", 0, "-n", epochs, *search, "--l-start", lo, "--l-end", hi, "--t-extent", extent,
-            "--uninvert-data", "--checkpoint", 1, "--no-analysis", "--seed", seed]
+    return ["--zdim", zdim, "-n", epochs, *search, "--l-start", lo, "--l-end", hi, "--t-extent", extent,
+            *(["--uninvert-data"] if uninvert else []), "--checkpoint", 1, "--no-analysis", "--seed", seed]
 
 
-def last_drgn_epoch(out: Path, box: int):
-    """(epoch, rotations, map) of the last epoch whose poses and map cryoDRGN wrote whole, or None."""
+def last_drgn_epoch(out: Path, box: int, zdim: int = 0):
+    """(epoch, rotations, map, z or None) of the last epoch cryoDRGN wrote whole, or None."""
     epochs = sorted((int(p.stem.split(".")[1]) for p in out.glob("pose.*.pkl")), reverse=True)
     for e in epochs:
         try:
             rotations, _ = read_cryodrgn_poses(out / f"pose.{e}.pkl", box)
             volume, _ = read_map(out / f"reconstruct.{e}.mrc")
+            z = read_z(out / f"z.{e}.pkl") if zdim else None
         except Exception:  # noqa: BLE001 - a file cut short when the run was stopped: take the epoch before
             continue
-        return e, rotations, volume
+        return e, rotations, volume, z
     return None
 
 
-def run_cryodrgn(sim, paths, args, drgn: str, log: Path) -> dict:
+def run_cryodrgn(truth: Truth, paths, args, drgn: str, log: Path) -> dict:
     out = args.outdir / "cryodrgn"
-    options = drgn_options(args.box, args.drgn_epochs, args.drgn_search_epochs, args.shift_sigma > 0, args.seed)
+    shifts = args.shift_sigma > 0 or args.set is not None
+    # the hinge's images are cryoDRGN's own image model; a suite set's are dark particles, as real data
+    options = drgn_options(truth.particles.box_size, args.drgn_epochs, args.drgn_search_epochs, shifts, args.seed,
+                           args.zdim, uninvert=args.set is None)
     start = time.perf_counter()
     try:
         complete = run_drgn(drgn, ["abinit", paths["stack"], "--ctf", paths["ctf"], "-o", out, *options], log, args.timeout)
@@ -156,25 +196,26 @@ def run_cryodrgn(sim, paths, args, drgn: str, log: Path) -> dict:
         complete, error = False, str(err)
     record = {"wall_s": round(time.perf_counter() - start, 1), "complete": complete, "epochs_planned": args.drgn_epochs,
               "options": shlex.join(map(str, options))}
-    last = last_drgn_epoch(out, args.box)
+    last = last_drgn_epoch(out, truth.particles.box_size, args.zdim)
     if last is None:
         return {**record, "epochs": None, "error": error or "no epoch written"}
-    epoch, rotations, volume = last
-    return {**record, "epochs": epoch, **score(rotations, volume, sim), **({"error": error} if error else {})}
+    epoch, rotations, volume, z = last
+    return {**record, "epochs": epoch, **score(rotations, volume, z, truth), **({"error": error} if error else {})}
 
 
-def run_cryonb(sim, args) -> dict:
+def run_cryonb(truth: Truth, args) -> dict:
+    shifts = args.shift_sigma > 0 or args.set is not None
     chosen = dict(search_epochs=args.search_epochs, map_epochs=args.map_epochs, starts=args.starts,
-                  shift_extent=None if args.shift_sigma > 0 else 0, map_grid=args.map_grid, search_images=args.search_images)
+                  shift_extent=None if shifts else 0, map_grid=args.map_grid, search_images=args.search_images)
     settings = AbinitConfig(**chosen)
     epochs = 1 + args.search_epochs * (1 + args.map_epochs) + args.refine_epochs
-    p = sim.particles
+    p = truth.particles
     blind = type(p)(p.images, None, None, p.ctf, p.apix)
     cuda = args.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    ab = Abinit(blind, zdim=0, settings=settings, device=args.device, dec_width=args.dec_width, dec_depth=3,
+    ab = Abinit(blind, zdim=args.zdim, settings=settings, device=args.device, dec_width=args.dec_width, dec_depth=3,
                 encoding="gaussian", n_freqs=64, epochs=epochs, seed=args.seed)
     done, epoch_s = 0, []
     profile = cProfile.Profile() if args.profile else contextlib.nullcontext()
@@ -189,15 +230,20 @@ def run_cryonb(sim, args) -> dict:
     if args.profile:
         profile.dump_stats(args.profile)
     record = {"wall_s": round(time.perf_counter() - start, 1), "complete": done == epochs, "epochs_planned": epochs,
-              "options": " ".join(f"{k}={v}" for k, v in {**chosen, "refine_epochs": args.refine_epochs, "dec_width": args.dec_width}.items()),
+              "options": " ".join(f"{k}={v}" for k, v in {**chosen, "zdim": args.zdim, "refine_epochs": args.refine_epochs,
+                                                           "dec_width": args.dec_width}.items()),
               "epochs": done, "epoch_s": epoch_s}
     if cuda:
         record["peak_gpu_GiB"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    return {**record, **score(ab.poses()[0], ab.volume(), sim)}
+    z = ab.embed() if args.zdim else None
+    volume = None if truth.true_map is None else ab.volume()
+    return {**record, **score(ab.poses()[0], volume, z, truth)}
 
 
-def report(system: str, result: dict, args) -> None:
-    row = {"system": system, "n": args.n, "box": args.box, "snr": args.snr, "device": args.device, **result}
+def report(system: str, result: dict, args, truth: Truth) -> None:
+    data = {"set": str(args.set)} if args.set else {"snr": args.snr}
+    row = {"system": system, "n": len(truth.particles), "box": truth.particles.box_size, **data, "zdim": args.zdim,
+           "device": args.device, **result}
     line = json.dumps(row)
     print(line, flush=True)
     if args.jsonl:
@@ -208,6 +254,9 @@ def report(system: str, result: dict, args) -> None:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--outdir", type=Path, required=True, help="data set, cryoDRGN's run (cryodrgn/) and commands.log")
+    p.add_argument("--set", type=Path, help="a benchmark suite set's folder (benchmarks.suite.generate) instead of the hinge; "
+                                            "shifts searched, latents scored; --n, --box, --snr, --shift-sigma unused")
+    p.add_argument("--zdim", type=int, default=0, help="both systems' latent dimension (default: 0, one map)")
     p.add_argument("--n", type=int, default=20_000)
     p.add_argument("--box", type=int, default=64)
     p.add_argument("--snr", type=float, default=0.1)
@@ -237,19 +286,25 @@ def main(argv=None):
     log = args.outdir / "commands.log"
     drgn = drgn_prefix(args.drgn_python, args.drgn_path, args.device)
 
-    sim = simulate_hinge(args.box, args.n, args.snr, args.shift_sigma, device=args.device)
+    if args.set is None:
+        truth, sim = Truth.hinge(args.box, args.n, args.snr, args.shift_sigma, device=args.device)
+        write = lambda: write_dataset(sim, args.outdir, drgn, log)  # noqa: E731
+    else:
+        args.set = args.set.resolve()
+        truth = Truth.suite_set(args.set)
+        write = lambda: suite_set_paths(args.set, truth.particles, args.outdir, drgn, log)  # noqa: E731
     if args.skip != "cryodrgn":
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
         try:
-            result = run_cryodrgn(sim, write_dataset(sim, args.outdir, drgn, log), args, drgn, log)
+            result = run_cryodrgn(truth, write(), args, drgn, log)
         except RuntimeError as err:  # cryoDRGN's CTF conversion failed (e.g. cryodrgn not importable)
             result = {"error": str(err)}
         if "error" in result:
             print(log.read_text()[-3000:], file=sys.stderr)
-        report("cryodrgn-" + drgn_version(args), result, args)
+        report("cryodrgn-" + drgn_version(args), result, args, truth)
     if args.skip != "cryonb":
-        report("cryonb", run_cryonb(sim, args), args)
+        report("cryonb", run_cryonb(truth, args), args, truth)
 
 
 if __name__ == "__main__":
