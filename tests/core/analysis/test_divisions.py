@@ -117,7 +117,10 @@ def test_a_rare_state_too_few_in_every_cluster_is_found_when_the_clusters_are_po
     sim = simulate(torch.stack([full, lacking_large, full * ~small]), 1600, D=32, snr=0.1, proportions=[0.45, 0.45, 0.1],
                    seed=7, progress=False)
     state, labels = sim.state, np.random.default_rng(1).integers(0, 4, 1600)
-    divisions = divide_clusters(sim.particles, labels, depth=2, resolution=12.0, starts=1, progress=False)
+    # 30 iterations (default 50) and 16 region centres (default 32): the sides of one state, which never
+    # converge, stop sooner. Rare groups found in the pool, rare share / share of the rare particles
+    # (thresholds 0.6 / 0.6): 0.70 / 0.79 here, 0.71 / 0.76 with the simulation's seed 8 (1,200 particles: not found).
+    divisions = divide_clusters(sim.particles, labels, depth=2, resolution=12.0, starts=1, iterations=30, regions=16, progress=False)
     own, pooled = [d for d in divisions if not d.pooled], [d for d in divisions if d.pooled]
     assert sum(d.divided for d in own) == 4 and len(own) == 4 * 3  # each cluster divided once, its sides asked
     assert not any(d.divided and (state[d.group(1)] == 2).mean() > 0.5 for d in own)  # no cluster's own division finds it
