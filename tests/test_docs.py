@@ -127,7 +127,33 @@ def test_the_notebooks_run_before_the_build_into_its_cache_and_a_failure_stops_i
     cache = jupyter_cache.get_cache(tmp_path / "cache")
     _, executed = cache.merge_match_into_notebook(nbformat.read(good, as_version=4))
     assert executed.cells[0].outputs[0]["text"] == "42\n"
+    assert len(executed.cells) == 1  # the cell asking the kernel for its peak memory is not kept
     assert run_notebooks.main([]) == 0 and "1 cached, 0 to run" in capsys.readouterr().out
+
+
+def test_a_notebook_over_binders_memory_stops_the_build(tmp_path, monkeypatch, capsys):
+    """docs/run_notebooks.py: a notebook Binder opens (WITHIN_BINDER) whose kernel and runner together
+    peak over Binder's memory stops `make docs`; each run's peak is printed."""
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("jupyter_cache")
+    monkeypatch.syspath_prepend(str(DOCS))
+    import run_notebooks
+
+    (tmp_path / "notebooks").mkdir()
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    code = "block = b'1' * 300_000_000  # written, so resident\nprint(len(block))"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)], metadata=kernel),
+                   tmp_path / "notebooks" / "heavy.ipynb")
+    monkeypatch.setattr(run_notebooks, "DOCS", tmp_path)
+    monkeypatch.setattr(run_notebooks, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(run_notebooks, "WITHIN_BINDER", {"notebooks/heavy.ipynb"})
+    monkeypatch.setattr(run_notebooks, "BINDER_MEMORY", 300_000_000)
+    assert run_notebooks.main(["--workers", "1"]) == 1
+    assert "over Binder's 0.3 GB" in capsys.readouterr().err
+    monkeypatch.setattr(run_notebooks, "BINDER_MEMORY", 2_000_000_000)
+    assert run_notebooks.main(["--workers", "1"]) == 0
+    kernel_gb = float(re.search(r"kernel (\d+\.\d+) GB", capsys.readouterr().out).group(1))
+    assert 0.3 <= kernel_gb < 1.0  # the 300 MB block, and little besides
 
 
 def test_a_notebook_whose_kernel_stops_answering_is_run_again(tmp_path, monkeypatch):
@@ -144,11 +170,11 @@ def test_a_notebook_whose_kernel_stops_answering_is_run_again(tmp_path, monkeypa
             "if not marker.exists():\n    marker.touch()\n    time.sleep(60)  # the first run hangs\nprint('answered')")
     path = tmp_path / "hangs_once.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)], metadata=kernel), path)
-    nb, _, failure, retried = run_notebooks.run(path, timeout=60, first_timeout=3)
+    nb, _, failure, retried, _ = run_notebooks.run(path, timeout=60, first_timeout=3)
     assert failure is None and retried == "a cell gave no answer within 3 s"
     assert nb.cells[0].outputs[0]["text"] == "answered\n"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 / 0")], metadata=kernel), path)
-    _, _, failure, retried = run_notebooks.run(path, timeout=60, first_timeout=3)
+    _, _, failure, retried, _ = run_notebooks.run(path, timeout=60, first_timeout=3)
     assert "ZeroDivisionError" in failure and retried is None
     # nbclient's wait for the kernel's first reply fails otherwise (an assertion, with no cell to blame)
     from jupyter_cache.executors import utils
@@ -162,5 +188,5 @@ def test_a_notebook_whose_kernel_stops_answering_is_run_again(tmp_path, monkeypa
         return real(*args, **kwargs)
 
     monkeypatch.setattr(utils, "single_nb_execution", first_call_fails)
-    _, _, failure, retried = run_notebooks.run(path, timeout=60, first_timeout=3)
+    _, _, failure, retried, _ = run_notebooks.run(path, timeout=60, first_timeout=3)
     assert retried == "its kernel failed (AssertionError: no reply from the kernel)" and "ZeroDivisionError" in failure
