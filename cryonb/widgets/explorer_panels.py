@@ -35,12 +35,17 @@ def _message(target: w.HTML, text: str, error: bool = False, notice: str = "") -
 
 def _guarded(action, message: w.HTML, done=None, notice=None):
     """Run ``action()``; show an InputError (or OSError) as a message instead of a traceback.
-    ``done(result)``: the message on success; ``notice(result)``: a warning shown below it ("" for none)."""
+    ``done(result)``: the message on success; ``notice(result)``: a warning shown below it ("" for none).
+    Any other error is a defect: told in the message too (a button's callback fails silently otherwise,
+    its traceback only in JupyterLab's log), then raised."""
     def run(*_):
         try:
             result = action()
         except (InputError, OSError) as error:
             _message(message, str(error), error=True)
+        except Exception as error:
+            _message(message, f"{type(error).__name__}: {error} (an unexpected error in cryonb: please report it)", error=True)
+            raise
         else:
             _message(message, done(result) if done else "", notice=notice(result) if notice else "")
     return run

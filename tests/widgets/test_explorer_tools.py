@@ -317,3 +317,19 @@ def test_trajectory_across_separate_clusters_is_drawn_and_told(tmp_path):
     assert explorer.trajectory is before
     explorer.clear_anchors()
     assert explorer.trajectory_notice == ""
+
+
+def test_an_unexpected_error_of_a_button_is_told_in_its_panel(explorer, monkeypatch):
+    """A defect in a button's action shows in the panel, not only in JupyterLab's log (ipywidgets logs
+    what a callback raises)."""
+
+    def broken(*_, **__):
+        raise KeyError("a defect")
+
+    monkeypatch.setattr(explorer, "anchors_from_centres", broken)
+    view = explorer.widget  # noqa: F841  (builds the panels, whose buttons hold the action)
+    panel = explorer._tools.children[2]  # the accordion's "Trajectory"
+    controls = {c.description: c for row in panel.children if hasattr(row, "children") for c in row.children if hasattr(c, "description")}
+    controls["k-means centres"].click()
+    said = text(panel.children[5])
+    assert "KeyError: 'a defect'" in said and "unexpected error" in said and "#b00020" in panel.children[5].value
