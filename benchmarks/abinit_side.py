@@ -184,9 +184,8 @@ def last_drgn_epoch(out: Path, box: int, zdim: int = 0):
 
 def run_cryodrgn(truth: Truth, paths, args, drgn: str, log: Path) -> dict:
     out = args.outdir / "cryodrgn"
-    shifts = args.shift_sigma > 0 or args.set is not None
     # the hinge's images are cryoDRGN's own image model; a suite set's are dark particles, as real data
-    options = drgn_options(truth.particles.box_size, args.drgn_epochs, args.drgn_search_epochs, shifts, args.seed,
+    options = drgn_options(truth.particles.box_size, args.drgn_epochs, args.drgn_search_epochs, args.shifts, args.seed,
                            args.zdim, uninvert=args.set is None)
     start = time.perf_counter()
     try:
@@ -204,9 +203,8 @@ def run_cryodrgn(truth: Truth, paths, args, drgn: str, log: Path) -> dict:
 
 
 def run_cryonb(truth: Truth, args) -> dict:
-    shifts = args.shift_sigma > 0 or args.set is not None
     chosen = dict(search_epochs=args.search_epochs, map_epochs=args.map_epochs, starts=args.starts,
-                  shift_extent=None if shifts else 0, map_grid=args.map_grid, search_images=args.search_images)
+                  shift_extent=None if args.shifts else 0, map_grid=args.map_grid, search_images=args.search_images)
     settings = AbinitConfig(**chosen)
     epochs = 1 + args.search_epochs * (1 + args.map_epochs) + args.refine_epochs
     p = truth.particles
@@ -282,6 +280,7 @@ def main(argv=None):
     p.add_argument("--profile", help="write a cProfile of cryonb's run here (pstats)")
     args = p.parse_args(argv)
     args.outdir = args.outdir.resolve()
+    args.shifts = args.shift_sigma > 0 or args.set is not None  # both programs search shifts where there are some
     args.outdir.mkdir(parents=True, exist_ok=True)
     log = args.outdir / "commands.log"
     drgn = drgn_prefix(args.drgn_python, args.drgn_path, args.device)

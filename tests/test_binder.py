@@ -25,6 +25,7 @@ import sys
 import time
 import tomllib
 from dataclasses import dataclass
+from importlib.util import module_from_spec, spec_from_file_location
 from pathlib import Path
 
 import pytest
@@ -32,20 +33,29 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BINDER = REPO / "binder"
 QUICKSTART = REPO / "notebooks" / "01_quickstart.ipynb"
-BINDER_MEMORY = 2_000_000_000  # bytes: mybinder.org's limit per session
+
+def _docs_runner():
+    """docs/run_notebooks.py, whose Binder limit and peak cell this test shares."""
+    spec = spec_from_file_location("run_notebooks", REPO / "docs" / "run_notebooks.py")
+    module = module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RUNNER = _docs_runner()
+BINDER_MEMORY = RUNNER.BINDER_MEMORY  # bytes: mybinder.org's limit per session
 SAMPLE_S = 0.1  # between samples of the process tree: each lists every process on the machine (about a tenth of a core at 50 per second)
 
 # Runs the quickstart, then asks its kernel for its own peak memory; prints both peaks in bytes.
-DRIVER = """\
-import resource, sys
+DRIVER = f"""\
+import sys
 import nbformat
 from notebook_client import NotebookClient  # tests/notebook_client.py: nbclient's, without a widget notebook's stall
 
 notebook, workdir = sys.argv[1:]
 nb = nbformat.read(notebook, as_version=4)
-nb.cells.append(nbformat.v4.new_code_cell(
-    "import resource; print('KERNEL PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"))
-NotebookClient(nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": workdir}}).execute()
+nb.cells.append(nbformat.v4.new_code_cell({RUNNER.PEAK_CELL!r}))
+NotebookClient(nb, timeout=1200, kernel_name="python3", resources={{"metadata": {{"path": workdir}}}}).execute()
 print(nb.cells[-1].outputs[0]["text"].strip())
 """
 
