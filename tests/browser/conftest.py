@@ -41,8 +41,13 @@ def page(chromium):
 
 
 @pytest.fixture
-def lab_page(lab, page):
-    """A page on the JupyterLab server; the kernel of the notebook it opened is shut down afterwards."""
-    lab_page = LabPage(page, lab)
+def lab_page(lab, page, request):
+    """A page on the JupyterLab server; the kernel of the notebook it opened is shut down afterwards.
+
+    Under ``@pytest.mark.warm_kernel`` the notebook instead shares a kernel with the other such tests
+    of this server (torch imported, datashader compiled: ~30 s less each on two cores), interrupted
+    afterwards; for tests that leave nothing running in the kernel and need no fresh one.
+    """
+    lab_page = LabPage(page, lab, warm=request.node.get_closest_marker("warm_kernel") is not None)
     yield lab_page
-    lab_page.shutdown_kernel()
+    lab_page.close()

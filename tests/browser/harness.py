@@ -98,6 +98,8 @@ class JupyterLab:
         self.base = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         self.log = self.state / "jupyterlab.log"
+        # The kernel that notebooks opened with ``warm=True`` share (see LabPage.open), once one has started.
+        self.warm_kernel: str | None = None
 
     def __enter__(self) -> JupyterLab:
         self.state.mkdir(parents=True, exist_ok=True)
@@ -155,6 +157,18 @@ class JupyterLab:
             pass
         self.process.wait()
 
+    def api(self, method: str, path: str, body: dict | None = None):
+        """A call to the server's REST API; the decoded JSON answer (None when empty)."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.base}/api/{path}?token={self.token}", data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            text = r.read()
+        return json.loads(text) if text else None
+
+    def kernel_alive(self, kernel_id: str | None) -> bool:
+        return kernel_id is not None and any(k["id"] == kernel_id for k in self.api("GET", "kernels"))
+
     def notebook_url(self, name: str) -> str:
         """The notebook in a workspace of its own, reset, so no earlier layout gets in the way."""
         return f"{self.base}/lab/workspaces/{secrets.token_hex(6)}/tree/{name}?reset&token={self.token}"
@@ -163,17 +177,33 @@ class JupyterLab:
 class LabPage:
     """A Playwright page showing one notebook of a :class:`JupyterLab`."""
 
-    def __init__(self, page, lab: JupyterLab):
-        self.page, self.lab = page, lab
+    def __init__(self, page, lab: JupyterLab, warm: bool = False):
+        self.page, self.lab, self.warm = page, lab, warm
 
     def open(self, name: str, timeout: float = 60):
-        """Open notebook ``name`` (relative to the server's root) and wait for its kernel to be idle."""
+        """Open notebook ``name`` (relative to the server's root) and wait for its kernel to be idle.
+
+        A warm page's notebook runs on the kernel an earlier warm notebook of this server started, so
+        that torch, HoloViews and datashader's compiled functions are ready; it loads BokehJS into the
+        page again, as after a restart, since the kernel loaded it into another page.
+        """
+        attached = self.warm and self.lab.kernel_alive(self.lab.warm_kernel)
+        if attached:
+            self.lab.api("POST", "sessions", {"path": name, "name": name, "type": "notebook",
+                                              "kernel": {"id": self.lab.warm_kernel}})
         self.page.goto(self.lab.notebook_url(name))
         self.page.wait_for_function(
             "(name) => { const w = window.jupyterapp?.shell?.currentWidget;"
             " return w?.context?.path === name && w.sessionContext?.session?.kernel?.status === 'idle'; }",
             arg=name, timeout=timeout * 1000, polling=200,
         )
+        if attached:
+            self.execute("from cryonb.widgets.bokeh_views import load_bokehjs; load_bokehjs.cache_clear()")
+        elif self.warm:
+            self.lab.warm_kernel = self.kernel_id()
+
+    def kernel_id(self) -> str:
+        return self.page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.id")
 
     def run_all(self):
         self.page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
@@ -241,8 +271,12 @@ class LabPage:
                 raise TimeoutError(f"{message} not reached in {timeout} s{seen}")
             time.sleep(0.1)
 
-    def shutdown_kernel(self):
-        self.page.evaluate("() => window.jupyterapp.shell.currentWidget?.sessionContext?.shutdown()")
+    def close(self):
+        """Shut the notebook's kernel down; a warm one is interrupted instead and kept for the next."""
+        if not self.warm:
+            self.page.evaluate("() => window.jupyterapp.shell.currentWidget?.sessionContext?.shutdown()")
+        elif self.lab.kernel_alive(self.lab.warm_kernel):
+            self.lab.api("POST", f"kernels/{self.lab.warm_kernel}/interrupt")
 
 
 def foreground_pixels(png: bytes, tolerance: int = 16) -> int:

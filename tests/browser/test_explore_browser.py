@@ -8,7 +8,7 @@ import pytest
 from harness import element_pixels
 from test_explorer_browser import _FRAME_JS, kernel_json
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.warm_kernel]
 pytest.importorskip("holoviews")
 pytest.importorskip("nglview")
 

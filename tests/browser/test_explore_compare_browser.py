@@ -7,7 +7,7 @@ from harness import drag, element_pixels, write_notebook
 from test_explore_browser import NOTEBOOK
 from test_map_compare_browser import EXPOSE, linked, orientations, turned
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.warm_kernel]
 pytest.importorskip("holoviews")
 pytest.importorskip("nglview")
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from harness import drag, element_pixels, lasso
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.warm_kernel]
 pytest.importorskip("holoviews")
 
 NOTEBOOK = [

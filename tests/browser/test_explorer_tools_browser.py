@@ -7,7 +7,7 @@ import pytest
 from harness import element_pixels
 from test_explorer_browser import kernel_json, show_explorer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.warm_kernel]
 pytest.importorskip("holoviews")
 
 

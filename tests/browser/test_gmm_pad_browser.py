@@ -19,7 +19,7 @@ from PIL import Image
 
 from cryonb.widgets.gmm_scripts import IN_FLIGHT  # pointer positions on their way at once
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.warm_kernel]
 
 N_GAUSSIANS = 2000
 

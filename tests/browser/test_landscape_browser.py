@@ -3,7 +3,7 @@
 import pytest
 from harness import element_pixels
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.warm_kernel]
 
 LANDSCAPE = """\
 import numpy as np, torch

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from harness import drag, element_pixels, write_notebook
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.warm_kernel]
 
 CANVASES = ".jp-OutputArea-output .cryonb-map-compare .ui-resizable canvas"
 

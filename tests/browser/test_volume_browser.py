@@ -8,7 +8,7 @@ import pytest
 from harness import element_pixels, write_notebook
 from PIL import Image
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.warm_kernel]
 
 NGL_CANVAS = ".ui-resizable canvas"  # the NGL stage (a bare `canvas` would also match other views)
 
