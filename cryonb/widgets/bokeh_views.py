@@ -3,8 +3,6 @@ HoloViews hooks for the explorer's plots, and the padded ranges of their axes.""
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 PADDING = 0.05  # of the data's own range, on each side of the plot
@@ -23,12 +21,31 @@ def padded_range(values, padding: float = PADDING) -> tuple[float, float]:
     return low - pad, high + pad
 
 
-@functools.cache
+_PAGES_LOADED: set[str | None] = set()  # the browser pages (kernel client sessions) BokehJS was loaded into
+
+
 def load_bokehjs() -> None:
-    """Load BokehJS into the notebook, once per kernel, from the Python package: no internet needed."""
+    """Load BokehJS into the page that runs this cell, from the Python package: no internet needed.
+
+    Once per page, not per kernel: a page reloaded, or a second page on the same kernel, has lost
+    BokehJS, and a plot shown there without it stays blank. A page is the client session in the
+    header of the request the kernel is answering.
+    """
     import holoviews as hv
 
-    hv.extension("bokeh", inline=True)
+    page = _client_session()
+    if page not in _PAGES_LOADED:
+        hv.extension("bokeh", inline=True)
+        _PAGES_LOADED.add(page)
+
+
+def _client_session() -> str | None:
+    """The session id of the frontend whose request is being answered, or None outside a kernel."""
+    from IPython import get_ipython
+
+    kernel = getattr(get_ipython(), "kernel", None)
+    parent = kernel.get_parent() if kernel is not None and hasattr(kernel, "get_parent") else None
+    return (parent or {}).get("header", {}).get("session")
 
 
 def plot_widget(pane):

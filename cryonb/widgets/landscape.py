@@ -151,6 +151,7 @@ class LandscapeView:
         return widget
 
     def _repr_mimebundle_(self, **kwargs):
+        load_bokehjs()  # shown again in another page (JupyterLab reloaded): BokehJS there too
         return self.widget._repr_mimebundle_(**kwargs)
 
 

@@ -810,6 +810,7 @@ class LatentExplorer:
         return html.unescape(re.sub(r"<[^>]+>", "", self._saved.value)) if "widget" in self.__dict__ else ""
 
     def _repr_mimebundle_(self, **kwargs):
+        load_bokehjs()  # shown again in another page (JupyterLab reloaded): BokehJS there too
         return self.widget._repr_mimebundle_(**kwargs)
 
 

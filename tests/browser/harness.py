@@ -184,8 +184,8 @@ class LabPage:
         """Open notebook ``name`` (relative to the server's root) and wait for its kernel to be idle.
 
         A warm page's notebook runs on the kernel an earlier warm notebook of this server started, so
-        that torch, HoloViews and datashader's compiled functions are ready; it loads BokehJS into the
-        page again, as after a restart, since the kernel loaded it into another page.
+        that torch, HoloViews and datashader's compiled functions are ready (and cryonb's widgets load
+        BokehJS into this page though the kernel loaded it into another one).
         """
         attached = self.warm and self.lab.kernel_alive(self.lab.warm_kernel)
         if attached:
@@ -197,9 +197,7 @@ class LabPage:
             " return w?.context?.path === name && w.sessionContext?.session?.kernel?.status === 'idle'; }",
             arg=name, timeout=timeout * 1000, polling=200,
         )
-        if attached:
-            self.execute("from cryonb.widgets.bokeh_views import load_bokehjs; load_bokehjs.cache_clear()")
-        elif self.warm:
+        if self.warm and not attached:
             self.lab.warm_kernel = self.kernel_id()
 
     def kernel_id(self) -> str:

@@ -170,6 +170,20 @@ def test_offline_the_explorer_renders_without_leaving_the_machine(lab, lab_page)
     assert "UnsetValueError" not in log and "Traceback" not in log, log[-3000:]
 
 
+def test_after_jupyterlab_is_reloaded_the_explorer_is_drawn_again(lab, lab_page):
+    """The kernel loaded BokehJS into the page before the reload; shown again, the explorer loads it
+    into the new page rather than staying blank."""
+    page, canvas, _ = show_explorer(lab, lab_page, "explorer_reload.ipynb")
+    kernel = lab_page.kernel_id()
+    page.reload()
+    lab_page.open("explorer_reload.ipynb")
+    assert lab_page.kernel_id() == kernel  # the same kernel, which has loaded BokehJS before
+    lab_page.run_all()
+    lab_page.wait_for_output("EXPLORER SHOWN", timeout=120)
+    canvas = lab_page.widget(".bk-Canvas")
+    lab_page.wait_until(lambda: element_pixels(canvas) > 500, message="the particles drawn after the reload")
+
+
 def test_a_lasso_started_in_the_axis_margin_selects_without_console_errors(lab, lab_page):
     """Issue 14, item 2: a lasso pressed down left of the frame, over the y axis, and drawn over the
     particles selects them in the kernel, and the browser logs no error ("Assertion failed")."""

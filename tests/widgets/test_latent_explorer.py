@@ -287,3 +287,26 @@ def test_range_control_in_the_view(run):
     button.click()
     np.testing.assert_array_equal(explorer.positions, np.flatnonzero(run.z[:, 0] >= 0))
     assert explorer._label.value == explorer.summary
+
+
+def test_bokehjs_is_loaded_once_into_each_page(monkeypatch):
+    """Once per client session (a browser page), not once per kernel: a reloaded page gets it again."""
+    import holoviews as hv
+
+    from cryonb.widgets import bokeh_views
+
+    loads, page = [], ["page-1"]
+    monkeypatch.setattr(bokeh_views, "_PAGES_LOADED", set())
+    monkeypatch.setattr(bokeh_views, "_client_session", lambda: page[0])
+    monkeypatch.setattr(hv, "extension", lambda *args, **kwargs: loads.append((page[0], args, kwargs)))
+    bokeh_views.load_bokehjs()
+    bokeh_views.load_bokehjs()
+    page[0] = "page-2"  # JupyterLab reloaded: a new connection to the same kernel
+    bokeh_views.load_bokehjs()
+    assert loads == [("page-1", ("bokeh",), {"inline": True}), ("page-2", ("bokeh",), {"inline": True})]
+
+
+def test_outside_a_kernel_there_is_no_client_session():
+    from cryonb.widgets.bokeh_views import _client_session
+
+    assert _client_session() is None
