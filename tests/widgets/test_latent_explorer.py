@@ -277,7 +277,7 @@ def test_select_range_of_any_value_combines_with_the_lasso(run):
 
 def test_range_control_in_the_view(run):
     explorer = LatentExplorer(run, coords="pca", k=3)
-    view = explorer.widget
+    explorer.widget  # built: its range controls exist
     assert bytes(explorer._histogram.value).startswith(b"\x89PNG")
     explorer._range_name.value = "z1"
     assert explorer._range_slider.value == pytest.approx((run.z[:, 0].min(), run.z[:, 0].max()), rel=1e-6)
