@@ -191,6 +191,7 @@ class Abinit(SeveralStarts):
     def _attach(self, trainer):
         self.trainer = trainer
         self.search_errors: list[tuple[int, float]] = []  # (step, the batch's best poses' squared error per pixel)
+        self.search_moves: list[tuple[int, float]] = []  # (step, the batch's median turn (°) from its poses before the search)
         self._restricted = False  # whether the trainer's loss is low-passed by this run
         self._held = None  # whether the pose table's rate is 0 (None: not set yet by this run)
         self._ahead = None  # (first step, last step, result): the search of this batch and the next ones
@@ -287,8 +288,12 @@ class Abinit(SeveralStarts):
             poses.assign(idx, random_rotations(len(idx), g).to(trainer.device),
                          torch.zeros(len(idx), 2, device=trainer.device))
         elif phase == "search":
+            from .so3grid import angle_between
+
             result = self._search_ahead(trainer, idx)
+            before = poses.base[idx]
             poses.assign(idx, result.rotations, result.shifts)
+            self.search_moves.append((trainer.step_count, float(angle_between(before, poses.base[idx]).median())))
             if result.labels is not None:
                 trainer.model.latents.assign(idx, result.labels)
             self._forget_momentum(idx)
@@ -387,9 +392,13 @@ class Abinit(SeveralStarts):
         if event == "epoch" and trainer.history:
             row = trainer.history[-1]
             row["phase"] = self.phase_at(trainer.step_count - 1)
-            recent = [e for s, e in self.search_errors if s >= trainer.step_count - trainer.batches_per_epoch]
+            first = trainer.step_count - trainer.batches_per_epoch
+            recent = [e for s, e in self.search_errors if s >= first]
             if recent:
                 row["search_error"] = float(np.mean(recent))
+            moved = self._search_epoch_moved(first, trainer.step_count)
+            if moved is not None:
+                row["poses_moved"] = moved
             written = trainer._last_checkpoint
             if self._discard is not None and written and int(written[5:-3]) >= self._discard[1]:
                 import shutil  # a checkpoint holds the choice: the other starts can go
@@ -398,6 +407,18 @@ class Abinit(SeveralStarts):
                 self._discard = None
             if self._starts:
                 self._advance_starts()
+
+    def _search_epoch_moved(self, first: int, now: int) -> float | None:
+        """The median turn (°) of the poses over the search epoch that ended between steps ``first`` and
+        ``now``, or None. Large while the poses settle, a few steps of the search's finest grid once
+        they have; still large in the last search epoch, they have not (``cryonb abinit`` warns)."""
+        steps = [s for s, _ in self.search_moves if first <= s < now]
+        if not steps:
+            return None
+        cycle = self._cycle(max(steps))[0]
+        if self.phase_at(now) == "search" and self._cycle(now)[0] == cycle:
+            return None  # its search goes on in the next epoch
+        return float(np.median([m for s, m in self.search_moves if self._cycle(s)[0] == cycle]))
 
     # ------------------------------------------------------------------ driving (the Trainer's)
     def fit(self, epochs: int = 1, background: bool = False, progress: bool = True) -> Abinit:

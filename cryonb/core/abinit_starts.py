@@ -118,6 +118,7 @@ class SeveralStarts:
             winner = runs[best]
             t.load_state_dict(winner.trainer.state_dict())
             self.search_errors = list(winner.search_errors)
+            self.search_moves = list(winner.search_moves)
         t.history[-1].update(start=best, start_scores=[float(f"{s:.6g}") for s in scores])
         self._starts = []
         if t.run_dir is not None:

@@ -57,3 +57,27 @@ def test_abinit_classes_write_labels_and_a_map_per_class(star, tmp_path, capsys)
     assert json.loads((run / "abinit.json").read_text())["classes"] == 2
     assert cli(["abinit", str(star), "--outdir", str(tmp_path / "both"), "--classes", "2", "--zdim", "4", *QUICK]) == 2
     assert "use one: --classes K" in capsys.readouterr().err
+
+
+def test_abinit_warns_when_the_poses_have_not_settled(tmp_path, capsys):
+    """Images of noise: every search epoch turns the poses far, and the run says they are likely wrong."""
+    star = simulate("hinge", 48, D=16, apix=8.0, snr=1e-6, seed=2, progress=False).save(tmp_path / "noise")["star"]
+    quick = [*QUICK]
+    quick[quick.index("--search-epochs") + 1] = "3"
+    assert cli(["abinit", str(star), "--outdir", str(tmp_path / "run"), "--epochs", "7", "--starts", "1", *quick]) == 0
+    captured = capsys.readouterr()
+    turned = [float(t.rstrip("°")) for t in captured.out.split("search epoch (median): ")[1].splitlines()[0].split(", ")]
+    assert len(turned) == 3 and turned[-1] > 20
+    assert "the poses had not settled" in captured.err and "--classes K" in captured.err
+
+
+def test_settled_poses_are_reported_without_a_warning(capsys):
+    from cryonb.cli.abinit import _report_settling
+
+    _report_settling([{"epoch": 1}, {"poses_moved": 131.2}, {"poses_moved": 13.9}, {"poses_moved": 7.0}], classes=1)
+    captured = capsys.readouterr()
+    assert "131.2°, 13.9°, 7.0°" in captured.out and captured.err == ""
+    _report_settling([{"poses_moved": 130.5}], classes=1)  # one search epoch: from random poses, no judgement
+    assert capsys.readouterr().err == ""
+    _report_settling([{"poses_moved": 130.5}, {"poses_moved": 29.4}], classes=3)
+    assert "try another --classes or --seed" in capsys.readouterr().err
