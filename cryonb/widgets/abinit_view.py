@@ -40,6 +40,9 @@ class AbinitView(w.VBox):
         t = self.abinit.trainer
         phase = t.history[-1].get("phase", "") if t.history else ""
         text = f"epoch {t.epoch}" + (f" ({phase})" if phase else "") + f", next: {self.abinit.phase}"
+        moved = [row["poses_moved"] for row in t.history if "poses_moved" in row]
+        if moved:  # without a reference, the sign of poses settling (see cryonb abinit)
+            text += f", the last search turned the poses {moved[-1]:.1f}°"
         if self.errors:
             text += f", median pose error {self.errors[-1][2]:.1f}°"
         self.label.value = text

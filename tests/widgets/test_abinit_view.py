@@ -44,5 +44,7 @@ def test_view_without_reference_shows_the_map_only(simulation):
     ab = Abinit(type(sim)(sim.images, None, None, sim.ctf, sim.apix), zdim=0, settings=QUICK, **TINY)
     view = AbinitView(ab)
     ab.fit(1, progress=False)
-    assert view.errors == [] and "pose error" not in view.label.value
+    assert view.errors == [] and "pose error" not in view.label.value and "turned" not in view.label.value
+    ab.fit(1, progress=False)  # the search epoch has ended: how far it turned the poses is told
+    assert f"turned the poses {ab.history[-1]['poses_moved']:.1f}°" in view.label.value
     assert render(np.zeros((8, 8, 8), np.float32)).startswith(PNG_MAGIC)
