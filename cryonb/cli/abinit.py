@@ -10,8 +10,9 @@ angles and origins, with the particles' images and CTF), RUN/poses.pkl (cryoDRGN
 RUN/map.mrc (zdim 0), RUN/z.npy (latents) or, with --classes K, RUN/classes.npy and
 RUN/map_class0.mrc … (one per class), and with --reference RUN/alignment.json (global
 rotation, hand, median angular errors both ways). Prints how far each search epoch turned the
-poses, and warns when the last one still turned them far (poses that have not settled). Running again with the same --outdir continues
-from the last checkpoint (a new --epochs or --device is applied; the other settings are the run's).
+poses, and warns when the last one still turned them far (poses that have not settled). Running
+again with the same --outdir continues from the last checkpoint (a new --epochs or --device is
+applied; the other settings are the run's).
 Ctrl-C stops with a checkpoint and exits 130.
 """
 
