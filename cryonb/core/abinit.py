@@ -40,6 +40,7 @@ import torch
 from .abinit_starts import SeveralStarts, random_grid_rotation, start_seed  # noqa: F401 (start_seed: part of this module's interface)
 from .alignment import MIRROR, PoseAlignment, align_map, align_poses  # noqa: F401 (part of this module's interface)
 from .errors import InputError
+from .so3grid import angle_between
 
 RADIUS_128 = (12.0, 32.0)  # cryoDRGN-AI's search radii (pixels) at a box of 128
 
@@ -288,8 +289,6 @@ class Abinit(SeveralStarts):
             poses.assign(idx, random_rotations(len(idx), g).to(trainer.device),
                          torch.zeros(len(idx), 2, device=trainer.device))
         elif phase == "search":
-            from .so3grid import angle_between
-
             result = self._search_ahead(trainer, idx)
             before = poses.base[idx]
             poses.assign(idx, result.rotations, result.shifts)
