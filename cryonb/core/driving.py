@@ -66,11 +66,11 @@ class Driven:
                 if self._stop.is_set():
                     break
                 self._advance()
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_description(f"epoch {self.epoch + (self.position > 0)}")
+                if bar is not None:  # drawn by update() at most every mininterval, not at every step
+                    bar.set_description(f"epoch {self.epoch + (self.position > 0)}", refresh=False)
                     if self.steps:
                         bar.set_postfix(loss=f"{self.steps[-1][1]:.4g}", refresh=False)
+                    bar.update(1)
         finally:
             self.data.close()  # streamed data's reader; a later fit restarts it where this one stopped
             self._record()

@@ -59,6 +59,14 @@ def test_step_by_step_and_outputs(particles):
     assert vol.shape == (16, 16, 16) and np.isfinite(vol).all() and vol.std() > 0
 
 
+def test_the_progress_bar_is_drawn_at_intervals_not_at_every_step(particles, capsys):
+    t = Trainer(particles, TrainConfig(**{**TINY, "batch_size": 4})).fit(4, progress=True)
+    steps = 4 * t.batches_per_epoch
+    drawn = capsys.readouterr().err.split("\r")  # a log file of a long run grew by a line a step
+    assert 2 <= len(drawn) < steps / 4, f"{len(drawn)} draws for {steps} steps"
+    assert "epoch 4" in drawn[-1] and f"{steps}/{steps}" in drawn[-1] and "loss=" in drawn[-1]
+
+
 def test_losses_brought_to_the_host_in_bulk_are_the_same(particles):
     every_step = Trainer(particles, TrainConfig(**{**TINY, "batch_size": 20})).fit(2, progress=False)
     bulk = Trainer(particles, TrainConfig(**{**TINY, "batch_size": 20}))
