@@ -31,6 +31,16 @@ def random_grid_rotation(generator: torch.Generator) -> torch.Tensor:
     return random_rotations(1, generator)[0]
 
 
+def starts_agreement(rotations, best: int) -> list[float]:
+    """How far each start's poses lie from start ``best``'s (degrees; 0 for itself): the median angle
+    between a particle's two poses once one global rotation and the hand are fitted. Starts that found
+    the same solution agree to a few degrees; a solution no other start reproduced is suspect."""
+    from .alignment import align_poses
+
+    chosen = rotations[best].double().cpu()
+    return [0.0 if k == best else round(align_poses(R.double().cpu(), chosen).median_error, 2) for k, R in enumerate(rotations)]
+
+
 class SeveralStarts:
     """The several-starts part of :class:`~cryonb.core.abinit.Abinit` (``self._starts``: the other
     starts, until the best is chosen; ``self._discard``: their folder, and the step whose checkpoint
@@ -114,12 +124,13 @@ class SeveralStarts:
         runs = [self, *self._starts]
         scores = [run.start_score(idx, turn) for run in runs]
         best = int(np.argmin(scores))
+        agreement = starts_agreement([run.trainer.model.poses.poses()[0] for run in runs], best)
         if best:
             winner = runs[best]
             t.load_state_dict(winner.trainer.state_dict())
             self.search_errors = list(winner.search_errors)
             self.search_moves = list(winner.search_moves)
-        t.history[-1].update(start=best, start_scores=[float(f"{s:.6g}") for s in scores])
+        t.history[-1].update(start=best, start_scores=[float(f"{s:.6g}") for s in scores], start_agreement=agreement)
         self._starts = []
         if t.run_dir is not None:
             self._discard = (t.run_dir / "starts", t.step_count)

@@ -34,7 +34,8 @@ def test_abinit_writes_poses_map_and_alignment_then_continues(star, tmp_path, ca
     assert json.loads((run / "abinit.json").read_text())["starts"] == 2 and (run / "starts" / "1" / "checkpoints").is_dir()
     # the same command with more epochs continues the run
     assert cli(["abinit", str(star), "--outdir", str(run), "--epochs", "3", "--device", "cpu"]) == 0
-    assert "continuing" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "continuing" in out and "of 2 kept; the others' poses from its" in out
     assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 3
     from cryonb.core.abinit import Abinit
 
@@ -81,3 +82,17 @@ def test_settled_poses_are_reported_without_a_warning(capsys):
     assert capsys.readouterr().err == ""
     _report_settling([{"poses_moved": 130.5}, {"poses_moved": 29.4}], classes=3)
     assert "try another --classes or --seed" in capsys.readouterr().err
+
+
+def test_the_other_starts_agreement_is_reported_and_a_solution_found_once_warned(capsys):
+    from cryonb.cli.abinit import _report_starts
+
+    _report_starts([{"epoch": 1}, {"start": 1, "start_scores": [2.0, 1.0, 1.5, 3.0], "start_agreement": [46.4, 0.0, 9.4, 9.9]}], classes=1)
+    captured = capsys.readouterr()
+    assert "start 1 of 4 kept" in captured.out and "46.4°, 9.4°, 9.9°; 2 found the same poses" in captured.out
+    assert captured.err == ""
+    _report_starts([{"start": 2, "start_scores": [1, 1, 0], "start_agreement": [66.9, 58.1, 0.0]}], classes=1)
+    err = capsys.readouterr().err
+    assert "no other start found the poses of the one kept (the nearest 58° away" in err and "--classes K" in err
+    _report_starts([{"epoch": 1}], classes=1)  # one start: nothing to compare
+    assert capsys.readouterr() == ("", "")

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from cryonb.core.abinit import MIRROR, Abinit, AbinitConfig, align_map, align_poses, start_seed
+from cryonb.core.abinit_starts import starts_agreement
 from cryonb.core.errors import InputError
 from cryonb.core.phantoms import hinge
 from cryonb.core.projection import sample_volume
@@ -234,7 +235,20 @@ def test_several_starts_keep_the_one_that_explains_the_images_best(simulation):
     chosen = ab.history[2]
     assert ab.trainer.epoch == 4 and not ab.choice_pending and ab._starts == []
     assert len(chosen["start_scores"]) == 3 and chosen["start"] == int(np.argmin(chosen["start_scores"]))
+    assert len(chosen["start_agreement"]) == 3 and chosen["start_agreement"][chosen["start"]] == 0.0
     assert "start" not in ab.history[-1] and ab.history[-1]["phase"] == "search"
+
+
+def test_starts_that_found_the_same_poses_agree_whatever_their_frame_and_hand():
+    g = torch.Generator().manual_seed(3)
+    found = random_rotations(2000, g).double()
+    frame = random_rotations(1, g)[0].double()
+    same_other_frame = found @ frame
+    mirrored = MIRROR @ found @ MIRROR @ frame
+    elsewhere = random_rotations(2000, g).double()
+    agreement = starts_agreement([same_other_frame, found, mirrored, elsewhere], best=1)
+    assert agreement[1] == 0.0 and agreement[0] < 0.05 and agreement[2] < 0.05
+    assert agreement[3] > 60  # unrelated poses: about the median angle of a random rotation (~126°), less what a fit absorbs
 
 
 def test_the_chosen_start_is_continued(simulation, monkeypatch):
