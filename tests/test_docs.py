@@ -128,7 +128,23 @@ def test_the_notebooks_run_before_the_build_into_its_cache_and_a_failure_stops_i
     _, executed = cache.merge_match_into_notebook(nbformat.read(good, as_version=4))
     assert executed.cells[0].outputs[0]["text"] == "42\n"
     assert len(executed.cells) == 1  # the cell asking the kernel for its peak memory is not kept
+    timed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x")])
+    timed.cells[0].metadata["execution"] = {"iopub.status.busy": "2026-12-07T22:41:52.025139Z",
+                                            "iopub.status.idle": "2026-12-07T22:41:53.540892Z"}
+    assert run_notebooks.seconds_in_cells(timed) == pytest.approx(1.515753)
     assert run_notebooks.main([]) == 0 and "1 cached, 0 to run" in capsys.readouterr().out
+
+
+def test_the_longest_notebooks_are_started_first(monkeypatch):
+    monkeypatch.syspath_prepend(str(DOCS))
+    import run_notebooks
+
+    notebooks = sorted((DOCS / "notebooks").rglob("*.ipynb"))
+    assert {p.stem for p in notebooks} >= set(run_notebooks.LONGEST_FIRST)  # no stale name
+    ordered = [p.relative_to(DOCS).as_posix() for p in run_notebooks.in_order(notebooks)]
+    assert ordered[:3] == ["notebooks/05_ab_initio.ipynb", "notebooks/06_gaussian_mixture.ipynb", "notebooks/01_quickstart.ipynb"]
+    rest = ordered[len(run_notebooks.LONGEST_FIRST):]
+    assert rest == sorted(rest) and "notebooks/02_your_data.ipynb" in rest
 
 
 def test_a_notebook_over_binders_memory_stops_the_build(tmp_path, monkeypatch, capsys):
