@@ -174,11 +174,6 @@ def main(args):
 # 29° on images of noise and where one map failed on the benchmark suite's ribosome and assembly (125-130°).
 UNSETTLED_DEGREES = 20.0
 
-# The median angle (after one global rotation and hand) within which another start is said to have found
-# the kept start's poses, at the choice. Measured at box 32 (2,000 images): 9.4° to the nearest other
-# start where the poses converged; 58-110° where they were wrong (one map on the suite's ribosome, noise).
-SAME_POSES_DEGREES = 25.0
-
 
 def _report_settling(history: list[dict], classes: int) -> None:
     """How far each search epoch turned the poses; a warning when the last one still turned them far."""
@@ -196,7 +191,9 @@ def _report_starts(history: list[dict], classes: int) -> None:
     row = next((h for h in history if "start_agreement" in h), None)
     if row is None:
         return
-    others = [a for k, a in enumerate(row["start_agreement"]) if k != row["start"]]
+    from ..core.abinit_starts import SAME_POSES_DEGREES, other_starts
+
+    others = other_starts(row)
     same = sum(a <= SAME_POSES_DEGREES for a in others)
     print(f"start {row['start']} of {len(others) + 1} kept; the others' poses from its (median, after one global rotation): "
           + ", ".join(f"{a:.1f}°" for a in others) + f"; {same} found the same poses (within {SAME_POSES_DEGREES:.0f}°)")

@@ -219,7 +219,7 @@ def test_from_scratch_the_poses_converge_to_a_few_degrees(one_torch_thread):  # 
     moved = [row["poses_moved"] for row in ab.history if "poses_moved" in row]
     assert len(moved) == settings.search_epochs and moved[0] > 100 and moved[-1] < UNSETTLED_DEGREES / 2
     # Found by more than the kept start: the nearest other start's poses 9.4° away, where wrong ones lay 58-110°.
-    from cryonb.cli.abinit import SAME_POSES_DEGREES
+    from cryonb.core.abinit_starts import SAME_POSES_DEGREES
 
     chosen = next(row for row in ab.history if "start_agreement" in row)
     assert sorted(chosen["start_agreement"])[1] < SAME_POSES_DEGREES / 2

@@ -47,4 +47,11 @@ def test_view_without_reference_shows_the_map_only(simulation):
     assert view.errors == [] and "pose error" not in view.label.value and "turned" not in view.label.value
     ab.fit(1, progress=False)  # the search epoch has ended: how far it turned the poses is told
     assert f"turned the poses {ab.history[-1]['poses_moved']:.1f}°" in view.label.value
+    assert "start found" not in view.label.value  # one start: nothing to compare
+    ab.trainer.history[0].update(start=1, start_agreement=[62.0, 0.0, 40.5])  # as the choice of three starts records it
+    view.refresh()
+    assert "no other start found these poses (the nearest 40° away)" in view.label.value
+    ab.trainer.history[0].update(start_agreement=[9.4, 0.0, 40.5])
+    view.refresh()
+    assert "another start found these poses (9°)" in view.label.value
     assert render(np.zeros((8, 8, 8), np.float32)).startswith(PNG_MAGIC)
