@@ -191,13 +191,14 @@ def _report_starts(history: list[dict], classes: int) -> None:
     row = next((h for h in history if "start_agreement" in h), None)
     if row is None:
         return
-    from ..core.abinit_starts import SAME_POSES_DEGREES, other_starts
+    from ..core.abinit_starts import SAME_POSES_DEGREES, other_starts, reproduced
 
-    others = other_starts(row)
+    others, verdict = other_starts(row), reproduced(row, classes > 1)
     same = sum(a <= SAME_POSES_DEGREES for a in others)
     print(f"start {row['start']} of {len(others) + 1} kept; the others' poses from its (median, after one global rotation): "
-          + ", ".join(f"{a:.1f}°" for a in others) + f"; {same} found the same poses (within {SAME_POSES_DEGREES:.0f}°)")
-    if not same:
+          + ", ".join(f"{a:.1f}°" for a in others) + ("; not judged with classes (each class's map has a frame of its own)"
+                                                   if verdict is None else f"; {same} found the same poses (within {SAME_POSES_DEGREES:.0f}°)"))
+    if verdict is False:
         _warn_wrong_poses(f"no other start found the poses of the one kept (the nearest {min(others):.0f}° away, median)",
                           classes, "or more --starts")
 

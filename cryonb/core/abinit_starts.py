@@ -43,6 +43,14 @@ def other_starts(row: dict) -> list[float]:
     return [a for k, a in enumerate(row["start_agreement"]) if k != row["start"]]
 
 
+def reproduced(row: dict, classes: bool) -> bool | None:
+    """Whether another start found the kept start's poses, from the history row of the choice; None (not
+    judged) with classes: each class's map has a frame of its own, and the classes still change at the
+    choice (on the benchmark suite's assembly, poses that came out 4.4° from the truth had every other
+    start 79-122° away at the choice)."""
+    return None if classes else min(other_starts(row)) <= SAME_POSES_DEGREES
+
+
 def starts_agreement(rotations, best: int) -> list[float]:
     """How far each start's poses lie from start ``best``'s (degrees; 0 for itself): the median angle
     between a particle's two poses once one global rotation and the hand are fitted. Starts that found

@@ -9,7 +9,7 @@ import ipywidgets as w
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..core.abinit_starts import SAME_POSES_DEGREES, other_starts
+from ..core.abinit_starts import other_starts, reproduced
 from ._figures import figure_png
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,10 @@ class AbinitView(w.VBox):
         if moved:  # without a reference, the sign of poses settling (see cryonb abinit)
             text += f", the last search turned the poses {moved[-1]:.1f}°"
         chosen = next((row for row in t.history if "start_agreement" in row), None)
-        if chosen is not None:  # and whether another start found them
+        verdict = None if chosen is None else reproduced(chosen, t.config.latents == "class")
+        if verdict is not None:  # and whether another start found them
             nearest = min(other_starts(chosen))
-            text += (f", another start found these poses ({nearest:.0f}°)" if nearest <= SAME_POSES_DEGREES
+            text += (f", another start found these poses ({nearest:.0f}°)" if verdict
                      else f", no other start found these poses (the nearest {nearest:.0f}° away)")
         if self.errors:
             text += f", median pose error {self.errors[-1][2]:.1f}°"

@@ -94,5 +94,8 @@ def test_the_other_starts_agreement_is_reported_and_a_solution_found_once_warned
     _report_starts([{"start": 2, "start_scores": [1, 1, 0], "start_agreement": [66.9, 58.1, 0.0]}], classes=1)
     err = capsys.readouterr().err
     assert "no other start found the poses of the one kept (the nearest 58° away" in err and "--classes K" in err
+    _report_starts([{"start": 2, "start_scores": [1, 1, 0], "start_agreement": [79.3, 121.5, 0.0]}], classes=5)
+    captured = capsys.readouterr()  # each class's map has a frame of its own: no judgement
+    assert "79.3°, 121.5°; not judged with classes" in captured.out and captured.err == ""
     _report_starts([{"epoch": 1}], classes=1)  # one start: nothing to compare
     assert capsys.readouterr() == ("", "")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cryonb.core.abinit import MIRROR, Abinit, AbinitConfig, align_map, align_poses, start_seed
-from cryonb.core.abinit_starts import starts_agreement
+from cryonb.core.abinit_starts import reproduced, starts_agreement
 from cryonb.core.errors import InputError
 from cryonb.core.phantoms import hinge
 from cryonb.core.projection import sample_volume
@@ -254,6 +254,9 @@ def test_starts_that_found_the_same_poses_agree_whatever_their_frame_and_hand():
     agreement = starts_agreement([same_other_frame, found, mirrored, elsewhere], best=1)
     assert agreement[1] == 0.0 and agreement[0] < 0.05 and agreement[2] < 0.05
     assert agreement[3] > 60  # unrelated poses: about the median angle of a random rotation (~126°), less what a fit absorbs
+    assert reproduced({"start": 1, "start_agreement": agreement}, classes=False)
+    assert not reproduced({"start": 1, "start_agreement": [agreement[3], 0.0]}, classes=False)
+    assert reproduced({"start": 1, "start_agreement": [agreement[3], 0.0]}, classes=True) is None  # a frame per class
 
 
 def test_the_chosen_start_is_continued(simulation, monkeypatch):
