@@ -19,4 +19,4 @@ ab = Abinit(particles, zdim=0, settings=settings, device="cpu", dec_width=64, de
 ab.fit(20, progress=False)
 al = ab.align(truth)
 print(json.dumps({"case": case, "s": round(time.time() - t), "median_error": round(al.median_error, 2),
-                  "moved": [round(h["poses_moved"], 2) for h in ab.history if "poses_moved" in h]}))
+                  "agreement": next(h["start_agreement"] for h in ab.history if "start_agreement" in h), "start": next(h["start"] for h in ab.history if "start" in h), "moved": [round(h["poses_moved"], 2) for h in ab.history if "poses_moved" in h]}))
