@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .alignment import align_poses
 from .errors import InputError
 
 
@@ -32,9 +33,9 @@ def random_grid_rotation(generator: torch.Generator) -> torch.Tensor:
 
 
 # The median angle (after one global rotation and the hand) within which another start is said to have
-# found the kept start's poses, at the choice. Measured at box 32 (2,000 images): 9.4° to the nearest
-# other start where the poses converged; 58-110° where they were wrong (one map on the suite's ribosome,
-# and assembly; noise).
+# found the kept start's poses, at the choice. The nearest other start where the poses converged: 9.4° at
+# box 32 (CPU, 2,000 images), 1.6-1.9° at D 64 (GPU, 10,000 images); where they were wrong (one map on the
+# benchmark suite's ribosome or assembly, or noise): 58-110° at box 32, 96° at D 64.
 SAME_POSES_DEGREES = 25.0
 
 
@@ -55,8 +56,6 @@ def starts_agreement(rotations, best: int) -> list[float]:
     """How far each start's poses lie from start ``best``'s (degrees; 0 for itself): the median angle
     between a particle's two poses once one global rotation and the hand are fitted. Starts that found
     the same solution agree to a few degrees; a solution no other start reproduced is suspect."""
-    from .alignment import align_poses
-
     chosen = rotations[best].double().cpu()
     return [0.0 if k == best else round(align_poses(R.double().cpu(), chosen).median_error, 2) for k, R in enumerate(rotations)]
 
