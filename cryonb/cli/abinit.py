@@ -10,7 +10,8 @@ angles and origins, with the particles' images and CTF), RUN/poses.pkl (cryoDRGN
 RUN/map.mrc (zdim 0), RUN/z.npy (latents) or, with --classes K, RUN/classes.npy and
 RUN/map_class0.mrc … (one per class), and with --reference RUN/alignment.json (global
 rotation, hand, median angular errors both ways). Prints how far each search epoch turned the
-poses, and warns when the last one still turned them far (poses that have not settled). Running
+poses and how far the other starts' poses lay from the kept one's, and warns when the last search
+still turned them far or no other start found them (RUN/checks.json holds both findings). Running
 again with the same --outdir continues from the last checkpoint (a new --epochs or --device is
 applied; the other settings are the run's).
 Ctrl-C stops with a checkpoint and exits 130.
@@ -153,8 +154,11 @@ def main(args):
         written["map"] = out / "map.mrc"
     for h in trainer.history[-3:]:
         print(f"epoch {h['epoch']} ({h.get('phase', '?')}): loss {h['loss']:.5f}  {h['images_per_s']:.0f} images/s")
-    _report_settling(trainer.history, args.classes)
-    _report_starts(trainer.history, args.classes)
+    checks = {**_report_settling(trainer.history, args.classes), **_report_starts(trainer.history, args.classes)}
+    if checks:  # for scripts: the same findings, machine-readable
+        with atomic_write(out / "checks.json", "w") as f:
+            json.dump(checks, f, indent=2)
+        written["checks"] = out / "checks.json"
     if reference is not None:
         alignment = ab.align(reference)
         report = {"median_error_degrees": alignment.median_error, "median_error_other_hand_degrees": alignment.median_error_other_hand,
@@ -176,22 +180,26 @@ def main(args):
 UNSETTLED_DEGREES = 20.0
 
 
-def _report_settling(history: list[dict], classes: int) -> None:
-    """How far each search epoch turned the poses; a warning when the last one still turned them far."""
+def _report_settling(history: list[dict], classes: int) -> dict:
+    """How far each search epoch turned the poses; a warning when the last one still turned them far. Returns
+    ``poses_moved`` and ``settled`` (None with one search epoch), or nothing without a search."""
     moved = [h["poses_moved"] for h in history if "poses_moved" in h]
     if not moved:
-        return
+        return {}
     print("poses turned by each search epoch (median): " + ", ".join(f"{m:.1f}°" for m in moved))
-    if len(moved) > 1 and moved[-1] > UNSETTLED_DEGREES:  # the first search turns the pretraining's random poses
+    settled = None if len(moved) < 2 else moved[-1] <= UNSETTLED_DEGREES  # the first search turns random poses
+    if settled is False:
         _warn_wrong_poses(f"the poses had not settled: the last search epoch still turned them by {moved[-1]:.0f}° (median)",
                           classes, "or more --search-epochs")
+    return {"poses_moved": moved, "settled": settled}
 
 
-def _report_starts(history: list[dict], classes: int) -> None:
-    """How far the other starts' poses lay from the kept one's at the choice; a warning when none found them."""
+def _report_starts(history: list[dict], classes: int) -> dict:
+    """How far the other starts' poses lay from the kept one's at the choice; a warning when none found them.
+    Returns ``kept_start``, ``start_agreement`` and ``reproduced`` (None: not judged), or nothing with one start."""
     row = next((h for h in history if "start_agreement" in h), None)
     if row is None:
-        return
+        return {}
     from ..core.abinit_starts import SAME_POSES_DEGREES, other_starts, reproduced
 
     others, verdict = other_starts(row), reproduced(row, classes > 1)
@@ -202,6 +210,7 @@ def _report_starts(history: list[dict], classes: int) -> None:
     if verdict is False:
         _warn_wrong_poses(f"no other start found the poses of the one kept (the nearest {min(others):.0f}° away, median)",
                           classes, "or more --starts")
+    return {"kept_start": row["start"], "start_agreement": row["start_agreement"], "reproduced": verdict}
 
 
 def _warn_wrong_poses(reason: str, classes: int, more: str) -> None:

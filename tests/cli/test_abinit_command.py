@@ -36,6 +36,10 @@ def test_abinit_writes_poses_map_and_alignment_then_continues(star, tmp_path, ca
     assert cli(["abinit", str(star), "--outdir", str(run), "--epochs", "3", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "continuing" in out and "of 2 kept; the others' poses from its" in out
+    checks = json.loads((run / "checks.json").read_text())  # the findings, for scripts
+    assert checks["settled"] is None and len(checks["poses_moved"]) == 1  # one search epoch: not judged
+    assert len(checks["start_agreement"]) == 2 and checks["start_agreement"][checks["kept_start"]] == 0.0
+    assert checks["reproduced"] == (max(checks["start_agreement"]) <= 25) and f"checks: {run / 'checks.json'}" in out
     assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 3
     from cryonb.core.abinit import Abinit
 
@@ -70,12 +74,15 @@ def test_abinit_warns_when_the_poses_have_not_settled(tmp_path, capsys):
     turned = [float(t.rstrip("°")) for t in captured.out.split("search epoch (median): ")[1].splitlines()[0].split(", ")]
     assert len(turned) == 3 and turned[-1] > 20
     assert "the poses had not settled" in captured.err and "--classes K" in captured.err
+    checks = json.loads((tmp_path / "run" / "checks.json").read_text())
+    assert checks["settled"] is False and [round(m, 1) for m in checks["poses_moved"]] == turned
 
 
 def test_settled_poses_are_reported_without_a_warning(capsys):
     from cryonb.cli.abinit import _report_settling
 
-    _report_settling([{"epoch": 1}, {"poses_moved": 131.2}, {"poses_moved": 13.9}, {"poses_moved": 7.0}], classes=1)
+    found = _report_settling([{"epoch": 1}, {"poses_moved": 131.2}, {"poses_moved": 13.9}, {"poses_moved": 7.0}], classes=1)
+    assert found == {"poses_moved": [131.2, 13.9, 7.0], "settled": True}
     captured = capsys.readouterr()
     assert "131.2°, 13.9°, 7.0°" in captured.out and captured.err == ""
     _report_settling([{"poses_moved": 130.5}], classes=1)  # one search epoch: from random poses, no judgement
