@@ -154,7 +154,8 @@ def main(args):
         written["map"] = out / "map.mrc"
     for h in trainer.history[-3:]:
         print(f"epoch {h['epoch']} ({h.get('phase', '?')}): loss {h['loss']:.5f}  {h['images_per_s']:.0f} images/s")
-    checks = {**_report_settling(trainer.history, args.classes), **_report_starts(trainer.history, args.classes)}
+    checks = ab.checks()
+    _report(checks, trainer.config.latents == "class")
     if checks:  # for scripts: the same findings, machine-readable
         with atomic_write(out / "checks.json", "w") as f:
             json.dump(checks, f, indent=2)
@@ -173,47 +174,30 @@ def main(args):
     return 0
 
 
-# The last search epoch's median turn above which the poses are said not to have settled. Measured at
-# box 32 (2,000 images, the finest grid step 3.75°): 7° where the poses converged (4.9° from the truth),
-# 29° on images of noise and where one map failed on the benchmark suite's ribosome and assembly (125-130°).
-# At D 64 on a GPU a failed run (one map on assembly, 98°) settled to 5.4°: the starts' agreement told it.
-UNSETTLED_DEGREES = 20.0
+def _report(checks: dict, classes: bool) -> None:
+    """Print :meth:`Abinit.checks <cryonb.core.abinit.Abinit.checks>`: how far each search epoch turned the
+    poses and how far the other starts' lay from the kept one's; warn where they tell wrong poses."""
+    from ..core.abinit_starts import SAME_POSES_DEGREES, other_starts
+
+    if "poses_moved" in checks:
+        moved = checks["poses_moved"]
+        print("poses turned by each search epoch (median): " + ", ".join(f"{m:.1f}°" for m in moved))
+        if checks["settled"] is False:
+            _warn_wrong_poses(f"the poses had not settled: the last search epoch still turned them by {moved[-1]:.0f}° (median)",
+                              classes, "or more --search-epochs")
+    if "start_agreement" in checks:
+        kept, verdict = checks["kept_start"], checks["reproduced"]
+        others = other_starts(checks["start_agreement"], kept)
+        same = sum(a <= SAME_POSES_DEGREES for a in others)
+        print(f"start {kept} of {len(others) + 1} kept; the others' poses from its (median, after one global rotation): "
+              + ", ".join(f"{a:.1f}°" for a in others) + ("; not judged with classes (each class's map has a frame of its own)"
+                                                       if verdict is None else f"; {same} found the same poses (within {SAME_POSES_DEGREES:.0f}°)"))
+        if verdict is False:
+            _warn_wrong_poses(f"no other start found the poses of the one kept (the nearest {min(others):.0f}° away, median)",
+                              classes, "or more --starts")
 
 
-def _report_settling(history: list[dict], classes: int) -> dict:
-    """How far each search epoch turned the poses; a warning when the last one still turned them far. Returns
-    ``poses_moved`` and ``settled`` (None with one search epoch), or nothing without a search."""
-    moved = [h["poses_moved"] for h in history if "poses_moved" in h]
-    if not moved:
-        return {}
-    print("poses turned by each search epoch (median): " + ", ".join(f"{m:.1f}°" for m in moved))
-    settled = None if len(moved) < 2 else moved[-1] <= UNSETTLED_DEGREES  # the first search turns random poses
-    if settled is False:
-        _warn_wrong_poses(f"the poses had not settled: the last search epoch still turned them by {moved[-1]:.0f}° (median)",
-                          classes, "or more --search-epochs")
-    return {"poses_moved": moved, "settled": settled}
-
-
-def _report_starts(history: list[dict], classes: int) -> dict:
-    """How far the other starts' poses lay from the kept one's at the choice; a warning when none found them.
-    Returns ``kept_start``, ``start_agreement`` and ``reproduced`` (None: not judged), or nothing with one start."""
-    row = next((h for h in history if "start_agreement" in h), None)
-    if row is None:
-        return {}
-    from ..core.abinit_starts import SAME_POSES_DEGREES, other_starts, reproduced
-
-    others, verdict = other_starts(row), reproduced(row, classes > 1)
-    same = sum(a <= SAME_POSES_DEGREES for a in others)
-    print(f"start {row['start']} of {len(others) + 1} kept; the others' poses from its (median, after one global rotation): "
-          + ", ".join(f"{a:.1f}°" for a in others) + ("; not judged with classes (each class's map has a frame of its own)"
-                                                   if verdict is None else f"; {same} found the same poses (within {SAME_POSES_DEGREES:.0f}°)"))
-    if verdict is False:
-        _warn_wrong_poses(f"no other start found the poses of the one kept (the nearest {min(others):.0f}° away, median)",
-                          classes, "or more --starts")
-    return {"kept_start": row["start"], "start_agreement": row["start_agreement"], "reproduced": verdict}
-
-
-def _warn_wrong_poses(reason: str, classes: int, more: str) -> None:
-    fix = "try --classes K (one map per complex or state)" if classes <= 1 else "try another --classes or --seed"
+def _warn_wrong_poses(reason: str, classes: bool, more: str) -> None:
+    fix = "try another --classes or --seed" if classes else "try --classes K (one map per complex or state)"
     print(f"cryonb abinit: warning: {reason}, so they are likely wrong. Images of different complexes, or junk, "
           f"defeat a search with one map: {fix}; {more}.", file=sys.stderr)

@@ -37,12 +37,33 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .abinit_starts import SeveralStarts, random_grid_rotation, start_seed  # noqa: F401 (start_seed: part of this module's interface)
+from .abinit_starts import SeveralStarts, random_grid_rotation, reproduced, start_seed  # noqa: F401 (start_seed: part of this module's interface)
 from .alignment import MIRROR, PoseAlignment, align_map, align_poses  # noqa: F401 (part of this module's interface)
 from .errors import InputError
 from .so3grid import angle_between
 
 RADIUS_128 = (12.0, 32.0)  # cryoDRGN-AI's search radii (pixels) at a box of 128
+# The last search epoch's median turn above which the poses are said not to have settled. Measured at
+# box 32 (2,000 images, the finest grid step 3.75°): 7° where the poses converged (4.9° from the truth),
+# 29° on images of noise and where one map failed on the benchmark suite's ribosome and assembly (125-130°).
+# At D 64 on a GPU a failed run (one map on assembly, 98°) settled to 5.4°: the starts' agreement told it.
+UNSETTLED_DEGREES = 20.0
+
+
+def pose_checks(history: list[dict], classes: bool) -> dict:
+    """What tells wrong poses without a reference, from a run's history (empty before the first search
+    epoch ends): ``poses_moved``, each search epoch's median turn (°), and ``settled``, the last one under
+    ``UNSETTLED_DEGREES`` (None with one search epoch: it turns the pretraining's random poses); once
+    several starts were compared, ``kept_start``, ``start_agreement`` and ``reproduced`` (see
+    :func:`~cryonb.core.abinit_starts.reproduced`; None with classes)."""
+    found = {}
+    moved = [row["poses_moved"] for row in history if "poses_moved" in row]
+    if moved:
+        found.update(poses_moved=moved, settled=None if len(moved) < 2 else moved[-1] <= UNSETTLED_DEGREES)
+    chosen = next((row for row in history if "start_agreement" in row), None)
+    if chosen is not None:
+        found.update(kept_start=chosen["start"], start_agreement=chosen["start_agreement"], reproduced=reproduced(chosen, classes))
+    return found
 
 
 @dataclass
@@ -496,6 +517,10 @@ class Abinit(SeveralStarts):
             write_cryodrgn_poses(pickle, particles.rotations, particles.shifts, particles.box_size or self.trainer.data.D)
             out["pickle"] = Path(pickle)
         return out
+
+    def checks(self) -> dict:
+        """:func:`pose_checks` of this run: whether its poses settled and another start found them."""
+        return pose_checks(self.trainer.history, self.trainer.config.latents == "class")
 
     def align(self, reference) -> PoseAlignment:
         """Align the poses found to reference rotations (N, 3, 3) (e.g. a consensus refinement's, or a

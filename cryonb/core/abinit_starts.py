@@ -39,9 +39,9 @@ def random_grid_rotation(generator: torch.Generator) -> torch.Tensor:
 SAME_POSES_DEGREES = 25.0
 
 
-def other_starts(row: dict) -> list[float]:
-    """The other starts' distances from the kept one (degrees), from the history row of the choice."""
-    return [a for k, a in enumerate(row["start_agreement"]) if k != row["start"]]
+def other_starts(agreement: list[float], kept: int) -> list[float]:
+    """The other starts' distances from the kept one (degrees), of :func:`starts_agreement`."""
+    return [a for k, a in enumerate(agreement) if k != kept]
 
 
 def reproduced(row: dict, classes: bool) -> bool | None:
@@ -49,7 +49,7 @@ def reproduced(row: dict, classes: bool) -> bool | None:
     judged) with classes: each class's map has a frame of its own, and the classes still change at the
     choice (on the benchmark suite's assembly, poses that came out 4.4° from the truth had every other
     start 79-122° away at the choice)."""
-    return None if classes else min(other_starts(row)) <= SAME_POSES_DEGREES
+    return None if classes else min(other_starts(row["start_agreement"], row["start"])) <= SAME_POSES_DEGREES
 
 
 def starts_agreement(rotations, best: int) -> list[float]:

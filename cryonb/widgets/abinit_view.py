@@ -9,7 +9,7 @@ import ipywidgets as w
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..core.abinit_starts import other_starts, reproduced
+from ..core.abinit_starts import other_starts
 from ._figures import figure_png
 
 log = logging.getLogger(__name__)
@@ -41,14 +41,12 @@ class AbinitView(w.VBox):
         t = self.abinit.trainer
         phase = t.history[-1].get("phase", "") if t.history else ""
         text = f"epoch {t.epoch}" + (f" ({phase})" if phase else "") + f", next: {self.abinit.phase}"
-        moved = [row["poses_moved"] for row in t.history if "poses_moved" in row]
-        if moved:  # without a reference, the sign of poses settling (see cryonb abinit)
-            text += f", the last search turned the poses {moved[-1]:.1f}°"
-        chosen = next((row for row in t.history if "start_agreement" in row), None)
-        verdict = None if chosen is None else reproduced(chosen, t.config.latents == "class")
-        if verdict is not None:  # and whether another start found them
-            nearest = min(other_starts(chosen))
-            text += (f", another start found these poses ({nearest:.0f}°)" if verdict
+        checks = self.abinit.checks()  # without a reference, the signs of right poses (see cryonb abinit)
+        if "poses_moved" in checks:
+            text += f", the last search turned the poses {checks['poses_moved'][-1]:.1f}°"
+        if checks.get("reproduced") is not None:
+            nearest = min(other_starts(checks["start_agreement"], checks["kept_start"]))
+            text += (f", another start found these poses ({nearest:.0f}°)" if checks["reproduced"]
                      else f", no other start found these poses (the nearest {nearest:.0f}° away)")
         if self.errors:
             text += f", median pose error {self.errors[-1][2]:.1f}°"

@@ -78,31 +78,37 @@ def test_abinit_warns_when_the_poses_have_not_settled(tmp_path, capsys):
     assert checks["settled"] is False and [round(m, 1) for m in checks["poses_moved"]] == turned
 
 
-def test_settled_poses_are_reported_without_a_warning(capsys):
-    from cryonb.cli.abinit import _report_settling
+def report(history, classes):
+    from cryonb.cli.abinit import _report
+    from cryonb.core.abinit import pose_checks
 
-    found = _report_settling([{"epoch": 1}, {"poses_moved": 131.2}, {"poses_moved": 13.9}, {"poses_moved": 7.0}], classes=1)
+    checks = pose_checks(history, classes)
+    _report(checks, classes)
+    return checks
+
+
+def test_settled_poses_are_reported_without_a_warning(capsys):
+    found = report([{"epoch": 1}, {"poses_moved": 131.2}, {"poses_moved": 13.9}, {"poses_moved": 7.0}], classes=False)
     assert found == {"poses_moved": [131.2, 13.9, 7.0], "settled": True}
     captured = capsys.readouterr()
     assert "131.2°, 13.9°, 7.0°" in captured.out and captured.err == ""
-    _report_settling([{"poses_moved": 130.5}], classes=1)  # one search epoch: from random poses, no judgement
+    assert report([{"poses_moved": 130.5}], classes=False)["settled"] is None  # one search epoch: from random poses, no judgement
     assert capsys.readouterr().err == ""
-    _report_settling([{"poses_moved": 130.5}, {"poses_moved": 29.4}], classes=3)
+    assert report([{"poses_moved": 130.5}, {"poses_moved": 29.4}], classes=True)["settled"] is False
     assert "try another --classes or --seed" in capsys.readouterr().err
 
 
 def test_the_other_starts_agreement_is_reported_and_a_solution_found_once_warned(capsys):
-    from cryonb.cli.abinit import _report_starts
-
-    _report_starts([{"epoch": 1}, {"start": 1, "start_scores": [2.0, 1.0, 1.5, 3.0], "start_agreement": [46.4, 0.0, 9.4, 9.9]}], classes=1)
+    found = report([{"epoch": 1}, {"start": 1, "start_scores": [2.0, 1.0, 1.5, 3.0], "start_agreement": [46.4, 0.0, 9.4, 9.9]}], classes=False)
+    assert found == {"kept_start": 1, "start_agreement": [46.4, 0.0, 9.4, 9.9], "reproduced": True}
     captured = capsys.readouterr()
     assert "start 1 of 4 kept" in captured.out and "46.4°, 9.4°, 9.9°; 2 found the same poses" in captured.out
     assert captured.err == ""
-    _report_starts([{"start": 2, "start_scores": [1, 1, 0], "start_agreement": [66.9, 58.1, 0.0]}], classes=1)
+    assert report([{"start": 2, "start_scores": [1, 1, 0], "start_agreement": [66.9, 58.1, 0.0]}], classes=False)["reproduced"] is False
     err = capsys.readouterr().err
     assert "no other start found the poses of the one kept (the nearest 58° away" in err and "--classes K" in err
-    _report_starts([{"start": 2, "start_scores": [1, 1, 0], "start_agreement": [79.3, 121.5, 0.0]}], classes=5)
+    assert report([{"start": 2, "start_scores": [1, 1, 0], "start_agreement": [79.3, 121.5, 0.0]}], classes=True)["reproduced"] is None
     captured = capsys.readouterr()  # each class's map has a frame of its own: no judgement
     assert "79.3°, 121.5°; not judged with classes" in captured.out and captured.err == ""
-    _report_starts([{"epoch": 1}], classes=1)  # one start: nothing to compare
+    assert report([{"epoch": 1}], classes=False) == {}  # one start, no search yet: nothing to compare
     assert capsys.readouterr() == ("", "")

@@ -214,7 +214,7 @@ def test_from_scratch_the_poses_converge_to_a_few_degrees(one_torch_thread):  # 
     curve = fsc(align_map(ab.volume(), alignment), sim.volumes[0], apix=sim.particles.apix)
     assert curve.resolution(0.5) < 16  # Å (the blob of the pretraining: 34 Å; Nyquist 6 Å)
     # Settled, as cryonb abinit judges it: 7° in the last search epoch, where runs that failed turned 29°.
-    from cryonb.cli.abinit import UNSETTLED_DEGREES
+    from cryonb.core.abinit import UNSETTLED_DEGREES
 
     moved = [row["poses_moved"] for row in ab.history if "poses_moved" in row]
     assert len(moved) == settings.search_epochs and moved[0] > 100 and moved[-1] < UNSETTLED_DEGREES / 2
