@@ -313,11 +313,13 @@ class Abinit(SeveralStarts):
             result = self._search_ahead(trainer, idx)
             before = poses.base[idx]
             poses.assign(idx, result.rotations, result.shifts)
-            self.search_moves.append((trainer.step_count, float(angle_between(before, poses.base[idx]).median())))
+            turned = angle_between(before, poses.base[idx]).median()
             if result.labels is not None:
                 trainer.model.latents.assign(idx, result.labels)
             self._forget_momentum(idx)
-            self.search_errors.append((trainer.step_count, float(result.error.mean()) / self._searched_pixels()))
+            error, turned = torch.stack([result.error.mean().float(), turned.float()]).tolist()  # one wait for the device
+            self.search_errors.append((trainer.step_count, error / self._searched_pixels()))
+            self.search_moves.append((trainer.step_count, turned))
 
     def _search_ahead(self, trainer, idx):
         """This batch's search result, from a search of it and the next batches of the epoch
